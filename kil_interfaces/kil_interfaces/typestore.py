@@ -1,0 +1,49 @@
+"""A ``rosbags`` typestore that knows the kil messages, for reading and writing bags without ROS.
+
+The message definitions are the package's own ``msg/*.msg`` files, found in the installed share
+directory (``ament_index``) or in a directory given explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+PACKAGE = "kil_interfaces"
+
+
+def message_dir() -> Path:
+    """The directory holding the kil ``*.msg`` files of the sourced workspace.
+
+    Raises:
+        FileNotFoundError: when ``kil_interfaces`` is on no ``AMENT_PREFIX_PATH`` entry.
+    """
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        candidate = Path(prefix) / "share" / PACKAGE / "msg"
+        if prefix and candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"{PACKAGE} message definitions not found on AMENT_PREFIX_PATH; source the workspace "
+        "(source install/setup.bash) or pass msg_dir explicitly"
+    )
+
+
+def kil_typestore(msg_dir: Path | None = None, store: Stores = Stores.ROS2_JAZZY) -> Typestore:
+    """A typestore of the given ROS distribution with the kil messages registered.
+
+    Args:
+        msg_dir: directory of the kil ``*.msg`` files; default :func:`message_dir`.
+        store: base typestore (ROS2_JAZZY; ROS2_HUMBLE for Humble bags).
+    """
+    msg_dir = Path(msg_dir) if msg_dir is not None else message_dir()
+    typestore = get_typestore(store)
+    types = {}
+    for path in sorted(msg_dir.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
+    if not types:
+        raise FileNotFoundError(f"no *.msg files in {msg_dir}")
+    typestore.register(types)
+    return typestore

