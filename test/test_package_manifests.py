@@ -72,8 +72,7 @@ def test_package_xml_declares_exactly_the_imports(package: Path) -> None:
     if (package / "CMakeLists.txt").exists():
         declared -= {"rosidl_default_runtime", "std_msgs", "geometry_msgs", "builtin_interfaces"}
     assert declared == imported, (
-        f"{package.name}/package.xml: missing {sorted(imported - declared)}, "
-        f"not imported {sorted(declared - imported)}"
+        f"{package.name}/package.xml: missing {sorted(imported - declared)}, not imported {sorted(declared - imported)}"
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_interfaces.data import ActionChunkData, CameraIntrinsics, KeypointArrayData, RobotStateData
 
 
 class ConversionError(ValueError):
@@ -253,6 +253,52 @@ def numpy_to_image(
 
 
 # ---------------------------------------------------------------------------------------------
+# sensor_msgs/CameraInfo
+
+
+def camera_info_from_msg(msg, what: str = "CameraInfo") -> CameraIntrinsics:
+    """``sensor_msgs/CameraInfo`` to :class:`CameraIntrinsics` (from K, D and the image size)."""
+    k = np.asarray(msg.k, dtype=np.float64)
+    if k.shape != (9,) or k[8] != 1.0:
+        raise ConversionError(f"{what}.k must hold a 3x3 camera matrix with k[8] = 1, got {k.tolist()}")
+    return _checked(
+        lambda: CameraIntrinsics(
+            width=msg.width,
+            height=msg.height,
+            fx=k[0],
+            fy=k[4],
+            cx=k[2],
+            cy=k[5],
+            distortion_model=msg.distortion_model,
+            distortion=np.asarray(msg.d, dtype=np.float64),
+            frame_id=msg.header.frame_id,
+        ),
+        what,
+    )
+
+
+def camera_info_to_msg(intrinsics: CameraIntrinsics, stamp_ns: int = 0, types: MessageTypes | None = None):
+    """:class:`CameraIntrinsics` to ``sensor_msgs/CameraInfo`` (R identity, P = [K | 0])."""
+    types = _types(types)
+    k = intrinsics.matrix
+    p = np.hstack([k, np.zeros((3, 1))])
+    return types.make(
+        "sensor_msgs/msg/CameraInfo",
+        header=make_header(stamp_ns, intrinsics.frame_id, types),
+        height=intrinsics.height,
+        width=intrinsics.width,
+        distortion_model=intrinsics.distortion_model,
+        d=types.sequence(intrinsics.distortion.astype(np.float64), "d"),
+        k=np.ascontiguousarray(k.reshape(-1)),
+        r=np.eye(3).reshape(-1),
+        p=np.ascontiguousarray(p.reshape(-1)),
+        binning_x=0,
+        binning_y=0,
+        roi=types.make("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # geometry
 
 
@@ -297,9 +343,7 @@ def robot_state_from_msg(msg, what: str = "RobotState") -> RobotStateData:
     names = tuple(msg.joint_names)
     joints = np.asarray(msg.joint_positions, dtype=np.float64)
     if joints.shape != (len(names),):
-        raise ConversionError(
-            f"{what}.joint_positions has {joints.size} values but joint_names has {len(names)}"
-        )
+        raise ConversionError(f"{what}.joint_positions has {joints.size} values but joint_names has {len(names)}")
     return _checked(
         lambda: RobotStateData(
             stamp_ns=time_to_ns(msg.header.stamp),
@@ -380,8 +424,7 @@ def keypoints_from_msg(msg, what: str = "KeypointArray") -> KeypointArrayData:
     similarities = np.asarray(msg.similarities, dtype=np.float32)
     if similarities.size not in (0, k * k):
         raise ConversionError(
-            f"{what}.similarities has {similarities.size} values; expected 0 or K x K = {k * k} "
-            f"for K = {k} keypoints"
+            f"{what}.similarities has {similarities.size} values; expected 0 or K x K = {k * k} for K = {k} keypoints"
         )
     return _checked(
         lambda: KeypointArrayData(

@@ -18,7 +18,7 @@ KEYPOINT_METHODS = ("image", "instance", "track", "oracle")
 _UNIT_TOLERANCE = 1e-3
 
 
-def _as_array(value, dtype, shape: tuple[int | None, ...], owner: str, name: str) -> np.ndarray:
+def as_checked_array(value, dtype, shape: tuple[int | None, ...], owner: str, name: str) -> np.ndarray:
     """Convert ``value`` to a C-contiguous array of ``dtype`` and check its shape.
 
     ``None`` in ``shape`` accepts any size on that axis.
@@ -34,13 +34,12 @@ def _as_array(value, dtype, shape: tuple[int | None, ...], owner: str, name: str
     return array
 
 
-def _check_quaternions(quaternions: np.ndarray, owner: str, name: str) -> None:
+def check_unit_quaternions(quaternions: np.ndarray, owner: str, name: str) -> None:
     norms = np.linalg.norm(quaternions.reshape(-1, 4), axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > _UNIT_TOLERANCE)
     if bad.size:
         raise ValueError(
-            f"{owner}.{name} must hold unit quaternions (x, y, z, w); "
-            f"row {int(bad[0])} has norm {norms[bad[0]]:.6f}"
+            f"{owner}.{name} must hold unit quaternions (x, y, z, w); row {int(bad[0])} has norm {norms[bad[0]]:.6f}"
         )
 
 
@@ -76,14 +75,14 @@ class RobotStateData:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         self.stamp_ns = _check_stamp(self.stamp_ns, owner)
-        self.position = _as_array(self.position, np.float64, (3,), owner, "position")
-        self.quaternion = _as_array(self.quaternion, np.float64, (4,), owner, "quaternion")
-        _check_quaternions(self.quaternion, owner, "quaternion")
+        self.position = as_checked_array(self.position, np.float64, (3,), owner, "position")
+        self.quaternion = as_checked_array(self.quaternion, np.float64, (4,), owner, "quaternion")
+        check_unit_quaternions(self.quaternion, owner, "quaternion")
         self.gripper = float(self.gripper)
         if not 0.0 <= self.gripper <= 1.0:
             raise ValueError(f"{owner}.gripper must be in [0, 1], got {self.gripper}")
         self.joint_names = tuple(self.joint_names)
-        self.joint_positions = _as_array(
+        self.joint_positions = as_checked_array(
             self.joint_positions, np.float64, (len(self.joint_names),), owner, "joint_positions"
         )
 
@@ -119,13 +118,13 @@ class ActionChunkData:
         self.step_ns = int(self.step_ns)
         if self.step_ns <= 0:
             raise ValueError(f"{owner}.step_ns must be > 0, got {self.step_ns}")
-        self.positions = _as_array(self.positions, np.float64, (None, 3), owner, "positions")
+        self.positions = as_checked_array(self.positions, np.float64, (None, 3), owner, "positions")
         steps = self.positions.shape[0]
         if steps == 0:
             raise ValueError(f"{owner} must hold at least one target")
-        self.quaternions = _as_array(self.quaternions, np.float64, (steps, 4), owner, "quaternions")
-        _check_quaternions(self.quaternions, owner, "quaternions")
-        self.gripper = _as_array(self.gripper, np.float32, (steps,), owner, "gripper")
+        self.quaternions = as_checked_array(self.quaternions, np.float64, (steps, 4), owner, "quaternions")
+        check_unit_quaternions(self.quaternions, owner, "quaternions")
+        self.gripper = as_checked_array(self.gripper, np.float32, (steps,), owner, "gripper")
         if np.any((self.gripper < 0.0) | (self.gripper > 1.0)):
             raise ValueError(f"{owner}.gripper values must be in [0, 1]")
         self.execute_steps = int(self.execute_steps)
@@ -193,16 +192,72 @@ class KeypointArrayData:
         instances = np.asarray(self.instances)
         if instances.size and (instances.min() < 0 or instances.max() > 255):
             raise ValueError(f"{owner}.instances must be in [0, 255]")
-        self.instances = _as_array(instances, np.uint8, (k,), owner, "instances")
-        self.uv = _as_array(self.uv, np.float32, (k, 2), owner, "uv")
-        self.points = _as_array(self.points, np.float64, (k, 3), owner, "points")
-        self.scores = _as_array(self.scores, np.float32, (k,), owner, "scores")
-        self.valid = _as_array(self.valid, np.bool_, (k,), owner, "valid")
+        self.instances = as_checked_array(instances, np.uint8, (k,), owner, "instances")
+        self.uv = as_checked_array(self.uv, np.float32, (k, 2), owner, "uv")
+        self.points = as_checked_array(self.points, np.float64, (k, 3), owner, "points")
+        self.scores = as_checked_array(self.scores, np.float32, (k,), owner, "scores")
+        self.valid = as_checked_array(self.valid, np.bool_, (k,), owner, "valid")
         if self.similarities is not None:
-            self.similarities = _as_array(self.similarities, np.float32, (k, k), owner, "similarities")
+            self.similarities = as_checked_array(self.similarities, np.float32, (k, k), owner, "similarities")
         self.processing_time = float(self.processing_time)
 
     @property
     def num_keypoints(self) -> int:
         """Number of keypoints K (valid or not)."""
         return len(self.names)
+
+
+@dataclass
+class CameraIntrinsics:
+    """Pinhole intrinsics of one camera stream: ``sensor_msgs/CameraInfo`` without ROS.
+
+    Pixel coordinates follow ROS/OpenCV: the top-left pixel's centre is (0, 0), u right, v down.
+
+    Attributes:
+        width, height: image size (px).
+        fx, fy: focal lengths (px); cx, cy: principal point (px).
+        distortion_model: "plumb_bob" (5 coefficients) or "rational_polynomial" (8); "" for none.
+        distortion: (N,) float64 distortion coefficients; all zero (or empty) for a rectified image.
+        frame_id: the optical frame (z forward, x right, y down).
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion_model: str = "plumb_bob"
+    distortion: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    frame_id: str = ""
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        self.width, self.height = int(self.width), int(self.height)
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"{owner} size must be positive, got {self.width}x{self.height}")
+        for name in ("fx", "fy", "cx", "cy"):
+            setattr(self, name, float(getattr(self, name)))
+        if self.fx <= 0 or self.fy <= 0:
+            raise ValueError(f"{owner}.fx and fy must be > 0, got {self.fx}, {self.fy}")
+        self.distortion = as_checked_array(self.distortion, np.float64, (None,), owner, "distortion")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(3, 3) camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def has_distortion(self) -> bool:
+        return bool(np.any(self.distortion != 0.0))
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Project (N, 3) points in the optical frame (m) to (N, 2) pixels (u, v), ignoring distortion."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        return np.stack(
+            [
+                self.fx * points[:, 0] / points[:, 2] + self.cx,
+                self.fy * points[:, 1] / points[:, 2] + self.cy,
+            ],
+            axis=1,
+        )

@@ -99,9 +99,7 @@ def test_image_to_numpy_copy_is_independent() -> None:
 
 def test_unsupported_encoding_names_topic_and_field() -> None:
     msg = _image("yuv422", IMAGES["rgb8"])
-    with pytest.raises(
-        cv.ConversionError, match=r"/camera/color/image_raw\.encoding 'yuv422'.*supported: rgb8"
-    ):
+    with pytest.raises(cv.ConversionError, match=r"/camera/color/image_raw\.encoding 'yuv422'.*supported: rgb8"):
         cv.image_to_numpy(msg, what="/camera/color/image_raw")
 
 
@@ -246,9 +244,7 @@ def test_action_chunk_zero_step_is_rejected() -> None:
 def test_robot_state_joint_count_mismatch() -> None:
     msg = cv.robot_state_to_msg(sample_robot_state())
     msg.joint_positions = [0.1, 0.2]
-    with pytest.raises(
-        cv.ConversionError, match=r"RobotState\.joint_positions has 2 values but joint_names has 6"
-    ):
+    with pytest.raises(cv.ConversionError, match=r"RobotState\.joint_positions has 2 values but joint_names has 6"):
         cv.robot_state_from_msg(msg)
 
 
@@ -280,21 +276,15 @@ def test_action_chunk_times() -> None:
             r"gripper values must be in \[0, 1\]",
         ),
         (
-            lambda: ActionChunkData(
-                0, "b", 1, np.zeros((2, 3)), [[0, 0, 0, 1]] * 2, [0.5, 0.5], execute_steps=3
-            ),
+            lambda: ActionChunkData(0, "b", 1, np.zeros((2, 3)), [[0, 0, 0, 1]] * 2, [0.5, 0.5], execute_steps=3),
             r"execute_steps must be in \[0, 2\]",
         ),
         (
-            lambda: KeypointArrayData(
-                0, "b", "image", "", ("a",), ("x", "y"), [0], [[0, 0]], [[0, 0, 0]], [1], [True]
-            ),
+            lambda: KeypointArrayData(0, "b", "image", "", ("a",), ("x", "y"), [0], [[0, 0]], [[0, 0, 0]], [1], [True]),
             r"categories has 2 entries, names has 1",
         ),
         (
-            lambda: KeypointArrayData(
-                0, "b", "image", "", ("a",), ("x",), [300], [[0, 0]], [[0, 0, 0]], [1], [True]
-            ),
+            lambda: KeypointArrayData(0, "b", "image", "", ("a",), ("x",), [300], [[0, 0]], [[0, 0, 0]], [1], [True]),
             r"instances must be in \[0, 255\]",
         ),
     ],

@@ -1,0 +1,219 @@
+"""``SimWorld``: the simulated arm, gripper, objects and RGB-D camera, without ROS.
+
+Used by ``sim_node`` (real time, behind the driver topics) and directly for fast offline data
+generation and evaluation. Positions in m in the robot base frame, quaternions (x, y, z, w),
+time in s since the last reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from kil_interfaces.calibration import RigidTransform
+from kil_interfaces.data import CameraIntrinsics, RobotStateData
+from kil_interfaces.rotations import quat_angle, quat_slerp, quat_to_matrix
+
+from kil_sim.camera import depth_to_millimetres
+from kil_sim.rendering import CameraRenderer
+from kil_sim.scene import (
+    CAMERA_NAME,
+    FINGER_JOINTS,
+    GRIPPER_ACTUATORS,
+    GRIPPER_BODY,
+    GRIPPER_TARGET_BODY,
+    PlacedObject,
+    SceneConfig,
+    build_mjcf,
+)
+
+
+@dataclass
+class CameraFrame:
+    """One RGB-D frame as the real camera driver would deliver it, plus simulator extras.
+
+    Attributes:
+        stamp_s: simulation time of the render (s).
+        rgb: (H, W, 3) uint8 colour.
+        depth_mm: (H, W) uint16 depth aligned to colour (mm, 0 = no return).
+        instance_mask: (H, W) int16 index into ``SimWorld.objects`` + 1 per pixel (0 = not an
+            object), or None when not rendered.
+    """
+
+    stamp_s: float
+    rgb: np.ndarray
+    depth_mm: np.ndarray
+    instance_mask: np.ndarray | None = None
+
+
+def _mj_quat(quat_xyzw: np.ndarray) -> np.ndarray:
+    return np.array([quat_xyzw[3], quat_xyzw[0], quat_xyzw[1], quat_xyzw[2]])
+
+
+def _xyzw(quat_wxyz: np.ndarray) -> np.ndarray:
+    return np.array([quat_wxyz[1], quat_wxyz[2], quat_wxyz[3], quat_wxyz[0]])
+
+
+class SimWorld:
+    """A tabletop scene with ``objects``; call :meth:`step` to advance it.
+
+    Args:
+        objects: the task's objects and their initial placements.
+        config: camera, gripper and physics settings.
+    """
+
+    def __init__(self, objects: list[PlacedObject], config: SceneConfig | None = None) -> None:
+        self.config = config or SceneConfig()
+        self.objects = list(objects)
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.objects, self.config))
+        self.data = mujoco.MjData(self.model)
+        self._mocap = self.model.body_mocapid[
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_TARGET_BODY)
+        ]
+        self._gripper = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_BODY)
+        self._finger_qpos = [
+            self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
+        ]
+        self._actuators = [
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, name) for name in GRIPPER_ACTUATORS
+        ]
+        self._half_open = 0.5 * self.config.gripper.max_opening_m
+        self._body_ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, o.name) for o in self.objects]
+        # geom id -> object index + 1 (0 for the table, robot, gripper).
+        self._geom_instance = np.zeros(self.model.ngeom + 1, np.int16)
+        for index, body in enumerate(self._body_ids):
+            self._geom_instance[np.flatnonzero(self.model.geom_bodyid == body)] = index + 1
+        self._renderer: CameraRenderer | None = None
+        self.reset()
+
+    # --- state ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Objects back to their placements, gripper home and open, time 0."""
+        mujoco.mj_resetData(self.model, self.data)
+        gripper = self.config.gripper
+        self.data.mocap_pos[self._mocap] = gripper.home_position
+        self.data.mocap_quat[self._mocap] = _mj_quat(np.asarray(gripper.home_quaternion))
+        for q in self._finger_qpos:
+            self.data.qpos[q] = self._half_open
+        self._target_position = np.array(gripper.home_position, dtype=np.float64)
+        self._target_quaternion = np.array(gripper.home_quaternion, dtype=np.float64)
+        self.set_gripper(1.0)
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def time(self) -> float:
+        """Simulation time since reset (s)."""
+        return float(self.data.time)
+
+    def set_target(self, position: np.ndarray, quaternion: np.ndarray) -> None:
+        """Set the TCP pose target; the TCP moves there within the speed limits."""
+        position = np.asarray(position, dtype=np.float64)
+        quaternion = np.asarray(quaternion, dtype=np.float64)
+        if position.shape != (3,) or not np.all(np.isfinite(position)):
+            raise ValueError(f"TCP target position must be 3 finite values, got {position}")
+        norm = np.linalg.norm(quaternion)
+        if quaternion.shape != (4,) or not abs(norm - 1.0) < 1e-3:
+            raise ValueError(f"TCP target quaternion must be a unit (x, y, z, w), got {quaternion}")
+        self._target_position = position
+        self._target_quaternion = quaternion / norm
+
+    def set_gripper(self, opening: float) -> None:
+        """Gripper opening command, 0 (close, squeezing with the grip force) .. 1 (fully open)."""
+        opening = float(np.clip(opening, 0.0, 1.0))
+        self.data.ctrl[self._actuators] = opening * self._half_open
+
+    def step(self, duration_s: float) -> None:
+        """Advance physics by ``duration_s`` (rounded to whole physics steps, at least one)."""
+        dt = self.model.opt.timestep
+        gripper = self.config.gripper
+        for _ in range(max(1, round(duration_s / dt))):
+            position = self.data.mocap_pos[self._mocap]
+            delta = self._target_position - position
+            distance = np.linalg.norm(delta)
+            max_step = gripper.max_linear_speed * dt
+            position += delta if distance <= max_step else delta * (max_step / distance)
+            current = _xyzw(self.data.mocap_quat[self._mocap])
+            angle = float(quat_angle(current, self._target_quaternion))
+            max_turn = gripper.max_angular_speed * dt
+            fraction = 1.0 if angle <= max_turn else max_turn / angle
+            self.data.mocap_quat[self._mocap] = _mj_quat(quat_slerp(current, self._target_quaternion, fraction))
+            mujoco.mj_step(self.model, self.data)
+
+    def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """Measured TCP position (3,) and quaternion (4,) in the base frame."""
+        return self.data.xpos[self._gripper].copy(), _xyzw(self.data.xquat[self._gripper])
+
+    def commanded_tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The speed-limited TCP setpoint the gripper is being pulled to (base frame)."""
+        return self.data.mocap_pos[self._mocap].copy(), _xyzw(self.data.mocap_quat[self._mocap])
+
+    def gripper_opening(self) -> float:
+        """Measured opening, 0 (closed) .. 1 (fully open)."""
+        q = np.mean([self.data.qpos[i] for i in self._finger_qpos])
+        return float(np.clip(q / self._half_open, 0.0, 1.0))
+
+    def robot_state(self, stamp_ns: int | None = None) -> RobotStateData:
+        """Proprioception as the robot adapter publishes it (stamp defaults to sim time)."""
+        position, quaternion = self.tcp_pose()
+        return RobotStateData(
+            stamp_ns=round(self.time * 1e9) if stamp_ns is None else stamp_ns,
+            frame_id=self.config.base_frame,
+            position=position,
+            quaternion=quaternion,
+            gripper=self.gripper_opening(),
+            joint_names=FINGER_JOINTS,
+            joint_positions=np.array([self.data.qpos[i] for i in self._finger_qpos]),
+        )
+
+    def object_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Position (3,) and quaternion (4,) of an object's frame in the base frame."""
+        body = self._body_ids[self._object_index(name)]
+        return self.data.xpos[body].copy(), _xyzw(self.data.xquat[body])
+
+    def keypoints(self, name: str) -> dict[str, np.ndarray]:
+        """Ground-truth keypoints of an object in the base frame (m)."""
+        index = self._object_index(name)
+        position, quaternion = self.object_pose(name)
+        rotation = quat_to_matrix(quaternion)
+        return {k: rotation @ np.asarray(p) + position for k, p in self.objects[index].model.keypoints.items()}
+
+    def _object_index(self, name: str) -> int:
+        for index, placed in enumerate(self.objects):
+            if placed.name == name:
+                return index
+        raise KeyError(f"no object named {name!r}; objects: {[o.name for o in self.objects]}")
+
+    # --- camera -----------------------------------------------------------------------------
+
+    @property
+    def camera_intrinsics(self) -> CameraIntrinsics:
+        return self.config.camera.intrinsics()
+
+    @property
+    def camera_extrinsics(self) -> RigidTransform:
+        """Pose of the camera optical frame in the robot base frame."""
+        return self.config.camera.extrinsics(self.config.base_frame)
+
+    def render(self, instance_mask: bool = False) -> CameraFrame:
+        """Render the scene camera: colour, depth in mm and optionally per-object instance masks."""
+        camera = self.config.camera
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, CAMERA_NAME, camera.width, camera.height)
+        frame = self._renderer.render(self.data, segmentation=instance_mask)
+        mask = None
+        if frame.geom_ids is not None:
+            mask = self._geom_instance[np.where(frame.geom_ids < 0, self.model.ngeom, frame.geom_ids)]
+        return CameraFrame(
+            stamp_s=self.time,
+            rgb=frame.rgb,
+            depth_mm=depth_to_millimetres(frame.depth_m, camera.min_range_m, camera.max_range_m),
+            instance_mask=mask,
+        )
+
+    def close(self) -> None:
+        """Release the renderer's GL context."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
