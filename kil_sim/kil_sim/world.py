@@ -72,6 +72,7 @@ class SimWorld:
             mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_TARGET_BODY)
         ]
         self._gripper = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_BODY)
+        self._gripper_bodies = {self._gripper, *np.flatnonzero(self.model.body_parentid == self._gripper).tolist()}
         self._finger_qpos = [
             self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
         ]
@@ -169,17 +170,28 @@ class SimWorld:
 
     def object_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Position (3,) and quaternion (4,) of an object's frame in the base frame."""
-        body = self._body_ids[self._object_index(name)]
+        body = self._body_ids[self.object_index(name)]
         return self.data.xpos[body].copy(), _xyzw(self.data.xquat[body])
 
     def keypoints(self, name: str) -> dict[str, np.ndarray]:
         """Ground-truth keypoints of an object in the base frame (m)."""
-        index = self._object_index(name)
+        index = self.object_index(name)
         position, quaternion = self.object_pose(name)
         rotation = quat_to_matrix(quaternion)
         return {k: rotation @ np.asarray(p) + position for k, p in self.objects[index].model.keypoints.items()}
 
-    def _object_index(self, name: str) -> int:
+    def in_contact_with_gripper(self, name: str) -> bool:
+        """True when any geom of object ``name`` touches the gripper (palm or fingers)."""
+        body = self._body_ids[self.object_index(name)]
+        bodies = self.model.geom_bodyid
+        for contact in self.data.contact[: self.data.ncon]:
+            pair = (bodies[contact.geom1], bodies[contact.geom2])
+            if body in pair and any(b in self._gripper_bodies for b in pair):
+                return True
+        return False
+
+    def object_index(self, name: str) -> int:
+        """Index of object ``name`` in ``objects`` (its instance-mask value is this + 1)."""
         for index, placed in enumerate(self.objects):
             if placed.name == name:
                 return index
