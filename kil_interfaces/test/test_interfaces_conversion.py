@@ -197,6 +197,14 @@ def test_kil_message_cdr_bytes_cross_between_rclpy_and_rosbags(case: str) -> Non
     assert_same(original, from_msg(deserialize_message(rosbags_bytes, msg_class)))
 
 
+def test_robot_state_without_joints_crosses_to_rosbags() -> None:
+    """Regression: an empty trailing float64[] made rclpy's bytes 4 bytes longer than rosbags allows."""
+    state = sample_robot_state()
+    state.joint_names, state.joint_positions = (), np.zeros(0)
+    raw = bytes(serialize_message(cv.robot_state_to_msg(state)))
+    assert_same(state, cv.robot_state_from_msg(TYPESTORE.deserialize_cdr(raw, "kil_interfaces/msg/RobotState")))
+
+
 def test_keypoints_without_similarities() -> None:
     kp = sample_keypoints()
     kp.similarities = None

@@ -1,0 +1,125 @@
+"""Record scripted demonstrations of a task as rosbag2 episodes.
+
+    python -m kil_sim.record_demos --task place_mug --episodes 50 --out demos/place_mug
+
+Writes ``episode_0000`` ... (one bag per episode, the topics of DESIGN.md) and
+``calibration.yaml`` (camera extrinsics, the format of the real setup) into ``--out``. Episode k
+starts from the task's ``train`` configuration k (training variants, seeds disjoint from the
+evaluation configurations). Only successful demonstrations are kept: a failed attempt is
+discarded and retried from another configuration. Interrupting (Ctrl-C) keeps every finished
+episode; running the same command again resumes after the last one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+from kil_interfaces.calibration import save_extrinsics
+from kil_interfaces.conversion import MessageTypes
+from kil_interfaces.typestore import kil_typestore
+from kil_teleop.recording import (
+    DEMONSTRATION_TOPICS,
+    EpisodeWriter,
+    episode_name,
+    list_episodes,
+    remove_partial_episodes,
+)
+from tqdm import tqdm
+
+from kil_sim.camera import CameraConfig
+from kil_sim.recording_sink import BagSink
+from kil_sim.rollout import RolloutConfig, run_episode
+from kil_sim.scene import SceneConfig
+from kil_sim.tasks import TASKS, sample_configuration
+
+#: Retries use configurations index + ATTEMPT_STRIDE * attempt, outside the normal index range.
+ATTEMPT_STRIDE = 100_000
+MAX_ATTEMPTS = 5
+
+
+def record(
+    task: str,
+    episodes: int,
+    out: Path,
+    camera_hz: float = 15.0,
+    width: int = 640,
+    height: int = 480,
+    compress: bool = True,
+    progress: bool = True,
+) -> list[Path]:
+    """Record until ``out`` holds ``episodes`` successful episodes; returns their paths."""
+    if task not in TASKS:
+        raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(TASKS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    dropped = remove_partial_episodes(out)
+    existing = list_episodes(out)
+    scene = SceneConfig(camera=CameraConfig(width=width, height=height))
+    save_extrinsics(out / "calibration.yaml", scene.camera.extrinsics(scene.base_frame))
+    typestore = kil_typestore()
+    types = MessageTypes.rosbags(typestore)
+    rollout = RolloutConfig(camera_hz=camera_hz)
+    bar = tqdm(
+        total=episodes, initial=min(len(existing), episodes), desc=f"{task} demos", unit="ep", disable=not progress
+    )
+    if dropped:
+        bar.write(f"removed unfinished episode(s) {', '.join(dropped)}")
+    index = len(existing)
+    while index < episodes:
+        for attempt in range(MAX_ATTEMPTS):
+            config = sample_configuration(task, "train", index + ATTEMPT_STRIDE * attempt, scene=scene)
+            metadata = {"task": task, "setting": "train", "configuration": str(config.index), "seed": str(config.seed),
+                        "variants": ",".join(o.model.variant for o in config.objects)}  # fmt: skip
+            with EpisodeWriter(
+                out / episode_name(index), DEMONSTRATION_TOPICS, typestore, compress, metadata
+            ) as writer:
+                world = config.make_world()
+                result = run_episode(config, config=rollout, sink=BagSink(writer, types, world.camera_intrinsics),
+                                     world=world, rng=np.random.default_rng(config.seed))  # fmt: skip
+                world.close()
+                writer.set_metadata("success", str(result.success).lower())
+                writer.set_metadata("duration_s", f"{result.duration_s:.2f}")
+                if not result.success:
+                    writer.abort()
+                    name, completion = episode_name(index), result.completion
+                    bar.write(f"{name}: attempt {attempt} failed (completion {completion:.2f}); retrying")
+                    continue
+            break
+        else:
+            raise RuntimeError(f"{task}: {MAX_ATTEMPTS} failed attempts at {episode_name(index)}; the expert is broken")
+        index += 1
+        bar.update(1)
+    bar.close()
+    return list_episodes(out)[:episodes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_sim.record_demos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="task to demonstrate")
+    parser.add_argument("--episodes", type=int, default=50, help="number of successful episodes (default 50)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory of episode bags")
+    parser.add_argument("--camera-hz", type=float, default=15.0, help="camera frame rate (default 15)")
+    parser.add_argument("--width", type=int, default=640, help="image width (default 640)")
+    parser.add_argument("--height", type=int, default=480, help="image height (default 480)")
+    parser.add_argument("--no-compress", action="store_true", help="store MCAP chunks uncompressed")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
+    # Ctrl-C must stop cleanly even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        paths = record(
+            args.task, args.episodes, args.out, args.camera_hz, args.width, args.height, not args.no_compress
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(list_episodes(args.out))} complete episode(s) kept in {args.out}", file=sys.stderr)
+        return 130
+    print(f"{len(paths)} episodes in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

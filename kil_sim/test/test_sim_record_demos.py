@@ -1,0 +1,85 @@
+"""record_demos: real rosbag2 episodes with the demonstration topics; Ctrl-C keeps finished
+episodes and a second run resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from kil_interfaces.calibration import load_extrinsics
+from kil_interfaces.typestore import kil_typestore
+from kil_sim.camera import CameraConfig
+from kil_sim.record_demos import record
+from kil_teleop.recording import DEMONSTRATION_TOPICS, list_episodes
+from rosbags.rosbag2 import Reader
+
+from kil_interfaces import conversion as cv
+
+TYPESTORE = kil_typestore()
+
+
+def test_recorded_episode_holds_every_stream(tmp_path: Path) -> None:
+    paths = record("pick_pen", 1, tmp_path, camera_hz=5.0, width=160, height=120, progress=False)
+    assert [p.name for p in paths] == ["episode_0000"]
+    stamps: dict[str, list[int]] = {topic: [] for topic in DEMONSTRATION_TOPICS}
+    first: dict[str, object] = {}
+    with Reader(paths[0]) as reader:
+        assert {c.topic: c.msgtype for c in reader.connections} == DEMONSTRATION_TOPICS
+        for connection, stamp, raw in reader.messages():
+            stamps[connection.topic].append(stamp)
+            first.setdefault(connection.topic, TYPESTORE.deserialize_cdr(raw, connection.msgtype))
+    duration = (stamps["/kil/robot_state"][-1] - stamps["/kil/robot_state"][0]) / 1e9
+    assert duration > 3.0
+    for topic, rate in [("/kil/robot_state", 100), ("/kil/action_chunk", 10), ("/camera/color/image_raw", 5)]:
+        assert abs(np.median(np.diff(stamps[topic])) / 1e9 - 1.0 / rate) < 1e-3, topic
+    rgb = cv.image_to_numpy(first["/camera/color/image_raw"])
+    depth = cv.image_to_numpy(first["/camera/depth/image_raw"])
+    assert rgb.shape == (120, 160, 3) and depth.shape == (120, 160) and depth.dtype == np.uint16
+    assert 300 < np.median(depth[depth > 0]) < 1500  # the table, in millimetres
+    intrinsics = cv.camera_info_from_msg(first["/camera/color/camera_info"])
+    expected = CameraConfig(width=160, height=120).intrinsics()
+    assert (intrinsics.fx, intrinsics.cx, intrinsics.frame_id) == (expected.fx, expected.cx, expected.frame_id)
+    chunk = cv.action_chunk_from_msg(first["/kil/action_chunk"])
+    assert chunk.num_steps == 1 and chunk.step_ns == 100_000_000
+    extrinsics = load_extrinsics(tmp_path / "calibration.yaml")
+    np.testing.assert_allclose(extrinsics.translation, CameraConfig().position)
+    assert "success: 'true'" in (paths[0] / "metadata.yaml").read_text()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256((path / f"{path.name}.mcap").read_bytes()).hexdigest()
+
+
+def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "kil_sim.record_demos", "--task", "place_mouse", "--out", str(tmp_path),
+               "--camera-hz", "5", "--width", "160", "--height", "120"]  # fmt: skip
+    # 50 episodes cannot finish before the signal arrives.
+    process = subprocess.Popen(
+        [*command, "--episodes", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list_episodes(tmp_path) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    kept = list_episodes(tmp_path)
+    assert process.returncode == 130, err
+    assert "complete episode(s) kept" in err
+    assert 1 <= len(kept) < 3
+    digests = {p.name: _digest(p) for p in kept}
+    for path in kept:
+        with Reader(path) as reader:
+            assert reader.message_count > 100
+    resumed = subprocess.run([*command, "--episodes", "3"], capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ))  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    final = list_episodes(tmp_path)
+    assert [p.name for p in final] == ["episode_0000", "episode_0001", "episode_0002"]
+    assert {p.name: _digest(p) for p in final if p.name in digests} == digests  # untouched
+    assert not (tmp_path / ".partial").exists()
