@@ -19,5 +19,10 @@ setup(
         "success checks, scripted experts, sim_node and the evaluation harness."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "sim_node = kil_sim.sim_node:main",
+            "record_demos = kil_sim.record_demos:main",
+        ]
+    },
 )

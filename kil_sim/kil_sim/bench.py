@@ -1,0 +1,132 @@
+"""Simulator throughput: simulated seconds per wall second, offline, on this machine.
+
+    python -m kil_sim.bench --json [--task place_mug] [--episodes 3]
+
+Measures scripted-expert episodes (the demonstration generator's loop) with no camera, with the
+camera at 15 Hz (colour + depth), and with the camera at 15 Hz while writing the episode bag.
+As a baseline in the same run it renders the same frames with ``mujoco.Renderer`` (separate
+colour and depth passes, the straightforward way) and reports the per-frame times of both.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The mujoco.Renderer baseline picks its GL backend when mujoco is imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import mujoco
+from kil_interfaces.conversion import MessageTypes
+from kil_interfaces.typestore import kil_typestore
+from kil_teleop.recording import DEMONSTRATION_TOPICS, EpisodeWriter
+
+from kil_sim.recording_sink import BagSink
+from kil_sim.rollout import RolloutConfig, run_episode
+from kil_sim.scene import CAMERA_NAME
+from kil_sim.tasks import sample_configuration
+
+
+class _DiscardingSink:
+    """Receives (and so renders) camera frames without keeping them."""
+
+    def on_camera(self, frame, stamp_ns: int) -> None:
+        pass
+
+    def on_state(self, state) -> None:
+        pass
+
+    def on_action(self, chunk) -> None:
+        pass
+
+
+def _episodes(task: str, count: int, camera_hz: float, record_dir: Path | None = None) -> dict:
+    sim_s = wall_s = 0.0
+    typestore = kil_typestore() if record_dir is not None else None
+    for k in range(count):
+        config = sample_configuration(task, "train", k)
+        world = config.make_world()
+        sink = _DiscardingSink()
+        start = time.perf_counter()
+        if record_dir is not None:
+            writer = EpisodeWriter(record_dir / f"episode_{k:04d}", DEMONSTRATION_TOPICS, typestore)
+            sink = BagSink(writer, MessageTypes.rosbags(typestore), world.camera_intrinsics)
+        result = run_episode(config, config=RolloutConfig(camera_hz=camera_hz), sink=sink, world=world)
+        if record_dir is not None:
+            writer.close()
+        wall_s += time.perf_counter() - start
+        sim_s += result.duration_s
+        world.close()
+    return {"sim_s": round(sim_s, 2), "wall_s": round(wall_s, 2), "realtime_factor": round(sim_s / wall_s, 2)}
+
+
+def _render_times(task: str, frames: int) -> dict:
+    world = sample_configuration(task, "train", 0).make_world()
+    camera = world.config.camera
+    world.render()  # warm-up: GL context creation
+    start = time.perf_counter()
+    for _ in range(frames):
+        world.step(1 / 15)
+        world.render()
+    ours = (time.perf_counter() - start) / frames
+    renderer = mujoco.Renderer(world.model, camera.height, camera.width)
+    renderer.update_scene(world.data, CAMERA_NAME)
+    renderer.render()
+    start = time.perf_counter()
+    for _ in range(frames):
+        world.step(1 / 15)
+        renderer.disable_depth_rendering()
+        renderer.update_scene(world.data, CAMERA_NAME)
+        renderer.render()
+        renderer.enable_depth_rendering()
+        renderer.update_scene(world.data, CAMERA_NAME)
+        renderer.render()
+    baseline = (time.perf_counter() - start) / frames
+    renderer.close()
+    world.close()
+    return {
+        "frames": frames,
+        "single_pass_ms": round(1000 * ours, 2),
+        "mujoco_renderer_two_pass_ms": round(1000 * baseline, 2),
+        "speedup": round(baseline / ours, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_sim.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="place_mug")
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=60, help="frames for the renderer comparison")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            "task": args.task,
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "python": platform.python_version(),
+                "mujoco": mujoco.__version__,
+            },
+            "resolution": "640x480",
+            "no_camera": _episodes(args.task, args.episodes, 0.0),
+            "camera_15hz": _episodes(args.task, args.episodes, 15.0),
+            "camera_15hz_recording": _episodes(args.task, args.episodes, 15.0, Path(tmp)),
+            "render_per_frame": _render_times(args.task, args.frames),
+            "target_realtime_factor_camera_15hz": 2.0,
+        }
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

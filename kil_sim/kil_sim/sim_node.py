@@ -1,0 +1,182 @@
+"""``sim_node``: the MuJoCo arm, gripper and RGB-D camera behind the real drivers' topics.
+
+Publishes (default names, all remappable):
+    /camera/color/image_raw (rgb8), /camera/depth/image_raw (16UC1, mm, aligned to colour),
+    /camera/color/camera_info at ``camera_rate_hz``; /kil/robot_state at ``state_rate_hz``;
+    /kil/keypoints/oracle (ground-truth KeypointArray) with the camera frames;
+    /camera/instance_mask (16UC1 object index + 1) when ``publish_instance_mask``.
+Subscribes: /kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame),
+    /kil/gripper_command (std_msgs/Float32, opening 0..1).
+Services: ~/reset (kil_interfaces/srv/ResetEpisode) to a numbered task configuration.
+
+Physics advances with the wall clock (real time); all stamps are the node's clock.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from kil_interfaces.calibration import save_extrinsics
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32
+
+from kil_interfaces import conversion
+from kil_interfaces.msg import KeypointArray, RobotState
+from kil_interfaces.srv import ResetEpisode
+from kil_sim.camera import CameraConfig
+from kil_sim.oracle import oracle_keypoints
+from kil_sim.scene import SceneConfig
+from kil_sim.tasks import SETTINGS, EpisodeConfig, sample_configuration
+
+_NS = 1_000_000_000
+
+
+class SimNode(Node):
+    """Runs one :class:`~kil_sim.world.SimWorld` in real time behind ROS topics."""
+
+    def __init__(self) -> None:
+        super().__init__("sim_node")
+        p = self._declare
+        self.task = p("task", "place_mug", "task whose configuration is loaded at start-up")
+        self.setting = p("setting", "in_distribution", f"configuration setting: {', '.join(SETTINGS)}")
+        self.index = p("index", 0, "configuration number within the setting")
+        camera_rate = p("camera_rate_hz", 15.0, "camera frame rate (Hz)")
+        state_rate = p("state_rate_hz", 100.0, "robot state rate (Hz); physics advances at this rate")
+        width = p("width", 640, "image width (px)")
+        height = p("height", 480, "image height (px)")
+        self.base_frame = p("base_frame", "link_base", "robot base frame (frame_id of poses)")
+        optical_frame = p("camera_frame", "camera_color_optical_frame", "camera optical frame")
+        reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        self.publish_mask = p("publish_instance_mask", False, "publish per-object instance masks")
+        calibration = p("calibration_file", "", "write the camera extrinsics YAML here at start-up ('' = no)")
+        if reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
+        camera = CameraConfig(width=width, height=height, frame_id=optical_frame)
+        self.scene = SceneConfig(camera=camera, base_frame=self.base_frame)
+        if calibration:
+            save_extrinsics(calibration, camera.extrinsics(self.base_frame))
+        image_qos = QoSProfile(
+            depth=2,
+            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        )
+        self.color_pub = self.create_publisher(Image, "/camera/color/image_raw", image_qos)
+        self.depth_pub = self.create_publisher(Image, "/camera/depth/image_raw", image_qos)
+        self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", image_qos)
+        self.mask_pub = self.create_publisher(Image, "/camera/instance_mask", image_qos)
+        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
+        self.oracle_pub = self.create_publisher(KeypointArray, "/kil/keypoints/oracle", 10)
+        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
+        self.create_service(ResetEpisode, "~/reset", self._on_reset)
+        self.world = None
+        self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
+        self.create_timer(1.0 / state_rate, self._on_physics)
+        self.create_timer(1.0 / camera_rate, self._on_camera)
+        self._warned: set[str] = set()
+        self.get_logger().info(
+            f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz"
+        )
+
+    def _declare(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _load(self, episode: EpisodeConfig) -> None:
+        if self.world is not None:
+            self.world.close()
+        self.episode = episode
+        self.world = episode.make_world()
+        self.world.step(0.3)  # objects settle
+        self._last_wall = time.monotonic()
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text + " (further occurrences are not logged)")
+
+    # --- callbacks --------------------------------------------------------------------------------
+
+    def _on_physics(self) -> None:
+        wall = time.monotonic()
+        elapsed = min(wall - self._last_wall, 0.1)  # never leap after a stall
+        self._last_wall = wall
+        if elapsed > 0:
+            self.world.step(elapsed)
+        state = self.world.robot_state(self._now_ns())
+        self.state_pub.publish(conversion.robot_state_to_msg(state))
+
+    def _on_camera(self) -> None:
+        stamp = self._now_ns()
+        frame = self.world.render(instance_mask=self.publish_mask)
+        intrinsics = self.world.camera_intrinsics
+        optical = intrinsics.frame_id
+        self.color_pub.publish(conversion.numpy_to_image(frame.rgb, "rgb8", stamp, optical))
+        self.depth_pub.publish(conversion.numpy_to_image(frame.depth_mm, "16UC1", stamp, optical))
+        self.info_pub.publish(conversion.camera_info_to_msg(intrinsics, stamp))
+        if frame.instance_mask is not None:
+            mask = frame.instance_mask.astype(np.uint16)
+            self.mask_pub.publish(conversion.numpy_to_image(mask, "16UC1", stamp, optical))
+        self.oracle_pub.publish(conversion.keypoints_to_msg(oracle_keypoints(self.world, stamp)))
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        if msg.header.frame_id not in ("", self.base_frame):
+            self._warn_once(
+                "frame", f"/kil/servo_target in frame {msg.header.frame_id!r} dropped; expected {self.base_frame!r}"
+            )
+            return
+        p, q = msg.pose.position, msg.pose.orientation
+        try:
+            self.world.set_target(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+        except ValueError as error:
+            self._warn_once("target", f"/kil/servo_target dropped: {error}")
+
+    def _on_gripper(self, msg: Float32) -> None:
+        if not np.isfinite(msg.data):
+            self._warn_once("gripper", "/kil/gripper_command is not finite; dropped")
+            return
+        self.world.set_gripper(float(msg.data))
+
+    def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response):
+        task = request.task or self.task
+        setting = request.setting or self.setting
+        try:
+            episode = sample_configuration(task, setting, int(request.index), scene=self.scene)
+        except (KeyError, ValueError) as error:
+            response.success, response.message = False, str(error).strip("'\"")
+            return response
+        self.task, self.setting, self.index = task, setting, int(request.index)
+        self._load(episode)
+        response.success = True
+        response.message = f"{task} {setting} #{request.index}: " + ", ".join(
+            f"{o.name}={o.model.variant}" for o in episode.objects
+        )
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.world.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

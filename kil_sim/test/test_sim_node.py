@@ -1,0 +1,139 @@
+"""sim_node as a real process over Fast DDS: topic rates, camera model, servo tracking, reset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from kil_sim.camera import CameraConfig
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32
+
+from kil_interfaces import conversion as cv
+from kil_interfaces.msg import KeypointArray, RobotState
+from kil_interfaces.srv import ResetEpisode
+
+WIDTH, HEIGHT = 160, 120
+
+
+@pytest.fixture()
+def sim_process(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kil_sim.sim_node", "--ros-args", "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}",
+         "-p", "task:=place_mug", "-p", "publish_instance_mask:=true",
+         "-p", f"calibration_file:={tmp_path / 'calibration.yaml'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    rclpy.init()
+    node = rclpy.create_node("sim_node_test")
+    yield process, node, tmp_path
+    node.destroy_node()
+    rclpy.try_shutdown()
+    process.terminate()
+    output, _ = process.communicate(timeout=20)
+    print(output)
+
+
+def _spin_until(node, condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.02)
+        if condition():
+            return True
+    return False
+
+
+def test_sim_node_topics_servo_and_reset(sim_process) -> None:
+    process, node, tmp_path = sim_process
+    stamps: dict[str, list[float]] = defaultdict(list)
+    last: dict[str, object] = {}
+
+    def keep(topic):
+        def callback(msg):
+            stamps[topic].append(time.monotonic())
+            last[topic] = msg
+
+        return callback
+
+    image_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    for topic, kind, qos in [
+        ("/camera/color/image_raw", Image, image_qos),
+        ("/camera/depth/image_raw", Image, image_qos),
+        ("/camera/color/camera_info", CameraInfo, image_qos),
+        ("/camera/instance_mask", Image, image_qos),
+        ("/kil/robot_state", RobotState, 10),
+        ("/kil/keypoints/oracle", KeypointArray, 10),
+    ]:
+        node.create_subscription(kind, topic, keep(topic), qos)
+    assert _spin_until(node, lambda: len(stamps["/camera/color/image_raw"]) > 0, 30.0), "no image from sim_node"
+    stamps.clear()
+    _spin_until(node, lambda: False, 3.0)
+    state_rate = (len(stamps["/kil/robot_state"]) - 1) / (
+        stamps["/kil/robot_state"][-1] - stamps["/kil/robot_state"][0]
+    )
+    camera_rate = (len(stamps["/camera/color/image_raw"]) - 1) / (
+        stamps["/camera/color/image_raw"][-1] - stamps["/camera/color/image_raw"][0]
+    )
+    print(f"robot_state {state_rate:.1f} Hz, camera {camera_rate:.1f} Hz")
+    assert state_rate > 80.0, state_rate  # 100 Hz nominal
+    assert 12.0 < camera_rate < 17.0, camera_rate  # 15 Hz nominal
+    for topic in (
+        "/camera/depth/image_raw",
+        "/camera/color/camera_info",
+        "/kil/keypoints/oracle",
+        "/camera/instance_mask",
+    ):
+        assert len(stamps[topic]) >= 0.8 * len(stamps["/camera/color/image_raw"]), topic
+
+    rgb = cv.image_to_numpy(last["/camera/color/image_raw"])
+    depth = cv.image_to_numpy(last["/camera/depth/image_raw"])
+    mask = cv.image_to_numpy(last["/camera/instance_mask"])
+    assert rgb.shape == (HEIGHT, WIDTH, 3) and depth.shape == (HEIGHT, WIDTH) and mask.max() >= 2  # mug + tray
+    info = cv.camera_info_from_msg(last["/camera/color/camera_info"])
+    expected = CameraConfig(width=WIDTH, height=HEIGHT).intrinsics()
+    assert (info.fx, info.cy) == pytest.approx((expected.fx, expected.cy))
+    oracle = cv.keypoints_from_msg(last["/kil/keypoints/oracle"])
+    assert oracle.method == "oracle" and "rim" in oracle.names and oracle.valid.all()
+    assert (tmp_path / "calibration.yaml").exists()
+
+    # Servo targets move the TCP; the gripper command closes the fingers.
+    start = cv.robot_state_from_msg(last["/kil/robot_state"])
+    target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    gripper_pub = node.create_publisher(Float32, "/kil/gripper_command", 10)
+    goal = start.position + np.array([0.05, -0.04, -0.03])
+    msg = PoseStamped()
+    msg.header.frame_id = "link_base"
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = goal.tolist()
+    x, y, z, w = start.quaternion.tolist()
+    msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = x, y, z, w
+
+    def arrived() -> bool:
+        target_pub.publish(msg)
+        gripper_pub.publish(Float32(data=0.0))
+        state = cv.robot_state_from_msg(last["/kil/robot_state"])
+        return np.linalg.norm(state.position - goal) < 2e-3 and state.gripper < 0.05
+
+    assert _spin_until(node, arrived, 10.0), cv.robot_state_from_msg(last["/kil/robot_state"])
+
+    # Reset to another configuration brings the arm home and reports the objects.
+    client = node.create_client(ResetEpisode, "/sim_node/reset")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(ResetEpisode.Request(task="pick_pen", setting="unseen_object", index=2))
+    rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
+    assert future.result().success and "pen=" in future.result().message
+    assert _spin_until(
+        node,
+        lambda: np.linalg.norm(cv.robot_state_from_msg(last["/kil/robot_state"]).position - start.position) < 2e-3,
+        5.0,
+    )
+    bad = client.call_async(ResetEpisode.Request(task="fold_laundry", index=0))
+    rclpy.spin_until_future_complete(node, bad, timeout_sec=10.0)
+    assert not bad.result().success and "unknown task" in bad.result().message
+    assert process.poll() is None, "sim_node died"
