@@ -1,0 +1,95 @@
+"""The evaluation protocol (paper §IV-D): fixed configurations per setting, success rates with
+95 % confidence intervals.
+
+    python -m kil_sim.evaluate --tasks place_mug pick_pen --settings in_distribution unseen_object --json
+
+Every controller sees the same configurations (10 per setting, fixed by seed). Success rates get
+a Clopper-Pearson interval; multi-object tasks report task completion with a Wald interval.
+Only the scripted expert can be evaluated until the policy lands (``--controller expert``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from scipy.stats import beta
+from tqdm import tqdm
+
+from kil_sim.rollout import RolloutConfig, run_episode
+from kil_sim.tasks import SETTINGS, TASKS, evaluation_configurations
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial confidence interval of a success rate."""
+    if trials <= 0:
+        raise ValueError("trials must be > 0")
+    alpha = 1.0 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return low, high
+
+
+def wald(values: list[float], z: float = 1.959964) -> tuple[float, float]:
+    """Normal-approximation interval of a mean completion in [0, 1], clipped to [0, 1]."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, n - 1))
+    half = z * std / math.sqrt(n)
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
+@dataclass
+class SettingResult:
+    task: str
+    setting: str
+    episodes: int
+    successes: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    interval: str
+
+
+def evaluate(task: str, setting: str, count: int = 10, progress: bool = False) -> SettingResult:
+    """Run the scripted expert on a setting's fixed configurations."""
+    configs = evaluation_configurations(task, setting, count)
+    results = [
+        run_episode(c, config=RolloutConfig(camera_hz=0))
+        for c in tqdm(configs, desc=f"{task}/{setting}", disable=not progress, leave=False)
+    ]
+    if TASKS[task].multi_instance:
+        completions = [r.completion for r in results]
+        low, high = wald(completions)
+        rate, interval = sum(completions) / len(completions), "wald"
+    else:
+        low, high = clopper_pearson(sum(r.success for r in results), len(results))
+        rate, interval = sum(r.success for r in results) / len(results), "clopper-pearson"
+    return SettingResult(task, setting, len(results), sum(r.success for r in results), rate, low, high, interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_sim.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--controller", choices=["expert"], default="expert")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--settings", nargs="+", default=["in_distribution"], choices=[s for s in SETTINGS if s != "train"]
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (10 in the protocol)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    rows = [evaluate(t, s, args.episodes, progress=not args.json) for t in args.tasks for s in args.settings]
+    if args.json:
+        print(json.dumps({"controller": args.controller, "results": [asdict(r) for r in rows]}))
+    else:
+        print(f"{'task':22s} {'setting':16s} {'rate':>6s}  95% CI")
+        for r in rows:
+            interval = f"[{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}] ({r.interval})"
+            print(f"{r.task:22s} {r.setting:16s} {100 * r.rate:5.0f}%  {interval}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
