@@ -60,8 +60,10 @@ def main() -> int:
         result = run_episode(
             evaluation_configurations(name, "in_distribution", 1)[0], config=RolloutConfig(camera_hz=0)
         )
-        print(f"   {name:22s} {'success' if result.success else 'FAILED':8s} {result.duration_s:5.1f} s simulated "
-              f"in {time.perf_counter() - start:4.1f} s")  # fmt: skip
+        print(
+            f"   {name:22s} {'success' if result.success else 'FAILED':8s} {result.duration_s:5.1f} s simulated "
+            f"in {time.perf_counter() - start:4.1f} s"
+        )
     print("\n-- 2. two place_mug demonstrations recorded as rosbag2 (MCAP) episodes")
     bags = record("place_mug", 2, args.out / "place_mug")
     for bag in bags:

@@ -71,14 +71,24 @@ def record(
     while index < episodes:
         for attempt in range(MAX_ATTEMPTS):
             config = sample_configuration(task, "train", index + ATTEMPT_STRIDE * attempt, scene=scene)
-            metadata = {"task": task, "setting": "train", "configuration": str(config.index), "seed": str(config.seed),
-                        "variants": ",".join(o.model.variant for o in config.objects)}  # fmt: skip
+            metadata = {
+                "task": task,
+                "setting": "train",
+                "configuration": str(config.index),
+                "seed": str(config.seed),
+                "variants": ",".join(o.model.variant for o in config.objects),
+            }
             with EpisodeWriter(
                 out / episode_name(index), DEMONSTRATION_TOPICS, typestore, compress, metadata
             ) as writer:
                 world = config.make_world()
-                result = run_episode(config, config=rollout, sink=BagSink(writer, types, world.camera_intrinsics),
-                                     world=world, rng=np.random.default_rng(config.seed))  # fmt: skip
+                result = run_episode(
+                    config,
+                    config=rollout,
+                    sink=BagSink(writer, types, world.camera_intrinsics),
+                    world=world,
+                    rng=np.random.default_rng(config.seed),
+                )
                 world.close()
                 writer.set_metadata("success", str(result.success).lower())
                 writer.set_metadata("duration_s", f"{result.duration_s:.2f}")

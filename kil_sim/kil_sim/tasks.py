@@ -236,8 +236,9 @@ def sample_configuration(
     first_variant = int(rng.integers(2))
     for k, name in enumerate(spec.object_names()):
         model = obj.variant(spec.category, variants[(first_variant + k) % 2])
-        candidate = _free_placement(rng, name, model, spec.region, spec.canonical_yaw, yaw_range, occupied,
-                                    spec.min_separation)  # fmt: skip
+        candidate = _free_placement(
+            rng, name, model, spec.region, spec.canonical_yaw, yaw_range, occupied, spec.min_separation
+        )
         occupied.append(candidate)
         placed.append(candidate)
     extras: list[PlacedObject] = []

@@ -26,11 +26,26 @@ WIDTH, HEIGHT = 160, 120
 @pytest.fixture()
 def sim_process(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "kil_sim.sim_node", "--ros-args", "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}",
-         "-p", "task:=place_mug", "-p", "publish_instance_mask:=true",
-         "-p", f"calibration_file:={tmp_path / 'calibration.yaml'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kil_sim.sim_node",
+            "--ros-args",
+            "-p",
+            f"width:={WIDTH}",
+            "-p",
+            f"height:={HEIGHT}",
+            "-p",
+            "task:=place_mug",
+            "-p",
+            "publish_instance_mask:=true",
+            "-p",
+            f"calibration_file:={tmp_path / 'calibration.yaml'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     rclpy.init()
     node = rclpy.create_node("sim_node_test")
     yield process, node, tmp_path

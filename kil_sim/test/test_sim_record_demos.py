@@ -57,8 +57,21 @@ def _digest(path: Path) -> str:
 
 
 def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "kil_sim.record_demos", "--task", "place_mouse", "--out", str(tmp_path),
-               "--camera-hz", "5", "--width", "160", "--height", "120"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "kil_sim.record_demos",
+        "--task",
+        "place_mouse",
+        "--out",
+        str(tmp_path),
+        "--camera-hz",
+        "5",
+        "--width",
+        "160",
+        "--height",
+        "120",
+    ]
     # 50 episodes cannot finish before the signal arrives.
     process = subprocess.Popen(
         [*command, "--episodes", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -76,8 +89,9 @@ def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
     for path in kept:
         with Reader(path) as reader:
             assert reader.message_count > 100
-    resumed = subprocess.run([*command, "--episodes", "3"], capture_output=True, text=True, timeout=300,
-                             env=dict(os.environ))  # fmt: skip
+    resumed = subprocess.run(
+        [*command, "--episodes", "3"], capture_output=True, text=True, timeout=300, env=dict(os.environ)
+    )
     assert resumed.returncode == 0, resumed.stderr
     final = list_episodes(tmp_path)
     assert [p.name for p in final] == ["episode_0000", "episode_0001", "episode_0002"]

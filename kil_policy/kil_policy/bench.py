@@ -1,0 +1,168 @@
+"""Policy speed: action-head inference latency and training throughput, on CPU (and CUDA when
+present), each beside a plain eager reference of the same network measured in the same run.
+
+    python -m kil_policy.bench --json
+
+Inference: batch 1, 14 DDIM steps, p50/p95 over repeated chunks. "optimised" is
+``predict_action_chunk`` (FiLM parameters of all steps precomputed once per chunk, as the
+condition is constant over the loop; CUDA graphs on CUDA); "reference" evaluates the UNet step
+by step with the FiLM layers inside, as the straightforward implementation does.
+Training: samples/s for batch 128 (forward, backward, AdamW step; bf16 autocast on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from kil_policy.config import PolicyConfig
+from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
+
+K = 8
+
+
+def _batch(config: PolicyConfig, size: int, device: torch.device, with_action: bool) -> dict[str, torch.Tensor]:
+    n = config.n_obs_steps
+    batch = {BatchKeys.PROPRIO: torch.rand(size, n, 7, device=device)}
+    if config.observation == "rgb":
+        h, w = config.image_size
+        batch[BatchKeys.IMAGE] = torch.rand(size, n, 3, h, w, device=device)
+    else:
+        batch[BatchKeys.KEYPOINTS] = torch.rand(size, n, config.encoder.num_keypoints, 3, device=device)
+        batch[BatchKeys.VALID] = torch.ones(size, n, config.encoder.num_keypoints, dtype=torch.bool, device=device)
+    if with_action:
+        batch[BatchKeys.ACTION] = torch.rand(size, config.horizon, 10, device=device)
+    return batch
+
+
+@torch.no_grad()
+def reference_predict(policy: KeypointDiffusionPolicy, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+    """The straightforward sampler: encoder once, then the full UNet (FiLM included) per step."""
+    cond = policy.encode(batch)
+    scheduler = policy.inference_scheduler
+    scheduler.set_timesteps(steps)
+    sample = torch.randn(cond.shape[0], policy.config.horizon, 10, device=cond.device)
+    for t in scheduler.timesteps:
+        noise = policy.unet(sample, t.to(cond.device).expand(cond.shape[0]), cond)
+        sample = scheduler.step(noise, t, sample).prev_sample
+    return policy.action_normalizer.unnormalize(sample)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _latency(fn, device: torch.device, repeats: int) -> dict:
+    for _ in range(3):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2)}
+
+
+def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict:
+    policy = KeypointDiffusionPolicy(config).to(device).eval()
+    batch = _batch(config, 1, device, with_action=False)
+    steps = config.head.inference_steps
+    optimised = _latency(lambda: policy.predict_action_chunk(batch, steps=steps), device, repeats)
+    reference = _latency(lambda: reference_predict(policy, batch, steps), device, repeats)
+    return {
+        "parameters_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 2),
+        "head_parameters_m": round(sum(p.numel() for p in policy.unet.parameters()) / 1e6, 2),
+        "ddim_steps": steps,
+        "optimised": optimised,
+        "reference": reference,
+        "speedup_p50": round(reference["p50_ms"] / optimised["p50_ms"], 2),
+    }
+
+
+def _training(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int) -> dict:
+    optimised = _train_rate(config, device, batch_size, iterations, optimised=True)
+    reference = _train_rate(config, device, batch_size, iterations, optimised=False)
+    return {
+        "batch_size": batch_size,
+        "optimised_samples_per_s": optimised,
+        "reference_samples_per_s": reference,
+        "speedup": round(optimised / reference, 2),
+    }
+
+
+def _train_rate(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int, optimised: bool) -> float:
+    """Samples/s. Optimised = what train.py does (multi-tensor AdamW on CPU; fused AdamW and bf16
+    autocast on CUDA); reference = fp32 with the one-tensor-at-a-time AdamW."""
+    torch.manual_seed(0)
+    policy = KeypointDiffusionPolicy(config).to(device).train()
+    cuda = device.type == "cuda"
+    kwargs = {"foreach": not cuda, "fused": cuda} if optimised else {"foreach": False}
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4, **kwargs)
+    batch = _batch(config, batch_size, device, with_action=True)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and optimised):
+            loss = policy(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return round(batch_size * iterations / elapsed, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_policy.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeats", type=int, default=20, help="chunks timed per measurement")
+    parser.add_argument("--train-iterations", type=int, default=3, help="training steps timed per measurement")
+    parser.add_argument("--devices", nargs="*", default=None, help="default: cpu, and cuda when available")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    kil = PolicyConfig()
+    kil.encoder.num_keypoints = K
+    rgb = PolicyConfig.rgb_baseline()
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+        },
+        "targets": {"kil_head_p50_ms_cpu": 60.0, "kil_head_p50_ms_h100": 3.0},
+    }
+    for name in devices:
+        device = torch.device(name)
+        entry = {}
+        if device.type == "cuda":
+            entry["gpu"] = torch.cuda.get_device_name(device)
+        with torch.inference_mode(False):
+            entry["kil_inference"] = _inference(kil, device, args.repeats)
+            entry["rgb_inference"] = _inference(rgb, device, max(3, args.repeats // 4))
+            entry["kil_training"] = _training(kil, device, 128, args.train_iterations)
+            entry["rgb_training"] = _training(rgb, device, 128 if device.type == "cuda" else 16, args.train_iterations)
+        results[name] = entry
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

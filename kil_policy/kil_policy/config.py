@@ -1,0 +1,178 @@
+"""Typed, validated configuration of the keypoint diffusion policy and its training.
+
+Defaults follow the paper's Table VIII where it gives them (observation horizon 2, prediction
+horizon 16, action horizon 8, UNet down dims [128, 256, 512] for KIL and [256, 512, 1024] for
+the RGB baseline, kernel 5, 100 DDPM training steps, 14 DDIM inference steps, AdamW, cosine LR,
+batch 128, no EMA). Values the paper leaves out (encoder width, learning rate, augmentation
+magnitudes) are ours and marked as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+#: Action: position (3) + 6-D rotation (first two columns of R) + gripper (1).
+ACTION_DIM = 10
+#: Proprioception: position (3) + roll, pitch, yaw (3) + gripper (1).
+PROPRIO_DIM = 7
+
+
+@dataclass
+class EncoderConfig:
+    """Keypoint encoder (§III-C): a pre-LayerNorm transformer with one token per keypoint and one
+    for proprioception.
+
+    Attributes:
+        kind: "transformer" (ours), "none" (keypoints concatenated to proprio, no encoder),
+            "sim" (transformer, each keypoint token also carries its cosine similarities).
+        pooling: "mean" (single object) or "cls_max" (CLS token + max-pool, multi-instance).
+        num_keypoints: keypoints per observation K (fixed; missing ones are padded and masked).
+        d_model: token width (ours: 128). num_layers, num_heads: transformer depth and heads
+            (ours: 4, 4). mlp_dim: feed-forward width (ours: 4 x d_model).
+    """
+
+    kind: Literal["transformer", "none", "sim"] = "transformer"
+    pooling: Literal["mean", "cls_max"] = "mean"
+    num_keypoints: int = 4
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_dim: int = 512
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("transformer", "none", "sim"):
+            raise ValueError(f"encoder.kind must be transformer, none or sim, got {self.kind!r}")
+        if self.pooling not in ("mean", "cls_max"):
+            raise ValueError(f"encoder.pooling must be mean or cls_max, got {self.pooling!r}")
+        if self.num_keypoints < 1:
+            raise ValueError(f"encoder.num_keypoints must be >= 1, got {self.num_keypoints}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"encoder.d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
+        for name in ("d_model", "num_layers", "num_heads", "mlp_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"encoder.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class HeadConfig:
+    """Conditional 1-D UNet diffusion head (Chi et al.) and its noise schedule.
+
+    Attributes:
+        down_dims: channels per UNet level ([128, 256, 512] for KIL).
+        kernel_size: temporal convolution kernel.
+        n_groups: GroupNorm groups.
+        step_embed_dim: diffusion-step embedding width.
+        train_steps: DDPM steps in training (100).
+        inference_steps: DDIM steps at inference (14).
+        beta_schedule: noise schedule ("squaredcos_cap_v2" = squared cosine).
+        clip_sample: clip denoised samples to [-1, 1].
+    """
+
+    down_dims: tuple[int, ...] = (128, 256, 512)
+    kernel_size: int = 5
+    n_groups: int = 8
+    step_embed_dim: int = 128
+    train_steps: int = 100
+    inference_steps: int = 14
+    beta_schedule: str = "squaredcos_cap_v2"
+    clip_sample: bool = True
+
+    def __post_init__(self) -> None:
+        self.down_dims = tuple(int(d) for d in self.down_dims)
+        if not self.down_dims or any(d < 1 for d in self.down_dims):
+            raise ValueError(f"head.down_dims must be positive, got {self.down_dims}")
+        if any(d % self.n_groups for d in self.down_dims):
+            raise ValueError(f"head.down_dims {self.down_dims} must be divisible by n_groups {self.n_groups}")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"head.kernel_size must be odd, got {self.kernel_size}")
+        if not 1 <= self.inference_steps <= self.train_steps:
+            raise ValueError(
+                f"head.inference_steps must be in [1, train_steps={self.train_steps}], got {self.inference_steps}"
+            )
+
+
+@dataclass
+class PolicyConfig:
+    """The whole policy.
+
+    Attributes:
+        observation: "keypoints" (KIL) or "rgb" (the ResNet-18 baseline).
+        n_obs_steps: observation history (2). horizon: predicted actions (16).
+        n_action_steps: actions executed per chunk (8).
+        encoder: keypoint encoder. head: diffusion head.
+        image_size: (H, W) of the RGB baseline's input (ours: 224 x 224).
+        rgb_weights: local ImageNet ResNet-18 weights for the baseline ("" = random init).
+    """
+
+    observation: Literal["keypoints", "rgb"] = "keypoints"
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    image_size: tuple[int, int] = (224, 224)
+    rgb_weights: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
+        if isinstance(self.head, dict):
+            self.head = HeadConfig(**self.head)
+        self.image_size = tuple(int(v) for v in self.image_size)
+        if self.observation not in ("keypoints", "rgb"):
+            raise ValueError(f"observation must be keypoints or rgb, got {self.observation!r}")
+        if self.n_obs_steps < 1:
+            raise ValueError(f"n_obs_steps must be >= 1, got {self.n_obs_steps}")
+        if not 1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1:
+            raise ValueError(
+                f"n_action_steps must be in [1, horizon - n_obs_steps + 1 = {self.horizon - self.n_obs_steps + 1}], "
+                f"got {self.n_action_steps}"
+            )
+        levels = len(self.head.down_dims) - 1
+        if self.horizon % (2**levels):
+            raise ValueError(
+                f"horizon {self.horizon} must be divisible by 2**(len(down_dims) - 1) = {2**levels} (UNet downsampling)"
+            )
+
+    @classmethod
+    def rgb_baseline(cls) -> PolicyConfig:
+        """The RGB diffusion baseline of §IV-C (down dims [256, 512, 1024])."""
+        return cls(observation="rgb", head=HeadConfig(down_dims=(256, 512, 1024)))
+
+
+def to_dict(config: Any) -> dict:
+    """A config dataclass as plain dicts and lists (for YAML and checkpoints)."""
+    out = asdict(config)
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(out)
+
+
+def from_dict(cls, values: dict, where: str = "config"):
+    """Build a config dataclass from a dict, naming unknown keys (``where`` = file name)."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name) if _constructible(cls) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = from_dict(type(default), value, f"{where}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _constructible(cls) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,289 @@
+"""Demonstrations from rosbag2 episodes, resampled onto the 10 Hz action clock (the one reader).
+
+One bag = one episode (MCAP, or sqlite3 for Humble users), read with ``rosbags`` (no ROS needed).
+The action clock is the sequence of recorded action commands (``/kil/action_chunk``, one pose
+per 10 Hz tick from teleoperation): step k's action is that command's first target; its
+observation is the newest robot state and keypoint message at or before the command's time.
+
+Problems with one bag (unreadable, truncated, a required topic missing, too short) are reported
+by file name and the bag is skipped; :func:`load_episodes` raises when nothing usable remains.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from kil_interfaces.typestore import kil_typestore
+from rosbags.rosbag2 import Reader
+from torch.utils.data import Dataset
+
+from kil_interfaces import conversion
+from kil_policy.policy import BatchKeys
+from kil_policy.representation import action_from_pose, proprio_from_pose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopicConfig:
+    """Topic names read from the bags (all configurable)."""
+
+    action: str = "/kil/action_chunk"
+    robot_state: str = "/kil/robot_state"
+    keypoints: str = "/kil/keypoints"
+    color: str = "/camera/color/image_raw"
+
+
+@dataclass
+class Episode:
+    """One demonstration on the 10 Hz action clock (T steps).
+
+    Attributes:
+        name: the bag's path.
+        times_ns: (T,) command times.
+        actions: (T, 10). proprio: (T, 7).
+        keypoints: (T, K, 3) base-frame positions (m), zero where invalid, or None.
+        valid: (T, K) bool, or None. similarities: (T, K, K) or None.
+        images: (T, H, W, 3) uint8 colour frames (only when requested), or None.
+    """
+
+    name: str
+    times_ns: np.ndarray
+    actions: np.ndarray
+    proprio: np.ndarray
+    keypoints: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    similarities: np.ndarray | None = None
+    images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.times_ns)
+
+
+class EpisodeError(ValueError):
+    """A bag cannot be used as an episode; the text names the file and the reason."""
+
+
+def _latest_indices(sources_ns: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+    """Index of the newest source stamp at or before each time (-1 when none)."""
+    return np.searchsorted(sources_ns, times_ns, side="right") - 1
+
+
+def read_episode(
+    path: str | Path,
+    topics: TopicConfig | None = None,
+    need_keypoints: bool = True,
+    need_images: bool = False,
+    image_size: tuple[int, int] | None = None,
+    max_age_s: float = 0.5,
+) -> Episode:
+    """Read one bag onto the action clock.
+
+    Args:
+        path: the bag directory.
+        topics: topic names.
+        need_keypoints / need_images: the topics that must be present.
+        image_size: resize colour frames to (H, W) (nearest pixel) when reading them.
+        max_age_s: a step whose newest observation is older than this is dropped (start of
+            the episode) ; keypoints older than this are marked invalid.
+
+    Raises:
+        EpisodeError: naming the bag: unreadable, truncated, or a required topic missing.
+    """
+    path = Path(path)
+    topics = topics or TopicConfig()
+    typestore = kil_typestore()
+    wanted = {topics.action, topics.robot_state}
+    if need_keypoints:
+        wanted.add(topics.keypoints)
+    if need_images:
+        wanted.add(topics.color)
+    data: dict[str, list] = {topic: [] for topic in wanted}
+    try:
+        with Reader(path) as reader:
+            present = {c.topic for c in reader.connections}
+            missing = sorted(wanted - present)
+            if missing:
+                raise EpisodeError(
+                    f"{path}: required topic(s) {', '.join(missing)} missing (has {', '.join(sorted(present))})"
+                )
+            connections = [c for c in reader.connections if c.topic in wanted]
+            for connection, stamp, raw in reader.messages(connections=connections):
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                data[connection.topic].append((stamp, msg))
+    except EpisodeError:
+        raise
+    except Exception as error:  # rosbags raises many kinds for damaged files
+        raise EpisodeError(f"{path}: unreadable bag ({type(error).__name__}: {error})") from None
+    if not data[topics.action]:
+        raise EpisodeError(f"{path}: no messages on {topics.action}")
+    chunks = [conversion.action_chunk_from_msg(m, what=f"{path}:{topics.action}") for _, m in data[topics.action]]
+    times = np.array([stamp for stamp, _ in data[topics.action]], np.int64)
+    order = np.argsort(times, kind="stable")
+    times, chunks = times[order], [chunks[i] for i in order]
+    actions = action_from_pose(
+        np.stack([c.positions[0] for c in chunks]),
+        np.stack([c.quaternions[0] for c in chunks]),
+        np.array([c.gripper[0] for c in chunks]),
+    )
+    states = [
+        conversion.robot_state_from_msg(m, what=f"{path}:{topics.robot_state}") for _, m in data[topics.robot_state]
+    ]
+    state_times = np.array([s.stamp_ns for s in states], np.int64) if states else np.zeros(0, np.int64)
+    state_order = np.argsort(state_times, kind="stable")
+    state_times = state_times[state_order]
+    states = [states[i] for i in state_order]
+    index = _latest_indices(state_times, times)
+    max_age_ns = round(max_age_s * 1e9)
+    keep = (
+        (index >= 0) & (times - state_times[np.maximum(index, 0)] <= max_age_ns)
+        if len(states)
+        else np.zeros(len(times), bool)
+    )
+    if not keep.any():
+        raise EpisodeError(f"{path}: no {topics.robot_state} message within {max_age_s} s of any action")
+    times, actions, index = times[keep], actions[keep], index[keep]
+    proprio = proprio_from_pose(
+        np.stack([states[i].position for i in index]),
+        np.stack([states[i].quaternion for i in index]),
+        np.array([states[i].gripper for i in index]),
+    )
+    episode = Episode(str(path), times, actions, proprio)
+    if need_keypoints:
+        _attach_keypoints(episode, data[topics.keypoints], path, topics.keypoints, max_age_ns)
+    if need_images:
+        _attach_images(episode, data[topics.color], path, topics.color, image_size)
+    return episode
+
+
+def _attach_keypoints(episode: Episode, messages: list, path: Path, topic: str, max_age_ns: int) -> None:
+    frames = [conversion.keypoints_from_msg(m, what=f"{path}:{topic}") for _, m in messages]
+    if not frames:
+        raise EpisodeError(f"{path}: no messages on {topic}")
+    counts = {f.num_keypoints for f in frames}
+    if len(counts) != 1:
+        raise EpisodeError(f"{path}: {topic} keypoint count changes within the episode ({sorted(counts)})")
+    stamps = np.array([f.stamp_ns for f in frames], np.int64)
+    order = np.argsort(stamps, kind="stable")
+    stamps, frames = stamps[order], [frames[i] for i in order]
+    index = _latest_indices(stamps, episode.times_ns)
+    fresh = (index >= 0) & (episode.times_ns - stamps[np.maximum(index, 0)] <= max_age_ns)
+    k = frames[0].num_keypoints
+    episode.keypoints = np.zeros((len(episode), k, 3))
+    episode.valid = np.zeros((len(episode), k), bool)
+    has_similarities = all(f.similarities is not None for f in frames)
+    episode.similarities = np.zeros((len(episode), k, k), np.float32) if has_similarities else None
+    for step, (i, ok) in enumerate(zip(index, fresh, strict=True)):
+        if not ok:
+            continue
+        frame = frames[i]
+        episode.valid[step] = frame.valid
+        episode.keypoints[step] = np.where(frame.valid[:, None], frame.points, 0.0)
+        if has_similarities:
+            episode.similarities[step] = frame.similarities
+
+
+def _attach_images(episode: Episode, messages: list, path: Path, topic: str, size: tuple[int, int] | None) -> None:
+    if not messages:
+        raise EpisodeError(f"{path}: no messages on {topic}")
+    stamps = np.array([stamp for stamp, _ in messages], np.int64)
+    index = np.maximum(_latest_indices(stamps, episode.times_ns), 0)
+    images = []
+    for i in index:
+        image = conversion.image_to_numpy(messages[i][1], what=f"{path}:{topic}")
+        encoding = messages[i][1].encoding
+        if encoding.startswith("bgr"):
+            image = image[..., 2::-1]
+        image = image[..., :3]
+        if size is not None:
+            rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
+            cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
+            image = image[rows][:, cols]
+        images.append(np.ascontiguousarray(image))
+    episode.images = np.stack(images)
+
+
+def load_episodes(
+    paths: list[str | Path], min_length: int, topics: TopicConfig | None = None, **kwargs
+) -> list[Episode]:
+    """Read every bag (directories are searched for bags); skip, with a warning naming the file,
+    those that fail or are shorter than ``min_length`` steps.
+
+    Raises:
+        EpisodeError: when no usable episode remains.
+    """
+    bags: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "metadata.yaml").exists():
+            bags.append(path)
+        elif path.is_dir():
+            bags += sorted(p.parent for p in path.glob("*/metadata.yaml") if not p.parent.name.startswith("."))
+        else:
+            log.warning("%s: not a bag or a directory of bags; skipped", path)
+    episodes, skipped = [], []
+    for bag in bags:
+        try:
+            episode = read_episode(bag, topics, **kwargs)
+        except EpisodeError as error:
+            log.warning("skipping %s", error)
+            skipped.append(str(error))
+            continue
+        if len(episode) < min_length:
+            message = f"{bag}: {len(episode)} steps, shorter than the horizon {min_length}"
+            log.warning("skipping %s", message)
+            skipped.append(message)
+            continue
+        episodes.append(episode)
+    if not episodes:
+        detail = "; ".join(skipped) if skipped else "no bags found"
+        raise EpisodeError(f"no usable episodes in {', '.join(map(str, paths))}: {detail}")
+    return episodes
+
+
+@dataclass
+class WindowDataset(Dataset):
+    """Training windows: observation history and action horizon around each step.
+
+    Step i gives observations at i - n_obs + 1 .. i (the first repeated before the start) and
+    actions at i - n_obs + 1 .. i - n_obs + horizon (the last repeated past the end, flagged in
+    ``action_is_pad``).
+    """
+
+    episodes: list[Episode]
+    n_obs_steps: int
+    horizon: int
+    use_keypoints: bool = True
+    use_images: bool = False
+    index: list[tuple[int, int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = [(e, i) for e, episode in enumerate(self.episodes) for i in range(len(episode))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        e, i = self.index[item]
+        episode = self.episodes[e]
+        n = len(episode)
+        obs = np.clip(np.arange(i - self.n_obs_steps + 1, i + 1), 0, n - 1)
+        act = np.arange(i - self.n_obs_steps + 1, i - self.n_obs_steps + 1 + self.horizon)
+        pad = act >= n
+        act = np.clip(act, 0, n - 1)
+        sample = {
+            BatchKeys.PROPRIO: torch.from_numpy(episode.proprio[obs]).float(),
+            BatchKeys.ACTION: torch.from_numpy(episode.actions[act]).float(),
+            BatchKeys.ACTION_IS_PAD: torch.from_numpy(pad),
+        }
+        if self.use_keypoints:
+            sample[BatchKeys.KEYPOINTS] = torch.from_numpy(episode.keypoints[obs]).float()
+            sample[BatchKeys.VALID] = torch.from_numpy(episode.valid[obs])
+            if episode.similarities is not None:
+                sample[BatchKeys.SIMILARITIES] = torch.from_numpy(episode.similarities[obs]).float()
+        if self.use_images:
+            sample[BatchKeys.IMAGE] = torch.from_numpy(episode.images[obs]).permute(0, 3, 1, 2).float() / 255.0
+        return sample

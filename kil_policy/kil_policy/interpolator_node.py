@@ -1,0 +1,123 @@
+"""``interpolator_node``: 10 Hz action chunks in, rate-limited servo setpoints out.
+
+Subscribes /kil/action_chunk (policy or teleop) and /kil/robot_state; publishes
+/kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame) and /kil/gripper_command
+(std_msgs/Float32) at ``rate_hz``. The first setpoint is the robot's current pose (the Lite6 servo
+mode requires it); all limits (workspace box, step length, speeds, staleness hold) are
+``kil_policy.interpolation``'s and are parameters here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from std_msgs.msg import Float32
+
+from kil_interfaces import conversion
+from kil_interfaces.msg import ActionChunk, RobotState
+from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
+
+
+class InterpolatorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("interpolator_node")
+        d = SafetyLimits()
+        rate = self._param("rate_hz", 200.0, "setpoint rate (Hz); 100-250 for the Lite6 servo mode")
+        limits = SafetyLimits(
+            workspace_min=tuple(
+                self._param("workspace_min", list(d.workspace_min), "TCP box lower corner [x, y, z] (m)")
+            ),
+            workspace_max=tuple(
+                self._param("workspace_max", list(d.workspace_max), "TCP box upper corner [x, y, z] (m)")
+            ),
+            max_linear_speed=self._param("max_linear_speed", d.max_linear_speed, "TCP speed limit (m/s)"),
+            max_angular_speed=self._param("max_angular_speed", d.max_angular_speed, "TCP rotation speed limit (rad/s)"),
+            max_step_m=self._param("max_step_m", d.max_step_m, "largest position change per setpoint (m)"),
+            stale_after_s=self._param("stale_after_s", d.stale_after_s, "hold when no chunk arrives for this long (s)"),
+        )
+        self.config = InterpolatorConfig(rate_hz=rate, limits=limits)
+        self.base_frame = self._param("base_frame", "link_base", "robot base frame of the setpoints")
+        self.interpolator: ChunkInterpolator | None = None
+        self.target_pub = self.create_publisher(PoseStamped, "/kil/servo_target", 10)
+        self.gripper_pub = self.create_publisher(Float32, "/kil/gripper_command", 10)
+        self.create_subscription(ActionChunk, "/kil/action_chunk", self._on_chunk, 10)
+        self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
+        self.create_timer(1.0 / rate, self._on_timer)
+        self._holding = False
+        self._warned: set[str] = set()
+
+    def _param(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    def _on_state(self, msg: RobotState) -> None:
+        if self.interpolator is not None:
+            return
+        try:
+            state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
+        except conversion.ConversionError as error:
+            self._warn_once("state", f"dropped: {error}")
+            return
+        self.interpolator = ChunkInterpolator(self.config, state.position, state.quaternion, state.gripper)
+        self.get_logger().info(f"starting from the current TCP pose {state.position.round(3).tolist()}")
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        if self.interpolator is None:
+            self._warn_once("early", "action chunk before the first /kil/robot_state; dropped")
+            return
+        try:
+            chunk = conversion.action_chunk_from_msg(msg, what="/kil/action_chunk")
+        except conversion.ConversionError as error:
+            self._warn_once("chunk", f"dropped: {error}")
+            return
+        if chunk.frame_id not in ("", self.base_frame):
+            self._warn_once("frame", f"action chunk in frame {chunk.frame_id!r} dropped; expected {self.base_frame!r}")
+            return
+        if not self.interpolator.add_chunk(chunk, self.get_clock().now().nanoseconds):
+            self._warn_once("stale", "an action chunk arrived already stale and was ignored")
+
+    def _on_timer(self) -> None:
+        if self.interpolator is None:
+            return
+        now = self.get_clock().now()
+        setpoint = self.interpolator.setpoint(now.nanoseconds)
+        if setpoint.holding != self._holding and self.interpolator.has_plan:
+            self._holding = setpoint.holding
+            log = self.get_logger().warning if setpoint.holding else self.get_logger().info
+            log("inputs stale: holding the current pose" if setpoint.holding else "resuming motion")
+        msg = PoseStamped()
+        msg.header.stamp = now.to_msg()
+        msg.header.frame_id = self.base_frame
+        p, q = setpoint.position, setpoint.quaternion
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = float(p[0]), float(p[1]), float(p[2])
+        msg.pose.orientation.x, msg.pose.orientation.y = float(q[0]), float(q[1])
+        msg.pose.orientation.z, msg.pose.orientation.w = float(q[2]), float(q[3])
+        self.target_pub.publish(msg)
+        self.gripper_pub.publish(Float32(data=float(setpoint.gripper)))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = InterpolatorNode()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

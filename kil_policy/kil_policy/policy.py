@@ -1,0 +1,141 @@
+"""The keypoint diffusion policy: encoder + conditional UNet + DDPM/DDIM schedules.
+
+Batches are dicts of tensors (key names in ``BatchKeys``):
+    keypoints    (B, n_obs, K, 3)  keypoint positions in the base frame (m)
+    valid        (B, n_obs, K)     bool, False for missing/padded keypoints
+    similarities (B, n_obs, K, K)  cosine similarities (encoder kind "sim" only)
+    proprio      (B, n_obs, 7)     position, roll/pitch/yaw, gripper
+    image        (B, n_obs, 3, H, W) float in [0, 1] (RGB baseline only)
+    action       (B, horizon, 10)  training targets
+    action_is_pad (B, horizon)     bool, True where the window ran past the episode end
+
+Action windows follow Diffusion Policy: action index 0 is the step of the oldest observation, so
+with n_obs = 2 the executed actions are indices 1 .. n_action_steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from kil_policy.config import ACTION_DIM, PROPRIO_DIM, PolicyConfig
+from kil_policy.encoder import make_encoder
+from kil_policy.normalization import MinMaxNormalizer
+from kil_policy.unet import ConditionalUnet1D
+
+
+class BatchKeys:
+    KEYPOINTS = "keypoints"
+    VALID = "valid"
+    SIMILARITIES = "similarities"
+    PROPRIO = "proprio"
+    IMAGE = "image"
+    ACTION = "action"
+    ACTION_IS_PAD = "action_is_pad"
+
+
+class KeypointDiffusionPolicy(nn.Module):
+    """KIL policy (or the RGB baseline when ``config.observation == "rgb"``)."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.action_normalizer = MinMaxNormalizer(ACTION_DIM)
+        self.proprio_normalizer = MinMaxNormalizer(PROPRIO_DIM)
+        self.keypoint_normalizer = MinMaxNormalizer(3)
+        if config.observation == "rgb":
+            from kil_policy.rgb_encoder import RgbEncoder
+
+            self.encoder = RgbEncoder(config)
+        else:
+            self.encoder = make_encoder(config.encoder, PROPRIO_DIM)
+        self.unet = ConditionalUnet1D(ACTION_DIM, config.n_obs_steps * self.encoder.output_dim, config.head)
+        head = config.head
+        schedule = dict(
+            num_train_timesteps=head.train_steps,
+            beta_schedule=head.beta_schedule,
+            clip_sample=head.clip_sample,
+            prediction_type="epsilon",
+        )
+        self.train_scheduler = DDPMScheduler(**schedule)
+        self.inference_scheduler = DDIMScheduler(**schedule)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """The training loss (so that DistributedDataParallel's hooks see a forward call)."""
+        return self.compute_loss(batch)
+
+    # --- normalisation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def fit_normalizers(self, actions: Tensor, proprio: Tensor, keypoints: Tensor | None, valid: Tensor | None) -> None:
+        """Fit min-max statistics on the training set (before augmentation).
+
+        Args:
+            actions: (N, 10). proprio: (N, 7). keypoints: (N, K, 3) with valid (N, K), or None.
+        """
+        self.action_normalizer.fit(actions)
+        self.proprio_normalizer.fit(proprio)
+        if keypoints is not None:
+            points = keypoints.reshape(-1, 3).clone().double()
+            points[~valid.reshape(-1)] = float("nan")
+            self.keypoint_normalizer.fit(points)
+
+    # --- model --------------------------------------------------------------------------------
+
+    def encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """Observation history -> (B, n_obs * D) global condition."""
+        proprio = self.proprio_normalizer.normalize(batch[BatchKeys.PROPRIO])
+        b, n = proprio.shape[:2]
+        if self.config.observation == "rgb":
+            features = self.encoder(batch[BatchKeys.IMAGE].flatten(0, 1), proprio.flatten(0, 1))
+        else:
+            keypoints = self.keypoint_normalizer.normalize(batch[BatchKeys.KEYPOINTS])
+            similarities = batch.get(BatchKeys.SIMILARITIES)
+            features = self.encoder(
+                keypoints.flatten(0, 1),
+                batch[BatchKeys.VALID].flatten(0, 1),
+                proprio.flatten(0, 1),
+                None if similarities is None else similarities.flatten(0, 1),
+            )
+        return features.reshape(b, n * features.shape[-1])
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Epsilon-prediction MSE on randomly noised action windows (padded steps masked)."""
+        actions = self.action_normalizer.normalize(batch[BatchKeys.ACTION])
+        cond = self.encode(batch)
+        noise = torch.randn_like(actions)
+        steps = torch.randint(0, self.config.head.train_steps, (actions.shape[0],), device=actions.device)
+        noisy = self.train_scheduler.add_noise(actions, noise, steps)
+        predicted = self.unet(noisy, steps, cond)
+        loss = F.mse_loss(predicted, noise, reduction="none")
+        pad = batch.get(BatchKeys.ACTION_IS_PAD)
+        if pad is not None:
+            weight = (~pad).to(loss.dtype)[..., None].expand_as(loss)
+            return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+        return loss.mean()
+
+    @torch.no_grad()
+    def predict_action_chunk(
+        self, batch: dict[str, Tensor], steps: int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """DDIM sampling of (B, horizon, 10) unnormalised actions.
+
+        Args:
+            batch: observations (no actions needed).
+            steps: DDIM steps (default ``config.head.inference_steps``).
+            generator: for reproducible sampling.
+        """
+        cond = self.encode(batch)
+        scheduler = self.inference_scheduler
+        scheduler.set_timesteps(steps or self.config.head.inference_steps)
+        sample = torch.randn(
+            (cond.shape[0], self.config.horizon, ACTION_DIM), generator=generator, device=cond.device, dtype=cond.dtype
+        )
+        timesteps = scheduler.timesteps.to(cond.device)
+        cache = self.unet.precompute(timesteps, cond)
+        for i, t in enumerate(timesteps):
+            noise = self.unet(sample, cache=cache, step_index=i)
+            sample = scheduler.step(noise, t, sample).prev_sample
+        return self.action_normalizer.unnormalize(sample)

@@ -1,0 +1,216 @@
+"""``policy_node``: keypoints + robot state in, 10 Hz action chunks out.
+
+Subscribes /kil/keypoints (KeypointArray) and /kil/robot_state (RobotState); every control tick
+(10 Hz) it appends the newest of each to the observation history, and every ``n_action_steps``
+ticks it runs the policy and publishes /kil/action_chunk: the whole predicted horizon (16 poses,
+due every 0.1 s from ``header.stamp``) with ``execute_steps`` = the actions a rollout executes
+(n_obs - 1 + n_action_steps; the first is due now and is skipped by the interpolator). Inputs
+older than ``max_input_age_s``, or fewer than ``min_valid_keypoints`` valid keypoints, stop new
+chunks (one warning until they recover). Services ~/start, ~/stop, ~/reset (std_srvs/Trigger).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+import torch
+from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from kil_interfaces import conversion
+from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
+from kil_policy.checkpoint import load_policy
+from kil_policy.policy import BatchKeys
+from kil_policy.representation import pose_from_action, proprio_from_pose
+
+_NS = 1_000_000_000
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy_node")
+        checkpoint = self._param("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
+        device = self._param("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
+        self.ddim_steps = self._param("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
+        rate = self._param("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
+        self.max_age_ns = round(self._param("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)") * _NS)
+        self.min_valid = self._param("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
+        self.running = self._param("autostart", True, "start producing chunks without a ~/start call")
+        if not checkpoint:
+            raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
+        self.policy = load_policy(checkpoint, device)
+        self.device = torch.device(device)
+        cfg = self.policy.config
+        self.n_obs, self.n_exec, self.horizon = cfg.n_obs_steps, cfg.n_action_steps, cfg.horizon
+        self.num_keypoints = cfg.encoder.num_keypoints
+        self.use_similarities = cfg.encoder.kind == "sim"
+        self.step_ns = round(_NS / rate)
+        self.history: deque[tuple[RobotStateData, KeypointArrayData]] = deque(maxlen=self.n_obs)
+        self.keypoints: KeypointArrayData | None = None
+        self.state: RobotStateData | None = None
+        self.ticks = 0
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
+        self.create_subscription(KeypointArray, "/kil/keypoints", self._on_keypoints, 10)
+        self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
+        self.publisher = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(self.step_ns / _NS, self._on_tick)
+        self._blocked: str | None = None
+        self.get_logger().info(
+            f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={self.num_keypoints}, n_obs={self.n_obs}, "
+            f"horizon={self.horizon}, executing {self.n_exec}, device {device}"
+        )
+
+    def _param(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def _on_keypoints(self, msg: KeypointArray) -> None:
+        try:
+            self.keypoints = conversion.keypoints_from_msg(msg, what="/kil/keypoints")
+        except conversion.ConversionError as error:
+            self._block(f"bad keypoints dropped: {error}")
+
+    def _on_state(self, msg: RobotState) -> None:
+        try:
+            self.state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
+        except conversion.ConversionError as error:
+            self._block(f"bad robot state dropped: {error}")
+
+    def _block(self, reason: str) -> None:
+        """Warn once per distinct reason that no chunks are produced."""
+        if reason != self._blocked:
+            self._blocked = reason
+            self.get_logger().warning(f"not producing action chunks: {reason}")
+
+    def _unblock(self) -> None:
+        if self._blocked is not None:
+            self.get_logger().info("inputs recovered; producing action chunks again")
+            self._blocked = None
+
+    # --- control loop -----------------------------------------------------------------------------
+
+    def _inputs_problem(self, now_ns: int) -> str | None:
+        if self.state is None or self.keypoints is None:
+            return "waiting for /kil/robot_state and /kil/keypoints"
+        for name, stamp in (("robot state", self.state.stamp_ns), ("keypoints", self.keypoints.stamp_ns)):
+            if now_ns - stamp > self.max_age_ns:
+                return f"{name} is {(now_ns - stamp) / _NS:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
+        if self.keypoints.num_keypoints != self.num_keypoints:
+            got = self.keypoints.num_keypoints
+            return f"/kil/keypoints has {got} keypoints; the checkpoint expects {self.num_keypoints}"
+        valid = int(self.keypoints.valid.sum())
+        if valid < self.min_valid:
+            return f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"
+        return None
+
+    def _on_tick(self) -> None:
+        if not self.running:
+            return
+        now = self.get_clock().now().nanoseconds
+        problem = self._inputs_problem(now)
+        if problem is not None:
+            self.history.clear()  # never mix observations across a gap
+            self.ticks = 0
+            self._block(problem)
+            return
+        self._unblock()
+        self.history.append((self.state, self.keypoints))
+        due = self.ticks % self.n_exec == 0
+        self.ticks += 1
+        if due:
+            self._infer(now)
+
+    def _batch(self) -> dict[str, torch.Tensor]:
+        observations = list(self.history)
+        while len(observations) < self.n_obs:  # start of an episode: repeat the first observation
+            observations.insert(0, observations[0])
+        states = [s for s, _ in observations]
+        keypoints = [k for _, k in observations]
+        proprio = proprio_from_pose(
+            np.stack([s.position for s in states]),
+            np.stack([s.quaternion for s in states]),
+            np.array([s.gripper for s in states]),
+        )
+        batch = {
+            BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None],
+            BatchKeys.KEYPOINTS: torch.from_numpy(
+                np.stack([np.where(k.valid[:, None], k.points, 0.0) for k in keypoints])
+            ).float()[None],
+            BatchKeys.VALID: torch.from_numpy(np.stack([k.valid for k in keypoints]))[None],
+        }
+        if self.use_similarities:
+            sims = [
+                k.similarities if k.similarities is not None else np.zeros((self.num_keypoints,) * 2) for k in keypoints
+            ]
+            batch[BatchKeys.SIMILARITIES] = torch.from_numpy(np.stack(sims)).float()[None]
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _infer(self, now_ns: int) -> None:
+        start = time.perf_counter()
+        actions = self.policy.predict_action_chunk(
+            self._batch(), steps=self.ddim_steps or None, generator=self.generator
+        )
+        positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
+        newest = max(self.history[-1][0].stamp_ns, self.history[-1][1].stamp_ns)
+        latency = (self.get_clock().now().nanoseconds - newest) / _NS
+        chunk = ActionChunkData(
+            # Action index n_obs - 1 is the command for the newest observation, due one step later.
+            stamp_ns=now_ns - (self.n_obs - 2) * self.step_ns,
+            frame_id=self.state.frame_id,
+            step_ns=self.step_ns,
+            positions=positions,
+            quaternions=quaternions,
+            gripper=gripper.astype(np.float32),
+            execute_steps=self.n_obs - 1 + self.n_exec,
+            inference_latency=max(0.0, latency),
+        )
+        self.publisher.publish(conversion.action_chunk_to_msg(chunk))
+        elapsed = time.perf_counter() - start
+        if elapsed > self.n_exec * self.step_ns / _NS:
+            self.get_logger().warning(f"inference took {elapsed:.3f} s, longer than a chunk's execution")
+
+    # --- services ---------------------------------------------------------------------------------
+
+    def _on_start(self, request, response):
+        self.running, response.success, response.message = True, True, "producing action chunks"
+        return response
+
+    def _on_stop(self, request, response):
+        self.running, response.success, response.message = False, True, "stopped; no new action chunks"
+        return response
+
+    def _on_reset(self, request, response):
+        self.history.clear()
+        self.ticks = 0
+        self.keypoints = self.state = None
+        response.success, response.message = True, "observation history cleared"
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = PolicyNode()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

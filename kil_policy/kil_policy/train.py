@@ -1,0 +1,306 @@
+"""Train a keypoint diffusion policy (or the RGB baseline) from rosbag2 demonstrations.
+
+    python -m kil_policy.train --config configs/place_mug.yaml data=[demos/place_mug] steps=20000
+    torchrun --nproc_per_node=4 -m kil_policy.train --config ...        # DistributedDataParallel
+
+A config file (YAML, fields of ``TrainConfig``) plus ``key.sub=value`` overrides (values parsed
+as YAML). Writes to ``out``: ``checkpoint_last/`` (and ``checkpoint_<step>/`` every
+``checkpoint_every`` steps) with weights, resolved config and optimiser state, ``loss.csv`` and
+``loss.png``. ``resume=true`` continues from ``checkpoint_last``. CPU or CUDA (bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import default_collate
+from tqdm import tqdm
+
+from kil_policy.augmentation import AugmentationConfig, augment
+from kil_policy.checkpoint import save_policy
+from kil_policy.config import PolicyConfig, from_dict, to_dict
+from kil_policy.data import TopicConfig, WindowDataset, load_episodes
+from kil_policy.policy import KeypointDiffusionPolicy
+
+log = logging.getLogger("kil_policy.train")
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+    data: bag directories (or directories of bags).
+    out: output directory.
+    policy: model config. augmentation: augmentation config. topics: bag topic names.
+    steps: optimiser steps (paper: 250k for KIL). batch_size: per process (paper: 128).
+    lr: peak learning rate (ours: 1e-4). weight_decay: AdamW decay (ours: 1e-6).
+    warmup_steps: linear warm-up before the cosine decay.
+    checkpoint_every: steps between kept checkpoints. log_every: steps between loss records.
+    device: "auto", "cpu" or "cuda[:i]". seed: RNG seed. resume: continue from checkpoint_last.
+    """
+
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/policy"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    topics: TopicConfig = field(default_factory=TopicConfig)
+    steps: int = 250_000
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500
+    checkpoint_every: int = 10_000
+    log_every: int = 50
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.policy, dict):
+            self.policy = from_dict(PolicyConfig, self.policy, "policy")
+        if isinstance(self.augmentation, dict):
+            self.augmentation = from_dict(AugmentationConfig, self.augmentation, "augmentation")
+        if isinstance(self.topics, dict):
+            self.topics = from_dict(TopicConfig, self.topics, "topics")
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def _parse_value(raw: str):
+    """YAML value, with numbers like 1e-4 (a string to YAML 1.1) read as floats."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_config(config_file: Path | None, overrides: list[str]) -> TrainConfig:
+    """Config file (YAML) + ``a.b=value`` overrides -> validated TrainConfig."""
+    values: dict = {}
+    if config_file is not None:
+        try:
+            values = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SystemExit(f"error: cannot read config {config_file}: {error}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise SystemExit(f"error: override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        target = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = _parse_value(raw)
+    try:
+        return from_dict(TrainConfig, values, str(config_file or "overrides"))
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_loss_curve(rows: list[tuple[int, float, float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = [r[0] for r in rows], [r[1] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("diffusion loss (MSE)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the last checkpoint directory, the trained policy (on this rank)
+    and the logged (step, loss, lr) rows."""
+
+    checkpoint: Path
+    policy: KeypointDiffusionPolicy
+    rows: list[tuple[int, float, float]]
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run training (on every rank when started by torchrun)."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(config.device, local_rank)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    policy_config = config.policy
+    rgb = policy_config.observation == "rgb"
+    episodes = load_episodes(
+        config.data,
+        min_length=policy_config.horizon,
+        topics=config.topics,
+        need_keypoints=not rgb,
+        need_images=rgb,
+        image_size=policy_config.image_size if rgb else None,
+    )
+    if not rgb:
+        k = episodes[0].keypoints.shape[1]
+        if any(e.keypoints.shape[1] != k for e in episodes):
+            raise SystemExit("error: episodes have different keypoint counts")
+        policy_config.encoder.num_keypoints = k
+    dataset = WindowDataset(episodes, policy_config.n_obs_steps, policy_config.horizon, not rgb, rgb)
+    policy = KeypointDiffusionPolicy(policy_config)
+    all_actions = torch.from_numpy(np.concatenate([e.actions for e in episodes])).float()
+    all_proprio = torch.from_numpy(np.concatenate([e.proprio for e in episodes])).float()
+    keypoints = valid = None
+    if not rgb:
+        keypoints = torch.from_numpy(np.concatenate([e.keypoints for e in episodes])).float()
+        valid = torch.from_numpy(np.concatenate([e.valid for e in episodes]))
+    policy.fit_normalizers(all_actions, all_proprio, keypoints, valid)
+    policy.to(device)
+    optimizer = torch.optim.AdamW(
+        policy.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        foreach=device.type == "cpu",
+        fused=device.type == "cuda",
+    )
+    schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    start, rows = 0, []
+    last = out / "checkpoint_last"
+    if config.resume and (last / TRAIN_STATE).exists():
+        from safetensors.torch import load_file
+
+        policy.load_state_dict(load_file(last / "model.safetensors"))
+        state = torch.load(last / TRAIN_STATE, map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, rows = state["step"], state["rows"]
+        if rank == 0:
+            log.info("resuming from %s at step %d", last, start)
+    model = (
+        DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
+        if distributed
+        else policy
+    )
+    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        desc="train",
+        unit="step",
+        disable=rank != 0,
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
+    )
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "%d episodes, %d windows, %.1f M parameters",
+            len(episodes),
+            len(dataset),
+            sum(p.numel() for p in policy.parameters()) / 1e6,
+        )
+    running, t0 = [], time.perf_counter()
+    policy.train()
+    for step in range(start, config.steps):
+        indices = torch.randint(len(dataset), (config.batch_size,), generator=generator)
+        batch = default_collate([dataset[int(i)] for i in indices])
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch = augment(batch, config.augmentation, None)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = model(batch)  # forward() is the loss; DDP syncs gradients through it
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(loss.item())
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            mean = float(np.mean(running))
+            rows.append((step + 1, mean, schedule.get_last_lr()[0]))
+            running = []
+            bar.set_postfix(loss=f"{mean:.4f}", lr=f"{rows[-1][2]:.2e}")
+        bar.update(1)
+        if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+            _checkpoint(
+                out, policy, config, optimizer, schedule, step + 1, rows, keep=(step + 1) % config.checkpoint_every == 0
+            )
+    bar.close()
+    if rank == 0:
+        log.info("trained %d steps in %.1f s", config.steps - start, time.perf_counter() - t0)
+    if distributed:
+        dist.barrier()
+    return TrainResult(last, policy.eval(), rows)
+
+
+def _checkpoint(out: Path, policy, config: TrainConfig, optimizer, schedule, step: int, rows, keep: bool) -> None:
+    extra = {"train": {k: v for k, v in to_dict(config).items() if k != "policy"}, "step": step}
+    targets = [out / "checkpoint_last"] + ([out / f"checkpoint_{step:07d}"] if keep else [])
+    for target in targets:
+        save_policy(target, policy, extra)
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step, "rows": rows},
+            target / TRAIN_STATE,
+        )
+    with open(out / "loss.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "loss", "lr"])
+        writer.writerows(rows)
+    if rows:
+        _save_loss_curve(rows, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_policy.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = parse_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False))
+        return 0
+    if not config.data:
+        raise SystemExit("error: no data given (data=[DIR, ...])")
+    try:
+        train(config)
+    except KeyboardInterrupt:
+        print("\ninterrupted; resume with resume=true", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""policy_node and interpolator_node as real processes over Fast DDS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from geometry_msgs.msg import PoseStamped
+from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_policy.checkpoint import save_policy
+from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
+from kil_policy.policy import KeypointDiffusionPolicy
+from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
+
+from kil_interfaces import conversion as cv
+from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
+
+K = 4
+DOWN = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    config = PolicyConfig(
+        encoder=EncoderConfig(num_keypoints=K, d_model=32, num_layers=1, num_heads=2, mlp_dim=64),
+        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=4),
+    )
+    policy = KeypointDiffusionPolicy(config)
+    rng = torch.Generator().manual_seed(0)
+    actions = torch.rand(64, 10, generator=rng) * 0.2 + torch.tensor([0.3, 0, 0.1, 1, 0, 0, 0, -1, 0, 0])
+    proprio = torch.rand(64, 7, generator=rng) * 0.2
+    policy.fit_normalizers(actions, proprio, torch.rand(64, K, 3, generator=rng), torch.ones(64, K, dtype=torch.bool))
+    return save_policy(tmp_path_factory.mktemp("ckpt") / "checkpoint_last", policy)
+
+
+@pytest.fixture()
+def ros_node():
+    rclpy.init()
+    node = rclpy.create_node("policy_nodes_test")
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def _start(module: str, *params: str) -> subprocess.Popen:
+    args = [a for p in params for a in ("-p", p)]
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
+
+
+def _spin(node, seconds: float, every=None, period: float = 0.05) -> None:
+    deadline = time.monotonic() + seconds
+    next_call = time.monotonic()
+    while time.monotonic() < deadline:
+        if every is not None and time.monotonic() >= next_call:
+            every()
+            next_call += period
+        rclpy.spin_once(node, timeout_sec=0.01)
+
+
+def _inputs(node):
+    state_pub = node.create_publisher(RobotState, "/kil/robot_state", 10)
+    kp_pub = node.create_publisher(KeypointArray, "/kil/keypoints", 10)
+
+    def publish() -> None:
+        now = node.get_clock().now().nanoseconds
+        state = RobotStateData(now, "link_base", [0.3, 0.0, 0.2], DOWN, 1.0)
+        points = np.array([[0.35, 0.05, 0.0], [0.36, -0.05, 0.02], [0.4, 0.0, 0.05], [0.0, 0.0, 0.0]])
+        keypoints = KeypointArrayData(
+            now,
+            "link_base",
+            "oracle",
+            "",
+            ("a", "b", "c", "d"),
+            ("x",) * 4,
+            np.zeros(4),
+            np.zeros((4, 2)),
+            points,
+            np.ones(4),
+            [True, True, True, False],
+        )
+        state_pub.publish(cv.robot_state_to_msg(state))
+        kp_pub.publish(cv.keypoints_to_msg(keypoints))
+
+    return publish
+
+
+def test_policy_node_publishes_chunks_and_stops_on_stale_inputs(checkpoint: Path, ros_node) -> None:
+    process = _start("kil_policy.policy_node", f"checkpoint:={checkpoint}", "max_input_age_s:=0.3")
+    chunks: list[tuple[float, ActionChunkData]] = []
+
+    def on_chunk(msg: ActionChunk) -> None:
+        chunks.append((time.monotonic(), cv.action_chunk_from_msg(msg)))
+
+    ros_node.create_subscription(ActionChunk, "/kil/action_chunk", on_chunk, 10)
+    publish = _inputs(ros_node)
+    try:
+        deadline = time.monotonic() + 60
+        while not chunks and time.monotonic() < deadline:  # start-up (torch import, discovery)
+            _spin(ros_node, 0.2, publish)
+        assert chunks, "policy_node produced no chunk"
+        chunks.clear()
+        _spin(ros_node, 4.0, publish)
+        assert 4 <= len(chunks) <= 6, len(chunks)  # one every 0.8 s
+        intervals = np.diff([t for t, _ in chunks])
+        assert abs(np.median(intervals) - 0.8) < 0.15, intervals
+        for _, chunk in chunks:
+            assert chunk.num_steps == 16 and chunk.execute_steps == 9 and chunk.step_ns == 100_000_000
+            assert chunk.frame_id == "link_base" and np.all((chunk.gripper >= 0) & (chunk.gripper <= 1))
+            assert chunk.inference_latency > 0
+        # Inputs stop: no new chunk once they are older than max_input_age_s.
+        _spin(ros_node, 0.5)
+        count = len(chunks)
+        _spin(ros_node, 2.0)
+        assert len(chunks) == count, "chunks kept coming after the inputs went stale"
+        # The stop service also halts production while inputs flow.
+        client = ros_node.create_client(Trigger, "/policy_node/stop")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(ros_node, future, timeout_sec=10)
+        assert future.result().success
+        count = len(chunks)
+        _spin(ros_node, 2.0, publish)
+        assert len(chunks) == count
+    finally:
+        output = _stop(process)
+    assert "not producing action chunks" in output  # one warning for the stale inputs
+
+
+def test_interpolator_node_limits_and_holds(ros_node) -> None:
+    process = _start(
+        "kil_policy.interpolator_node",
+        "rate_hz:=100.0",
+        "max_linear_speed:=0.2",
+        "max_step_m:=0.004",
+        "stale_after_s:=0.4",
+        "workspace_min:=[0.1, -0.4, 0.05]",
+    )
+    targets: list[tuple[float, np.ndarray]] = []
+    grippers: list[float] = []
+
+    def on_target(msg: PoseStamped) -> None:
+        p = msg.pose.position
+        targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
+
+    ros_node.create_subscription(PoseStamped, "/kil/servo_target", on_target, 50)
+    ros_node.create_subscription(Float32, "/kil/gripper_command", lambda m: grippers.append(m.data), 50)
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+    start = np.array([0.3, 0.0, 0.2])
+    try:
+        deadline = time.monotonic() + 30
+        while not targets and time.monotonic() < deadline:
+            state_pub.publish(cv.robot_state_to_msg(RobotStateData(0, "link_base", start, DOWN, 1.0)))
+            _spin(ros_node, 0.1)
+        assert targets, "no setpoint from interpolator_node"
+        np.testing.assert_allclose(targets[-1][1], start, atol=1e-9)  # first setpoints hold the current pose
+        # Teleop-style chunks towards a goal 30 cm away and below the workspace floor.
+        goal = np.array([0.6, 0.0, 0.0])
+
+        def send() -> None:
+            now = ros_node.get_clock().now().nanoseconds
+            chunk = ActionChunkData(now + 100_000_000, "link_base", 100_000_000, goal[None], DOWN[None], [0.0])
+            chunk_pub.publish(cv.action_chunk_to_msg(chunk))
+
+        targets.clear()
+        _spin(ros_node, 2.5, send, period=0.1)
+        times = np.array([t for t, _ in targets])
+        positions = np.array([p for _, p in targets])
+        assert 80 < (len(times) - 1) / (times[-1] - times[0]) < 120  # ~100 Hz
+        steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+        assert steps.max() <= 0.004 + 1e-9
+        assert positions[:, 2].min() >= 0.05 - 1e-9  # workspace floor
+        assert np.linalg.norm(positions[-1] - [0.6, 0.0, 0.05]) < 0.06  # moving there at <= 0.2 m/s
+        assert grippers[-1] == pytest.approx(0.0)
+        # Chunks stop: after stale_after_s the setpoint holds still.
+        _spin(ros_node, 1.0)
+        targets.clear()
+        _spin(ros_node, 1.0)
+        held = np.array([p for _, p in targets])
+        assert len(held) > 50 and np.ptp(held, axis=0).max() == 0.0
+    finally:
+        output = _stop(process)
+    assert "holding" in output
