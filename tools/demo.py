@@ -18,13 +18,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from rosbags.rosbag2 import Reader
+
+from kil_interfaces import conversion
 from kil_interfaces.typestore import kil_typestore
 from kil_sim.record_demos import record
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import TASKS, evaluation_configurations
-from rosbags.rosbag2 import Reader
-
-from kil_interfaces import conversion
 
 
 def contact_sheet(bag: Path, out: Path, frames: int = 12) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from kil_interfaces.data import as_checked_array, check_unit_quaternions
 from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from kil_interfaces.data import ActionChunkData, CameraIntrinsics, KeypointArrayData, RobotStateData
 
 

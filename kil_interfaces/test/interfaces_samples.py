@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 
 # Stamps with non-zero sec and nanosec parts, beyond 2**31 ns, so both are exercised.

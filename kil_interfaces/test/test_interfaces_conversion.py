@@ -10,11 +10,11 @@ from interfaces_samples import (
     sample_keypoints,
     sample_robot_state,
 )
-from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
-from kil_interfaces.typestore import kil_typestore
 from rclpy.serialization import deserialize_message, serialize_message
 
 from kil_interfaces import conversion as cv
+from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_interfaces.typestore import kil_typestore
 
 TYPESTORE = kil_typestore()
 BACKENDS = {"rclpy": cv.MessageTypes.rclpy(), "rosbags": cv.MessageTypes.rosbags(TYPESTORE)}

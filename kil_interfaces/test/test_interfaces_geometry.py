@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kil_interfaces.calibration import CalibrationError, RigidTransform, load_extrinsics, save_extrinsics
-from kil_interfaces.data import CameraIntrinsics
 from scipy.spatial.transform import Rotation
 
 from kil_interfaces import conversion as cv
 from kil_interfaces import rotations as rot
+from kil_interfaces.calibration import CalibrationError, RigidTransform, load_extrinsics, save_extrinsics
+from kil_interfaces.data import CameraIntrinsics
 
 RNG = np.random.default_rng(3)
 ROTATIONS = Rotation.random(200, random_state=4)

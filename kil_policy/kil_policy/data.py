@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from kil_interfaces.typestore import kil_typestore
 from rosbags.rosbag2 import Reader
 from torch.utils.data import Dataset
 
 from kil_interfaces import conversion
+from kil_interfaces.typestore import kil_typestore
 from kil_policy.policy import BatchKeys
 from kil_policy.representation import action_from_pose, proprio_from_pose
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from kil_interfaces.data import ActionChunkData
 from kil_interfaces.rotations import quat_angle, quat_slerp
 

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
 
-import numpy as np
 import rclpy
-import torch
-from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
+from kil_interfaces.data import KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_policy.checkpoint import load_policy
-from kil_policy.policy import BatchKeys
-from kil_policy.representation import pose_from_action, proprio_from_pose
+from kil_policy.runner import PolicyRunner
 
 _NS = 1_000_000_000
 
@@ -44,18 +40,12 @@ class PolicyNode(Node):
         self.running = self._param("autostart", True, "start producing chunks without a ~/start call")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
-        self.policy = load_policy(checkpoint, device)
-        self.device = torch.device(device)
-        cfg = self.policy.config
-        self.n_obs, self.n_exec, self.horizon = cfg.n_obs_steps, cfg.n_action_steps, cfg.horizon
-        self.num_keypoints = cfg.encoder.num_keypoints
-        self.use_similarities = cfg.encoder.kind == "sim"
+        policy = load_policy(checkpoint, device)
+        cfg = policy.config
         self.step_ns = round(_NS / rate)
-        self.history: deque[tuple[RobotStateData, KeypointArrayData]] = deque(maxlen=self.n_obs)
+        self.runner = PolicyRunner(policy, self.step_ns, self.ddim_steps or None)
         self.keypoints: KeypointArrayData | None = None
         self.state: RobotStateData | None = None
-        self.ticks = 0
-        self.generator = torch.Generator(device=self.device).manual_seed(0)
         self.create_subscription(KeypointArray, "/kil/keypoints", self._on_keypoints, 10)
         self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
         self.publisher = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
@@ -65,8 +55,8 @@ class PolicyNode(Node):
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self._blocked: str | None = None
         self.get_logger().info(
-            f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={self.num_keypoints}, n_obs={self.n_obs}, "
-            f"horizon={self.horizon}, executing {self.n_exec}, device {device}"
+            f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
+            f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}"
         )
 
     def _param(self, name: str, default, description: str):
@@ -105,9 +95,9 @@ class PolicyNode(Node):
         for name, stamp in (("robot state", self.state.stamp_ns), ("keypoints", self.keypoints.stamp_ns)):
             if now_ns - stamp > self.max_age_ns:
                 return f"{name} is {(now_ns - stamp) / _NS:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
-        if self.keypoints.num_keypoints != self.num_keypoints:
-            got = self.keypoints.num_keypoints
-            return f"/kil/keypoints has {got} keypoints; the checkpoint expects {self.num_keypoints}"
+        mismatch = self.runner.check(self.keypoints)
+        if mismatch is not None:
+            return f"/kil/keypoints: {mismatch}"
         valid = int(self.keypoints.valid.sum())
         if valid < self.min_valid:
             return f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"
@@ -119,64 +109,17 @@ class PolicyNode(Node):
         now = self.get_clock().now().nanoseconds
         problem = self._inputs_problem(now)
         if problem is not None:
-            self.history.clear()  # never mix observations across a gap
-            self.ticks = 0
+            self.runner.reset()  # never mix observations across a gap
             self._block(problem)
             return
         self._unblock()
-        self.history.append((self.state, self.keypoints))
-        due = self.ticks % self.n_exec == 0
-        self.ticks += 1
-        if due:
-            self._infer(now)
-
-    def _batch(self) -> dict[str, torch.Tensor]:
-        observations = list(self.history)
-        while len(observations) < self.n_obs:  # start of an episode: repeat the first observation
-            observations.insert(0, observations[0])
-        states = [s for s, _ in observations]
-        keypoints = [k for _, k in observations]
-        proprio = proprio_from_pose(
-            np.stack([s.position for s in states]),
-            np.stack([s.quaternion for s in states]),
-            np.array([s.gripper for s in states]),
-        )
-        batch = {
-            BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None],
-            BatchKeys.KEYPOINTS: torch.from_numpy(
-                np.stack([np.where(k.valid[:, None], k.points, 0.0) for k in keypoints])
-            ).float()[None],
-            BatchKeys.VALID: torch.from_numpy(np.stack([k.valid for k in keypoints]))[None],
-        }
-        if self.use_similarities:
-            sims = [
-                k.similarities if k.similarities is not None else np.zeros((self.num_keypoints,) * 2) for k in keypoints
-            ]
-            batch[BatchKeys.SIMILARITIES] = torch.from_numpy(np.stack(sims)).float()[None]
-        return {k: v.to(self.device) for k, v in batch.items()}
-
-    def _infer(self, now_ns: int) -> None:
         start = time.perf_counter()
-        actions = self.policy.predict_action_chunk(
-            self._batch(), steps=self.ddim_steps or None, generator=self.generator
-        )
-        positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
-        newest = max(self.history[-1][0].stamp_ns, self.history[-1][1].stamp_ns)
-        latency = (self.get_clock().now().nanoseconds - newest) / _NS
-        chunk = ActionChunkData(
-            # Action index n_obs - 1 is the command for the newest observation, due one step later.
-            stamp_ns=now_ns - (self.n_obs - 2) * self.step_ns,
-            frame_id=self.state.frame_id,
-            step_ns=self.step_ns,
-            positions=positions,
-            quaternions=quaternions,
-            gripper=gripper.astype(np.float32),
-            execute_steps=self.n_obs - 1 + self.n_exec,
-            inference_latency=max(0.0, latency),
-        )
+        chunk = self.runner.tick(self.state, self.keypoints, now)
+        if chunk is None:
+            return
         self.publisher.publish(conversion.action_chunk_to_msg(chunk))
         elapsed = time.perf_counter() - start
-        if elapsed > self.n_exec * self.step_ns / _NS:
+        if elapsed > self.runner.n_exec * self.step_ns / _NS:
             self.get_logger().warning(f"inference took {elapsed:.3f} s, longer than a chunk's execution")
 
     # --- services ---------------------------------------------------------------------------------
@@ -190,8 +133,7 @@ class PolicyNode(Node):
         return response
 
     def _on_reset(self, request, response):
-        self.history.clear()
-        self.ticks = 0
+        self.runner.reset()
         self.keypoints = self.state = None
         response.success, response.message = True, "observation history cleared"
         return response

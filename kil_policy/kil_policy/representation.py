@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from kil_interfaces.rotations import matrix_to_quat, matrix_to_rot6d, quat_to_euler, quat_to_matrix, rot6d_to_matrix
 
 

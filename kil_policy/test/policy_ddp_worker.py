@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import torch.distributed as dist
-from kil_policy.train import parse_config, train
 from safetensors.torch import save_file
+
+from kil_policy.train import parse_config, train
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import EpisodeWriter
-
-from kil_interfaces import conversion as cv
 
 TOPICS = {
     "/kil/action_chunk": "kil_interfaces/msg/ActionChunk",

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from policy_synthetic import write_episodes
+
 from kil_policy.data import EpisodeError, TopicConfig, WindowDataset, load_episodes, read_episode
 from kil_policy.policy import BatchKeys
-from policy_synthetic import write_episodes
 
 
 @pytest.fixture(scope="module")

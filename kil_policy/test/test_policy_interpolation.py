@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from kil_interfaces.data import ActionChunkData
 from kil_interfaces.rotations import euler_to_quat, quat_angle
 from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits

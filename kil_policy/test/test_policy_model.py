@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
+
 from kil_interfaces.rotations import euler_to_quat
 from kil_policy.augmentation import AugmentationConfig, augment, spatial_transform
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
@@ -13,7 +15,6 @@ from kil_policy.normalization import MinMaxNormalizer
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import action_from_pose, pose_from_action, proprio_from_pose
 from kil_policy.unet import ConditionalUnet1D
-from scipy.spatial.transform import Rotation
 
 torch.manual_seed(0)
 B, N_OBS, K = 3, 2, 5

@@ -12,15 +12,15 @@ import pytest
 import rclpy
 import torch
 from geometry_msgs.msg import PoseStamped
-from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
-from kil_policy.checkpoint import save_policy
-from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
-from kil_policy.policy import KeypointDiffusionPolicy
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion as cv
+from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
+from kil_policy.checkpoint import save_policy
+from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
+from kil_policy.policy import KeypointDiffusionPolicy
 
 K = 4
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from kil_policy.checkpoint import CheckpointError, load_policy
-from kil_policy.data import WindowDataset, load_episodes
-from kil_policy.train import parse_config, train
 from policy_synthetic import write_episodes
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
+
+from kil_policy.checkpoint import CheckpointError, load_policy
+from kil_policy.data import WindowDataset, load_episodes
+from kil_policy.train import parse_config, train
 
 # About 75 s on the 2-core CI machine; the loss falls ~25x (measured while choosing these).
 LEARNING = ["steps=1000", "batch_size=64", "log_every=50", "checkpoint_every=500", "lr=2e-3", "warmup_steps=50"]

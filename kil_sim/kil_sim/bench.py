@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 
 import mujoco
+
 from kil_interfaces.conversion import MessageTypes
 from kil_interfaces.typestore import kil_typestore
-from kil_teleop.recording import DEMONSTRATION_TOPICS, EpisodeWriter
-
 from kil_sim.recording_sink import BagSink
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.scene import CAMERA_NAME
 from kil_sim.tasks import sample_configuration
+from kil_teleop.recording import DEMONSTRATION_TOPICS, EpisodeWriter
 
 
 class _DiscardingSink:

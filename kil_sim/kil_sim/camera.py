@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.data import CameraIntrinsics
 from kil_interfaces.rotations import matrix_to_quat

@@ -5,7 +5,9 @@
 
 Every controller sees the same configurations (10 per setting, fixed by seed). Success rates get
 a Clopper-Pearson interval; multi-object tasks report task completion with a Wald interval.
-Only the scripted expert can be evaluated until the policy lands (``--controller expert``).
+Controllers: the scripted expert, or a trained policy checkpoint fed the simulator's
+ground-truth keypoints (``--controller policy --checkpoint DIR``; perception-fed evaluation
+comes with the perception pipeline).
 """
 
 from __future__ import annotations
@@ -53,11 +55,18 @@ class SettingResult:
     interval: str
 
 
-def evaluate(task: str, setting: str, count: int = 10, progress: bool = False) -> SettingResult:
-    """Run the scripted expert on a setting's fixed configurations."""
+def evaluate(
+    task: str, setting: str, count: int = 10, progress: bool = False, make_controller=None, max_duration_s: float = 40.0
+) -> SettingResult:
+    """Run a controller (default: the scripted expert) on a setting's fixed configurations.
+
+    Args:
+        make_controller: () -> controller for each episode; None = the task's scripted expert.
+    """
     configs = evaluation_configurations(task, setting, count)
+    rollout = RolloutConfig(camera_hz=0, max_duration_s=max_duration_s)
     results = [
-        run_episode(c, config=RolloutConfig(camera_hz=0))
+        run_episode(c, controller=make_controller() if make_controller else None, config=rollout)
         for c in tqdm(configs, desc=f"{task}/{setting}", disable=not progress, leave=False)
     ]
     if TASKS[task].multi_instance:
@@ -72,7 +81,10 @@ def evaluate(task: str, setting: str, count: int = 10, progress: bool = False) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_sim.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--controller", choices=["expert"], default="expert")
+    parser.add_argument("--controller", choices=["expert", "policy"], default="expert")
+    parser.add_argument("--checkpoint", help="policy checkpoint directory (--controller policy)")
+    parser.add_argument("--device", default="cpu", help="torch device for the policy")
+    parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
         "--settings", nargs="+", default=["in_distribution"], choices=[s for s in SETTINGS if s != "train"]
@@ -80,7 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (10 in the protocol)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    rows = [evaluate(t, s, args.episodes, progress=not args.json) for t in args.tasks for s in args.settings]
+    make_controller = None
+    if args.controller == "policy":
+        if not args.checkpoint:
+            parser.error("--controller policy needs --checkpoint")
+        from kil_policy.checkpoint import load_policy
+        from kil_policy.runner import PolicyRunner
+        from kil_sim.rollout import PolicyController
+
+        policy = load_policy(args.checkpoint, args.device)
+        make_controller = lambda: PolicyController(PolicyRunner(policy))  # noqa: E731
+    rows = [
+        evaluate(t, s, args.episodes, not args.json, make_controller, args.max_duration)
+        for t in args.tasks
+        for s in args.settings
+    ]
     if args.json:
         print(json.dumps({"controller": args.controller, "results": [asdict(r) for r in rows]}))
     else:

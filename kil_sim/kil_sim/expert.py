@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from kil_interfaces.rotations import matrix_to_quat, quat_angle, quat_slerp, quat_to_matrix
 
+from kil_interfaces.rotations import matrix_to_quat, quat_angle, quat_slerp, quat_to_matrix
 from kil_sim.tasks import TaskSpec
 from kil_sim.world import SimWorld
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from kil_interfaces.data import KeypointArrayData
 
+from kil_interfaces.data import KeypointArrayData
 from kil_sim.world import SimWorld
 
 

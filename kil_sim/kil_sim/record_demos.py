@@ -2,7 +2,8 @@
 
     python -m kil_sim.record_demos --task place_mug --episodes 50 --out demos/place_mug
 
-Writes ``episode_0000`` ... (one bag per episode, the topics of DESIGN.md) and
+Writes ``episode_0000`` ... (one bag per episode, the topics of DESIGN.md plus the simulator's
+ground-truth keypoints on ``/kil/keypoints/oracle``) and
 ``calibration.yaml`` (camera extrinsics, the format of the real setup) into ``--out``. Episode k
 starts from the task's ``train`` configuration k (training variants, seeds disjoint from the
 evaluation configurations). Only successful demonstrations are kept: a failed attempt is
@@ -15,12 +16,21 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.conversion import MessageTypes
 from kil_interfaces.typestore import kil_typestore
+from kil_sim.camera import CameraConfig
+from kil_sim.oracle import oracle_keypoints
+from kil_sim.recording_sink import ORACLE_TOPIC, BagSink
+from kil_sim.rollout import RolloutConfig, run_episode
+from kil_sim.scene import SceneConfig
+from kil_sim.tasks import TASKS, sample_configuration
 from kil_teleop.recording import (
     DEMONSTRATION_TOPICS,
     EpisodeWriter,
@@ -28,13 +38,6 @@ from kil_teleop.recording import (
     list_episodes,
     remove_partial_episodes,
 )
-from tqdm import tqdm
-
-from kil_sim.camera import CameraConfig
-from kil_sim.recording_sink import BagSink
-from kil_sim.rollout import RolloutConfig, run_episode
-from kil_sim.scene import SceneConfig
-from kil_sim.tasks import TASKS, sample_configuration
 
 #: Retries use configurations index + ATTEMPT_STRIDE * attempt, outside the normal index range.
 ATTEMPT_STRIDE = 100_000
@@ -62,6 +65,7 @@ def record(
     typestore = kil_typestore()
     types = MessageTypes.rosbags(typestore)
     rollout = RolloutConfig(camera_hz=camera_hz)
+    topics = {**DEMONSTRATION_TOPICS, ORACLE_TOPIC: "kil_interfaces/msg/KeypointArray"}
     bar = tqdm(
         total=episodes, initial=min(len(existing), episodes), desc=f"{task} demos", unit="ep", disable=not progress
     )
@@ -78,14 +82,13 @@ def record(
                 "seed": str(config.seed),
                 "variants": ",".join(o.model.variant for o in config.objects),
             }
-            with EpisodeWriter(
-                out / episode_name(index), DEMONSTRATION_TOPICS, typestore, compress, metadata
-            ) as writer:
+            with EpisodeWriter(out / episode_name(index), topics, typestore, compress, metadata) as writer:
                 world = config.make_world()
+                oracle = partial(oracle_keypoints, world)
                 result = run_episode(
                     config,
                     config=rollout,
-                    sink=BagSink(writer, types, world.camera_intrinsics),
+                    sink=BagSink(writer, types, world.camera_intrinsics, oracle),
                     world=world,
                     rng=np.random.default_rng(config.seed),
                 )

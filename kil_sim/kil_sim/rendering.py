@@ -9,6 +9,8 @@ when asked for.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -16,8 +18,21 @@ import mujoco
 import numpy as np
 
 
+def _preload_triton() -> None:
+    """Import triton (torch's GPU compiler) before Mesa's software renderer starts.
+
+    Both bundle LLVM; loading triton after llvmpipe crashes the process (seen here: a
+    segmentation fault in ``import triton``, reached through ``import diffusers``). Loading it
+    first is harmless, so a process that renders and then runs a policy survives.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
+
+
 def _gl_context(width: int, height: int):
     backend = os.environ.get("MUJOCO_GL", "egl").lower()
+    if backend in ("egl", "osmesa"):
+        _preload_triton()
     if backend == "egl":
         from mujoco.egl import GLContext
     elif backend == "osmesa":

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
 from kil_interfaces.data import ActionChunkData, RobotStateData
 from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig
-
 from kil_sim.expert import ScriptedExpert
 from kil_sim.tasks import EpisodeConfig, task
 from kil_sim.world import CameraFrame, SimWorld
@@ -93,6 +93,27 @@ class ExpertController:
             quaternions=quaternion[None],
             gripper=np.array([gripper], np.float32),
         )
+
+
+class PolicyController:
+    """A trained policy as a controller, fed ground-truth (oracle) keypoints or any other source.
+
+    Args:
+        runner: the policy on the 10 Hz clock (``kil_policy.runner.PolicyRunner``).
+        keypoints: (world, stamp_ns) -> KeypointArrayData; default the simulator's oracle.
+    """
+
+    done = False  # a policy never declares itself finished; the episode's time limit ends it
+
+    def __init__(self, runner, keypoints=None) -> None:
+        from kil_sim.oracle import oracle_keypoints
+
+        self.runner = runner
+        self.keypoints = keypoints or oracle_keypoints
+        runner.reset()
+
+    def act(self, world: SimWorld, stamp_ns: int) -> ActionChunkData | None:
+        return self.runner.tick(world.robot_state(stamp_ns), self.keypoints(world, stamp_ns), stamp_ns)
 
 
 @dataclass

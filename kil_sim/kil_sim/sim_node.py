@@ -20,7 +20,6 @@ import time
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from kil_interfaces.calibration import save_extrinsics
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -28,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
+from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import KeypointArray, RobotState
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig

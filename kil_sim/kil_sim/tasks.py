@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from kil_interfaces.rotations import quat_to_matrix
 
+from kil_interfaces.rotations import quat_to_matrix
 from kil_sim import objects as obj
 from kil_sim.scene import PlacedObject, SceneConfig
 from kil_sim.world import SimWorld

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
 from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.data import CameraIntrinsics, RobotStateData
 from kil_interfaces.rotations import quat_angle, quat_slerp, quat_to_matrix
-
 from kil_sim.camera import depth_to_millimetres
 from kil_sim.rendering import CameraRenderer
 from kil_sim.scene import (

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from kil_sim.camera import CameraConfig
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
@@ -19,6 +18,7 @@ from std_msgs.msg import Float32
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import KeypointArray, RobotState
 from kil_interfaces.srv import ResetEpisode
+from kil_sim.camera import CameraConfig
 
 WIDTH, HEIGHT = 160, 120
 

@@ -9,17 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag2 import Reader
+
+from kil_interfaces import conversion as cv
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.typestore import kil_typestore
 from kil_sim.camera import CameraConfig
 from kil_sim.record_demos import record
 from kil_teleop.recording import DEMONSTRATION_TOPICS, list_episodes
-from rosbags.rosbag2 import Reader
-
-from kil_interfaces import conversion as cv
 
 TYPESTORE = kil_typestore()
 
@@ -27,10 +28,11 @@ TYPESTORE = kil_typestore()
 def test_recorded_episode_holds_every_stream(tmp_path: Path) -> None:
     paths = record("pick_pen", 1, tmp_path, camera_hz=5.0, width=160, height=120, progress=False)
     assert [p.name for p in paths] == ["episode_0000"]
-    stamps: dict[str, list[int]] = {topic: [] for topic in DEMONSTRATION_TOPICS}
+    stamps: dict[str, list[int]] = defaultdict(list)
     first: dict[str, object] = {}
     with Reader(paths[0]) as reader:
-        assert {c.topic: c.msgtype for c in reader.connections} == DEMONSTRATION_TOPICS
+        oracle = {"/kil/keypoints/oracle": "kil_interfaces/msg/KeypointArray"}
+        assert {c.topic: c.msgtype for c in reader.connections} == {**DEMONSTRATION_TOPICS, **oracle}
         for connection, stamp, raw in reader.messages():
             stamps[connection.topic].append(stamp)
             first.setdefault(connection.topic, TYPESTORE.deserialize_cdr(raw, connection.msgtype))
@@ -97,3 +99,56 @@ def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
     assert [p.name for p in final] == ["episode_0000", "episode_0001", "episode_0002"]
     assert {p.name: _digest(p) for p in final if p.name in digests} == digests  # untouched
     assert not (tmp_path / ".partial").exists()
+
+
+def test_record_train_and_roll_out_a_policy_on_oracle_keypoints(tmp_path: Path) -> None:
+    """The offline KIL loop without perception: demos -> training -> the policy drives the sim."""
+    from kil_policy.data import TopicConfig, read_episode
+    from kil_policy.runner import PolicyRunner
+    from kil_policy.train import parse_config, train
+    from kil_sim.rollout import PolicyController, RolloutConfig, run_episode
+    from kil_sim.tasks import evaluation_configurations
+
+    record("place_mouse", 2, tmp_path / "demos", camera_hz=2.0, width=64, height=48, progress=False)
+    episode = read_episode(tmp_path / "demos" / "episode_0000", TopicConfig(keypoints="/kil/keypoints/oracle"))
+    assert episode.keypoints.shape[1] == 6 and episode.valid.all()  # mouse (4) + pad (2)
+    small = [
+        "policy.head.down_dims=[16,32,64]",
+        "policy.encoder.d_model=16",
+        "policy.encoder.num_layers=1",
+        "policy.encoder.num_heads=2",
+        "policy.encoder.mlp_dim=32",
+        "policy.head.inference_steps=4",
+    ]
+    result = train(
+        parse_config(
+            None,
+            [
+                f"data=[{tmp_path / 'demos'}]",
+                f"out={tmp_path / 'run'}",
+                "steps=20",
+                "batch_size=16",
+                "topics.keypoints=/kil/keypoints/oracle",
+                *small,
+            ],
+        )
+    )
+    chunks = []
+
+    class Counting(PolicyController):
+        def act(self, world, stamp_ns):
+            chunk = super().act(world, stamp_ns)
+            if chunk is not None:
+                chunks.append(chunk)
+            return chunk
+
+    config = evaluation_configurations("place_mouse", "in_distribution", 1)[0]
+    world = config.make_world()
+    start = world.commanded_tcp_pose()[0]
+    outcome = run_episode(
+        config, Counting(PolicyRunner(result.policy)), RolloutConfig(camera_hz=0, max_duration_s=3.0), world=world
+    )
+    assert outcome.control_steps == 30 and len(chunks) == 4  # a chunk every 8 ticks of 10 Hz
+    assert all(c.num_steps == 16 and c.execute_steps == 9 for c in chunks)
+    assert np.linalg.norm(world.commanded_tcp_pose()[0] - start) > 0.01  # the policy's targets moved the arm
+    world.close()

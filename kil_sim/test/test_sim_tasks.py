@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from kil_interfaces.data import ActionChunkData
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import TASKS, _overlap, evaluation_configurations, sample_configuration
@@ -72,8 +73,9 @@ def test_unknown_task_and_setting_are_named() -> None:
 
 
 def test_confidence_intervals() -> None:
-    from kil_sim.evaluate import clopper_pearson, wald
     from scipy.stats import binomtest
+
+    from kil_sim.evaluate import clopper_pearson, wald
 
     for successes in (0, 3, 10):
         expected = binomtest(successes, 10).proportion_ci(confidence_level=0.95, method="exact")

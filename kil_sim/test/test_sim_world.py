@@ -6,6 +6,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 import pytest
+
 from kil_interfaces.rotations import quat_angle
 from kil_sim.objects import block, mug, tray
 from kil_sim.scene import TCP_DOWN, PlacedObject
@@ -132,3 +133,21 @@ def _pick(grip: bool) -> float:
 def test_gripper_lifts_a_block_by_friction() -> None:
     assert _pick(grip=True) > 0.2
     assert _pick(grip=False) < 0.01
+
+
+def test_rendering_then_importing_torch_compilers_does_not_crash() -> None:
+    """Regression: triton imported after Mesa's llvmpipe segfaulted (both bundle LLVM)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from kil_sim.objects import block\n"
+        "from kil_sim.scene import PlacedObject\n"
+        "from kil_sim.world import SimWorld\n"
+        "w = SimWorld([PlacedObject('b', block(), (0.3, 0.0))])\n"
+        "assert w.render().rgb.mean() > 0\n"
+        "import diffusers.schedulers, torch._dynamo\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

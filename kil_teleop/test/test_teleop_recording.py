@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import Reader
+
+from kil_interfaces import conversion as cv
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import (
@@ -17,10 +21,6 @@ from kil_teleop.recording import (
     list_episodes,
     remove_partial_episodes,
 )
-from rclpy.serialization import serialize_message
-from rosbags.rosbag2 import Reader
-
-from kil_interfaces import conversion as cv
 
 TYPESTORE = kil_typestore()
 TYPES = cv.MessageTypes.rosbags(TYPESTORE)

@@ -1,0 +1,107 @@
+"""Running a trained policy on the 10 Hz clock, without ROS: the one implementation behind
+``policy_node`` and the simulator's policy rollouts.
+
+Each :meth:`PolicyRunner.tick` appends the newest observation (robot state + keypoints) to the
+history; every ``n_action_steps`` ticks it samples a chunk. The chunk carries the whole
+predicted horizon, stamped so that action ``n_obs - 1`` (the command for the newest
+observation) is due one step after the tick, and ``execute_steps = n_obs - 1 + n_action_steps``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
+from kil_policy.representation import pose_from_action, proprio_from_pose
+
+
+class PolicyRunner:
+    """Observation history and chunk production for one policy.
+
+    Args:
+        policy: a loaded policy (eval mode).
+        step_ns: control period (100 ms).
+        ddim_steps: denoising steps (None = the policy's setting).
+        seed: sampling seed (chunks are reproducible for the same inputs).
+    """
+
+    def __init__(
+        self, policy: KeypointDiffusionPolicy, step_ns: int = 100_000_000, ddim_steps: int | None = None, seed: int = 0
+    ) -> None:
+        self.policy = policy
+        config = policy.config
+        self.n_obs, self.n_exec = config.n_obs_steps, config.n_action_steps
+        self.num_keypoints = config.encoder.num_keypoints
+        self.use_similarities = config.encoder.kind == "sim"
+        self.step_ns = step_ns
+        self.ddim_steps = ddim_steps
+        self.device = next(policy.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.history: deque[tuple[RobotStateData, KeypointArrayData]] = deque(maxlen=self.n_obs)
+        self.ticks = 0
+
+    def reset(self) -> None:
+        """Forget the history (a new episode, or a gap in the inputs)."""
+        self.history.clear()
+        self.ticks = 0
+
+    def check(self, keypoints: KeypointArrayData) -> str | None:
+        """Why these keypoints cannot be used, or None."""
+        if keypoints.num_keypoints != self.num_keypoints:
+            return f"{keypoints.num_keypoints} keypoints given; the checkpoint expects {self.num_keypoints}"
+        return None
+
+    def tick(self, state: RobotStateData, keypoints: KeypointArrayData, now_ns: int) -> ActionChunkData | None:
+        """Add the newest observation; returns a chunk on every ``n_action_steps``-th tick."""
+        problem = self.check(keypoints)
+        if problem is not None:
+            raise ValueError(problem)
+        self.history.append((state, keypoints))
+        due = self.ticks % self.n_exec == 0
+        self.ticks += 1
+        return self.predict(now_ns) if due else None
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """The policy input from the history (the first observation repeated at the start)."""
+        observations = list(self.history)
+        while len(observations) < self.n_obs:
+            observations.insert(0, observations[0])
+        states = [s for s, _ in observations]
+        frames = [k for _, k in observations]
+        proprio = proprio_from_pose(
+            np.stack([s.position for s in states]),
+            np.stack([s.quaternion for s in states]),
+            np.array([s.gripper for s in states]),
+        )
+        points = np.stack([np.where(k.valid[:, None], k.points, 0.0) for k in frames])
+        batch = {
+            BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None],
+            BatchKeys.KEYPOINTS: torch.from_numpy(points).float()[None],
+            BatchKeys.VALID: torch.from_numpy(np.stack([k.valid for k in frames]))[None],
+        }
+        if self.use_similarities:
+            zeros = np.zeros((self.num_keypoints, self.num_keypoints), np.float32)
+            sims = np.stack([k.similarities if k.similarities is not None else zeros for k in frames])
+            batch[BatchKeys.SIMILARITIES] = torch.from_numpy(sims).float()[None]
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def predict(self, now_ns: int) -> ActionChunkData:
+        """Sample a chunk from the current history."""
+        actions = self.policy.predict_action_chunk(self.batch(), steps=self.ddim_steps, generator=self.generator)
+        positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
+        state, keypoints = self.history[-1]
+        newest = max(state.stamp_ns, keypoints.stamp_ns)
+        return ActionChunkData(
+            stamp_ns=now_ns - (self.n_obs - 2) * self.step_ns,
+            frame_id=state.frame_id,
+            step_ns=self.step_ns,
+            positions=positions,
+            quaternions=quaternions,
+            gripper=gripper.astype(np.float32),
+            execute_steps=self.n_obs - 1 + self.n_exec,
+            inference_latency=max(0.0, (now_ns - newest) / 1e9),
+        )
