@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from kil_interfaces.data import as_checked_array, check_unit_quaternions
+from kil_interfaces.data import CameraIntrinsics, as_checked_array, check_unit_quaternions
 from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
 
 _FIELDS = ("parent_frame", "child_frame", "translation", "rotation")
@@ -116,3 +116,60 @@ def save_extrinsics(path: str | Path, transform: RigidTransform) -> None:
         "# Camera extrinsics: pose of child_frame (camera optical frame) in parent_frame (robot base).\n"
         "# translation in m; rotation a unit quaternion (x, y, z, w).\n" + yaml.safe_dump(content, sort_keys=False)
     )
+
+
+def load_intrinsics(path: str | Path) -> CameraIntrinsics:
+    """Read a ROS camera-calibration YAML (``camera_calibration_parsers`` format: image_width,
+    image_height, camera_name, camera_matrix, distortion_model, distortion_coefficients).
+
+    Raises:
+        CalibrationError: naming the file and the missing or malformed field.
+    """
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: camera info file not found") from None
+    except yaml.YAMLError as error:
+        raise CalibrationError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(content, dict):
+        raise CalibrationError(f"{path}: expected a mapping")
+    try:
+        k = np.asarray(content["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
+        width, height = int(content["image_width"]), int(content["image_height"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CalibrationError(
+            f"{path}: image_width, image_height and camera_matrix.data (9 values) are required ({error})"
+        ) from None
+    distortion = np.asarray((content.get("distortion_coefficients") or {}).get("data", []), dtype=np.float64)
+    try:
+        return CameraIntrinsics(
+            width,
+            height,
+            k[0, 0],
+            k[1, 1],
+            k[0, 2],
+            k[1, 2],
+            content.get("distortion_model", "plumb_bob"),
+            distortion,
+            content.get("camera_name", ""),
+        )
+    except ValueError as error:
+        raise CalibrationError(f"{path}: {error}") from None
+
+
+def save_intrinsics(path: str | Path, intrinsics: CameraIntrinsics) -> None:
+    """Write the ROS camera-calibration YAML that :func:`load_intrinsics` reads."""
+    content = {
+        "image_width": intrinsics.width,
+        "image_height": intrinsics.height,
+        "camera_name": intrinsics.frame_id,
+        "camera_matrix": {"rows": 3, "cols": 3, "data": intrinsics.matrix.reshape(-1).tolist()},
+        "distortion_model": intrinsics.distortion_model,
+        "distortion_coefficients": {
+            "rows": 1,
+            "cols": len(intrinsics.distortion),
+            "data": intrinsics.distortion.tolist(),
+        },
+    }
+    Path(path).write_text(yaml.safe_dump(content, sort_keys=False))

@@ -163,3 +163,16 @@ def test_slerp_matches_scipy_and_takes_the_short_arc() -> None:
     np.testing.assert_allclose(angle, (ROTATIONS[1].inv() * ROTATIONS[2]).magnitude(), atol=1e-9)
     np.testing.assert_allclose(rot.quat_angle(q0, got[3]), 0.5 * angle, atol=1e-9)
     np.testing.assert_allclose(rot.quat_slerp(q0, q0, 0.3), q0, atol=1e-12)
+
+
+def test_camera_info_yaml_round_trip_and_errors(tmp_path: Path) -> None:
+    from kil_interfaces.calibration import load_intrinsics, save_intrinsics
+
+    intr = CameraIntrinsics(640, 480, 605.5, 604.25, 319.5, 241.0, "plumb_bob", [0.1, -0.2, 0.0, 0.001, 0.0], "cam")
+    save_intrinsics(tmp_path / "info.yaml", intr)
+    back = load_intrinsics(tmp_path / "info.yaml")
+    assert (back.width, back.fx, back.cy, back.frame_id) == (640, 605.5, 241.0, "cam")
+    np.testing.assert_array_equal(back.distortion, intr.distortion)
+    (tmp_path / "bad.yaml").write_text("image_width: 640\n")
+    with pytest.raises(CalibrationError, match=r"bad\.yaml: image_width, image_height and camera_matrix\.data"):
+        load_intrinsics(tmp_path / "bad.yaml")

@@ -1,0 +1,61 @@
+"""The feature-backend interface and registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class WeightsUnavailableError(RuntimeError):
+    """A backend's weights are not available; the message names the model id and a local path option."""
+
+
+class FeatureBackend(ABC):
+    """Dense descriptors of an RGB image.
+
+    Attributes:
+        name: registry name. stride: input pixels per feature cell (approximate).
+        device: torch device the model runs on.
+    """
+
+    name: str = ""
+    stride: int = 16
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """bf16 on CUDA, fp32 on CPU (paper Appendix B)."""
+        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+    @abstractmethod
+    def features(self, image: np.ndarray) -> Tensor:
+        """(H, W, 3) uint8 RGB -> (C, h, w) float32 features on ``device``."""
+
+
+def _effnet(device, model):
+    from kil_perception.backends.effnet import EffNetLite0Backend
+
+    return EffNetLite0Backend(device)
+
+
+def _classic(device, model):
+    from kil_perception.backends.classic import ClassicBackend
+
+    return ClassicBackend(device)
+
+
+BACKENDS = {"effnet_lite0": _effnet, "classic": _classic}
+
+
+def make_backend(name: str, device: str | torch.device = "cpu", model: str | None = None) -> FeatureBackend:
+    """Build a backend by name; ``model`` is a hub id or local path for the foundation models."""
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown feature backend {name!r}; available: {', '.join(BACKENDS)}") from None
+    return factory(device, model)

@@ -1,0 +1,104 @@
+"""Keypoint extraction by image matching (IM, paper §III-B): reference descriptors from the spec's
+reference images, matched in every frame by the argmax of the upsampled cosine similarity, then
+lifted to 3-D.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kil_interfaces.calibration import RigidTransform
+from kil_interfaces.data import CameraIntrinsics, KeypointArrayData
+from kil_perception.backends import FeatureBackend
+from kil_perception.lifting import LiftingConfig, lift
+from kil_perception.matching import descriptors_at, match_keypoints
+from kil_perception.spec import KeypointSpec
+
+
+@dataclass
+class Extraction2D:
+    """Pixels of the K spec keypoints in one image: uv (K, 2), scores (K,), found (K,),
+    similarities (K, K) to every reference descriptor."""
+
+    uv: np.ndarray
+    scores: np.ndarray
+    found: np.ndarray
+    similarities: np.ndarray
+
+
+class ImageMatcher:
+    """Image matching: one descriptor per (category, instance, keypoint) slot.
+
+    With two instances and two reference images each instance gets its reference's descriptors
+    (§IV-I); with a single reference both instances would match the same spot, so that is
+    refused.
+    """
+
+    method = "image"
+
+    def __init__(self, spec: KeypointSpec, backend: FeatureBackend) -> None:
+        self.spec = spec
+        self.backend = backend
+        queries = []
+        for category in spec.categories:
+            if category.instances > len(category.references):
+                raise ValueError(
+                    f"{spec.path}: category {category.name!r} has {category.instances} instances but "
+                    f"{len(category.references)} reference image(s); image matching needs one per instance"
+                )
+            for reference in category.references[: category.instances]:
+                image = reference.image()
+                features = backend.features(image)
+                uv = torch.tensor(list(reference.keypoints.values()), dtype=torch.float32, device=features.device)
+                queries.append(descriptors_at(features, uv, image.shape[:2]))
+        self.queries = torch.cat(queries)
+
+    def extract(self, image: np.ndarray) -> Extraction2D:
+        features = self.backend.features(image)
+        result = match_keypoints(features, self.queries.to(features.device), image.shape[:2])
+        return Extraction2D(
+            result.uv.cpu().numpy(),
+            result.scores.cpu().numpy(),
+            result.found.cpu().numpy(),
+            result.similarities.cpu().numpy(),
+        )
+
+
+def keypoints_message(
+    spec: KeypointSpec,
+    found: Extraction2D,
+    depth_m: np.ndarray | None,
+    intrinsics: CameraIntrinsics | None,
+    extrinsics: RigidTransform | None,
+    stamp_ns: int,
+    method: str,
+    backend: str,
+    started: float | None = None,
+    lifting: LiftingConfig | None = None,
+) -> KeypointArrayData:
+    """2-D matches + depth -> a KeypointArray (3-D in the base frame when extrinsics are given)."""
+    layout = spec.layout()
+    k = len(layout)
+    points, valid = np.zeros((k, 3)), np.zeros(k, bool)
+    if depth_m is not None and intrinsics is not None:
+        points, valid = lift(found.uv, depth_m, intrinsics, extrinsics, lifting)
+    valid &= found.found
+    return KeypointArrayData(
+        stamp_ns=stamp_ns,
+        frame_id=extrinsics.parent_frame if extrinsics is not None else (intrinsics.frame_id if intrinsics else ""),
+        method=method,
+        backend=backend,
+        names=tuple(name for _, _, name in layout),
+        categories=tuple(category for category, _, _ in layout),
+        instances=np.array([instance for _, instance, _ in layout], np.uint8),
+        uv=found.uv,
+        points=np.where(valid[:, None], points, 0.0),
+        scores=found.scores,
+        valid=valid,
+        similarities=found.similarities,
+        processing_time=0.0 if started is None else time.perf_counter() - started,
+    )

@@ -1,0 +1,145 @@
+"""Keypoint matching: cosine similarity of reference descriptors against dense features
+bilinearly upsampled to the image size (paper §IV-D), and its argmax.
+
+``match_keypoints`` computes the exact argmax of the upsampled cosine similarity without
+materialising the (C, H, W) upsampled features. With f(p) = sum_a w_a(p) F_a the bilinear blend
+of a pixel's (up to) 4 low-resolution neighbours:
+
+- the dot product q . f(p) = sum_a w_a(p) (q . F_a) is the bilinear upsampling of the (h, w) map
+  q . F, and
+- |f(p)|^2 = sum_{a,b} w_a w_b (F_a . F_b) needs only each low-resolution cell's 10 neighbour
+  dot products (4 squared norms, 2 horizontal, 2 vertical, 2 diagonal), computed once per frame.
+
+So a frame costs O(C h w) plus O(K H W) instead of O(C H W); ``match_keypoints_naive`` is the
+straightforward reference. Upsampling follows ``torch.nn.functional.interpolate(...,
+mode="bilinear", align_corners=False)`` exactly, borders included.
+
+Shapes: features (C, h, w); queries (K, C); image size (H, W); masks (K, H, W) bool or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+_EPS = 1e-12
+
+
+@dataclass
+class MatchResult:
+    """Per keypoint: best pixel, its cosine similarity, and its similarity to every query.
+
+    Attributes:
+        uv: (K, 2) float pixel coordinates (u = column, v = row).
+        scores: (K,) cosine similarity at the best pixel.
+        similarities: (K, K) cosine similarity of the feature at keypoint i's pixel with query j.
+        found: (K,) bool, False where a mask left no pixel to match.
+    """
+
+    uv: Tensor
+    scores: Tensor
+    similarities: Tensor
+    found: Tensor
+
+
+def _axis(size_out: int, size_in: int, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Low-res neighbours i0, i1 and weight of i1 for each output index (align_corners=False)."""
+    scale = size_in / size_out
+    src = ((torch.arange(size_out, device=device, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_min(0.0)
+    i0 = src.floor().long().clamp_max(size_in - 1)
+    i1 = (i0 + 1).clamp_max(size_in - 1)
+    return i0, i1, (src - i0).to(torch.float32)
+
+
+def upsampled_norm_squared(features: Tensor, size: tuple[int, int]) -> Tensor:
+    """|f(p)|^2 of the bilinearly upsampled features at every pixel, (H, W), without (C, H, W)."""
+    _, h, w = features.shape
+    f = features.float()
+    down = torch.cat([f[:, 1:], f[:, -1:]], dim=1)  # F[i+1, j], replicated at the border
+    right = torch.cat([f[:, :, 1:], f[:, :, -1:]], dim=2)  # F[i, j+1]
+    down_right = torch.cat([down[:, :, 1:], down[:, :, -1:]], dim=2)  # F[i+1, j+1]
+    norm = (f * f).sum(0)
+    horizontal = (f * right).sum(0)
+    vertical = (f * down).sum(0)
+    diagonal = (f * down_right).sum(0)
+    anti = (right * down).sum(0)
+    y0, y1, wy = _axis(size[0], h, f.device)
+    x0, x1, wx = _axis(size[1], w, f.device)
+    wy, wx = wy[:, None], wx[None, :]
+    a, b = (1 - wy) * (1 - wx), (1 - wy) * wx  # weights of F00, F01
+    cw, d = wy * (1 - wx), wy * wx  # weights of F10, F11
+
+    def at(m: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return m[rows][:, cols]
+
+    return (
+        a * a * at(norm, y0, x0)
+        + b * b * at(norm, y0, x1)
+        + cw * cw * at(norm, y1, x0)
+        + d * d * at(norm, y1, x1)
+        + 2 * a * b * at(horizontal, y0, x0)
+        + 2 * cw * d * at(horizontal, y1, x0)
+        + 2 * a * cw * at(vertical, y0, x0)
+        + 2 * b * d * at(vertical, y0, x1)
+        + 2 * a * d * at(diagonal, y0, x0)
+        + 2 * b * cw * at(anti, y0, x0)
+    )
+
+
+def _feature_at(features: Tensor, uv: Tensor, size: tuple[int, int]) -> Tensor:
+    """(K, C) upsampled features at integer pixels uv (K, 2)."""
+    _, h, w = features.shape
+    y0, y1, wy = _axis(size[0], h, features.device)
+    x0, x1, wx = _axis(size[1], w, features.device)
+    v, u = uv[:, 1].long(), uv[:, 0].long()
+    fy, fx = wy[v][:, None], wx[u][:, None]
+    f = features.float()
+    return (
+        (1 - fy) * (1 - fx) * f[:, y0[v], x0[u]].T
+        + (1 - fy) * fx * f[:, y0[v], x1[u]].T
+        + fy * (1 - fx) * f[:, y1[v], x0[u]].T
+        + fy * fx * f[:, y1[v], x1[u]].T
+    )
+
+
+def _finish(cos: Tensor, masks: Tensor | None, queries: Tensor, features: Tensor, size: tuple[int, int]) -> MatchResult:
+    k = cos.shape[0]
+    if masks is not None:
+        cos = cos.masked_fill(~masks, float("-inf"))
+    flat = cos.reshape(k, -1)
+    scores, index = flat.max(dim=1)
+    found = torch.isfinite(scores)
+    uv = torch.stack([index % size[1], index // size[1]], dim=1)
+    f = _feature_at(features, uv, size)
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    q = F.normalize(queries.float(), dim=1)
+    return MatchResult(uv.float(), torch.where(found, scores, torch.zeros_like(scores)), f @ q.T, found)
+
+
+def match_keypoints(
+    features: Tensor, queries: Tensor, size: tuple[int, int], masks: Tensor | None = None
+) -> MatchResult:
+    """Exact argmax of the upsampled cosine similarity, without materialising (C, H, W)."""
+    q = F.normalize(queries.float(), dim=1)
+    dots = torch.einsum("kc,chw->khw", q, features.float())
+    upsampled = F.interpolate(dots[None], size=size, mode="bilinear", align_corners=False)[0]
+    norm = upsampled_norm_squared(features, size).clamp_min(_EPS).sqrt()
+    return _finish(upsampled / norm, masks, queries, features, size)
+
+
+def match_keypoints_naive(
+    features: Tensor, queries: Tensor, size: tuple[int, int], masks: Tensor | None = None
+) -> MatchResult:
+    """Reference: upsample the features to (C, H, W), normalise, dot with the queries."""
+    upsampled = F.interpolate(features.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+    upsampled = upsampled / upsampled.norm(dim=0, keepdim=True).clamp_min(_EPS)
+    cos = torch.einsum("kc,chw->khw", F.normalize(queries.float(), dim=1), upsampled)
+    return _finish(cos, masks, queries, features, size)
+
+
+def descriptors_at(features: Tensor, uv: Tensor, size: tuple[int, int]) -> Tensor:
+    """Reference descriptors: the upsampled features at pixels uv (K, 2) of an image of ``size``."""
+    return _feature_at(features, uv.round(), size)

@@ -1,0 +1,147 @@
+"""Spec validation, feature backends, and image matching + lifting on rendered images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from perception_fixtures import rendered_scene, write_spec
+
+from kil_perception.backends import make_backend
+from kil_perception.backends.effnet import EffNetLite0Backend, build_model
+from kil_perception.extraction import ImageMatcher, keypoints_message
+from kil_perception.lifting import depth_in_metres
+from kil_perception.spec import SpecError, load_spec
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    truth = {}
+    for name, obj_name in (("rim", "mug"), ("handle", "mug"), ("top", "block"), ("corner", "block")):
+        point = world.keypoints(obj_name)[name]
+        truth[f"{obj_name}_{name}"] = (intr.project(to_cam.apply(point)[None])[0], point)
+    yield rgb, depth, world, truth
+    world.close()
+
+
+@pytest.mark.parametrize("name", ["classic", "effnet_lite0"])
+def test_backends_are_dense_and_deterministic(name: str) -> None:
+    backend = make_backend(name)
+    image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    a, b = backend.features(image), backend.features(image)
+    assert a.ndim == 3 and a.shape[1:] == (96 // backend.stride, 128 // backend.stride)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+
+
+def test_effnet_weights_come_from_the_package() -> None:
+    pretrained, random = build_model(pretrained=True), build_model(pretrained=False)
+    first = next(iter(pretrained.state_dict()))
+    assert not torch.equal(pretrained.state_dict()[first], random.state_dict()[first])
+    backend = EffNetLite0Backend(model=random)  # a tiny/random model plugs into the same backend
+    assert backend.features(np.zeros((64, 64, 3), np.uint8)).shape[0] == 24 + 40 + 112
+    with pytest.raises(ValueError, match="unknown feature backend 'radio9'"):
+        make_backend("radio9")
+
+
+@pytest.mark.parametrize("backend_name", ["effnet_lite0", "classic"])
+def test_image_matching_finds_keypoints_after_the_object_moved(tmp_path: Path, scene, backend_name: str) -> None:
+    rgb, _, _, truth = scene
+    spec = load_spec(write_spec(tmp_path, rgb, {k: tuple(uv) for k, (uv, _) in truth.items()}))
+    matcher = ImageMatcher(spec, make_backend(backend_name))
+    # The same objects elsewhere on the table and turned: a new frame.
+    rgb2, depth2, world2 = rendered_scene(position=(0.42, 0.12), yaw=0.1)
+    intr, to_cam = world2.camera_intrinsics, world2.camera_extrinsics.inverse()
+    found = matcher.extract(rgb2)
+    expected = np.array(
+        [intr.project(to_cam.apply(world2.keypoints(k.split("_")[0])[k.split("_")[1]])[None])[0] for k in truth]
+    )
+    errors = np.linalg.norm(found.uv - expected, axis=1)
+    tolerance = 15.0 if backend_name == "effnet_lite0" else 40.0
+    assert np.median(errors) < tolerance, errors
+    message = keypoints_message(
+        spec,
+        found,
+        depth_in_metres(depth2, "16UC1"),
+        intr,
+        world2.camera_extrinsics,
+        stamp_ns=5,
+        method="image",
+        backend=backend_name,
+    )
+    assert message.names == ("mug_rim", "mug_handle", "block_top", "block_corner")
+    assert message.frame_id == "link_base" and message.similarities.shape == (4, 4)
+    good = errors < 5.0
+    if good.any() and backend_name == "effnet_lite0":
+        truth_points = np.array([world2.keypoints(k.split("_")[0])[k.split("_")[1]] for k in truth])
+        assert np.linalg.norm(message.points[good] - truth_points[good], axis=1).max() < 0.03
+    world2.close()
+
+
+def test_spec_errors_name_file_and_field(tmp_path: Path, scene) -> None:
+    rgb = scene[0]
+    path = write_spec(tmp_path, rgb, {"a": (10, 10), "b": (20, 20)})
+    with pytest.raises(SpecError, match=r"spec.yaml: categories\[0\].references\[0\].keypoints: 2 keypoints; 3-6"):
+        load_spec(path)
+    path = write_spec(tmp_path, rgb, {"a": (10, 10), "b": (20, 20), "c": (700, 20)})
+    with pytest.raises(SpecError, match=r"keypoints.c: \(700.0, 20.0\) is outside the 640x480 image"):
+        load_spec(path)
+    (tmp_path / "bad.yaml").write_text("categories:\n  - name: x\n    instances: 3\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: categories\[0\].instances: must be 1 or 2"):
+        load_spec(tmp_path / "bad.yaml")
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    good = load_spec(write_spec(tmp_path, rgb, {"a": (10, 10), "b": (20, 20), "c": (30, 30)}))
+    assert good.num_keypoints == 3 and good.layout()[0] == ("thing", 0, "a")
+    assert load_spec(path.parent / "spec.yaml").categories[0].prompt == "thing"
+
+
+def test_extract_cli_json_overlay_and_3d(tmp_path: Path, scene) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    from kil_interfaces.calibration import save_extrinsics, save_intrinsics
+
+    rgb, depth, world, truth = scene
+    spec = write_spec(tmp_path / "spec", rgb, {k: tuple(uv) for k, (uv, _) in truth.items()})
+    cv2.imwrite(str(tmp_path / "frame.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "depth.png"), depth)
+    save_intrinsics(tmp_path / "info.yaml", world.camera_intrinsics)
+    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
+    command = [
+        sys.executable,
+        "-m",
+        "kil_perception.extract",
+        "--spec",
+        str(spec),
+        "--image",
+        str(tmp_path / "frame.png"),
+        "--depth",
+        str(tmp_path / "depth.png"),
+        "--camera-info",
+        str(tmp_path / "info.yaml"),
+        "--extrinsics",
+        str(tmp_path / "cal.yaml"),
+        "--backend",
+        "classic",
+        "--json",
+        "--overlay",
+        str(tmp_path / "overlay.png"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["frame_id"] == "link_base" and len(report["keypoints"]) == 4
+    for kp in report["keypoints"]:
+        uv, point = truth[kp["name"]]
+        assert abs(kp["u"] - uv[0]) <= 1.0 and abs(kp["v"] - uv[1]) <= 1.0  # the reference image itself
+        assert kp["valid"] and np.linalg.norm(np.array(kp["point"]) - point) < 0.01
+    assert cv2.imread(str(tmp_path / "overlay.png")).shape == rgb.shape
+    bad = subprocess.run([*command[:4], str(tmp_path / "nope.yaml"), *command[5:7]], capture_output=True, text=True)
+    assert bad.returncode != 0 and "nope.yaml: spec file not found" in bad.stderr
