@@ -19,5 +19,10 @@ setup(
         "tracking of semantic keypoints, 3-D lifting from RGB-D, and keypoint_node."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "keypoint_node = kil_perception.keypoint_node:main",
+            "extract = kil_perception.extract:main",
+        ]
+    },
 )

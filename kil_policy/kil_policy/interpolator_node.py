@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -19,6 +18,7 @@ from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.msg import ActionChunk, RobotState
+from kil_interfaces.node_runtime import spin_node
 from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 
 
@@ -105,18 +105,7 @@ class InterpolatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = InterpolatorNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(InterpolatorNode, args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
@@ -22,6 +21,7 @@ from std_srvs.srv import Trigger
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
+from kil_interfaces.node_runtime import spin_node
 from kil_policy.checkpoint import load_policy
 from kil_policy.runner import PolicyRunner
 
@@ -140,18 +140,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

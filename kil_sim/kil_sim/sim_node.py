@@ -18,7 +18,6 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -29,6 +28,7 @@ from std_msgs.msg import Float32
 from kil_interfaces import conversion
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import KeypointArray, RobotState
+from kil_interfaces.node_runtime import spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig
 from kil_sim.oracle import oracle_keypoints
@@ -83,6 +83,10 @@ class SimNode(Node):
         self.get_logger().info(
             f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz"
         )
+
+    def close(self) -> None:
+        """Release the renderer (called by spin_node at shutdown)."""
+        self.world.close()
 
     def _declare(self, name: str, default, description: str):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -163,19 +167,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.world.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimNode, args)
 
 
 if __name__ == "__main__":

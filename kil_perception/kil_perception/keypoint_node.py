@@ -1,0 +1,183 @@
+"""``keypoint_node``: colour + aligned depth + CameraInfo in, 3-D semantic keypoints out.
+
+Subscribes /camera/color/image_raw, /camera/depth/image_raw (16UC1 mm or 32FC1 m, aligned to
+colour), /camera/color/camera_info; pairs colour and depth by stamp (``slop_s``) and always
+processes the newest pair. Publishes /kil/keypoints (KeypointArray, base frame when
+``extrinsics_file`` is given, else the camera's optical frame), /kil/keypoints/markers
+(MarkerArray: spheres + labels, one colour per object) and /kil/keypoints/image (annotated rgb8).
+A bad frame (unsupported encoding, colour/depth size mismatch, no CameraInfo yet) is dropped
+with a throttled warning; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from builtin_interfaces.msg import Duration
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import Marker, MarkerArray
+
+from kil_interfaces import conversion
+from kil_interfaces.calibration import load_extrinsics
+from kil_interfaces.msg import KeypointArray
+from kil_interfaces.node_runtime import spin_node
+from kil_perception.backends import make_backend
+from kil_perception.extraction import ImageMatcher, keypoints_message
+from kil_perception.lifting import LiftingConfig, depth_in_metres
+from kil_perception.overlay import category_colours, draw_keypoints
+from kil_perception.spec import load_spec
+from kil_perception.synchronization import LatestPairSynchronizer
+
+WARN_PERIOD_S = 5.0
+
+
+class KeypointNode(Node):
+    def __init__(self) -> None:
+        super().__init__("keypoint_node")
+        spec_path = self._param("spec", "", "keypoint spec YAML (reference images + keypoints)")
+        method = self._param("method", "image", "extraction method: image (image matching)")
+        backend_name = self._param("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, ...")
+        model = self._param("model", "", "model hub id or local path for foundation-model backends")
+        device = self._param("device", "cpu", "torch device")
+        extrinsics_file = self._param("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
+        slop = self._param("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
+        window = self._param("depth_window", 5, "depth median window (px, odd)")
+        reliability = self._param("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        self.publish_image = self._param("publish_image", True, "publish the annotated image")
+        if not spec_path:
+            raise ValueError("parameter 'spec' is required")
+        if method != "image":
+            raise ValueError(f"parameter method={method!r} is not available yet; use image")
+        self.spec = load_spec(spec_path)
+        self.backend_name = backend_name
+        self.matcher = ImageMatcher(self.spec, make_backend(backend_name, device, model or None))
+        self.extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else None
+        self.lifting = LiftingConfig(window=window)
+        self.sync: LatestPairSynchronizer[Image, Image] = LatestPairSynchronizer(round(slop * 1e9))
+        self.info = None
+        qos = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        )
+        self.create_subscription(Image, "/camera/color/image_raw", self._on_color, qos)
+        self.create_subscription(Image, "/camera/depth/image_raw", self._on_depth, qos)
+        self.create_subscription(CameraInfo, "/camera/color/camera_info", self._on_info, qos)
+        self.keypoint_pub = self.create_publisher(KeypointArray, "/kil/keypoints", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "/kil/keypoints/markers", 10)
+        self.image_pub = self.create_publisher(Image, "/kil/keypoints/image", qos)
+        self.create_timer(0.005, self._process)
+        self._last_warning: dict[str, float] = {}
+        self.colours = category_colours(c for c, _, _ in self.spec.layout())
+        self.get_logger().info(
+            f"{self.spec.num_keypoints} keypoints from {spec_path}; {method} matching with {backend_name}"
+        )
+
+    def _param(self, name: str, default, description: str):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    def _warn(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -1e9) >= WARN_PERIOD_S:
+            self._last_warning[key] = now
+            self.get_logger().warning(f"frame dropped: {text}")
+
+    def _on_color(self, msg: Image) -> None:
+        self.sync.add_color(conversion.time_to_ns(msg.header.stamp), msg)
+
+    def _on_depth(self, msg: Image) -> None:
+        self.sync.add_depth(conversion.time_to_ns(msg.header.stamp), msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            self.info = conversion.camera_info_from_msg(msg, what="/camera/color/camera_info")
+        except conversion.ConversionError as error:
+            self._warn("info", str(error))
+
+    def _process(self) -> None:
+        pair = self.sync.pop_newest()
+        if pair is None:
+            return
+        started = time.perf_counter()
+        if self.info is None:
+            self._warn("no_info", "no CameraInfo received yet on /camera/color/camera_info")
+            return
+        try:
+            rgb = conversion.image_to_numpy(pair.color, what="/camera/color/image_raw")
+            depth = conversion.image_to_numpy(pair.depth, what="/camera/depth/image_raw")
+            if pair.color.encoding.startswith("bgr"):
+                rgb = rgb[..., 2::-1]
+            elif pair.color.encoding == "mono8":
+                raise conversion.ConversionError("/camera/color/image_raw.encoding mono8: a colour image is needed")
+            rgb = rgb[..., :3]
+            depth_m = depth_in_metres(depth, pair.depth.encoding)
+            if depth_m.shape != rgb.shape[:2] or rgb.shape[:2] != (self.info.height, self.info.width):
+                raise conversion.ConversionError(
+                    f"sizes differ: colour {rgb.shape[1]}x{rgb.shape[0]}, depth {depth_m.shape[1]}x{depth_m.shape[0]}, "
+                    f"CameraInfo {self.info.width}x{self.info.height}"
+                )
+            found = self.matcher.extract(rgb)
+            result = keypoints_message(
+                self.spec,
+                found,
+                depth_m,
+                self.info,
+                self.extrinsics,
+                pair.stamp_ns,
+                "image",
+                self.backend_name,
+                started,
+                self.lifting,
+            )
+        except (conversion.ConversionError, ValueError) as error:
+            self._warn("frame", str(error))
+            return
+        self.keypoint_pub.publish(conversion.keypoints_to_msg(result))
+        self.marker_pub.publish(self._markers(result))
+        if self.publish_image:
+            annotated = draw_keypoints(rgb, result.uv, result.names, result.categories, result.valid)
+            self.image_pub.publish(
+                conversion.numpy_to_image(annotated, "rgb8", pair.stamp_ns, pair.color.header.frame_id)
+            )
+
+    def _markers(self, result) -> MarkerArray:
+        markers = MarkerArray()
+        stamp = conversion.ns_to_time(result.stamp_ns)
+        for i in range(result.num_keypoints):
+            for kind in ("sphere", "label"):
+                marker = Marker()
+                marker.header.stamp, marker.header.frame_id = stamp, result.frame_id
+                marker.ns, marker.id = f"keypoints_{kind}", i
+                if not result.valid[i]:
+                    marker.action = Marker.DELETE
+                    markers.markers.append(marker)
+                    continue
+                r, g, b = self.colours[result.categories[i]]
+                marker.action = Marker.ADD
+                marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (
+                    float(v) for v in result.points[i]
+                )
+                marker.pose.orientation.w = 1.0
+                marker.color.r, marker.color.g, marker.color.b, marker.color.a = r / 255, g / 255, b / 255, 1.0
+                marker.lifetime = Duration(sec=1)
+                if kind == "sphere":
+                    marker.type = Marker.SPHERE
+                    marker.scale.x = marker.scale.y = marker.scale.z = 0.015
+                else:
+                    marker.type = Marker.TEXT_VIEW_FACING
+                    marker.pose.position.z += 0.025
+                    marker.scale.z = 0.02
+                    marker.text = f"{result.categories[i]}.{result.names[i]}"
+                markers.markers.append(marker)
+        return markers
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(KeypointNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""keypoint_node over real DDS: colour/depth/camera_info in, KeypointArray + markers out; bad
+frames dropped without the node dying. Plus the colour/depth synchroniser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from perception_fixtures import rendered_scene, write_spec
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+
+from kil_interfaces import conversion as cv
+from kil_interfaces.calibration import save_extrinsics
+from kil_interfaces.msg import KeypointArray
+from kil_perception.synchronization import LatestPairSynchronizer
+
+
+def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
+    sync: LatestPairSynchronizer[str, str] = LatestPairSynchronizer(slop_ns=10)
+    sync.add_color(100, "c100")
+    assert sync.pop_newest() is None  # no depth yet
+    sync.add_depth(95, "d95")
+    sync.add_color(200, "c200")
+    sync.add_depth(250, "d250")
+    pair = sync.pop_newest()
+    assert (pair.stamp_ns, pair.color, pair.depth) == (100, "c100", "d95")  # c200 has no depth within 10 ns
+    assert sync.pop_newest() is None  # the same pair is not returned twice
+    sync.add_color(300, "c300")
+    sync.add_depth(305, "d305")
+    assert sync.pop_newest().color == "c300"  # the newest, skipping older frames
+
+
+def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None:
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    names = [("mug", "rim"), ("mug", "handle"), ("block", "top"), ("block", "corner")]
+    truth_points = np.array([world.keypoints(o)[k] for o, k in names])
+    uv = intr.project(to_cam.apply(truth_points))
+    spec = write_spec(tmp_path, rgb, {f"{o}_{k}": tuple(p) for (o, k), p in zip(names, uv, strict=True)})
+    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kil_perception.keypoint_node",
+            "--ros-args",
+            "-p",
+            f"spec:={spec}",
+            "-p",
+            "backend:=classic",
+            "-p",
+            f"extrinsics_file:={tmp_path / 'cal.yaml'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    rclpy.init()
+    node = rclpy.create_node("keypoint_node_test")
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    color_pub = node.create_publisher(Image, "/camera/color/image_raw", qos)
+    depth_pub = node.create_publisher(Image, "/camera/depth/image_raw", qos)
+    info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
+    results, markers = [], []
+    node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10)
+    node.create_subscription(MarkerArray, "/kil/keypoints/markers", markers.append, 10)
+
+    def publish(color: Image, depth_msg: Image, info: bool = True) -> None:
+        if info:
+            info_pub.publish(cv.camera_info_to_msg(intr, 0))
+        color_pub.publish(color)
+        depth_pub.publish(depth_msg)
+
+    def spin(seconds: float, feed=None) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if feed:
+                feed()
+            rclpy.spin_once(node, timeout_sec=0.05)
+
+    stamp = [0]
+
+    def good() -> None:
+        stamp[0] += 50_000_000
+        publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"), cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
+
+    def bad() -> None:
+        stamp[0] += 50_000_000
+        small = cv.numpy_to_image(depth[::2, ::2].copy(), "16UC1", stamp[0], "cam")  # size mismatch
+        publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"), small)
+        stamp[0] += 50_000_000
+        mono = cv.numpy_to_image(rgb[..., 0].copy(), "mono8", stamp[0], "cam")  # not a colour image
+        publish(mono, cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
+
+    try:
+        deadline = time.monotonic() + 60
+        while not results and time.monotonic() < deadline:
+            spin(0.2, good)
+        assert results, "keypoint_node published nothing"
+        first = results[-1]
+        assert first.frame_id == "link_base" and first.method == "image" and first.backend == "classic"
+        assert first.names == tuple(f"{o}_{k}" for o, k in names) and first.valid.all()
+        assert np.linalg.norm(first.points - truth_points, axis=1).max() < 0.01  # reference frame: exact pixels
+        assert markers and len(markers[-1].markers) == 8  # a sphere and a label per keypoint
+        spin(1.0)  # let frames in flight finish
+        count = len(results)
+        spin(1.5, bad)
+        assert process.poll() is None, "keypoint_node died on a bad frame"
+        assert len(results) == count  # bad frames produced nothing
+        spin(1.5, good)
+        assert len(results) > count  # and good ones still work
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        world.close()
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert "frame dropped" in output and "Traceback" not in output
