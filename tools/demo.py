@@ -5,7 +5,10 @@ with the end-to-end issue. Until then this runs, on the MuJoCo simulation:
   1. every task's scripted expert through the real control path (10 Hz chunks ->
      kil_policy.interpolation -> simulated arm), one evaluation configuration each;
   2. recording demonstrations as rosbag2 episodes (python -m kil_sim.record_demos);
-  3. reading an episode back from its bag and drawing a contact sheet of its camera frames.
+  3. reading an episode back from its bag and drawing a contact sheet of its camera frames;
+  4. perception: image matching (effnet_lite0) of the mug's keypoints in a new configuration,
+     against the simulator's ground truth, with an overlay image;
+  5. a short policy training on the recorded demonstrations (oracle keypoints) with its loss curve.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rosbags.rosbag2 import Reader
 
 from kil_interfaces import conversion
 from kil_interfaces.typestore import kil_typestore
+from kil_policy.train import parse_config, train
 from kil_sim.record_demos import record
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import TASKS, evaluation_configurations
@@ -73,7 +77,65 @@ def main() -> int:
     sheet = args.out / "place_mug_episode_0000.png"
     contact_sheet(bags[0], sheet)
     print(f"   contact sheet: {sheet}")
+
+    print("\n-- 4. image matching on a new place_mug configuration (effnet_lite0)")
+    perception(args.out)
+
+    print("\n-- 5. a short policy training on the two demonstrations (a useful policy needs ~50 demos and many")
+    print("      more steps; see README)")
+    result = train(
+        parse_config(
+            None,
+            [
+                f"data=[{args.out / 'place_mug'}]",
+                f"out={args.out / 'policy'}",
+                "steps=200",
+                "batch_size=32",
+                "log_every=20",
+                "topics.keypoints=/kil/keypoints/oracle",
+                "policy.head.down_dims=[32,64,128]",
+                "policy.encoder.d_model=32",
+            ],
+        )
+    )
+    print(
+        f"   loss {result.rows[0][1]:.3f} -> {result.rows[-1][1]:.3f}; checkpoint {result.checkpoint}, "
+        f"curve {args.out / 'policy' / 'loss.png'}"
+    )
     return 0
+
+
+def perception(out: Path) -> None:
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    from kil_perception.backends import make_backend
+    from kil_perception.evaluate import reference_spec, visible_keypoints
+    from kil_perception.extraction import ImageMatcher
+    from kil_perception.overlay import draw_keypoints
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = reference_spec("place_mug", Path(tmp))
+        matcher = ImageMatcher(spec, make_backend("effnet_lite0"))
+        world = evaluation_configurations("place_mug", "in_distribution", 3)[2].make_world()
+        world.step(0.3)
+        rgb = world.render().rgb
+        found = matcher.extract(rgb)
+        truth = visible_keypoints(world, "mug")
+        world.close()
+    names = spec.categories[0].keypoint_names
+    for i, name in enumerate(names):
+        uv, visible = truth[name]
+        error = np.linalg.norm(found.uv[i] - uv)
+        print(
+            f"   mug.{name:8s} found at ({found.uv[i, 0]:.0f}, {found.uv[i, 1]:.0f}), "
+            f"{error:.1f} px from the ground truth{'' if visible else ' (occluded)'}"
+        )
+    overlay = draw_keypoints(rgb, found.uv, names, ["mug"] * len(names))
+    cv2.imwrite(str(out / "mug_keypoints.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    print(f"   overlay: {out / 'mug_keypoints.png'}")
 
 
 if __name__ == "__main__":

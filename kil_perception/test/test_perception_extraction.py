@@ -145,3 +145,11 @@ def test_extract_cli_json_overlay_and_3d(tmp_path: Path, scene) -> None:
     assert cv2.imread(str(tmp_path / "overlay.png")).shape == rgb.shape
     bad = subprocess.run([*command[:4], str(tmp_path / "nope.yaml"), *command[5:7]], capture_output=True, text=True)
     assert bad.returncode != 0 and "nope.yaml: spec file not found" in bad.stderr
+
+
+def test_sim_accuracy_evaluation_scores_visible_keypoints() -> None:
+    from kil_perception.evaluate import evaluate
+
+    (row,) = evaluate("pour_bottle", "effnet_lite0", ["in_distribution"], count=2)
+    assert row["scored"] >= 2 and set(row["keypoints"]) <= {"mouth", "shoulder", "base"}
+    assert row["median_px"] < 20 and 0.0 <= row["pck@5"] <= row["pck@10"] <= row["pck@20"] <= 1.0

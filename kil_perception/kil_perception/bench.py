@@ -1,0 +1,129 @@
+"""Perception speed on this machine.
+
+    python -m kil_perception.bench --json
+
+- matching: the exact upsampled-cosine argmax beside the naive (C, H, W) upsampling, same run:
+  C = 768 features at 1/16 of 640 x 480, 12 keypoints; time (median) and peak memory added by the
+  call (each measured in a fresh process), and whether the argmax agrees.
+- per_frame: image-matching latency per frame at 640 x 480 for each backend available here
+  (features + matching), and the lifting of the keypoints to 3-D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from kil_perception.backends import make_backend
+from kil_perception.matching import match_keypoints, match_keypoints_naive
+
+SIZE = (480, 640)
+C, K = 768, 12
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(C, SIZE[0] // 16, SIZE[1] // 16, generator=g)
+    queries = torch.randn(K, C, generator=g)
+    return features, queries
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return round(statistics.median(times), 2)
+
+
+# VmHWM (this process's peak RSS) rather than ru_maxrss, which keeps the parent's peak across exec.
+_PEAK_CODE = """
+import torch
+from kil_perception.bench import SIZE, _inputs
+from kil_perception.matching import match_keypoints, match_keypoints_naive
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+features, queries = _inputs()
+before = hwm()
+(match_keypoints if "{name}" == "exact" else match_keypoints_naive)(features, queries, SIZE)
+print((hwm() - before) / 1024.0)
+"""
+
+
+def _peak_mb(name: str) -> float:
+    """Peak memory (MB) a matching call adds, measured in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_CODE.format(name=name)], capture_output=True, text=True, check=True, timeout=600
+    )
+    return round(float(result.stdout.strip().splitlines()[-1]), 1)
+
+
+def matching(repeats: int) -> dict:
+    features, queries = _inputs()
+    exact = match_keypoints(features, queries, SIZE)
+    naive = match_keypoints_naive(features, queries, SIZE)
+    exact_ms = _median_ms(lambda: match_keypoints(features, queries, SIZE), repeats)
+    naive_ms = _median_ms(lambda: match_keypoints_naive(features, queries, SIZE), max(2, repeats // 3))
+    exact_mb, naive_mb = _peak_mb("exact"), _peak_mb("naive")
+    return {
+        "features": [C, SIZE[0] // 16, SIZE[1] // 16],
+        "image": list(SIZE),
+        "keypoints": K,
+        "exact_ms": exact_ms,
+        "naive_ms": naive_ms,
+        "speedup": round(naive_ms / exact_ms, 1),
+        "exact_peak_mb": exact_mb,
+        "naive_peak_mb": naive_mb,
+        "memory_ratio": round(naive_mb / max(exact_mb, 0.1), 1),
+        "argmax_identical": int((exact.uv == naive.uv).all(dim=1).sum()),
+        "max_score_difference": float((exact.scores - naive.scores).abs().max()),
+        "targets": {"speedup": 5.0, "memory_ratio": 10.0},
+    }
+
+
+def per_frame(repeats: int) -> dict:
+    from kil_interfaces.data import CameraIntrinsics
+    from kil_perception.lifting import lift
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((*SIZE, 3)) * 255).astype(np.uint8)
+    depth = np.full(SIZE, 0.8, np.float32)
+    intrinsics = CameraIntrinsics(SIZE[1], SIZE[0], 500, 500, 319.5, 239.5)
+    out = {}
+    for name in ("effnet_lite0", "classic"):
+        backend = make_backend(name)
+        queries = torch.randn(K, backend.features(image[:64, :64]).shape[0])
+
+        def frame(backend=backend, queries=queries) -> None:
+            result = match_keypoints(backend.features(image), queries, SIZE)
+            lift(result.uv.numpy(), depth, intrinsics)
+
+        out[f"image_matching/{name}"] = {"ms": _median_ms(frame, repeats), "keypoints": K}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_perception.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    results = {
+        "torch_threads": torch.get_num_threads(),
+        "matching": matching(args.repeats),
+        "per_frame": per_frame(args.repeats),
+    }
+    print(json.dumps(results) if args.json else json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
