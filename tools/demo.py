@@ -92,6 +92,8 @@ def main() -> int:
                 "steps=200",
                 "batch_size=32",
                 "log_every=20",
+                "lr=1e-3",
+                "warmup_steps=20",
                 "topics.keypoints=/kil/keypoints/oracle",
                 "policy.head.down_dims=[32,64,128]",
                 "policy.encoder.d_model=32",

@@ -75,6 +75,22 @@ class RigidTransform:
         return RigidTransform.from_matrix(inv, self.child_frame, self.parent_frame)
 
 
+def read_yaml_mapping(path: str | Path, kind: str, error: type[ValueError] | None = None) -> dict:
+    """A YAML file's top-level mapping; missing files, bad YAML and non-mappings raise ``error``
+    (default :class:`CalibrationError`) naming the file and ``kind`` (e.g. "calibration file")."""
+    error = error or CalibrationError
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {kind} not found") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{path}: not valid YAML ({problem})") from None
+    if not isinstance(content, dict):
+        raise error(f"{path}: expected a mapping")
+    return content
+
+
 def load_extrinsics(path: str | Path) -> RigidTransform:
     """Read a calibration YAML (see the module docstring).
 
@@ -82,14 +98,7 @@ def load_extrinsics(path: str | Path) -> RigidTransform:
         CalibrationError: naming the file and the missing or malformed field.
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: calibration file not found") from None
-    except yaml.YAMLError as error:
-        raise CalibrationError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(content, dict):
-        raise CalibrationError(f"{path}: expected a mapping with fields {', '.join(_FIELDS)}")
+    content = read_yaml_mapping(path, "calibration file")
     missing = [name for name in _FIELDS if name not in content]
     if missing:
         raise CalibrationError(f"{path}: missing field(s) {', '.join(missing)}")
@@ -126,14 +135,7 @@ def load_intrinsics(path: str | Path) -> CameraIntrinsics:
         CalibrationError: naming the file and the missing or malformed field.
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: camera info file not found") from None
-    except yaml.YAMLError as error:
-        raise CalibrationError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(content, dict):
-        raise CalibrationError(f"{path}: expected a mapping")
+    content = read_yaml_mapping(path, "camera info file")
     try:
         k = np.asarray(content["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
         width, height = int(content["image_width"]), int(content["image_height"])

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import yaml
 
+from kil_interfaces.calibration import read_yaml_mapping
+
 MIN_KEYPOINTS, MAX_KEYPOINTS = 3, 6
 
 
@@ -113,13 +115,8 @@ def load_spec(path: str | Path) -> KeypointSpec:
         SpecError: naming the file and the field (``categories[0].references[1].keypoints.rim``).
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(content, dict) or not isinstance(content.get("categories"), list) or not content["categories"]:
+    content = read_yaml_mapping(path, "spec file", SpecError)
+    if not isinstance(content.get("categories"), list) or not content["categories"]:
         raise SpecError(f"{path}: expected a non-empty list 'categories'")
     categories = []
     names = set()
