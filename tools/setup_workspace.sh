@@ -56,6 +56,17 @@ else
     log "dependencies up to date ($venv)"
 fi
 
+# Offscreen rendering of the simulator needs an EGL driver (Mesa's software renderer suffices).
+if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing Mesa EGL for offscreen rendering (libegl1 libegl-mesa0)"
+        apt-get install -y -qq libegl1 libegl-mesa0 >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 >/dev/null; }
+    else
+        echo "[setup] warning: no Mesa EGL found; kil_sim rendering needs it: sudo apt-get install libegl1 libegl-mesa0" >&2
+    fi
+fi
+
 # shellcheck source=/dev/null
 . "$venv/local_setup.sh"
 log "colcon build"
