@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extrinsics", type=Path)
     parser.add_argument("--method", choices=METHODS, default="image")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="effnet_lite0")
+    parser.add_argument("--model", help="hub id or local directory of the foundation-model backend")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the keypoints as JSON")
     parser.add_argument("--overlay", type=Path, help="write the image with the keypoints drawn")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec)
         intrinsics = load_intrinsics(args.camera_info) if args.camera_info else None
         extrinsics = load_extrinsics(args.extrinsics) if args.extrinsics else None
-        backend = make_backend(args.backend, args.device)
+        backend = make_backend(args.backend, args.device, args.model)
     except (SpecError, CalibrationError, WeightsUnavailableError) as error:
         raise SystemExit(f"error: {error}") from None
     rgb = read_rgb(args.image)

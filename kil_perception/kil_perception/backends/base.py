@@ -49,7 +49,19 @@ def _classic(device, model):
     return ClassicBackend(device)
 
 
-BACKENDS = {"effnet_lite0": _effnet, "classic": _classic}
+def _radio(device, model):
+    from kil_perception.backends.vit import RadioBackend
+
+    return RadioBackend(device, model)
+
+
+def _dinov3(device, model):
+    from kil_perception.backends.vit import DinoV3Backend
+
+    return DinoV3Backend(device, model)
+
+
+BACKENDS = {"effnet_lite0": _effnet, "classic": _classic, "radio": _radio, "dinov3": _dinov3}
 
 
 def make_backend(name: str, device: str | torch.device = "cpu", model: str | None = None) -> FeatureBackend:
