@@ -68,3 +68,11 @@ def test_missing_topic_and_nothing_usable(tmp_path: Path, bags: list[Path]) -> N
         load_episodes([bags[0]], min_length=100)
     with pytest.raises(EpisodeError, match="no bags found"):
         load_episodes([tmp_path], min_length=1)
+
+
+def test_sqlite3_bags_read_like_mcap(tmp_path: Path, bags: list[Path]) -> None:
+    (sqlite,) = write_episodes(tmp_path, count=1, seed=0, storage="sqlite3")
+    assert list(sqlite.glob("*.db3"))
+    a, b = read_episode(sqlite), read_episode(bags[0])
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)

@@ -49,6 +49,7 @@ class EpisodeWriter:
         typestore: a typestore knowing every type (``kil_interfaces.typestore.kil_typestore()``).
         compress: zstd-compress the MCAP chunks (rendered and real images shrink 3-10x).
         metadata: strings stored in the bag's ``custom_data`` (task, seed, success, ...).
+        storage: "mcap" (default) or "sqlite3" (the Humble default).
     """
 
     def __init__(
@@ -58,8 +59,12 @@ class EpisodeWriter:
         typestore: Typestore,
         compress: bool = True,
         metadata: Mapping[str, str] | None = None,
+        storage: str = "mcap",
     ) -> None:
         self.path = Path(path)
+        plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+        if storage not in plugins:
+            raise RecordingError(f"{self.path}: storage must be mcap or sqlite3, got {storage!r}")
         if self.path.exists():
             raise RecordingError(f"{self.path}: an episode with this name exists already")
         self.partial_path = self.path.parent / PARTIAL_DIR / self.path.name
@@ -67,8 +72,8 @@ class EpisodeWriter:
             shutil.rmtree(self.partial_path)
         self.partial_path.parent.mkdir(parents=True, exist_ok=True)
         self._typestore = typestore
-        self._writer = Writer(self.partial_path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
-        if compress:
+        self._writer = Writer(self.partial_path, version=BAG_VERSION, storage_plugin=plugins[storage])
+        if compress and storage == "mcap":
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._metadata = dict(metadata or {})
         self._writer.open()
