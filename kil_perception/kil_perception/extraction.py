@@ -22,12 +22,12 @@ from kil_perception.spec import KeypointSpec
 @dataclass
 class Extraction2D:
     """Pixels of the K spec keypoints in one image: uv (K, 2), scores (K,), found (K,),
-    similarities (K, K) to every reference descriptor."""
+    similarities (K, K) to every reference descriptor (None when the method has none)."""
 
     uv: np.ndarray
     scores: np.ndarray
     found: np.ndarray
-    similarities: np.ndarray
+    similarities: np.ndarray | None
 
 
 class ImageMatcher:
@@ -66,6 +66,31 @@ class ImageMatcher:
             result.found.cpu().numpy(),
             result.similarities.cpu().numpy(),
         )
+
+
+class TrackingExtractor:
+    """Tracking (T): image matching on the first frame after a reset, then a tracker; the
+    tracker's visibility gives the found flags (and the score: 1 visible, 0 lost)."""
+
+    method = "track"
+
+    def __init__(self, initializer: ImageMatcher, tracker) -> None:
+        self.initializer = initializer
+        self.tracker = tracker
+        self.started = False
+
+    def reset(self) -> None:
+        """The next frame re-initialises the tracks by matching."""
+        self.started = False
+
+    def extract(self, image: np.ndarray) -> Extraction2D:
+        if not self.started:
+            first = self.initializer.extract(image)
+            self.tracker.start(image, first.uv)
+            self.started = True
+            return first
+        uv, visible = self.tracker.track(image)
+        return Extraction2D(uv, visible.astype(np.float32), visible, None)
 
 
 def keypoints_message(

@@ -19,6 +19,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from kil_interfaces import conversion
@@ -26,11 +27,12 @@ from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import spin_node
 from kil_perception.backends import make_backend
-from kil_perception.extraction import ImageMatcher, keypoints_message
+from kil_perception.extraction import ImageMatcher, TrackingExtractor, keypoints_message
 from kil_perception.lifting import LiftingConfig, depth_in_metres
 from kil_perception.overlay import category_colours, draw_keypoints
 from kil_perception.spec import load_spec
 from kil_perception.synchronization import LatestPairSynchronizer
+from kil_perception.tracking import LucasKanadeTracker
 
 WARN_PERIOD_S = 5.0
 
@@ -39,7 +41,7 @@ class KeypointNode(Node):
     def __init__(self) -> None:
         super().__init__("keypoint_node")
         spec_path = self._param("spec", "", "keypoint spec YAML (reference images + keypoints)")
-        method = self._param("method", "image", "extraction method: image (image matching)")
+        method = self._param("method", "image", "extraction method: image (matching) or track (matching, then LK)")
         backend_name = self._param("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, ...")
         model = self._param("model", "", "model hub id or local path for foundation-model backends")
         device = self._param("device", "cpu", "torch device")
@@ -50,11 +52,15 @@ class KeypointNode(Node):
         self.publish_image = self._param("publish_image", True, "publish the annotated image")
         if not spec_path:
             raise ValueError("parameter 'spec' is required")
-        if method != "image":
-            raise ValueError(f"parameter method={method!r} is not available yet; use image")
+        if method not in ("image", "track"):
+            raise ValueError(f"parameter method={method!r} is not available; use image or track")
         self.spec = load_spec(spec_path)
         self.backend_name = backend_name
+        self.method = method
         self.matcher = ImageMatcher(self.spec, make_backend(backend_name, device, model or None))
+        if method == "track":
+            self.matcher = TrackingExtractor(self.matcher, LucasKanadeTracker())
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self.extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else None
         self.lifting = LiftingConfig(window=window)
         self.sync: LatestPairSynchronizer[Image, Image] = LatestPairSynchronizer(round(slop * 1e9))
@@ -127,7 +133,7 @@ class KeypointNode(Node):
                 self.info,
                 self.extrinsics,
                 pair.stamp_ns,
-                "image",
+                self.method,
                 self.backend_name,
                 started,
                 self.lifting,
@@ -142,6 +148,12 @@ class KeypointNode(Node):
             self.image_pub.publish(
                 conversion.numpy_to_image(annotated, "rgb8", pair.stamp_ns, pair.color.header.frame_id)
             )
+
+    def _on_reset(self, request, response):
+        if isinstance(self.matcher, TrackingExtractor):
+            self.matcher.reset()
+        response.success, response.message = True, "keypoints re-initialised on the next frame"
+        return response
 
     def _markers(self, result) -> MarkerArray:
         markers = MarkerArray()
