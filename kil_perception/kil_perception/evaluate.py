@@ -21,6 +21,7 @@ import numpy as np
 
 from kil_perception.backends import make_backend
 from kil_perception.extraction import ImageMatcher
+from kil_perception.instances import InstanceMatcher, SimulatorMasks
 from kil_perception.spec import Category, KeypointSpec, Reference
 
 THRESHOLDS = (5, 10, 20)
@@ -61,13 +62,25 @@ def reference_spec(task: str, directory: Path) -> KeypointSpec:
     return KeypointSpec(None, (Category(spec.category, spec.category, 1, (Reference(path, keypoints),)),))
 
 
-def evaluate(task: str, backend_name: str, settings: list[str], count: int) -> list[dict]:
+def evaluate(task: str, backend_name: str, settings: list[str], count: int, method: str = "image") -> list[dict]:
+    """Score one task x backend x method (``image``, or ``instance`` with the simulator's masks)."""
     from kil_sim.tasks import evaluation_configurations
     from kil_sim.tasks import task as task_spec
 
+    current: dict = {}
+
+    def sim_masks():
+        world = current["world"]
+        frame = world.render(instance_mask=True)
+        return frame.instance_mask, {i + 1: o.model.category for i, o in enumerate(world.objects)}
+
     with tempfile.TemporaryDirectory() as tmp:
         spec = reference_spec(task, Path(tmp))
-        matcher = ImageMatcher(spec, make_backend(backend_name))
+        backend = make_backend(backend_name)
+        if method == "instance":
+            matcher = InstanceMatcher(spec, backend, SimulatorMasks(sim_masks))
+        else:
+            matcher = ImageMatcher(spec, backend)
         names = spec.categories[0].keypoint_names
         rows = []
         for setting in settings:
@@ -75,6 +88,7 @@ def evaluate(task: str, backend_name: str, settings: list[str], count: int) -> l
             for config in evaluation_configurations(task, setting, count):
                 world = config.make_world()
                 world.step(0.3)
+                current["world"] = world
                 target = task_spec(task).object_names()[0]
                 truth = visible_keypoints(world, target)
                 found = matcher.extract(world.render().rgb)
@@ -88,7 +102,7 @@ def evaluate(task: str, backend_name: str, settings: list[str], count: int) -> l
                 {
                     "task": task,
                     "backend": backend_name,
-                    "method": "image",
+                    "method": method,
                     "setting": setting,
                     "keypoints": list(names),
                     "scored": len(errors),
@@ -107,18 +121,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backends", nargs="+", default=["effnet_lite0", "classic"])
     parser.add_argument("--settings", nargs="+", default=["in_distribution", "unseen_object"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["image", "instance"],
+        choices=["image", "instance"],
+        help="instance uses the simulator's masks as the instance source",
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = [row for t in args.tasks for b in args.backends for row in evaluate(t, b, args.settings, args.episodes)]
+    rows = [
+        row
+        for t in args.tasks
+        for b in args.backends
+        for m in args.methods
+        for row in evaluate(t, b, args.settings, args.episodes, m)
+    ]
     if args.json:
         print(json.dumps({"results": rows}))
     else:
-        header = ("task", "backend", "setting", "n", "median", "PCK@5", "@10", "@20")
-        print("{:14s} {:13s} {:16s} {:>3s} {:>7s} {:>6s} {:>6s} {:>6s}".format(*header))
+        header = ("task", "backend", "method", "setting", "n", "median", "PCK@5", "@10", "@20")
+        print("{:14s} {:13s} {:9s} {:16s} {:>3s} {:>7s} {:>6s} {:>6s} {:>6s}".format(*header))
         for r in rows:
             print(
-                f"{r['task']:14s} {r['backend']:13s} {r['setting']:16s} {r['scored']:3d} {r['median_px']!s:>7s} "
+                f"{r['task']:14s} {r['backend']:13s} {r['method']:9s} {r['setting']:16s} {r['scored']:3d} "
+                f"{r['median_px']!s:>7s} "
                 f"{r['pck@5']!s:>6s} {r['pck@10']!s:>6s} {r['pck@20']!s:>6s}"
             )
     return 0
