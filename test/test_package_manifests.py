@@ -37,17 +37,20 @@ ROS_PACKAGES = {
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
 }  # fmt: skip
 RUN_TAGS = ("depend", "exec_depend")
+WORKSPACE = {p.name for p in PACKAGES}
 
 
 def _imports(package: Path) -> set[str]:
     """Top-level modules imported by the package's installed Python code (tests excluded)."""
     found: set[str] = set()
-    for path in (package / package.name).rglob("*.py"):
+    for path in [*(package / package.name).rglob("*.py"), *(package / "launch").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Constant) and node.value in WORKSPACE:
+                found.add(node.value)  # a workspace package run as a node (kil_bringup's graph)
     return {m for m in found if m not in sys.stdlib_module_names and m != package.name}
 
 

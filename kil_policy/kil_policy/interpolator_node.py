@@ -91,8 +91,10 @@ class InterpolatorNode(Node):
         setpoint = self.interpolator.setpoint(now.nanoseconds)
         if setpoint.holding != self._holding and self.interpolator.has_plan:
             self._holding = setpoint.holding
-            log = self.get_logger().warning if setpoint.holding else self.get_logger().info
-            log("inputs stale: holding the current pose" if setpoint.holding else "resuming motion")
+            if setpoint.holding:
+                self.get_logger().warning("inputs stale: holding the current pose")
+            else:
+                self.get_logger().info("resuming motion")
         msg = PoseStamped()
         msg.header.stamp = now.to_msg()
         msg.header.frame_id = self.base_frame

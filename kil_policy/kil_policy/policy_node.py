@@ -68,18 +68,18 @@ class PolicyNode(Node):
         try:
             self.keypoints = conversion.keypoints_from_msg(msg, what="/kil/keypoints")
         except conversion.ConversionError as error:
-            self._block(f"bad keypoints dropped: {error}")
+            self._block("bad keypoints", f"bad keypoints dropped: {error}")
 
     def _on_state(self, msg: RobotState) -> None:
         try:
             self.state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
         except conversion.ConversionError as error:
-            self._block(f"bad robot state dropped: {error}")
+            self._block("bad state", f"bad robot state dropped: {error}")
 
-    def _block(self, reason: str) -> None:
-        """Warn once per distinct reason that no chunks are produced."""
-        if reason != self._blocked:
-            self._blocked = reason
+    def _block(self, kind: str, reason: str) -> None:
+        """Warn once per kind of problem (not per frame) that no chunks are produced."""
+        if kind != self._blocked:
+            self._blocked = kind
             self.get_logger().warning(f"not producing action chunks: {reason}")
 
     def _unblock(self) -> None:
@@ -89,18 +89,20 @@ class PolicyNode(Node):
 
     # --- control loop -----------------------------------------------------------------------------
 
-    def _inputs_problem(self, now_ns: int) -> str | None:
+    def _inputs_problem(self, now_ns: int) -> tuple[str, str] | None:
+        """(kind, description) of why the inputs cannot be used now, or None."""
         if self.state is None or self.keypoints is None:
-            return "waiting for /kil/robot_state and /kil/keypoints"
+            return "waiting", "waiting for /kil/robot_state and /kil/keypoints"
         for name, stamp in (("robot state", self.state.stamp_ns), ("keypoints", self.keypoints.stamp_ns)):
             if now_ns - stamp > self.max_age_ns:
-                return f"{name} is {(now_ns - stamp) / _NS:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
+                age = (now_ns - stamp) / _NS
+                return "stale", f"{name} is {age:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
         mismatch = self.runner.check(self.keypoints)
         if mismatch is not None:
-            return f"/kil/keypoints: {mismatch}"
+            return "mismatch", f"/kil/keypoints: {mismatch}"
         valid = int(self.keypoints.valid.sum())
         if valid < self.min_valid:
-            return f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"
+            return "few keypoints", f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"
         return None
 
     def _on_tick(self) -> None:
@@ -110,7 +112,7 @@ class PolicyNode(Node):
         problem = self._inputs_problem(now)
         if problem is not None:
             self.runner.reset()  # never mix observations across a gap
-            self._block(problem)
+            self._block(*problem)
             return
         self._unblock()
         start = time.perf_counter()

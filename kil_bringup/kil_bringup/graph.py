@@ -1,0 +1,134 @@
+"""The node graph of a rollout, as plain data: which nodes run, with which parameters and
+remappings, for a robot (``sim``, ``lite6``, ``ur5e``) and a camera (``sim``, ``femto_bolt``,
+``zed2i``). ``launch/rollout.launch.py`` turns it into launch actions on a ROS 2 install;
+``kil_bringup.run_graph`` starts the same processes without ``ros2 launch`` (here, and in tests).
+
+Topic graph (DESIGN.md): camera -> keypoint_node -> policy_node -> interpolator_node -> robot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROBOTS = ("sim", "lite6", "ur5e")
+CAMERAS = ("sim", "femto_bolt", "zed2i")
+
+#: Camera driver topics remapped onto the graph's names (colour, aligned depth, camera info).
+_CAMERA_TOPICS = {
+    "sim": {},
+    "femto_bolt": {
+        "/camera/color/image_raw": "/camera/color/image_raw",
+        "/camera/depth/image_raw": "/camera/depth_registered/image_raw",
+        "/camera/color/camera_info": "/camera/color/camera_info",
+    },
+    "zed2i": {
+        "/camera/color/image_raw": "/zed/zed_node/rgb/image_rect_color",
+        "/camera/depth/image_raw": "/zed/zed_node/depth/depth_registered",
+        "/camera/color/camera_info": "/zed/zed_node/rgb/camera_info",
+    },
+}
+#: Each robot's base frame and the interpolator rate its servo interface wants.
+_ROBOT = {
+    "sim": {"base_frame": "link_base", "rate_hz": 100.0},
+    "lite6": {"base_frame": "link_base", "rate_hz": 200.0},
+    "ur5e": {"base_frame": "base", "rate_hz": 125.0},
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: ``python -m module`` (``ros2 run package executable``) with parameters/remappings."""
+
+    name: str
+    package: str
+    executable: str
+    parameters: dict = field(default_factory=dict)
+    remappings: dict = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return f"{self.package}.{self.executable}"
+
+    def ros_args(self) -> list[str]:
+        """``--ros-args`` arguments: node name, parameters, remappings."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        for key, value in self.parameters.items():
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, list | tuple):
+                value = "[" + ", ".join(str(v) for v in value) + "]"
+            args += ["-p", f"{key}:={value}"]
+        for source, target in self.remappings.items():
+            args += ["-r", f"{source}:={target}"]
+        return args
+
+
+def rollout_graph(
+    robot: str = "sim",
+    camera: str | None = None,
+    task: str = "place_mug",
+    spec: str = "",
+    checkpoint: str = "",
+    calibration: str = "",
+    backend: str = "effnet_lite0",
+    device: str = "cpu",
+    max_input_age_s: float = 0.5,
+) -> list[NodeSpec]:
+    """The nodes of a policy rollout.
+
+    Args:
+        robot: ``sim``, ``lite6`` or ``ur5e``. camera: defaults to ``sim`` for the sim robot and
+            ``femto_bolt`` otherwise.
+        spec: keypoint spec YAML; checkpoint: policy checkpoint directory; calibration: camera
+            extrinsics YAML (the sim writes its own when empty).
+        max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
+            raise it where perception is slow (CPU-only machines).
+    """
+    if robot not in ROBOTS:
+        raise ValueError(f"robot must be one of {', '.join(ROBOTS)}, got {robot!r}")
+    camera = camera or ("sim" if robot == "sim" else "femto_bolt")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
+    if robot == "sim" and camera != "sim":
+        raise ValueError("robot:=sim renders its own camera; use camera:=sim")
+    if robot != "sim":
+        raise NotImplementedError(
+            f"the {robot} adapter (servo targets and robot state over the vendor driver) is not implemented yet; "
+            "use robot:=sim"
+        )
+    robot_cfg = _ROBOT[robot]
+    calibration = calibration or ("/tmp/kil_sim_calibration.yaml" if robot == "sim" else "")
+    if not calibration:
+        raise ValueError("a calibration YAML (camera -> robot base) is required on a real robot")
+    nodes = []
+    if robot == "sim":
+        nodes.append(
+            NodeSpec(
+                "sim_node",
+                "kil_sim",
+                "sim_node",
+                {"task": task, "calibration_file": calibration, "base_frame": robot_cfg["base_frame"]},
+            )
+        )
+    nodes += [
+        NodeSpec(
+            "keypoint_node",
+            "kil_perception",
+            "keypoint_node",
+            {"spec": spec, "backend": backend, "device": device, "extrinsics_file": calibration},
+            dict(_CAMERA_TOPICS[camera]),
+        ),
+        NodeSpec(
+            "policy_node",
+            "kil_policy",
+            "policy_node",
+            {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s},
+        ),
+        NodeSpec(
+            "interpolator_node",
+            "kil_policy",
+            "interpolator_node",
+            {"rate_hz": robot_cfg["rate_hz"], "base_frame": robot_cfg["base_frame"]},
+        ),
+    ]
+    return [n for n in nodes if n.name != "keypoint_node" or spec]

@@ -1,0 +1,59 @@
+"""Rollout of a trained policy.
+
+    ros2 launch kil_bringup rollout.launch.py robot:=sim task:=place_mug spec:=spec.yaml \
+        checkpoint:=runs/x/checkpoint_last
+
+Every decision (nodes, parameters, remappings) comes from ``kil_bringup.graph.rollout_graph``,
+which is tested without ROS; this file only turns that list into launch actions.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from kil_bringup.graph import rollout_graph
+
+ARGUMENTS = {
+    "robot": ("sim", "sim, lite6 or ur5e"),
+    "camera": ("", "sim, femto_bolt or zed2i (default: sim for robot:=sim, else femto_bolt)"),
+    "task": ("place_mug", "task name (the sim loads its configuration)"),
+    "spec": ("", "keypoint spec YAML"),
+    "checkpoint": ("", "policy checkpoint directory"),
+    "calibration": ("", "camera extrinsics YAML (camera -> robot base)"),
+    "backend": ("effnet_lite0", "feature backend of keypoint_node"),
+    "device": ("cpu", "torch device for perception and policy"),
+}
+
+
+def _nodes(context):
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    graph = rollout_graph(
+        values["robot"],
+        values["camera"] or None,
+        values["task"],
+        values["spec"],
+        values["checkpoint"],
+        values["calibration"],
+        values["backend"],
+        values["device"],
+    )
+    return [
+        Node(
+            package=n.package,
+            executable=n.executable,
+            name=n.name,
+            parameters=[n.parameters],
+            remappings=list(n.remappings.items()),
+            output="screen",
+        )
+        for n in graph
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=text)
+        for name, (default, text) in ARGUMENTS.items()
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
