@@ -80,6 +80,7 @@ def read_episode(
     need_images: bool = False,
     image_size: tuple[int, int] | None = None,
     max_age_s: float = 0.5,
+    extraction=None,
 ) -> Episode:
     """Read one bag onto the action clock.
 
@@ -90,6 +91,8 @@ def read_episode(
         image_size: resize colour frames to (H, W) (nearest pixel) when reading them.
         max_age_s: a step whose newest observation is older than this is dropped (start of
             the episode) ; keypoints older than this are marked invalid.
+        extraction: ``keypoint_cache.ExtractionConfig``; when its spec is set and the bag has no
+            keypoint topic, keypoints are extracted from the images (and cached beside the bag).
 
     Raises:
         EpisodeError: naming the bag: unreadable, truncated, or a required topic missing.
@@ -98,8 +101,14 @@ def read_episode(
     topics = topics or TopicConfig()
     typestore = kil_typestore()
     wanted = {topics.action, topics.robot_state}
+    extract = False
     if need_keypoints:
         wanted.add(topics.keypoints)
+        if extraction is not None and extraction.spec:
+            with Reader(path) as probe:
+                extract = topics.keypoints not in {c.topic for c in probe.connections}
+            if extract:
+                wanted.discard(topics.keypoints)
     if need_images:
         wanted.add(topics.color)
     data: dict[str, list] = {topic: [] for topic in wanted}
@@ -154,14 +163,24 @@ def read_episode(
     )
     episode = Episode(str(path), times, actions, proprio)
     if need_keypoints:
-        _attach_keypoints(episode, data[topics.keypoints], path, topics.keypoints, max_age_ns)
+        if extract:
+            from kil_policy.keypoint_cache import extract_bag_keypoints
+
+            try:
+                frames = extract_bag_keypoints(path, extraction)
+            except (ValueError, FileNotFoundError) as error:
+                raise EpisodeError(str(error)) from None
+        else:
+            frames = [
+                conversion.keypoints_from_msg(m, what=f"{path}:{topics.keypoints}") for _, m in data[topics.keypoints]
+            ]
+        _attach_keypoints(episode, frames, path, topics.keypoints, max_age_ns)
     if need_images:
         _attach_images(episode, data[topics.color], path, topics.color, image_size)
     return episode
 
 
-def _attach_keypoints(episode: Episode, messages: list, path: Path, topic: str, max_age_ns: int) -> None:
-    frames = [conversion.keypoints_from_msg(m, what=f"{path}:{topic}") for _, m in messages]
+def _attach_keypoints(episode: Episode, frames: list, path: Path, topic: str, max_age_ns: int) -> None:
     if not frames:
         raise EpisodeError(f"{path}: no messages on {topic}")
     counts = {f.num_keypoints for f in frames}

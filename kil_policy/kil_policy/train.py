@@ -33,6 +33,7 @@ from kil_policy.augmentation import AugmentationConfig, augment
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import PolicyConfig, from_dict, to_dict
 from kil_policy.data import TopicConfig, WindowDataset, load_episodes
+from kil_policy.keypoint_cache import ExtractionConfig
 from kil_policy.policy import KeypointDiffusionPolicy
 
 log = logging.getLogger("kil_policy.train")
@@ -45,6 +46,7 @@ class TrainConfig:
     data: bag directories (or directories of bags).
     out: output directory.
     policy: model config. augmentation: augmentation config. topics: bag topic names.
+    keypoint_extraction: for bags without keypoints: extract them offline with kil_perception.
     steps: optimiser steps (paper: 250k for KIL). batch_size: per process (paper: 128).
     lr: peak learning rate (ours: 1e-4). weight_decay: AdamW decay (ours: 1e-6).
     warmup_steps: linear warm-up before the cosine decay.
@@ -57,6 +59,7 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     topics: TopicConfig = field(default_factory=TopicConfig)
+    keypoint_extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     steps: int = 250_000
     batch_size: int = 128
     lr: float = 1e-4
@@ -75,6 +78,8 @@ class TrainConfig:
             self.augmentation = from_dict(AugmentationConfig, self.augmentation, "augmentation")
         if isinstance(self.topics, dict):
             self.topics = from_dict(TopicConfig, self.topics, "topics")
+        if isinstance(self.keypoint_extraction, dict):
+            self.keypoint_extraction = from_dict(ExtractionConfig, self.keypoint_extraction, "keypoint_extraction")
         if isinstance(self.data, str):
             self.data = [self.data]
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -173,6 +178,7 @@ def train(config: TrainConfig) -> TrainResult:
         need_keypoints=not rgb,
         need_images=rgb,
         image_size=policy_config.image_size if rgb else None,
+        extraction=config.keypoint_extraction,
     )
     if not rgb:
         k = episodes[0].keypoints.shape[1]

@@ -66,7 +66,7 @@ class EffNetLite0Backend(FeatureBackend):
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> Tensor:
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float() / 255.0
+        x = torch.from_numpy(np.array(image, copy=True)).to(self.device).permute(2, 0, 1).float() / 255.0
         x = ((x - self.mean) / self.std)[None].to(self.dtype)
         maps = self.model(x)
         size = (max(1, h // self.stride), max(1, w // self.stride))

@@ -1,0 +1,164 @@
+"""Keypoints extracted offline from a bag's images (when it has no keypoint topic), cached beside
+the bag and keyed by the bag's content and every extraction setting, so a changed spec, backend,
+method or calibration re-extracts.
+
+The cache is ``<bag>/kil_keypoints_<key>.npz`` (rosbag2 ignores files its metadata does not list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from rosbags.rosbag2 import Reader
+
+from kil_interfaces import conversion
+from kil_interfaces.data import KeypointArrayData
+from kil_interfaces.typestore import kil_typestore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionConfig:
+    """How to extract keypoints from bags that have none.
+
+    Attributes:
+        spec: keypoint spec YAML ("" = never extract; bags must carry keypoints).
+        backend: feature backend. method: "image" or "track". device: torch device.
+        calibration: camera extrinsics YAML; "" looks for ``calibration.yaml`` beside the bag.
+        color / depth / camera_info: topic names.
+        slop_s: largest colour/depth stamp difference.
+    """
+
+    spec: str = ""
+    backend: str = "effnet_lite0"
+    method: str = "image"
+    device: str = "cpu"
+    calibration: str = ""
+    color: str = "/camera/color/image_raw"
+    depth: str = "/camera/depth/image_raw"
+    camera_info: str = "/camera/color/camera_info"
+    slop_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.method not in ("image", "track"):
+            raise ValueError(f"keypoint_extraction.method must be image or track, got {self.method!r}")
+
+
+def _calibration_path(bag: Path, config: ExtractionConfig) -> Path:
+    path = Path(config.calibration) if config.calibration else bag.parent / "calibration.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{bag}: camera extrinsics {path} not found (set keypoint_extraction.calibration)")
+    return path
+
+
+def cache_key(bag: Path, config: ExtractionConfig) -> str:
+    """Hash of the bag's metadata and data file sizes, the spec and its images, and the settings."""
+    from kil_perception.spec import load_spec
+
+    digest = hashlib.sha256()
+    digest.update((bag / "metadata.yaml").read_bytes())
+    for data_file in sorted(bag.glob("*.mcap")) + sorted(bag.glob("*.db3")):
+        digest.update(f"{data_file.name}:{data_file.stat().st_size}".encode())
+    spec = load_spec(config.spec)
+    digest.update(Path(config.spec).read_bytes())
+    for category in spec.categories:
+        for reference in category.references:
+            digest.update(reference.image_path.read_bytes())
+    digest.update(_calibration_path(bag, config).read_bytes())
+    settings = {k: v for k, v in asdict(config).items() if k not in ("spec", "calibration", "device")}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[KeypointArrayData]:
+    """Keypoint frames of a bag, from the cache or extracted (and then cached)."""
+    from kil_interfaces.calibration import load_extrinsics
+    from kil_perception.backends import make_backend
+    from kil_perception.extraction import ImageMatcher, TrackingExtractor, keypoints_message
+    from kil_perception.lifting import depth_in_metres
+    from kil_perception.spec import load_spec
+    from kil_perception.synchronization import LatestPairSynchronizer
+    from kil_perception.tracking import LucasKanadeTracker
+
+    bag = Path(bag)
+    cache = bag / f"kil_keypoints_{cache_key(bag, config)}.npz"
+    spec = load_spec(config.spec)
+    layout = spec.layout()
+    if cache.exists():
+        return _frames_from_npz(np.load(cache), layout, config)
+    extrinsics = load_extrinsics(_calibration_path(bag, config))
+    extractor = ImageMatcher(spec, make_backend(config.backend, config.device))
+    if config.method == "track":
+        extractor = TrackingExtractor(extractor, LucasKanadeTracker())
+    typestore = kil_typestore()
+    sync = LatestPairSynchronizer(round(config.slop_s * 1e9), history=20)
+    intrinsics = None
+    frames = []
+    with Reader(bag) as reader:
+        wanted = {config.color, config.depth, config.camera_info}
+        missing = wanted - {c.topic for c in reader.connections}
+        if missing:
+            raise ValueError(f"{bag}: cannot extract keypoints, topic(s) {', '.join(sorted(missing))} missing")
+        for connection, _, raw in reader.messages([c for c in reader.connections if c.topic in wanted]):
+            msg = typestore.deserialize_cdr(raw, connection.msgtype)
+            stamp = conversion.time_to_ns(msg.header.stamp)
+            if connection.topic == config.camera_info:
+                intrinsics = conversion.camera_info_from_msg(msg, what=f"{bag}:{config.camera_info}")
+            else:
+                (sync.add_color if connection.topic == config.color else sync.add_depth)(stamp, msg)
+            # Pairs wait in the synchroniser until the first CameraInfo has been read.
+            pair = sync.pop_newest() if intrinsics is not None else None
+            if pair is None:
+                continue
+            rgb = conversion.image_to_numpy(pair.color, what=f"{bag}:{config.color}")[..., :3]
+            if pair.color.encoding.startswith("bgr"):
+                rgb = rgb[..., ::-1]
+            depth = depth_in_metres(
+                conversion.image_to_numpy(pair.depth, what=f"{bag}:{config.depth}"), pair.depth.encoding
+            )
+            found = extractor.extract(np.ascontiguousarray(rgb))
+            frames.append(
+                keypoints_message(
+                    spec, found, depth, intrinsics, extrinsics, pair.stamp_ns, config.method, config.backend
+                )
+            )
+    if not frames:
+        raise ValueError(f"{bag}: no colour/depth pair within {config.slop_s} s to extract keypoints from")
+    np.savez_compressed(
+        cache,
+        stamps=np.array([f.stamp_ns for f in frames], np.int64),
+        points=np.stack([f.points for f in frames]),
+        valid=np.stack([f.valid for f in frames]),
+        uv=np.stack([f.uv for f in frames]),
+        scores=np.stack([f.scores for f in frames]),
+        frame_id=np.array(frames[0].frame_id),
+    )
+    log.info("%s: extracted keypoints of %d frames (cached in %s)", bag, len(frames), cache.name)
+    return frames
+
+
+def _frames_from_npz(data, layout, config: ExtractionConfig) -> list[KeypointArrayData]:
+    return [
+        KeypointArrayData(
+            stamp_ns=int(stamp),
+            frame_id="link_base",
+            method=config.method,
+            backend=config.backend,
+            names=tuple(n for _, _, n in layout),
+            categories=tuple(c for c, _, _ in layout),
+            instances=np.array([i for _, i, _ in layout], np.uint8),
+            uv=uv,
+            points=points,
+            scores=scores,
+            valid=valid,
+        )
+        for stamp, points, valid, uv, scores in zip(
+            data["stamps"], data["points"], data["valid"], data["uv"], data["scores"], strict=True
+        )
+    ]
