@@ -28,7 +28,7 @@ from kil_interfaces.typestore import kil_typestore
 from kil_policy.train import parse_config, train
 from kil_sim.record_demos import record
 from kil_sim.rollout import RolloutConfig, run_episode
-from kil_sim.tasks import TASKS, evaluation_configurations
+from kil_sim.tasks import TASKS, evaluation_configurations, sample_configuration
 
 
 def contact_sheet(bag: Path, out: Path, frames: int = 12) -> None:
@@ -108,25 +108,28 @@ def main() -> int:
 
 
 def perception(out: Path) -> None:
-    import tempfile
-
     import cv2
     import numpy as np
 
     from kil_perception.backends import make_backend
-    from kil_perception.evaluate import reference_spec, visible_keypoints
     from kil_perception.extraction import ImageMatcher
     from kil_perception.overlay import draw_keypoints
+    from kil_perception.spec import Category, KeypointSpec, Reference
+    from kil_sim.perception_dataset import visible_keypoints
 
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = reference_spec("place_mug", Path(tmp))
-        matcher = ImageMatcher(spec, make_backend("effnet_lite0"))
-        world = evaluation_configurations("place_mug", "in_distribution", 3)[2].make_world()
-        world.step(0.3)
-        rgb = world.render().rgb
-        found = matcher.extract(rgb)
-        truth = visible_keypoints(world, "mug")
-        world.close()
+    reference_world = sample_configuration("place_mug", "train", 0).make_world()
+    reference_world.step(0.3)
+    annotated = {k: tuple(uv) for k, (uv, visible) in visible_keypoints(reference_world, "mug").items() if visible}
+    cv2.imwrite(str(out / "mug_reference.png"), cv2.cvtColor(reference_world.render().rgb, cv2.COLOR_RGB2BGR))
+    reference_world.close()
+    spec = KeypointSpec(None, (Category("mug", "mug", 1, (Reference(out / "mug_reference.png", annotated),)),))
+    matcher = ImageMatcher(spec, make_backend("effnet_lite0"))
+    world = evaluation_configurations("place_mug", "in_distribution", 3)[2].make_world()
+    world.step(0.3)
+    rgb = world.render().rgb
+    found = matcher.extract(rgb)
+    truth = visible_keypoints(world, "mug")
+    world.close()
     names = spec.categories[0].keypoint_names
     for i, name in enumerate(names):
         uv, visible = truth[name]

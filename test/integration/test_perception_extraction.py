@@ -147,9 +147,13 @@ def test_extract_cli_json_overlay_and_3d(tmp_path: Path, scene) -> None:
     assert bad.returncode != 0 and "nope.yaml: spec file not found" in bad.stderr
 
 
-def test_sim_accuracy_evaluation_scores_visible_keypoints() -> None:
+def test_sim_dataset_and_accuracy_evaluation(tmp_path: Path) -> None:
     from kil_perception.evaluate import evaluate
+    from kil_sim.perception_dataset import write_dataset
 
-    (row,) = evaluate("pour_bottle", "effnet_lite0", ["in_distribution"], count=2)
+    write_dataset("pour_bottle", tmp_path, settings=["in_distribution"], count=2)
+    (row,) = evaluate(tmp_path, "effnet_lite0", "image")
     assert row["scored"] >= 2 and set(row["keypoints"]) <= {"mouth", "shoulder", "base"}
     assert row["median_px"] < 20 and 0.0 <= row["pck@5"] <= row["pck@10"] <= row["pck@20"] <= 1.0
+    (masked,) = evaluate(tmp_path, "effnet_lite0", "instance")
+    assert masked["scored"] == row["scored"] and masked["median_px"] < 20

@@ -1,0 +1,97 @@
+"""A perception benchmark from the simulator: rendered frames with ground-truth keypoint pixels,
+for ``python -m kil_perception.evaluate --data DIR``.
+
+    python -m kil_sim.perception_dataset --task place_mug --out datasets/place_mug
+
+Writes ``DIR/dataset.yaml``, the reference image (the task's train configuration 0, annotated
+with the manipulated object's keypoints visible there), and per evaluation configuration the
+initial colour frame plus its instance mask (16-bit PNG, object index + 1). Only keypoints visible
+in a frame (rendered depth within 1 cm of the keypoint's depth) are listed for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from kil_sim.tasks import evaluation_configurations, sample_configuration, task
+from kil_sim.world import SimWorld
+
+_VISIBLE_M = 0.01
+
+
+def visible_keypoints(world: SimWorld, name: str) -> dict[str, tuple[np.ndarray, bool]]:
+    """keypoint -> (pixel, visible) for object ``name`` in the current render."""
+    frame = world.render()
+    intrinsics, to_camera = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    out = {}
+    for keypoint, point in world.keypoints(name).items():
+        optical = to_camera.apply(point)
+        uv = intrinsics.project(optical[None])[0]
+        u, v = np.rint(uv).astype(int)
+        inside = 0 <= u < intrinsics.width and 0 <= v < intrinsics.height
+        depth = frame.depth_mm[v, u] / 1000.0 if inside else 0.0
+        out[keypoint] = (uv, bool(inside and depth > 0 and abs(depth - optical[2]) < _VISIBLE_M))
+    return out
+
+
+def _pixels(keypoints: dict[str, tuple[np.ndarray, bool]]) -> dict[str, list[float]]:
+    return {k: [round(float(uv[0]), 2), round(float(uv[1]), 2)] for k, (uv, visible) in keypoints.items() if visible}
+
+
+def write_dataset(task_name: str, out: Path, settings=("in_distribution", "unseen_object"), count: int = 10) -> Path:
+    """Render the dataset into ``out``; returns the path of ``dataset.yaml``."""
+    spec = task(task_name)
+    target = spec.object_names()[0]
+    out.mkdir(parents=True, exist_ok=True)
+    world = sample_configuration(task_name, "train", 0).make_world()
+    world.step(0.3)
+    reference = _pixels(visible_keypoints(world, target))
+    cv2.imwrite(str(out / "reference.png"), cv2.cvtColor(world.render().rgb, cv2.COLOR_RGB2BGR))
+    world.close()
+    frames = []
+    for setting in settings:
+        for config in evaluation_configurations(task_name, setting, count):
+            world = config.make_world()
+            world.step(0.3)
+            frame = world.render(instance_mask=True)
+            stem = f"{setting}_{config.index:03d}"
+            cv2.imwrite(str(out / f"{stem}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / f"{stem}_mask.png"), frame.instance_mask.astype(np.uint16))
+            frames.append(
+                {
+                    "image": f"{stem}.png",
+                    "mask": f"{stem}_mask.png",
+                    "setting": setting,
+                    "instances": {i + 1: o.model.category for i, o in enumerate(world.objects)},
+                    "keypoints": _pixels(visible_keypoints(world, target)),
+                }
+            )
+            world.close()
+    content = {
+        "task": task_name,
+        "category": spec.category,
+        "reference": {"image": "reference.png", "keypoints": reference},
+        "frames": frames,
+    }
+    (out / "dataset.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    return out / "dataset.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_sim.perception_dataset", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--settings", nargs="+", default=["in_distribution", "unseen_object"])
+    parser.add_argument("--episodes", type=int, default=10)
+    args = parser.parse_args(argv)
+    print(write_dataset(args.task, args.out, args.settings, args.episodes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
