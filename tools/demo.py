@@ -119,16 +119,18 @@ def perception(out: Path) -> None:
 
     reference_world = sample_configuration("place_mug", "train", 0).make_world()
     reference_world.step(0.3)
-    annotated = {k: tuple(uv) for k, (uv, visible) in visible_keypoints(reference_world, "mug").items() if visible}
-    cv2.imwrite(str(out / "mug_reference.png"), cv2.cvtColor(reference_world.render().rgb, cv2.COLOR_RGB2BGR))
+    reference = reference_world.render()
+    annotated = {k: tuple(uv) for k, (uv, seen) in visible_keypoints(reference_world, "mug", reference).items() if seen}
+    cv2.imwrite(str(out / "mug_reference.png"), cv2.cvtColor(reference.rgb, cv2.COLOR_RGB2BGR))
     reference_world.close()
     spec = KeypointSpec(None, (Category("mug", "mug", 1, (Reference(out / "mug_reference.png", annotated),)),))
     matcher = ImageMatcher(spec, make_backend("effnet_lite0"))
     world = evaluation_configurations("place_mug", "in_distribution", 3)[2].make_world()
     world.step(0.3)
-    rgb = world.render().rgb
+    frame = world.render()
+    rgb = frame.rgb
     found = matcher.extract(rgb)
-    truth = visible_keypoints(world, "mug")
+    truth = visible_keypoints(world, "mug", frame)
     world.close()
     names = spec.categories[0].keypoint_names
     for i, name in enumerate(names):

@@ -214,6 +214,19 @@ def image_to_numpy(msg, what: str = "Image", copy: bool = False) -> np.ndarray:
     return out
 
 
+def image_to_rgb(msg, what: str = "Image") -> np.ndarray:
+    """A colour ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8) as an (H, W, 3) uint8 RGB array.
+
+    Raises:
+        ConversionError: as :func:`image_to_numpy`, or for a non-colour encoding.
+    """
+    image = image_to_numpy(msg, what)
+    if msg.encoding not in ("rgb8", "bgr8", "rgba8", "bgra8"):
+        raise ConversionError(f"{what}.encoding {msg.encoding}: a colour image (rgb8, bgr8, rgba8, bgra8) is needed")
+    rgb = image[..., 2::-1] if msg.encoding.startswith("bgr") else image[..., :3]
+    return np.ascontiguousarray(rgb)
+
+
 def numpy_to_image(
     image: np.ndarray,
     encoding: str,

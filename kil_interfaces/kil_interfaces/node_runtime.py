@@ -1,6 +1,6 @@
-"""The ``main()`` of every kil node: init, spin, clean shutdown (the one rclpy-using helper here).
-
-Ctrl-C and SIGTERM end the node quietly; an error while the context is still valid propagates.
+"""What every kil node shares (the rclpy-using helpers here): ``spin_node`` as its ``main()``
+(init, spin, clean shutdown; Ctrl-C and SIGTERM end quietly, real errors propagate), ``declare``
+for parameters with descriptions, and ``WarnOnce`` for warnings logged once per kind, not per frame.
 """
 
 from __future__ import annotations
@@ -32,3 +32,23 @@ def spin_node(factory: Callable[[], object], args: list[str] | None = None) -> i
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def declare(node, name: str, default, description: str):
+    """Declare a parameter with a description and return its value."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+
+class WarnOnce:
+    """Logs a warning the first time each key occurs."""
+
+    def __init__(self, logger) -> None:
+        self.logger = logger
+        self.seen: set[str] = set()
+
+    def __call__(self, key: str, text: str) -> None:
+        if key not in self.seen:
+            self.seen.add(key)
+            self.logger.warning(text + " (further occurrences are not logged)")

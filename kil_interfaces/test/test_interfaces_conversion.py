@@ -300,3 +300,13 @@ def test_action_chunk_times() -> None:
 def test_dataclass_validation(build, message) -> None:
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_image_to_rgb_orders_channels(encoding: str) -> None:
+    rgb = IMAGES["rgb8"]
+    order = {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgba8": [0, 1, 2, 0], "bgra8": [2, 1, 0, 0]}[encoding]
+    msg = cv.numpy_to_image(np.ascontiguousarray(rgb[..., order]), encoding)
+    np.testing.assert_array_equal(cv.image_to_rgb(msg), rgb)
+    with pytest.raises(cv.ConversionError, match=r"cam\.encoding mono8: a colour image"):
+        cv.image_to_rgb(cv.numpy_to_image(rgb[..., 0].copy(), "mono8"), what="cam")

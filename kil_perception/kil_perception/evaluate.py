@@ -21,17 +21,11 @@ import yaml
 
 from kil_perception.backends import make_backend
 from kil_perception.extraction import ImageMatcher
+from kil_perception.images import read_rgb
 from kil_perception.instances import InstanceMatcher, SimulatorMasks
 from kil_perception.spec import Category, KeypointSpec, Reference
 
 THRESHOLDS = (5, 10, 20)
-
-
-def _rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"error: {path}: cannot read the image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]:
@@ -63,7 +57,7 @@ def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]
         if method == "instance":
             current["mask"] = cv2.imread(str(data / frame["mask"]), cv2.IMREAD_UNCHANGED).astype(np.int32)
             current["instances"] = {int(k): v for k, v in frame["instances"].items()}
-        found = matcher.extract(_rgb(data / frame["image"]))
+        found = matcher.extract(read_rgb(data / frame["image"]))
         bucket = errors.setdefault(frame["setting"], [])
         for i, name in enumerate(names):
             if name in frame["keypoints"]:
@@ -94,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["image", "instance"], choices=["image", "instance"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = [row for d in args.data for b in args.backends for m in args.methods for row in evaluate(d, b, m)]
+    try:
+        rows = [row for d in args.data for b in args.backends for m in args.methods for row in evaluate(d, b, m)]
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     if args.json:
         print(json.dumps({"results": rows}))
         return 0

@@ -23,18 +23,12 @@ import numpy as np
 from kil_interfaces.calibration import CalibrationError, load_extrinsics, load_intrinsics
 from kil_perception.backends import BACKENDS, WeightsUnavailableError, make_backend
 from kil_perception.extraction import ImageMatcher, keypoints_message
+from kil_perception.images import read_rgb
 from kil_perception.lifting import depth_in_metres
 from kil_perception.overlay import draw_keypoints
 from kil_perception.spec import SpecError, load_spec
 
 METHODS = ("image",)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"error: {path}: cannot read the image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_depth(path: Path) -> np.ndarray:
@@ -70,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         backend = make_backend(args.backend, args.device, args.model)
     except (SpecError, CalibrationError, WeightsUnavailableError) as error:
         raise SystemExit(f"error: {error}") from None
-    rgb = read_rgb(args.image)
+    try:
+        rgb = read_rgb(args.image)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     depth = read_depth(args.depth) if args.depth else None
     if depth is not None and depth.shape != rgb.shape[:2]:
         raise SystemExit(f"error: depth {depth.shape[::-1]} and image {rgb.shape[1::-1]} sizes differ")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 
 from builtin_interfaces.msg import Duration
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -25,7 +25,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from kil_interfaces import conversion
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.node_runtime import spin_node
+from kil_interfaces.node_runtime import declare, spin_node
 from kil_perception.backends import make_backend
 from kil_perception.extraction import ImageMatcher, TrackingExtractor, keypoints_message
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -40,16 +40,17 @@ WARN_PERIOD_S = 5.0
 class KeypointNode(Node):
     def __init__(self) -> None:
         super().__init__("keypoint_node")
-        spec_path = self._param("spec", "", "keypoint spec YAML (reference images + keypoints)")
-        method = self._param("method", "image", "extraction method: image (matching) or track (matching, then LK)")
-        backend_name = self._param("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, ...")
-        model = self._param("model", "", "model hub id or local path for foundation-model backends")
-        device = self._param("device", "cpu", "torch device")
-        extrinsics_file = self._param("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
-        slop = self._param("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
-        window = self._param("depth_window", 5, "depth median window (px, odd)")
-        reliability = self._param("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
-        self.publish_image = self._param("publish_image", True, "publish the annotated image")
+        p = partial(declare, self)
+        spec_path = p("spec", "", "keypoint spec YAML (reference images + keypoints)")
+        method = p("method", "image", "extraction method: image (matching) or track (matching, then LK)")
+        backend_name = p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, ...")
+        model = p("model", "", "model hub id or local path for foundation-model backends")
+        device = p("device", "cpu", "torch device")
+        extrinsics_file = p("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
+        slop = p("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
+        window = p("depth_window", 5, "depth median window (px, odd)")
+        reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        self.publish_image = p("publish_image", True, "publish the annotated image")
         if not spec_path:
             raise ValueError("parameter 'spec' is required")
         if method not in ("image", "track"):
@@ -82,9 +83,6 @@ class KeypointNode(Node):
             f"{self.spec.num_keypoints} keypoints from {spec_path}; {method} matching with {backend_name}"
         )
 
-    def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
     def _warn(self, key: str, text: str) -> None:
         now = time.monotonic()
         if now - self._last_warning.get(key, -1e9) >= WARN_PERIOD_S:
@@ -112,13 +110,8 @@ class KeypointNode(Node):
             self._warn("no_info", "no CameraInfo received yet on /camera/color/camera_info")
             return
         try:
-            rgb = conversion.image_to_numpy(pair.color, what="/camera/color/image_raw")
+            rgb = conversion.image_to_rgb(pair.color, what="/camera/color/image_raw")
             depth = conversion.image_to_numpy(pair.depth, what="/camera/depth/image_raw")
-            if pair.color.encoding.startswith("bgr"):
-                rgb = rgb[..., 2::-1]
-            elif pair.color.encoding == "mono8":
-                raise conversion.ConversionError("/camera/color/image_raw.encoding mono8: a colour image is needed")
-            rgb = rgb[..., :3]
             depth_m = depth_in_metres(depth, pair.depth.encoding)
             if depth_m.shape != rgb.shape[:2] or rgb.shape[:2] != (self.info.height, self.info.width):
                 raise conversion.ConversionError(

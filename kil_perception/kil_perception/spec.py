@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from kil_interfaces.calibration import read_yaml_mapping
+from kil_perception.images import read_rgb
 
 MIN_KEYPOINTS, MAX_KEYPOINTS = 3, 6
 
@@ -42,10 +43,10 @@ class Reference:
 
     def image(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB."""
-        bgr = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SpecError(f"{self.image_path}: cannot read the reference image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            return read_rgb(self.image_path, "reference image")
+        except ValueError as error:
+            raise SpecError(str(error)) from None
 
 
 @dataclass(frozen=True)

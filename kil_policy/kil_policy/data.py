@@ -101,20 +101,19 @@ def read_episode(
     topics = topics or TopicConfig()
     typestore = kil_typestore()
     wanted = {topics.action, topics.robot_state}
-    extract = False
     if need_keypoints:
         wanted.add(topics.keypoints)
-        if extraction is not None and extraction.spec:
-            with Reader(path) as probe:
-                extract = topics.keypoints not in {c.topic for c in probe.connections}
-            if extract:
-                wanted.discard(topics.keypoints)
     if need_images:
         wanted.add(topics.color)
-    data: dict[str, list] = {topic: [] for topic in wanted}
+    can_extract = need_keypoints and extraction is not None and bool(extraction.spec)
+    extract = False
     try:
         with Reader(path) as reader:
             present = {c.topic for c in reader.connections}
+            if can_extract and topics.keypoints not in present:  # extracted from the images instead
+                extract = True
+                wanted.discard(topics.keypoints)
+            data: dict[str, list] = {topic: [] for topic in wanted}
             missing = sorted(wanted - present)
             if missing:
                 raise EpisodeError(
@@ -213,11 +212,7 @@ def _attach_images(episode: Episode, messages: list, path: Path, topic: str, siz
     index = np.maximum(_latest_indices(stamps, episode.times_ns), 0)
     images = []
     for i in index:
-        image = conversion.image_to_numpy(messages[i][1], what=f"{path}:{topic}")
-        encoding = messages[i][1].encoding
-        if encoding.startswith("bgr"):
-            image = image[..., 2::-1]
-        image = image[..., :3]
+        image = conversion.image_to_rgb(messages[i][1], what=f"{path}:{topic}")
         if size is not None:
             rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
             cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)

@@ -10,37 +10,38 @@ mode requires it); all limits (workspace box, step length, speeds, staleness hol
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.msg import ActionChunk, RobotState
-from kil_interfaces.node_runtime import spin_node
+from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
 from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 
 
 class InterpolatorNode(Node):
     def __init__(self) -> None:
         super().__init__("interpolator_node")
+        p = partial(declare, self)
         d = SafetyLimits()
-        rate = self._param("rate_hz", 200.0, "setpoint rate (Hz); 100-250 for the Lite6 servo mode")
+        rate = p("rate_hz", 200.0, "setpoint rate (Hz); 100-250 for the Lite6 servo mode")
         limits = SafetyLimits(
-            workspace_min=tuple(
-                self._param("workspace_min", list(d.workspace_min), "TCP box lower corner [x, y, z] (m)")
+            workspace_min=tuple(p("workspace_min", list(d.workspace_min), "TCP box lower corner [x, y, z] (m)")),
+            workspace_max=tuple(p("workspace_max", list(d.workspace_max), "TCP box upper corner [x, y, z] (m)")),
+            max_linear_speed=p("max_linear_speed", d.max_linear_speed, "TCP speed limit (m/s)"),
+            max_angular_speed=declare(
+                self, "max_angular_speed", d.max_angular_speed, "TCP rotation speed limit (rad/s)"
             ),
-            workspace_max=tuple(
-                self._param("workspace_max", list(d.workspace_max), "TCP box upper corner [x, y, z] (m)")
+            max_step_m=p("max_step_m", d.max_step_m, "largest position change per setpoint (m)"),
+            stale_after_s=declare(
+                self, "stale_after_s", d.stale_after_s, "hold when no chunk arrives for this long (s)"
             ),
-            max_linear_speed=self._param("max_linear_speed", d.max_linear_speed, "TCP speed limit (m/s)"),
-            max_angular_speed=self._param("max_angular_speed", d.max_angular_speed, "TCP rotation speed limit (rad/s)"),
-            max_step_m=self._param("max_step_m", d.max_step_m, "largest position change per setpoint (m)"),
-            stale_after_s=self._param("stale_after_s", d.stale_after_s, "hold when no chunk arrives for this long (s)"),
         )
         self.config = InterpolatorConfig(rate_hz=rate, limits=limits)
-        self.base_frame = self._param("base_frame", "link_base", "robot base frame of the setpoints")
+        self.base_frame = p("base_frame", "link_base", "robot base frame of the setpoints")
         self.interpolator: ChunkInterpolator | None = None
         self.target_pub = self.create_publisher(PoseStamped, "/kil/servo_target", 10)
         self.gripper_pub = self.create_publisher(Float32, "/kil/gripper_command", 10)
@@ -48,15 +49,7 @@ class InterpolatorNode(Node):
         self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
         self.create_timer(1.0 / rate, self._on_timer)
         self._holding = False
-        self._warned: set[str] = set()
-
-    def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.get_logger().warning(text)
+        self._warn_once = WarnOnce(self.get_logger())
 
     def _on_state(self, msg: RobotState) -> None:
         if self.interpolator is not None:

@@ -116,13 +116,11 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
             pair = sync.pop_newest() if intrinsics is not None else None
             if pair is None:
                 continue
-            rgb = conversion.image_to_numpy(pair.color, what=f"{bag}:{config.color}")[..., :3]
-            if pair.color.encoding.startswith("bgr"):
-                rgb = rgb[..., ::-1]
+            rgb = conversion.image_to_rgb(pair.color, what=f"{bag}:{config.color}")
             depth = depth_in_metres(
                 conversion.image_to_numpy(pair.depth, what=f"{bag}:{config.depth}"), pair.depth.encoding
             )
-            found = extractor.extract(np.ascontiguousarray(rgb))
+            found = extractor.extract(rgb)
             frames.append(
                 keypoints_message(
                     spec, found, depth, intrinsics, extrinsics, pair.stamp_ns, config.method, config.backend

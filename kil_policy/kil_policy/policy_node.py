@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.node_runtime import spin_node
+from kil_interfaces.node_runtime import declare, spin_node
 from kil_policy.checkpoint import load_policy
 from kil_policy.runner import PolicyRunner
 
@@ -31,13 +31,14 @@ _NS = 1_000_000_000
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
-        checkpoint = self._param("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
-        device = self._param("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
-        self.ddim_steps = self._param("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
-        rate = self._param("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
-        self.max_age_ns = round(self._param("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)") * _NS)
-        self.min_valid = self._param("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
-        self.running = self._param("autostart", True, "start producing chunks without a ~/start call")
+        p = partial(declare, self)
+        checkpoint = p("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
+        device = p("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
+        self.ddim_steps = p("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
+        rate = p("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
+        self.max_age_ns = round(p("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)") * _NS)
+        self.min_valid = p("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
+        self.running = p("autostart", True, "start producing chunks without a ~/start call")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
@@ -58,9 +59,6 @@ class PolicyNode(Node):
             f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}"
         )
-
-    def _param(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     # --- inputs -----------------------------------------------------------------------------------
 

@@ -19,14 +19,16 @@ import numpy as np
 import yaml
 
 from kil_sim.tasks import evaluation_configurations, sample_configuration, task
-from kil_sim.world import SimWorld
+from kil_sim.world import CameraFrame, SimWorld
 
 _VISIBLE_M = 0.01
 
 
-def visible_keypoints(world: SimWorld, name: str) -> dict[str, tuple[np.ndarray, bool]]:
-    """keypoint -> (pixel, visible) for object ``name`` in the current render."""
-    frame = world.render()
+def visible_keypoints(
+    world: SimWorld, name: str, frame: CameraFrame | None = None
+) -> dict[str, tuple[np.ndarray, bool]]:
+    """keypoint -> (pixel, visible) for object ``name`` in ``frame`` (default: a new render)."""
+    frame = frame or world.render()
     intrinsics, to_camera = world.camera_intrinsics, world.camera_extrinsics.inverse()
     out = {}
     for keypoint, point in world.keypoints(name).items():
@@ -50,8 +52,9 @@ def write_dataset(task_name: str, out: Path, settings=("in_distribution", "unsee
     out.mkdir(parents=True, exist_ok=True)
     world = sample_configuration(task_name, "train", 0).make_world()
     world.step(0.3)
-    reference = _pixels(visible_keypoints(world, target))
-    cv2.imwrite(str(out / "reference.png"), cv2.cvtColor(world.render().rgb, cv2.COLOR_RGB2BGR))
+    frame = world.render()
+    reference = _pixels(visible_keypoints(world, target, frame))
+    cv2.imwrite(str(out / "reference.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
     world.close()
     frames = []
     for setting in settings:
@@ -68,7 +71,7 @@ def write_dataset(task_name: str, out: Path, settings=("in_distribution", "unsee
                     "mask": f"{stem}_mask.png",
                     "setting": setting,
                     "instances": {i + 1: o.model.category for i, o in enumerate(world.objects)},
-                    "keypoints": _pixels(visible_keypoints(world, target)),
+                    "keypoints": _pixels(visible_keypoints(world, target, frame)),
                 }
             )
             world.close()

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -28,7 +28,7 @@ from std_msgs.msg import Float32
 from kil_interfaces import conversion
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import KeypointArray, RobotState
-from kil_interfaces.node_runtime import spin_node
+from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig
 from kil_sim.oracle import oracle_keypoints
@@ -43,7 +43,7 @@ class SimNode(Node):
 
     def __init__(self) -> None:
         super().__init__("sim_node")
-        p = self._declare
+        p = partial(declare, self)
         self.task = p("task", "place_mug", "task whose configuration is loaded at start-up")
         self.setting = p("setting", "in_distribution", f"configuration setting: {', '.join(SETTINGS)}")
         self.index = p("index", 0, "configuration number within the setting")
@@ -79,7 +79,7 @@ class SimNode(Node):
         self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
         self.create_timer(1.0 / state_rate, self._on_physics)
         self.create_timer(1.0 / camera_rate, self._on_camera)
-        self._warned: set[str] = set()
+        self._warn_once = WarnOnce(self.get_logger())
         self.get_logger().info(
             f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz"
         )
@@ -87,9 +87,6 @@ class SimNode(Node):
     def close(self) -> None:
         """Release the renderer (called by spin_node at shutdown)."""
         self.world.close()
-
-    def _declare(self, name: str, default, description: str):
-        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
     def _load(self, episode: EpisodeConfig) -> None:
         if self.world is not None:
@@ -101,11 +98,6 @@ class SimNode(Node):
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.get_logger().warning(text + " (further occurrences are not logged)")
 
     # --- callbacks --------------------------------------------------------------------------------
 
