@@ -3,10 +3,13 @@ present), each beside a plain eager reference of the same network measured in th
 
     python -m kil_policy.bench --json
 
-Inference: batch 1, 14 DDIM steps, p50/p95 over repeated chunks. "optimised" is
-``predict_action_chunk`` (FiLM parameters of all steps precomputed once per chunk, as the
-condition is constant over the loop; CUDA graphs on CUDA); "reference" evaluates the UNet step
-by step with the FiLM layers inside, as the straightforward implementation does.
+Inference: batch 1, 14 DDIM steps, p50/p95 over repeated chunks, all from the same weights:
+"reference" evaluates the UNet module step by step with the FiLM layers inside, as the
+straightforward implementation does; "module" is ``predict_action_chunk`` with FiLM parameters of
+all steps precomputed once per chunk (the condition is constant over the loop); "packed" adds
+the time-major packed UNet (``kil_policy.packed_unet``); "optimised" is that packed step under
+``torch.compile`` (CUDA graphs on CUDA), what ``policy_node inference:=compiled`` runs. The
+compile time is reported separately.
 Training: samples/s for batch 128 (forward, backward, AdamW step; bf16 autocast on CUDA).
 """
 
@@ -21,6 +24,7 @@ import time
 import torch
 
 from kil_policy.config import PolicyConfig
+from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 
 K = 8
@@ -58,33 +62,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _latency(fn, device: torch.device, repeats: int) -> dict:
-    for _ in range(3):
-        fn()
+def _latencies(fns: dict, device: torch.device, repeats: int) -> dict[str, dict]:
+    """p50/p95 ms of each function, measured round-robin so that a busy machine slows all alike."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
     _sync(device)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - start))
-    times.sort()
-    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2)}
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(1000 * (time.perf_counter() - start))
+    result = {}
+    for name, values in times.items():
+        values.sort()
+        result[name] = {
+            "p50_ms": round(statistics.median(values), 2),
+            "p95_ms": round(values[int(0.95 * (len(values) - 1))], 2),
+        }
+    return result
 
 
 def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict:
     policy = KeypointDiffusionPolicy(config).to(device).eval()
     batch = _batch(config, 1, device, with_action=False)
     steps = config.head.inference_steps
-    optimised = _latency(lambda: policy.predict_action_chunk(batch, steps=steps), device, repeats)
-    reference = _latency(lambda: reference_predict(policy, batch, steps), device, repeats)
+    packed = Denoiser(policy.unet)
+    compiled = Denoiser(policy.unet, compile=True)
+    start = time.perf_counter()
+    policy.predict_action_chunk(batch, steps=steps, denoiser=compiled)
+    compile_s = time.perf_counter() - start
+    functions = {
+        "optimised": lambda: policy.predict_action_chunk(batch, steps=steps, denoiser=compiled),
+        "packed": lambda: policy.predict_action_chunk(batch, steps=steps, denoiser=packed),
+        "module": lambda: policy.predict_action_chunk(batch, steps=steps),
+        "reference": lambda: reference_predict(policy, batch, steps),
+    }
+    results = _latencies(functions, device, repeats)
     return {
         "parameters_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 2),
         "head_parameters_m": round(sum(p.numel() for p in policy.unet.parameters()) / 1e6, 2),
         "ddim_steps": steps,
-        "optimised": optimised,
-        "reference": reference,
-        "speedup_p50": round(reference["p50_ms"] / optimised["p50_ms"], 2),
+        **results,
+        "compile_s": round(compile_s, 1),
+        "speedup_p50": round(results["reference"]["p50_ms"] / results["optimised"]["p50_ms"], 2),
     }
 
 

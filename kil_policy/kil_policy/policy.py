@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from kil_policy.config import ACTION_DIM, PROPRIO_DIM, PolicyConfig
 from kil_policy.encoder import make_encoder
 from kil_policy.normalization import MinMaxNormalizer
+from kil_policy.packed_unet import Denoiser
 from kil_policy.unet import ConditionalUnet1D
 
 
@@ -118,7 +119,11 @@ class KeypointDiffusionPolicy(nn.Module):
 
     @torch.no_grad()
     def predict_action_chunk(
-        self, batch: dict[str, Tensor], steps: int | None = None, generator: torch.Generator | None = None
+        self,
+        batch: dict[str, Tensor],
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        denoiser: Denoiser | None = None,
     ) -> Tensor:
         """DDIM sampling of (B, horizon, 10) unnormalised actions.
 
@@ -126,6 +131,8 @@ class KeypointDiffusionPolicy(nn.Module):
             batch: observations (no actions needed).
             steps: DDIM steps (default ``config.head.inference_steps``).
             generator: for reproducible sampling.
+            denoiser: a packed copy of ``self.unet`` (faster; see ``kil_policy.packed_unet``),
+                or None for the module itself.
         """
         cond = self.encode(batch)
         scheduler = self.inference_scheduler
@@ -136,6 +143,9 @@ class KeypointDiffusionPolicy(nn.Module):
         timesteps = scheduler.timesteps.to(cond.device)
         cache = self.unet.precompute(timesteps, cond)
         for i, t in enumerate(timesteps):
-            noise = self.unet(sample, cache=cache, step_index=i)
+            if denoiser is None:
+                noise = self.unet(sample, cache=cache, step_index=i)
+            else:
+                noise = denoiser(sample, [film[i] for film in cache.films])
             sample = scheduler.step(noise, t, sample).prev_sample
         return self.action_normalizer.unnormalize(sample)

@@ -39,12 +39,18 @@ class PolicyNode(Node):
         self.max_age_ns = round(p("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)") * _NS)
         self.min_valid = p("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
         self.running = p("autostart", True, "start producing chunks without a ~/start call")
+        inference = p(
+            "inference",
+            "packed",
+            "UNet execution: packed (default), compiled (torch.compile at startup; lowest latency, "
+            "CUDA graphs on GPU) or module (the training module)",
+        )
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
         cfg = policy.config
         self.step_ns = round(_NS / rate)
-        self.runner = PolicyRunner(policy, self.step_ns, self.ddim_steps or None)
+        self.runner = PolicyRunner(policy, self.step_ns, self.ddim_steps or None, inference=inference)
         self.keypoints: KeypointArrayData | None = None
         self.state: RobotStateData | None = None
         self.create_subscription(KeypointArray, "/kil/keypoints", self._on_keypoints, 10)
@@ -57,7 +63,8 @@ class PolicyNode(Node):
         self._blocked: str | None = None
         self.get_logger().info(
             f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
-            f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}"
+            f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
+            f"{inference} UNet"
         )
 
     # --- inputs -----------------------------------------------------------------------------------

@@ -10,13 +10,18 @@ observation) is due one step after the tick, and ``execute_steps = n_obs - 1 + n
 from __future__ import annotations
 
 from collections import deque
+from typing import Literal
 
 import numpy as np
 import torch
 
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
+
+InferenceMode = Literal["module", "packed", "compiled"]
+INFERENCE_MODES = ("module", "packed", "compiled")
 
 
 class PolicyRunner:
@@ -27,11 +32,22 @@ class PolicyRunner:
         step_ns: control period (100 ms).
         ddim_steps: denoising steps (None = the policy's setting).
         seed: sampling seed (chunks are reproducible for the same inputs).
+        inference: how the UNet runs: "module" (the training module), "packed" (same numbers,
+            faster: ``kil_policy.packed_unet``) or "compiled" (packed + ``torch.compile``, fastest;
+            compiles and runs one warm-up chunk here, tens of seconds on a small CPU; CUDA graphs
+            on CUDA).
     """
 
     def __init__(
-        self, policy: KeypointDiffusionPolicy, step_ns: int = 100_000_000, ddim_steps: int | None = None, seed: int = 0
+        self,
+        policy: KeypointDiffusionPolicy,
+        step_ns: int = 100_000_000,
+        ddim_steps: int | None = None,
+        seed: int = 0,
+        inference: InferenceMode = "packed",
     ) -> None:
+        if inference not in INFERENCE_MODES:
+            raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
         self.policy = policy
         config = policy.config
         self.n_obs, self.n_exec = config.n_obs_steps, config.n_action_steps
@@ -43,6 +59,23 @@ class PolicyRunner:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.history: deque[tuple[RobotStateData, KeypointArrayData]] = deque(maxlen=self.n_obs)
         self.ticks = 0
+        self.denoiser = None if inference == "module" else Denoiser(policy.unet, compile=inference == "compiled")
+        if inference == "compiled":
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One chunk on made-up inputs, so that compilation happens now and not on the robot."""
+        n, k = self.n_obs, self.num_keypoints
+        batch = {
+            BatchKeys.PROPRIO: torch.zeros(1, n, 7),
+            BatchKeys.KEYPOINTS: torch.zeros(1, n, k, 3),
+            BatchKeys.VALID: torch.ones(1, n, k, dtype=torch.bool),
+        }
+        if self.use_similarities:
+            batch[BatchKeys.SIMILARITIES] = torch.zeros(1, n, k, k)
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        for _ in range(2):  # CUDA graphs record on the second call
+            self.policy.predict_action_chunk(batch, steps=self.ddim_steps, denoiser=self.denoiser)
 
     def reset(self) -> None:
         """Forget the history (a new episode, or a gap in the inputs)."""
@@ -91,7 +124,9 @@ class PolicyRunner:
 
     def predict(self, now_ns: int) -> ActionChunkData:
         """Sample a chunk from the current history."""
-        actions = self.policy.predict_action_chunk(self.batch(), steps=self.ddim_steps, generator=self.generator)
+        actions = self.policy.predict_action_chunk(
+            self.batch(), steps=self.ddim_steps, generator=self.generator, denoiser=self.denoiser
+        )
         positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
         state, keypoints = self.history[-1]
         newest = max(state.stamp_ns, keypoints.stamp_ns)
