@@ -61,7 +61,23 @@ def _dinov3(device, model):
     return DinoV3Backend(device, model)
 
 
-BACKENDS = {"effnet_lite0": _effnet, "classic": _classic, "radio": _radio, "dinov3": _dinov3}
+def _dift(ensemble_size: int):
+    def build(device, model):
+        from kil_perception.backends.dift import DiftBackend
+
+        return DiftBackend(device, model, ensemble_size=ensemble_size)
+
+    return build
+
+
+BACKENDS = {
+    "effnet_lite0": _effnet,
+    "classic": _classic,
+    "radio": _radio,
+    "dinov3": _dinov3,
+    "dift": _dift(8),  # the paper's DIFT8
+    "dift2": _dift(2),
+}
 
 
 def make_backend(name: str, device: str | torch.device = "cpu", model: str | None = None) -> FeatureBackend:

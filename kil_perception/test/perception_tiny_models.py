@@ -1,0 +1,73 @@
+"""Tiny randomly initialised foundation-model parts built from their configs (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+#: Words of the tiny CLIP vocabulary (whole words only; anything else becomes <|endoftext|>).
+WORDS = ("a", "mug", "shoe", "paper", "box", "photo", "of")
+
+
+def tiny_clip_tokenizer(folder: Path, max_length: int = 8):
+    """A CLIPTokenizer with a handful of whole-word tokens, written to ``folder``."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {f"{w}</w>": i + 2 for i, w in enumerate(WORDS)}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length, pad_token="<|endoftext|>"
+    )
+
+
+def tiny_clip_text_config(hidden: int = 32, max_length: int = 8):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(WORDS) + 2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=max_length,
+        projection_dim=hidden,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
+def tiny_dift_components(folder: Path):
+    """(unet, vae, text_encoder, tokenizer, scheduler) shaped like SD 2.1's, but tiny: 3 UNet
+    levels (up_blocks[1] at 1/2 of the latent), a 2-level VAE (latent at 1/2)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+    text_encoder = CLIPTextModel(tiny_clip_text_config())
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear")
+    return unet, vae, text_encoder, tiny_clip_tokenizer(folder / "tokenizer_files"), scheduler
