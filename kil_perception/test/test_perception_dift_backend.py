@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from perception_tiny_models import tiny_dift_components
 
 from kil_perception.backends import WeightsUnavailableError, make_backend
 from kil_perception.backends.dift import DiftBackend
-from perception_tiny_models import tiny_dift_components
 
 IMAGE = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
 
