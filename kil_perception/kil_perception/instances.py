@@ -3,8 +3,9 @@ the top instances above a confidence threshold are kept, in a stable order, and 
 keypoints are matched inside each instance's mask. Missing instances are padded with
 ``found=False`` so the keypoint count stays fixed.
 
-Instance sources share one call: ``source(image, category, prompt) -> [Instance]``. Here:
-``SimulatorMasks`` (the simulator's segmentation, weights-free). SAM3 is not wrapped yet.
+Instance sources share one call: ``source(image, category, prompt) -> [Instance]``:
+``Sam3Instances`` (SAM3 through transformers, text-prompted) and ``SimulatorMasks`` (the
+simulator's segmentation, weights-free; also what a 16UC1 instance-mask topic gives).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kil_perception.backends import FeatureBackend
+from kil_perception.backends import FeatureBackend, WeightsUnavailableError
 from kil_perception.extraction import Extraction2D
 from kil_perception.matching import descriptors_at, match_keypoints
 from kil_perception.spec import KeypointSpec
@@ -46,6 +47,76 @@ class SimulatorMasks:
     def __call__(self, image: np.ndarray, category: str, prompt: str) -> list[Instance]:
         index_map, categories = self.frame_masks()
         return [Instance(index_map == value, 1.0) for value, name in sorted(categories.items()) if name == category]
+
+
+SAM3_DEFAULT = "facebook/sam3"
+
+
+class Sam3Instances:
+    """Text-prompted instance masks from SAM3 (transformers ``Sam3Model`` + ``Sam3Processor``).
+
+    The vision encoder runs once per image (its output is reused for every category prompt of
+    the same image array); text inputs are tokenised once per prompt.
+
+    Args:
+        device: torch device (bf16 on CUDA, fp32 on CPU).
+        model: hub id or local folder (None = ``facebook/sam3``, gated: accept its licence on the
+            hub and download it), or a ``(Sam3Model, Sam3Processor)`` pair.
+        mask_threshold: logit-probability threshold that binarises each mask.
+    """
+
+    def __init__(self, device="cpu", model=None, mask_threshold: float = 0.5) -> None:
+        if model is None or isinstance(model, str):
+            model = _load_sam3(model or SAM3_DEFAULT)
+        network, self.processor = model
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.model = network.to(self.device).eval()
+        if self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.mask_threshold = mask_threshold
+        self._image: np.ndarray | None = None
+        self._vision = None
+        self._prompts: dict[str, dict] = {}
+
+    @torch.inference_mode()
+    def _vision_embeds(self, image: np.ndarray):
+        if image is not self._image:  # (the array is kept, so its identity cannot be reused)
+            pixels = self.processor(images=image, return_tensors="pt")["pixel_values"]
+            self._vision = self.model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+            self._image = image
+        return self._vision
+
+    def _text(self, prompt: str) -> dict:
+        if prompt not in self._prompts:
+            tokens = self.processor(text=prompt, return_tensors="pt")
+            self._prompts[prompt] = {k: tokens[k].to(self.device) for k in ("input_ids", "attention_mask")}
+        return self._prompts[prompt]
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray, category: str, prompt: str) -> list[Instance]:
+        """Every instance SAM3 finds for ``prompt`` (the matcher applies its own threshold)."""
+        outputs = self.model(vision_embeds=self._vision_embeds(image), **self._text(prompt or category))
+        result = self.processor.post_process_instance_segmentation(
+            outputs, threshold=0.0, mask_threshold=self.mask_threshold, target_sizes=[image.shape[:2]]
+        )[0]
+        masks = result["masks"].bool().cpu().numpy()
+        scores = result["scores"].float().cpu().numpy()
+        return [Instance(mask, float(score)) for mask, score in zip(masks, scores, strict=True)]
+
+
+def _load_sam3(model_id: str):
+    from transformers import Sam3Model, Sam3Processor
+
+    try:
+        return Sam3Model.from_pretrained(model_id), Sam3Processor.from_pretrained(model_id)
+    except (OSError, ValueError) as error:
+        raise WeightsUnavailableError(
+            f"SAM3 weights '{model_id}' are not available ({type(error).__name__}). They are gated: accept the "
+            f"licence on huggingface.co/{model_id}, download them on a machine with internet "
+            f"(huggingface-cli download {model_id}) and pass the local directory as the instance model parameter "
+            f"(instance_model:=/path/to/{model_id.split('/')[-1]})"
+        ) from None
 
 
 class InstanceMatcher:

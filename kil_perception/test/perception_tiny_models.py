@@ -71,3 +71,47 @@ def tiny_dift_components(folder: Path):
     text_encoder = CLIPTextModel(tiny_clip_text_config())
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear")
     return unet, vae, text_encoder, tiny_clip_tokenizer(folder / "tokenizer_files"), scheduler
+
+
+def tiny_sam3(folder: Path, image_size: int = 112):
+    """(Sam3Model, Sam3Processor): a 2-layer ViT on an 8x8 patch grid, 10 object queries."""
+    from transformers import (
+        Sam3Config,
+        Sam3ImageProcessor,
+        Sam3Model,
+        Sam3Processor,
+        Sam3VisionConfig,
+        Sam3ViTConfig,
+    )
+
+    grid = image_size // 14
+    small = {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    backbone = Sam3ViTConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=14,
+        window_size=4,
+        global_attn_indexes=[1],
+        pretrain_image_size=image_size,
+    )
+    config = Sam3Config(
+        vision_config=Sam3VisionConfig(
+            backbone_config=backbone,
+            fpn_hidden_size=32,
+            backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2],
+        ),
+        text_config=tiny_clip_text_config(hidden=32, max_length=32).to_dict(),
+        geometry_encoder_config=small,
+        detr_encoder_config=small,
+        detr_decoder_config=small | {"num_queries": 10},
+        mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2},
+    )
+    torch.manual_seed(0)
+    processor = Sam3Processor(
+        image_processor=Sam3ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tiny_clip_tokenizer(folder / "sam3_tokenizer", max_length=32),
+    )
+    return Sam3Model(config).eval(), processor
