@@ -69,12 +69,13 @@ class ImageMatcher:
 
 
 class TrackingExtractor:
-    """Tracking (T): image matching on the first frame after a reset, then a tracker; the
-    tracker's visibility gives the found flags (and the score: 1 visible, 0 lost)."""
+    """Tracking (T): image or instance matching (``initializer``) on the first frame after a reset,
+    then a tracker; the tracker's visibility gives the found flags (and the score: 1 visible,
+    0 lost)."""
 
     method = "track"
 
-    def __init__(self, initializer: ImageMatcher, tracker) -> None:
+    def __init__(self, initializer, tracker) -> None:
         self.initializer = initializer
         self.tracker = tracker
         self.started = False

@@ -5,14 +5,19 @@ colour), /camera/color/camera_info; pairs colour and depth by stamp (``slop_s``)
 processes the newest pair. Publishes /kil/keypoints (KeypointArray, base frame when
 ``extrinsics_file`` is given, else the camera's optical frame), /kil/keypoints/markers
 (MarkerArray: spheres + labels, one colour per object) and /kil/keypoints/image (annotated rgb8).
-A bad frame (unsupported encoding, colour/depth size mismatch, no CameraInfo yet) is dropped
-with a throttled warning; the node keeps running.
+Methods (``method``): image matching, instance matching (SAM3 text prompts from the spec, or
+instance masks from /camera/instance_mask, 16UC1 object value per pixel, with
+``mask_categories`` "1:mug,2:tray" naming the values) and tracking (Lucas-Kanade or CoTracker3,
+started by image or instance matching; ~/reset restarts it). A bad frame (unsupported encoding,
+colour/depth size mismatch, no CameraInfo yet, no instance mask for its stamp) is dropped with a
+throttled warning; the node keeps running.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from functools import partial
 
 from builtin_interfaces.msg import Duration
@@ -26,13 +31,13 @@ from kil_interfaces import conversion
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import declare, spin_node
-from kil_perception.backends import make_backend
-from kil_perception.extraction import ImageMatcher, TrackingExtractor, keypoints_message
+from kil_perception.extraction import TrackingExtractor, keypoints_message
+from kil_perception.instances import SimulatorMasks
 from kil_perception.lifting import LiftingConfig, depth_in_metres
 from kil_perception.overlay import category_colours, draw_keypoints
+from kil_perception.pipeline import ExtractorConfig, build_extractor
 from kil_perception.spec import load_spec
 from kil_perception.synchronization import LatestPairSynchronizer
-from kil_perception.tracking import LucasKanadeTracker
 
 WARN_PERIOD_S = 5.0
 
@@ -42,10 +47,19 @@ class KeypointNode(Node):
         super().__init__("keypoint_node")
         p = partial(declare, self)
         spec_path = p("spec", "", "keypoint spec YAML (reference images + keypoints)")
-        method = p("method", "image", "extraction method: image (matching) or track (matching, then LK)")
-        backend_name = p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, ...")
-        model = p("model", "", "model hub id or local path for foundation-model backends")
-        device = p("device", "cpu", "torch device")
+        config = ExtractorConfig(
+            method=p("method", "image", "extraction method: image, instance (matching inside masks) or track"),
+            backend=p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, radio, dinov3, dift, dift2"),
+            model=p("model", "", "feature model hub id or local path ('' = the backend's default)"),
+            device=p("device", "cpu", "torch device"),
+            instance_source=p("instance_source", "sam3", "instance masks from sam3 or masks (/camera/instance_mask)"),
+            instance_model=p("instance_model", "", "SAM3 hub id or local path ('' = facebook/sam3)"),
+            instance_threshold=p("instance_threshold", 0.3, "minimum instance confidence"),
+            tracker=p("tracker", "lk", "tracker for method track: lk (Lucas-Kanade) or cotracker3"),
+            tracker_repo=p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone"),
+            track_init=p("track_init", "image", "how tracks start after a reset: image or instance matching"),
+        )
+        mask_categories = p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         extrinsics_file = p("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
         slop = p("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
         window = p("depth_window", 5, "depth median window (px, odd)")
@@ -53,14 +67,13 @@ class KeypointNode(Node):
         self.publish_image = p("publish_image", True, "publish the annotated image")
         if not spec_path:
             raise ValueError("parameter 'spec' is required")
-        if method not in ("image", "track"):
-            raise ValueError(f"parameter method={method!r} is not available; use image or track")
         self.spec = load_spec(spec_path)
-        self.backend_name = backend_name
-        self.method = method
-        self.matcher = ImageMatcher(self.spec, make_backend(backend_name, device, model or None))
-        if method == "track":
-            self.matcher = TrackingExtractor(self.matcher, LucasKanadeTracker())
+        self.backend_name = config.backend
+        self.method = config.method
+        self.use_masks = config.uses_instances and config.instance_source == "masks"
+        self.mask_categories = parse_mask_categories(mask_categories) if self.use_masks else {}
+        self._frame_masks = None
+        self.matcher = build_extractor(self.spec, config, lambda: SimulatorMasks(lambda: self._frame_masks))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else None
         self.lifting = LiftingConfig(window=window)
@@ -73,6 +86,9 @@ class KeypointNode(Node):
         self.create_subscription(Image, "/camera/color/image_raw", self._on_color, qos)
         self.create_subscription(Image, "/camera/depth/image_raw", self._on_depth, qos)
         self.create_subscription(CameraInfo, "/camera/color/camera_info", self._on_info, qos)
+        self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
+        if self.use_masks:
+            self.create_subscription(Image, "/camera/instance_mask", self._on_mask, qos)
         self.keypoint_pub = self.create_publisher(KeypointArray, "/kil/keypoints", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/kil/keypoints/markers", 10)
         self.image_pub = self.create_publisher(Image, "/kil/keypoints/image", qos)
@@ -80,7 +96,7 @@ class KeypointNode(Node):
         self._last_warning: dict[str, float] = {}
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
         self.get_logger().info(
-            f"{self.spec.num_keypoints} keypoints from {spec_path}; {method} matching with {backend_name}"
+            f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
         )
 
     def _warn(self, key: str, text: str) -> None:
@@ -94,6 +110,22 @@ class KeypointNode(Node):
 
     def _on_depth(self, msg: Image) -> None:
         self.sync.add_depth(conversion.time_to_ns(msg.header.stamp), msg)
+
+    def _on_mask(self, msg: Image) -> None:
+        self.masks.append((conversion.time_to_ns(msg.header.stamp), msg))
+
+    def _select_masks(self, stamp_ns: int, size: tuple[int, int]) -> None:
+        """The instance mask message nearest to the colour frame (within the slop), as the source's masks."""
+        best = min(self.masks, key=lambda item: abs(item[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > self.sync.slop_ns:
+            raise conversion.ConversionError("no /camera/instance_mask message within slop_s of the colour frame")
+        index_map = conversion.image_to_numpy(best[1], what="/camera/instance_mask")
+        if index_map.ndim != 2 or index_map.shape != size:
+            raise conversion.ConversionError(
+                f"/camera/instance_mask is {best[1].width}x{best[1].height} {best[1].encoding}; "
+                f"expected a single-channel {size[1]}x{size[0]} mask"
+            )
+        self._frame_masks = (index_map, self.mask_categories)
 
     def _on_info(self, msg: CameraInfo) -> None:
         try:
@@ -118,6 +150,8 @@ class KeypointNode(Node):
                     f"sizes differ: colour {rgb.shape[1]}x{rgb.shape[0]}, depth {depth_m.shape[1]}x{depth_m.shape[0]}, "
                     f"CameraInfo {self.info.width}x{self.info.height}"
                 )
+            if self.use_masks:
+                self._select_masks(pair.stamp_ns, rgb.shape[:2])
             found = self.matcher.extract(rgb)
             result = keypoints_message(
                 self.spec,
@@ -178,6 +212,19 @@ class KeypointNode(Node):
                     marker.text = f"{result.categories[i]}.{result.names[i]}"
                 markers.markers.append(marker)
         return markers
+
+
+def parse_mask_categories(text: str) -> dict[int, str]:
+    """'1:mug,2:tray' -> {1: 'mug', 2: 'tray'} (mask values to spec categories)."""
+    mapping = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        value, sep, category = item.partition(":")
+        if not sep or not value.strip().isdigit() or not category.strip():
+            raise ValueError(f"parameter mask_categories: {item!r} is not VALUE:category (e.g. '1:mug,2:tray')")
+        mapping[int(value)] = category.strip()
+    if not mapping:
+        raise ValueError("instance_source 'masks' needs parameter mask_categories, e.g. '1:mug,2:tray'")
+    return mapping
 
 
 def main(args: list[str] | None = None) -> int:

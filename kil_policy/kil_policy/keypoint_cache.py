@@ -29,7 +29,8 @@ class ExtractionConfig:
 
     Attributes:
         spec: keypoint spec YAML ("" = never extract; bags must carry keypoints).
-        backend: feature backend. method: "image" or "track". device: torch device.
+        method, backend, model, device, instance_model, tracker, track_init: as in
+            ``kil_perception.pipeline.ExtractorConfig`` (instance matching uses SAM3 here).
         calibration: camera extrinsics YAML; "" looks for ``calibration.yaml`` beside the bag.
         color / depth / camera_info: topic names.
         slop_s: largest colour/depth stamp difference.
@@ -38,7 +39,11 @@ class ExtractionConfig:
     spec: str = ""
     backend: str = "effnet_lite0"
     method: str = "image"
+    model: str = ""
     device: str = "cpu"
+    instance_model: str = ""
+    tracker: str = "lk"
+    track_init: str = "image"
     calibration: str = ""
     color: str = "/camera/color/image_raw"
     depth: str = "/camera/depth/image_raw"
@@ -46,8 +51,17 @@ class ExtractionConfig:
     slop_s: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.method not in ("image", "track"):
-            raise ValueError(f"keypoint_extraction.method must be image or track, got {self.method!r}")
+        try:
+            self.extractor()
+        except ValueError as error:
+            raise ValueError(f"keypoint_extraction: {error}") from None
+
+    def extractor(self):
+        """The perception settings (``kil_perception.pipeline.ExtractorConfig``)."""
+        from kil_perception.pipeline import ExtractorConfig
+
+        names = ("method", "backend", "model", "device", "instance_model", "tracker", "track_init")
+        return ExtractorConfig(**{name: getattr(self, name) for name in names})
 
 
 def _calibration_path(bag: Path, config: ExtractionConfig) -> Path:
@@ -79,12 +93,11 @@ def cache_key(bag: Path, config: ExtractionConfig) -> str:
 def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[KeypointArrayData]:
     """Keypoint frames of a bag, from the cache or extracted (and then cached)."""
     from kil_interfaces.calibration import load_extrinsics
-    from kil_perception.backends import make_backend
-    from kil_perception.extraction import ImageMatcher, TrackingExtractor, keypoints_message
+    from kil_perception.extraction import keypoints_message
     from kil_perception.lifting import depth_in_metres
+    from kil_perception.pipeline import build_extractor
     from kil_perception.spec import load_spec
     from kil_perception.synchronization import LatestPairSynchronizer
-    from kil_perception.tracking import LucasKanadeTracker
 
     bag = Path(bag)
     cache = bag / f"kil_keypoints_{cache_key(bag, config)}.npz"
@@ -93,9 +106,7 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
     if cache.exists():
         return _frames_from_npz(np.load(cache), layout, config)
     extrinsics = load_extrinsics(_calibration_path(bag, config))
-    extractor = ImageMatcher(spec, make_backend(config.backend, config.device))
-    if config.method == "track":
-        extractor = TrackingExtractor(extractor, LucasKanadeTracker())
+    extractor = build_extractor(spec, config.extractor())
     typestore = kil_typestore()
     sync = LatestPairSynchronizer(round(config.slop_s * 1e9), history=20)
     intrinsics = None

@@ -76,3 +76,12 @@ def test_sqlite3_bags_read_like_mcap(tmp_path: Path, bags: list[Path]) -> None:
     a, b = read_episode(sqlite), read_episode(bags[0])
     np.testing.assert_array_equal(a.actions, b.actions)
     np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+def test_extraction_settings_are_validated_with_the_field_named() -> None:
+    from kil_policy.keypoint_cache import ExtractionConfig
+
+    with pytest.raises(ValueError, match="keypoint_extraction: method must be one of image, instance, track"):
+        ExtractionConfig(spec="spec.yaml", method="flow")
+    with pytest.raises(ValueError, match="keypoint_extraction: tracker must be one of lk, cotracker3"):
+        ExtractionConfig(spec="spec.yaml", method="track", tracker="sift")

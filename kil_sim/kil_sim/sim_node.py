@@ -95,6 +95,9 @@ class SimNode(Node):
         self.world = episode.make_world()
         self.world.step(0.3)  # objects settle
         self._last_wall = time.monotonic()
+        if self.publish_mask:
+            values = ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(self.world.objects))
+            self.get_logger().info(f"/camera/instance_mask values (keypoint_node mask_categories): {values}")
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

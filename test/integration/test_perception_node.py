@@ -122,3 +122,73 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert "frame dropped" in output and "Traceback" not in output
+
+
+def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> None:
+    """method instance, instance_source masks: keypoints matched inside the mask message paired by
+    stamp; colour frames without a mask are dropped."""
+    rgb, depth, world = rendered_scene()
+    mask = world.render(instance_mask=True).instance_mask.astype(np.uint16)  # 1 = mug, 2 = block
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    names = ("rim", "handle", "base")
+    truth = np.array([world.keypoints("mug")[k] for k in names])
+    uv = intr.project(to_cam.apply(truth))
+    spec = write_spec(tmp_path, rgb, dict(zip(names, map(tuple, uv), strict=True)), name="mug")
+    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
+    args = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=instance"]
+    args += ["instance_source:=masks", "mask_categories:=1:mug,2:block"]
+    command = [sys.executable, "-m", "kil_perception.keypoint_node", "--ros-args"]
+    for arg in args:
+        command += ["-p", arg]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = rclpy.create_node("keypoint_node_mask_test")
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {
+        topic: node.create_publisher(kind, topic, qos)
+        for topic, kind in (
+            ("/camera/color/image_raw", Image),
+            ("/camera/depth/image_raw", Image),
+            ("/camera/instance_mask", Image),
+            ("/camera/color/camera_info", CameraInfo),
+        )
+    }
+    results = []
+    node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10)
+    stamp = [0]
+
+    def feed(with_mask: bool) -> None:
+        stamp[0] += 50_000_000
+        pubs["/camera/color/camera_info"].publish(cv.camera_info_to_msg(intr, 0))
+        if with_mask:
+            pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", stamp[0], "cam"))
+        pubs["/camera/color/image_raw"].publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"))
+        pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
+
+    def spin(seconds: float, with_mask: bool | None) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if with_mask is not None:
+                feed(with_mask)
+            rclpy.spin_once(node, timeout_sec=0.05)
+
+    try:
+        deadline = time.monotonic() + 60
+        while not results and time.monotonic() < deadline:
+            spin(0.2, True)
+        assert results, "keypoint_node published nothing"
+        first = results[-1]
+        assert first.method == "instance" and first.valid.all()
+        # (the base is hidden inside the mug: depth gives the surface in front of it)
+        assert np.linalg.norm(first.points[:2] - truth[:2], axis=1).max() < 0.01
+        spin(1.0, None)
+        count = len(results)
+        spin(1.5, False)  # no masks: dropped
+        assert process.poll() is None and len(results) == count
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        world.close()
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert "no /camera/instance_mask message" in output and "Traceback" not in output

@@ -1,0 +1,91 @@
+"""One place that turns settings into an extractor: the method (image matching, instance
+matching, tracking), the feature backend, the instance source and the tracker. Used by
+``keypoint_node`` and by the policy's offline extraction, so both build the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kil_perception.backends import make_backend
+from kil_perception.extraction import ImageMatcher, TrackingExtractor
+from kil_perception.instances import InstanceMatcher, InstanceSource, Sam3Instances
+from kil_perception.spec import KeypointSpec
+from kil_perception.tracking import CoTrackerOnline, LucasKanadeTracker
+
+METHODS = ("image", "instance", "track")
+INSTANCE_SOURCES = ("sam3", "masks")
+TRACKERS = ("lk", "cotracker3")
+
+
+@dataclass
+class ExtractorConfig:
+    """Attributes:
+    method: "image" (IM), "instance" (IN) or "track" (T).
+    backend: feature backend name (``kil_perception.backends.BACKENDS``); model: its hub id or
+        local path ("" = the backend's default).
+    device: torch device.
+    instance_source: "sam3" (text prompts from the spec) or "masks" (given instance masks, e.g.
+        the simulator's mask topic); instance_model: SAM3 hub id or local path ("" = facebook/sam3);
+        instance_threshold: minimum instance confidence.
+    tracker: "lk" (pyramidal Lucas-Kanade, weights-free) or "cotracker3" (online CoTracker3);
+        tracker_repo: its torch.hub repo or a local clone.
+    track_init: how tracks start after a reset: "image" or "instance" matching (the paper: instance).
+    """
+
+    method: str = "image"
+    backend: str = "effnet_lite0"
+    model: str = ""
+    device: str = "cpu"
+    instance_source: str = "sam3"
+    instance_model: str = ""
+    instance_threshold: float = 0.3
+    tracker: str = "lk"
+    tracker_repo: str = "facebookresearch/co-tracker"
+    track_init: str = "image"
+
+    def __post_init__(self) -> None:
+        for field, value, allowed in (
+            ("method", self.method, METHODS),
+            ("instance_source", self.instance_source, INSTANCE_SOURCES),
+            ("tracker", self.tracker, TRACKERS),
+            ("track_init", self.track_init, ("image", "instance")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{field} must be one of {', '.join(allowed)}, got {value!r}")
+        if not 0.0 <= self.instance_threshold <= 1.0:
+            raise ValueError(f"instance_threshold must be in [0, 1], got {self.instance_threshold}")
+
+    @property
+    def uses_instances(self) -> bool:
+        return self.method == "instance" or (self.method == "track" and self.track_init == "instance")
+
+
+def build_extractor(
+    spec: KeypointSpec, config: ExtractorConfig, masks: Callable[[], InstanceSource] | None = None
+) -> ImageMatcher | InstanceMatcher | TrackingExtractor:
+    """The extractor for ``config``.
+
+    Args:
+        masks: with ``instance_source="masks"``, builds the source that serves the current frame's
+            masks (e.g. ``SimulatorMasks`` over the newest mask message).
+    """
+    backend = make_backend(config.backend, config.device, config.model or None)
+    if config.uses_instances:
+        if config.instance_source == "masks":
+            if masks is None:
+                raise ValueError("instance_source 'masks' needs instance masks (e.g. an instance mask topic)")
+            source = masks()
+        else:
+            source = Sam3Instances(config.device, config.instance_model or None)
+        first = InstanceMatcher(spec, backend, source, config.instance_threshold)
+    else:
+        first = ImageMatcher(spec, backend)
+    if config.method != "track":
+        return first
+    if config.tracker == "cotracker3":
+        tracker = CoTrackerOnline(device=config.device, repo=config.tracker_repo)
+    else:
+        tracker = LucasKanadeTracker()
+    return TrackingExtractor(first, tracker)

@@ -1,0 +1,66 @@
+"""Settings -> extractor: validation, what gets built, and the mask-category parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kil_perception.extraction import ImageMatcher, TrackingExtractor
+from kil_perception.instances import InstanceMatcher, SimulatorMasks
+from kil_perception.keypoint_node import parse_mask_categories
+from kil_perception.pipeline import ExtractorConfig, build_extractor
+from kil_perception.spec import load_spec
+from kil_perception.tracking import LucasKanadeTracker
+
+
+@pytest.fixture
+def spec(tmp_path: Path):
+    import cv2
+
+    image = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "ref.png"), image)
+    (tmp_path / "spec.yaml").write_text(
+        "categories:\n  - name: mug\n    references:\n      - image: ref.png\n"
+        "        keypoints: {a: [10, 10], b: [40, 30], c: [70, 50]}\n"
+    )
+    return load_spec(tmp_path / "spec.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("method", "flow"), ("instance_source", "yolo"), ("tracker", "sift"), ("track_init", "none")],
+)
+def test_bad_settings_name_the_field(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=rf"{field} must be one of .*got '{value}'"):
+        ExtractorConfig(**{field: value})
+    with pytest.raises(ValueError, match="instance_threshold must be in"):
+        ExtractorConfig(instance_threshold=1.5)
+
+
+def test_built_extractors(spec) -> None:
+    masks = lambda: SimulatorMasks(lambda: (np.ones((60, 80), int), {1: "mug"}))  # noqa: E731
+    assert isinstance(build_extractor(spec, ExtractorConfig(backend="classic")), ImageMatcher)
+    config = ExtractorConfig(method="instance", backend="classic", instance_source="masks")
+    instance = build_extractor(spec, config, masks)
+    assert isinstance(instance, InstanceMatcher)
+    assert instance.extract(np.zeros((60, 80, 3), np.uint8)).found.shape == (3,)
+    track = build_extractor(
+        spec,
+        ExtractorConfig(method="track", backend="classic", instance_source="masks", track_init="instance"),
+        masks,
+    )
+    assert isinstance(track, TrackingExtractor) and isinstance(track.initializer, InstanceMatcher)
+    assert isinstance(track.tracker, LucasKanadeTracker)
+    with pytest.raises(ValueError, match="needs instance masks"):
+        build_extractor(spec, config)
+
+
+def test_mask_categories_parameter() -> None:
+    assert parse_mask_categories("1:mug, 2:paper_box") == {1: "mug", 2: "paper_box"}
+    for bad in ("mug", "1:", "x:mug", "1-mug"):
+        with pytest.raises(ValueError, match="is not VALUE:category"):
+            parse_mask_categories(bad)
+    with pytest.raises(ValueError, match="needs parameter mask_categories"):
+        parse_mask_categories("")
