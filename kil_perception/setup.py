@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "keypoint_node = kil_perception.keypoint_node:main",
             "extract = kil_perception.extract:main",
+            "annotate = kil_perception.annotate:main",
         ]
     },
 )
