@@ -4,6 +4,9 @@
         --camera-info camera_info.yaml --extrinsics calibration.yaml] --method image
         --backend effnet_lite0 --json [--overlay overlay.png]
 
+``--method instance`` matches inside SAM3 instance masks (``--instance-model``: hub id or local
+folder of SAM3; the spec's prompts are the text queries).
+
 Depth: a 16-bit PNG in millimetres (0 = no return) or a .npy array in metres. Camera info: the
 ROS camera-calibration YAML. Extrinsics: the calibration YAML (camera optical frame -> base);
 without it points stay in the camera's optical frame.
@@ -21,14 +24,15 @@ import cv2
 import numpy as np
 
 from kil_interfaces.calibration import CalibrationError, load_extrinsics, load_intrinsics
-from kil_perception.backends import BACKENDS, WeightsUnavailableError, make_backend
-from kil_perception.extraction import ImageMatcher, keypoints_message
+from kil_perception.backends import BACKENDS, WeightsUnavailableError
+from kil_perception.extraction import keypoints_message
 from kil_perception.images import read_rgb
 from kil_perception.lifting import depth_in_metres
 from kil_perception.overlay import draw_keypoints
+from kil_perception.pipeline import ExtractorConfig, build_extractor
 from kil_perception.spec import SpecError, load_spec
 
-METHODS = ("image",)
+METHODS = ("image", "instance")  # (tracking needs a video: keypoint_node, or the policy's offline extraction)
 
 
 def read_depth(path: Path) -> np.ndarray:
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="effnet_lite0")
     parser.add_argument("--model", help="hub id or local directory of the foundation-model backend")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--instance-model", default="", help="SAM3 hub id or local directory (--method instance)")
+    parser.add_argument("--instance-threshold", type=float, default=0.3, help="minimum SAM3 instance confidence")
     parser.add_argument("--json", action="store_true", help="print the keypoints as JSON")
     parser.add_argument("--overlay", type=Path, help="write the image with the keypoints drawn")
     args = parser.parse_args(argv)
@@ -61,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec)
         intrinsics = load_intrinsics(args.camera_info) if args.camera_info else None
         extrinsics = load_extrinsics(args.extrinsics) if args.extrinsics else None
-        backend = make_backend(args.backend, args.device, args.model)
-    except (SpecError, CalibrationError, WeightsUnavailableError) as error:
+        config = ExtractorConfig(
+            method=args.method,
+            backend=args.backend,
+            model=args.model or "",
+            device=args.device,
+            instance_model=args.instance_model,
+            instance_threshold=args.instance_threshold,
+        )
+        matcher = build_extractor(spec, config)
+    except (SpecError, CalibrationError, WeightsUnavailableError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     try:
         rgb = read_rgb(args.image)
@@ -71,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     depth = read_depth(args.depth) if args.depth else None
     if depth is not None and depth.shape != rgb.shape[:2]:
         raise SystemExit(f"error: depth {depth.shape[::-1]} and image {rgb.shape[1::-1]} sizes differ")
-    matcher = ImageMatcher(spec, backend)
     started = time.perf_counter()
     found = matcher.extract(rgb)
     result = keypoints_message(spec, found, depth, intrinsics, extrinsics, 0, args.method, args.backend, started)

@@ -64,3 +64,13 @@ def test_mask_categories_parameter() -> None:
             parse_mask_categories(bad)
     with pytest.raises(ValueError, match="needs parameter mask_categories"):
         parse_mask_categories("")
+
+
+def test_cotracker3_without_a_clone_or_network_says_how_to_provide_it(spec, tmp_path: Path) -> None:
+    from kil_perception.backends import WeightsUnavailableError
+
+    config = ExtractorConfig(method="track", backend="classic", tracker="cotracker3", tracker_repo=str(tmp_path / "no"))
+    with pytest.raises(
+        WeightsUnavailableError, match="CoTracker3 .* is not available.*clone facebookresearch/co-tracker"
+    ):
+        build_extractor(spec, config)

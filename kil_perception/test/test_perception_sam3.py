@@ -86,3 +86,23 @@ def spec_file(tmp_path: Path) -> Path:
         "        keypoints: {corner: [20, 20], center: [80, 60], edge: [150, 110]}\n"
     )
     return tmp_path / "spec.yaml"
+
+
+def test_extract_cli_instance_method_with_a_local_sam3(tmp_path: Path, spec_file: Path, capsys) -> None:
+    import json
+
+    import cv2
+
+    from kil_perception.extract import main
+
+    model, processor = tiny_sam3(tmp_path)
+    model.save_pretrained(tmp_path / "sam3")
+    processor.save_pretrained(tmp_path / "sam3")
+    cv2.imwrite(str(tmp_path / "frame.png"), IMAGE)
+    args = ["--spec", str(spec_file), "--image", str(tmp_path / "frame.png"), "--backend", "classic", "--json"]
+    args += ["--method", "instance", "--instance-model", str(tmp_path / "sam3"), "--instance-threshold", "0"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "instance" and len(report["keypoints"]) == 6
+    with pytest.raises(SystemExit, match="instance_threshold must be in"):
+        main([*args[:-1], "2"])
