@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 ROBOTS = ("sim", "lite6", "ur5e")
 CAMERAS = ("sim", "femto_bolt", "zed2i")
+#: keypoint_node methods and policy_node inference modes (kept equal to kil_perception.pipeline.METHODS
+#: and kil_policy.runner.INFERENCE_MODES by a test; not imported, so a launch file stays light).
+METHODS = ("image", "instance", "track")
+INFERENCE_MODES = ("module", "packed", "compiled")
 
 #: Camera driver topics remapped onto the graph's names (colour, aligned depth, camera info).
 _CAMERA_TOPICS = {
@@ -73,6 +77,8 @@ def rollout_graph(
     backend: str = "effnet_lite0",
     device: str = "cpu",
     max_input_age_s: float = 0.5,
+    method: str = "image",
+    inference: str = "packed",
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -83,9 +89,16 @@ def rollout_graph(
             extrinsics YAML (the sim writes its own when empty).
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
+        method: keypoint_node's extraction method (image, instance with SAM3, track).
+        inference: policy_node's UNet execution (packed, compiled, module).
     """
-    if robot not in ROBOTS:
-        raise ValueError(f"robot must be one of {', '.join(ROBOTS)}, got {robot!r}")
+    for name, value, allowed in (
+        ("robot", robot, ROBOTS),
+        ("method", method, METHODS),
+        ("inference", inference, INFERENCE_MODES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     camera = camera or ("sim" if robot == "sim" else "femto_bolt")
     if camera not in CAMERAS:
         raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
@@ -115,14 +128,14 @@ def rollout_graph(
             "keypoint_node",
             "kil_perception",
             "keypoint_node",
-            {"spec": spec, "backend": backend, "device": device, "extrinsics_file": calibration},
+            {"spec": spec, "method": method, "backend": backend, "device": device, "extrinsics_file": calibration},
             dict(_CAMERA_TOPICS[camera]),
         ),
         NodeSpec(
             "policy_node",
             "kil_policy",
             "policy_node",
-            {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s},
+            {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference},
         ),
         NodeSpec(
             "interpolator_node",

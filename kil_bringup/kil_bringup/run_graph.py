@@ -47,10 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", default="")
     parser.add_argument("--backend", default="effnet_lite0")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--method", default="image", help="keypoint extraction: image, instance (SAM3), track")
+    parser.add_argument("--inference", default="packed", help="policy UNet: packed, compiled, module")
     args = parser.parse_args(argv)
     try:
         nodes = rollout_graph(
-            args.robot, args.camera, args.task, args.spec, args.checkpoint, args.calibration, args.backend, args.device
+            args.robot,
+            args.camera,
+            args.task,
+            args.spec,
+            args.checkpoint,
+            args.calibration,
+            args.backend,
+            args.device,
+            method=args.method,
+            inference=args.inference,
         )
     except (ValueError, NotImplementedError) as error:
         raise SystemExit(f"error: {error}") from None

@@ -23,6 +23,8 @@ ARGUMENTS = {
     "calibration": ("", "camera extrinsics YAML (camera -> robot base)"),
     "backend": ("effnet_lite0", "feature backend of keypoint_node"),
     "device": ("cpu", "torch device for perception and policy"),
+    "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
+    "inference": ("packed", "policy UNet execution: packed, compiled (lowest latency) or module"),
 }
 
 
@@ -37,6 +39,8 @@ def _nodes(context):
         values["calibration"],
         values["backend"],
         values["device"],
+        method=values["method"],
+        inference=values["inference"],
     )
     return [
         Node(

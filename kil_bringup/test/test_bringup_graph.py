@@ -38,6 +38,21 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
         rollout_graph("sim", camera="zed2i")
     with pytest.raises(NotImplementedError, match="lite6 adapter"):
         rollout_graph("lite6", calibration="/cal.yaml")
+    tracked = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", method="track", inference="compiled")
+    assert tracked[1].parameters["method"] == "track" and tracked[2].parameters["inference"] == "compiled"
+    with pytest.raises(ValueError, match="method must be one of image, instance, track"):
+        rollout_graph("sim", method="flow")
+    with pytest.raises(ValueError, match="inference must be one of"):
+        rollout_graph("sim", inference="onnx")
+
+
+def test_graph_choices_match_the_nodes() -> None:
+    """The graph lists the choices without importing torch; they must stay those of the nodes."""
+    from kil_bringup.graph import INFERENCE_MODES, METHODS
+    from kil_perception.pipeline import METHODS as PERCEPTION_METHODS
+    from kil_policy.runner import INFERENCE_MODES as RUNNER_MODES
+
+    assert METHODS == PERCEPTION_METHODS and INFERENCE_MODES == RUNNER_MODES
 
 
 def _spec_and_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
