@@ -19,31 +19,25 @@ from rosbags.rosbag2 import Reader
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData
 from kil_interfaces.typestore import kil_typestore
+from kil_perception.pipeline import ExtractorConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ExtractionConfig:
-    """How to extract keypoints from bags that have none.
+class ExtractionConfig(ExtractorConfig):
+    """How to extract keypoints from bags that have none: the perception settings of
+    ``kil_perception.pipeline.ExtractorConfig`` (method, backend, model, device, instance and
+    tracker settings; instance matching uses SAM3 here) and:
 
     Attributes:
         spec: keypoint spec YAML ("" = never extract; bags must carry keypoints).
-        method, backend, model, device, instance_model, tracker, track_init: as in
-            ``kil_perception.pipeline.ExtractorConfig`` (instance matching uses SAM3 here).
         calibration: camera extrinsics YAML; "" looks for ``calibration.yaml`` beside the bag.
         color / depth / camera_info: topic names.
         slop_s: largest colour/depth stamp difference.
     """
 
     spec: str = ""
-    backend: str = "effnet_lite0"
-    method: str = "image"
-    model: str = ""
-    device: str = "cpu"
-    instance_model: str = ""
-    tracker: str = "lk"
-    track_init: str = "image"
     calibration: str = ""
     color: str = "/camera/color/image_raw"
     depth: str = "/camera/depth/image_raw"
@@ -52,16 +46,9 @@ class ExtractionConfig:
 
     def __post_init__(self) -> None:
         try:
-            self.extractor()
+            super().__post_init__()
         except ValueError as error:
             raise ValueError(f"keypoint_extraction: {error}") from None
-
-    def extractor(self):
-        """The perception settings (``kil_perception.pipeline.ExtractorConfig``)."""
-        from kil_perception.pipeline import ExtractorConfig
-
-        names = ("method", "backend", "model", "device", "instance_model", "tracker", "track_init")
-        return ExtractorConfig(**{name: getattr(self, name) for name in names})
 
 
 def _calibration_path(bag: Path, config: ExtractionConfig) -> Path:
@@ -106,7 +93,7 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
     if cache.exists():
         return _frames_from_npz(np.load(cache), layout, config)
     extrinsics = load_extrinsics(_calibration_path(bag, config))
-    extractor = build_extractor(spec, config.extractor())
+    extractor = build_extractor(spec, config)
     typestore = kil_typestore()
     sync = LatestPairSynchronizer(round(config.slop_s * 1e9), history=20)
     intrinsics = None

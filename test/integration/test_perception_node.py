@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,35 @@ from kil_interfaces import conversion as cv
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import KeypointArray
 from kil_perception.synchronization import LatestPairSynchronizer
+
+
+@contextmanager
+def keypoint_node(params: list[str], world):
+    """A keypoint_node process with ``params`` and a test node; at exit both stop and the world
+    closes, and ``log["output"]`` holds the process's output."""
+    command = [sys.executable, "-m", "kil_perception.keypoint_node", "--ros-args"]
+    for param in params:
+        command += ["-p", param]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = rclpy.create_node("keypoint_node_test")
+    log: dict[str, str] = {}
+    try:
+        yield node, process, log
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        world.close()
+        process.terminate()
+        log["output"], _ = process.communicate(timeout=20)
+
+
+def spin_for(node, seconds: float, feed=None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if feed:
+            feed()
+        rclpy.spin_once(node, timeout_sec=0.05)
 
 
 def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
@@ -36,6 +66,37 @@ def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
     assert sync.pop_newest().color == "c300"  # the newest, skipping older frames
 
 
+class CameraFeed:
+    """Publishes colour, depth, camera info (and optionally instance masks) with rising stamps."""
+
+    def __init__(self, node, intrinsics) -> None:
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        topics = ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/instance_mask")
+        self.pubs = {topic: node.create_publisher(Image, topic, qos) for topic in topics}
+        self.info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
+        self.intrinsics = intrinsics
+        self.stamp = 0
+
+    def publish(self, color: np.ndarray, depth: np.ndarray, color_encoding="rgb8", mask: np.ndarray | None = None):
+        self.stamp += 50_000_000
+        self.info_pub.publish(cv.camera_info_to_msg(self.intrinsics, 0))
+        if mask is not None:
+            self.pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", self.stamp, "cam"))
+        self.pubs["/camera/color/image_raw"].publish(cv.numpy_to_image(color, color_encoding, self.stamp, "cam"))
+        self.pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, "16UC1", self.stamp, "cam"))
+
+
+def keypoints(msg: KeypointArray):
+    return cv.keypoints_from_msg(msg)
+
+
+def first_results(node, results: list, feed, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not results and time.monotonic() < deadline:
+        spin_for(node, 0.2, feed)
+    assert results, "keypoint_node published nothing"
+
+
 def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None:
     rgb, depth, world = rendered_scene()
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
@@ -44,84 +105,36 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
     uv = intr.project(to_cam.apply(truth_points))
     spec = write_spec(tmp_path, rgb, {f"{o}_{k}": tuple(p) for (o, k), p in zip(names, uv, strict=True)})
     save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kil_perception.keypoint_node",
-            "--ros-args",
-            "-p",
-            f"spec:={spec}",
-            "-p",
-            "backend:=classic",
-            "-p",
-            f"extrinsics_file:={tmp_path / 'cal.yaml'}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    rclpy.init()
-    node = rclpy.create_node("keypoint_node_test")
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    color_pub = node.create_publisher(Image, "/camera/color/image_raw", qos)
-    depth_pub = node.create_publisher(Image, "/camera/depth/image_raw", qos)
-    info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
-    results, markers = [], []
-    node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10)
-    node.create_subscription(MarkerArray, "/kil/keypoints/markers", markers.append, 10)
+    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}"]
+    with keypoint_node(params, world) as (node, process, log):
+        feed = CameraFeed(node, intr)
+        results, markers = [], []
+        node.create_subscription(
+            KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10
+        )
+        node.create_subscription(MarkerArray, "/kil/keypoints/markers", markers.append, 10)
 
-    def publish(color: Image, depth_msg: Image, info: bool = True) -> None:
-        if info:
-            info_pub.publish(cv.camera_info_to_msg(intr, 0))
-        color_pub.publish(color)
-        depth_pub.publish(depth_msg)
+        def good() -> None:
+            feed.publish(rgb, depth)
 
-    def spin(seconds: float, feed=None) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if feed:
-                feed()
-            rclpy.spin_once(node, timeout_sec=0.05)
+        def bad() -> None:
+            feed.publish(rgb, depth[::2, ::2].copy())  # size mismatch
+            feed.publish(rgb[..., 0].copy(), depth, color_encoding="mono8")  # not a colour image
 
-    stamp = [0]
-
-    def good() -> None:
-        stamp[0] += 50_000_000
-        publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"), cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
-
-    def bad() -> None:
-        stamp[0] += 50_000_000
-        small = cv.numpy_to_image(depth[::2, ::2].copy(), "16UC1", stamp[0], "cam")  # size mismatch
-        publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"), small)
-        stamp[0] += 50_000_000
-        mono = cv.numpy_to_image(rgb[..., 0].copy(), "mono8", stamp[0], "cam")  # not a colour image
-        publish(mono, cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
-
-    try:
-        deadline = time.monotonic() + 60
-        while not results and time.monotonic() < deadline:
-            spin(0.2, good)
-        assert results, "keypoint_node published nothing"
+        first_results(node, results, good)
         first = results[-1]
         assert first.frame_id == "link_base" and first.method == "image" and first.backend == "classic"
         assert first.names == tuple(f"{o}_{k}" for o, k in names) and first.valid.all()
         assert np.linalg.norm(first.points - truth_points, axis=1).max() < 0.01  # reference frame: exact pixels
         assert markers and len(markers[-1].markers) == 8  # a sphere and a label per keypoint
-        spin(1.0)  # let frames in flight finish
+        spin_for(node, 1.0)  # let frames in flight finish
         count = len(results)
-        spin(1.5, bad)
+        spin_for(node, 1.5, bad)
         assert process.poll() is None, "keypoint_node died on a bad frame"
         assert len(results) == count  # bad frames produced nothing
-        spin(1.5, good)
+        spin_for(node, 1.5, good)
         assert len(results) > count  # and good ones still work
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        world.close()
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
-    assert "frame dropped" in output and "Traceback" not in output
+    assert "frame dropped" in log["output"] and "Traceback" not in log["output"]
 
 
 def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> None:
@@ -135,60 +148,21 @@ def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> No
     uv = intr.project(to_cam.apply(truth))
     spec = write_spec(tmp_path, rgb, dict(zip(names, map(tuple, uv), strict=True)), name="mug")
     save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    args = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=instance"]
-    args += ["instance_source:=masks", "mask_categories:=1:mug,2:block"]
-    command = [sys.executable, "-m", "kil_perception.keypoint_node", "--ros-args"]
-    for arg in args:
-        command += ["-p", arg]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    rclpy.init()
-    node = rclpy.create_node("keypoint_node_mask_test")
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {
-        topic: node.create_publisher(kind, topic, qos)
-        for topic, kind in (
-            ("/camera/color/image_raw", Image),
-            ("/camera/depth/image_raw", Image),
-            ("/camera/instance_mask", Image),
-            ("/camera/color/camera_info", CameraInfo),
+    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=instance"]
+    params += ["instance_source:=masks", "mask_categories:=1:mug,2:block"]
+    with keypoint_node(params, world) as (node, process, log):
+        feed = CameraFeed(node, intr)
+        results = []
+        node.create_subscription(
+            KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10
         )
-    }
-    results = []
-    node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10)
-    stamp = [0]
-
-    def feed(with_mask: bool) -> None:
-        stamp[0] += 50_000_000
-        pubs["/camera/color/camera_info"].publish(cv.camera_info_to_msg(intr, 0))
-        if with_mask:
-            pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", stamp[0], "cam"))
-        pubs["/camera/color/image_raw"].publish(cv.numpy_to_image(rgb, "rgb8", stamp[0], "cam"))
-        pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, "16UC1", stamp[0], "cam"))
-
-    def spin(seconds: float, with_mask: bool | None) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if with_mask is not None:
-                feed(with_mask)
-            rclpy.spin_once(node, timeout_sec=0.05)
-
-    try:
-        deadline = time.monotonic() + 60
-        while not results and time.monotonic() < deadline:
-            spin(0.2, True)
-        assert results, "keypoint_node published nothing"
+        first_results(node, results, lambda: feed.publish(rgb, depth, mask=mask))
         first = results[-1]
         assert first.method == "instance" and first.valid.all()
         # (the base is hidden inside the mug: depth gives the surface in front of it)
         assert np.linalg.norm(first.points[:2] - truth[:2], axis=1).max() < 0.01
-        spin(1.0, None)
+        spin_for(node, 1.0)
         count = len(results)
-        spin(1.5, False)  # no masks: dropped
+        spin_for(node, 1.5, lambda: feed.publish(rgb, depth))  # no masks: dropped
         assert process.poll() is None and len(results) == count
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        world.close()
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
-    assert "no /camera/instance_mask message" in output and "Traceback" not in output
+    assert "no /camera/instance_mask message" in log["output"] and "Traceback" not in log["output"]
