@@ -6,7 +6,11 @@
 A dataset directory holds ``dataset.yaml`` (a reference image with annotated keypoints; frames
 with their visible ground-truth keypoints, and optionally instance masks as 16-bit PNGs with a
 value -> category map), so real annotated images work the same way as the simulator's. Methods:
-``image`` (image matching) and ``instance`` (matching inside the dataset's instance masks).
+``image`` (image matching), ``instance`` (matching inside the dataset's instance masks) and
+``track`` (instance matching on a sequence's first frame, then Lucas-Kanade, reset per
+sequence). Frames that belong to a sequence (``sequence``: name, in time order) are scored in
+rows of their own ("<setting> seq"), for every method, so the three compare on the same frames;
+tracking is scored on sequence frames only.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import numpy as np
 import yaml
 
 from kil_perception.backends import make_backend
-from kil_perception.extraction import ImageMatcher
+from kil_perception.extraction import ImageMatcher, TrackingExtractor
 from kil_perception.images import read_rgb
 from kil_perception.instances import InstanceMatcher, SimulatorMasks
 from kil_perception.spec import Category, KeypointSpec, Reference
+from kil_perception.tracking import LucasKanadeTracker
 
 THRESHOLDS = (5, 10, 20)
+METHODS = ("image", "instance", "track")
 
 
 def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]:
@@ -45,20 +51,33 @@ def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]
             ),
         ),
     )
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    frames = content["frames"]
+    if method == "track":
+        frames = [f for f in frames if f.get("sequence")]
+        if not frames:
+            raise ValueError(f"{data}: no sequences to track (write the dataset with --sequences N)")
     backend = make_backend(backend_name)
     current: dict = {}
-    if method == "instance":
+    if method in ("instance", "track"):
         masks = SimulatorMasks(lambda: (current["mask"], current["instances"]))
         matcher = InstanceMatcher(spec, backend, masks)
+        if method == "track":
+            matcher = TrackingExtractor(matcher, LucasKanadeTracker())
     else:
         matcher = ImageMatcher(spec, backend)
     errors: dict[str, list[float]] = {}
-    for frame in content["frames"]:
-        if method == "instance":
+    sequence = None
+    for frame in frames:
+        if method == "track" and frame["sequence"] != sequence:
+            matcher.reset()
+            sequence = frame["sequence"]
+        if method != "image":
             current["mask"] = cv2.imread(str(data / frame["mask"]), cv2.IMREAD_UNCHANGED).astype(np.int32)
             current["instances"] = {int(k): v for k, v in frame["instances"].items()}
         found = matcher.extract(read_rgb(data / frame["image"]))
-        bucket = errors.setdefault(frame["setting"], [])
+        bucket = errors.setdefault(frame["setting"] + (" seq" if frame.get("sequence") else ""), [])
         for i, name in enumerate(names):
             if name in frame["keypoints"]:
                 bucket.append(float(np.linalg.norm(found.uv[i] - np.asarray(frame["keypoints"][name]))))
@@ -85,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_perception.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories")
     parser.add_argument("--backends", nargs="+", default=["effnet_lite0", "classic"])
-    parser.add_argument("--methods", nargs="+", default=["image", "instance"], choices=["image", "instance"])
+    parser.add_argument("--methods", nargs="+", default=["image", "instance"], choices=METHODS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -5,8 +5,12 @@ for ``python -m kil_perception.evaluate --data DIR``.
 
 Writes ``DIR/dataset.yaml``, the reference image (the task's train configuration 0, annotated
 with the manipulated object's keypoints visible there), and per evaluation configuration the
-initial colour frame plus its instance mask (16-bit PNG, object index + 1). Only keypoints visible
-in a frame (rendered depth within 1 cm of the keypoint's depth) are listed for it.
+initial colour frame plus its instance mask (16-bit PNG, object index + 1). With
+``--sequences N``, the first N configurations of each setting also get a video: the scripted
+expert does the task and every camera frame (``--sequence-hz``) is written with its mask, in
+time order under one ``sequence`` name, so that tracking can be scored on moving, occluded
+objects. Only keypoints visible in a frame (rendered depth within 1 cm of the keypoint's depth)
+are listed for it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import cv2
 import numpy as np
 import yaml
 
+from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import evaluation_configurations, sample_configuration, task
 from kil_sim.world import CameraFrame, SimWorld
 
@@ -45,7 +50,46 @@ def _pixels(keypoints: dict[str, tuple[np.ndarray, bool]]) -> dict[str, list[flo
     return {k: [round(float(uv[0]), 2), round(float(uv[1]), 2)] for k, (uv, visible) in keypoints.items() if visible}
 
 
-def write_dataset(task_name: str, out: Path, settings=("in_distribution", "unseen_object"), count: int = 10) -> Path:
+def _write_frame(out: Path, stem: str, world: SimWorld, target: str, setting: str, frame: CameraFrame) -> dict:
+    cv2.imwrite(str(out / f"{stem}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / f"{stem}_mask.png"), frame.instance_mask.astype(np.uint16))
+    return {
+        "image": f"{stem}.png",
+        "mask": f"{stem}_mask.png",
+        "setting": setting,
+        "instances": {i + 1: o.model.category for i, o in enumerate(world.objects)},
+        "keypoints": _pixels(visible_keypoints(world, target, frame)),
+    }
+
+
+class _SequenceSink:
+    """Writes every camera frame of an expert episode (re-rendered with its instance mask)."""
+
+    def __init__(self, out: Path, name: str, world: SimWorld, target: str, setting: str) -> None:
+        self.out, self.name, self.world, self.target, self.setting = out, name, world, target, setting
+        self.frames: list[dict] = []
+
+    def on_camera(self, frame: CameraFrame, stamp_ns: int) -> None:
+        frame = self.world.render(instance_mask=True)
+        stem = f"{self.name}_{len(self.frames):04d}"
+        entry = _write_frame(self.out, stem, self.world, self.target, self.setting, frame)
+        self.frames.append({**entry, "sequence": self.name, "stamp_ns": int(stamp_ns)})
+
+    def on_state(self, state) -> None:
+        pass
+
+    def on_action(self, chunk) -> None:
+        pass
+
+
+def write_dataset(
+    task_name: str,
+    out: Path,
+    settings=("in_distribution", "unseen_object"),
+    count: int = 10,
+    sequences: int = 0,
+    sequence_hz: float = 5.0,
+) -> Path:
     """Render the dataset into ``out``; returns the path of ``dataset.yaml``."""
     spec = task(task_name)
     target = spec.object_names()[0]
@@ -61,19 +105,12 @@ def write_dataset(task_name: str, out: Path, settings=("in_distribution", "unsee
         for config in evaluation_configurations(task_name, setting, count):
             world = config.make_world()
             world.step(0.3)
-            frame = world.render(instance_mask=True)
             stem = f"{setting}_{config.index:03d}"
-            cv2.imwrite(str(out / f"{stem}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / f"{stem}_mask.png"), frame.instance_mask.astype(np.uint16))
-            frames.append(
-                {
-                    "image": f"{stem}.png",
-                    "mask": f"{stem}_mask.png",
-                    "setting": setting,
-                    "instances": {i + 1: o.model.category for i, o in enumerate(world.objects)},
-                    "keypoints": _pixels(visible_keypoints(world, target, frame)),
-                }
-            )
+            frames.append(_write_frame(out, stem, world, target, setting, world.render(instance_mask=True)))
+            if config.index < sequences:
+                sink = _SequenceSink(out, f"{stem}_seq", world, target, setting)
+                run_episode(config, config=RolloutConfig(camera_hz=sequence_hz), sink=sink, world=world)
+                frames += sink.frames
             world.close()
     content = {
         "task": task_name,
@@ -90,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", nargs="+", default=["in_distribution", "unseen_object"])
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (one frame each)")
+    parser.add_argument("--sequences", type=int, default=0, help="of those, how many also get an expert video")
+    parser.add_argument("--sequence-hz", type=float, default=5.0, help="frame rate of the videos")
     args = parser.parse_args(argv)
-    print(write_dataset(args.task, args.out, args.settings, args.episodes))
+    print(write_dataset(args.task, args.out, args.settings, args.episodes, args.sequences, args.sequence_hz))
     return 0
 
 

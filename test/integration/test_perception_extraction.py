@@ -151,9 +151,35 @@ def test_sim_dataset_and_accuracy_evaluation(tmp_path: Path) -> None:
     from kil_perception.evaluate import evaluate
     from kil_sim.perception_dataset import write_dataset
 
-    write_dataset("pour_bottle", tmp_path, settings=["in_distribution"], count=2)
-    (row,) = evaluate(tmp_path, "effnet_lite0", "image")
+    write_dataset("pour_bottle", tmp_path / "static", settings=["in_distribution"], count=2)
+    (row,) = evaluate(tmp_path / "static", "effnet_lite0", "image")
     assert row["scored"] >= 2 and set(row["keypoints"]) <= {"mouth", "shoulder", "base"}
     assert row["median_px"] < 20 and 0.0 <= row["pck@5"] <= row["pck@10"] <= row["pck@20"] <= 1.0
-    (masked,) = evaluate(tmp_path, "effnet_lite0", "instance")
+    (masked,) = evaluate(tmp_path / "static", "effnet_lite0", "instance")
     assert masked["scored"] == row["scored"] and masked["median_px"] < 20
+    with pytest.raises(ValueError, match="no sequences to track"):
+        evaluate(tmp_path / "static", "effnet_lite0", "track")
+
+
+def test_sim_sequences_score_tracking_beside_matching(tmp_path: Path) -> None:
+    """An expert video (the bottle is grasped, lifted and poured): tracking, started by instance
+    matching, is scored on the same frames as the per-frame methods."""
+    import yaml
+
+    from kil_perception.evaluate import evaluate
+    from kil_sim.perception_dataset import write_dataset
+
+    write_dataset("pour_bottle", tmp_path, settings=["in_distribution"], count=1, sequences=1, sequence_hz=2.0)
+    frames = yaml.safe_load((tmp_path / "dataset.yaml").read_text())["frames"]
+    video = [f for f in frames if f.get("sequence")]
+    assert len(video) >= 10 and [f["stamp_ns"] for f in video] == sorted(f["stamp_ns"] for f in video)
+    assert len({tuple(map(tuple, f["keypoints"].values())) for f in video}) > len(video) // 2  # the bottle moves
+    rows = {(r["method"], r["setting"]): r for m in ("image", "track") for r in evaluate(tmp_path, "classic", m)}
+    assert set(rows) == {
+        ("image", "in_distribution"),
+        ("image", "in_distribution seq"),
+        ("track", "in_distribution seq"),
+    }
+    track, image = rows["track", seq], rows["image", seq]
+    assert track["scored"] == image["scored"] > 0
+    assert track["median_px"] is not None and 0.0 <= track["pck@5"] <= track["pck@20"] <= 1.0
