@@ -19,5 +19,5 @@ setup(
         "MCAP demonstrations (recorder_node)."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["recorder_node = kil_teleop.recorder_node:main"]},
 )

@@ -33,6 +33,9 @@ DEMONSTRATION_TOPICS: dict[str, str] = {
 OPTIONAL_TOPICS: dict[str, str] = {"/kil/keypoints": "kil_interfaces/msg/KeypointArray"}
 
 PARTIAL_DIR = ".partial"
+#: Where ``recorder_node`` puts an episode cut short by a shutdown: complete, readable bags that
+#: training (which reads the episode directory itself) does not pick up unless moved back.
+INTERRUPTED_DIR = "interrupted"
 BAG_VERSION = 8
 
 
@@ -168,3 +171,34 @@ def remove_partial_episodes(directory: str | Path) -> list[str]:
     removed = sorted(p.name for p in partial.iterdir()) if partial.is_dir() else []
     shutil.rmtree(partial, ignore_errors=True)
     return removed
+
+
+def next_episode_index(directory: str | Path) -> int:
+    """One more than the highest episode index in ``directory`` (its ``interrupted/`` included)."""
+    directory = Path(directory)
+    names = [p.name for p in list_episodes(directory)] + [p.name for p in list_episodes(directory / INTERRUPTED_DIR)]
+    indices = [int(n.rsplit("_", 1)[1]) for n in names if n.startswith("episode_") and n.rsplit("_", 1)[1].isdigit()]
+    return max(indices, default=-1) + 1
+
+
+def parse_topics(items: list[str], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``["/kil/robot_state", "/wrist/image:sensor_msgs/msg/Image"]`` -> topic -> type.
+
+    A bare topic takes its type from ``known`` (default: the demonstration and optional topics).
+    """
+    known = {**DEMONSTRATION_TOPICS, **OPTIONAL_TOPICS} if known is None else known
+    topics = {}
+    for item in items:
+        topic, _, msgtype = item.strip().partition(":")
+        if not topic.startswith("/"):
+            raise ValueError(f"topic {item!r}: expected /name or /name:package/msg/Type")
+        if not msgtype:
+            if topic not in known:
+                raise ValueError(f"topic {topic}: its type is not known; give it as {topic}:package/msg/Type")
+            msgtype = known[topic]
+        if msgtype.count("/") != 2:
+            raise ValueError(f"topic {topic}: type {msgtype!r} is not package/msg/Type")
+        topics[topic] = msgtype
+    if not topics:
+        raise ValueError("no topics to record")
+    return topics

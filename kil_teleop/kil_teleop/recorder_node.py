@@ -1,0 +1,171 @@
+"""``recorder_node``: one rosbag2 (MCAP) bag per demonstration episode.
+
+Subscribes to the configured topics (default: colour, depth, camera_info, /kil/robot_state,
+/kil/action_chunk and /kil/keypoints) as serialised messages and, between ``~/start`` and
+``~/stop`` (std_srvs/Trigger), writes them to ``<output_dir>/episode_NNNN`` stamped with their
+receive time, as ``ros2 bag record`` would. ``~/discard`` drops the current episode. The bag is
+written under ``.partial/`` and only appears under its name once complete; on shutdown an
+unfinished episode is closed and moved to ``<output_dir>/interrupted/`` (readable, kept out of
+training until moved back). ``~/recording`` (std_msgs/Bool, transient local) says whether an
+episode is being recorded; ``max_duration_s`` stops runaway episodes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+
+from kil_interfaces.conversion import MessageTypes
+from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.typestore import kil_typestore
+from kil_teleop.recording import (
+    DEMONSTRATION_TOPICS,
+    INTERRUPTED_DIR,
+    OPTIONAL_TOPICS,
+    EpisodeWriter,
+    RecordingError,
+    episode_name,
+    next_episode_index,
+    parse_topics,
+)
+
+_IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("recorder_node")
+        p = partial(declare, self)
+        output = p("output_dir", "", "directory of the episode bags (created if missing)")
+        topics = p(
+            "topics",
+            [*DEMONSTRATION_TOPICS, *OPTIONAL_TOPICS],
+            "topics to record: /name (known kil/camera topics) or /name:package/msg/Type",
+        )
+        self.task = p("task", "", "task name stored in each bag's metadata")
+        self.storage = p("storage", "mcap", "bag storage: mcap, or sqlite3 for Humble tools")
+        self.compress = p("compress", True, "zstd-compress MCAP chunks")
+        self.max_duration_s = p("max_duration_s", 0.0, "stop an episode after this long (s; 0 = no limit)")
+        reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        if not output:
+            raise ValueError("parameter 'output_dir' is required")
+        if reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
+        self.output = Path(output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.topics = parse_topics(list(topics))
+        self.typestore = kil_typestore()
+        unknown = [f"{t} ({m})" for t, m in self.topics.items() if m not in self.typestore.types]
+        if unknown:
+            raise ValueError(f"message types unknown to the bag writer: {', '.join(unknown)}")
+        types = MessageTypes.rclpy()
+        image_qos = QoSProfile(
+            depth=5,
+            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        )
+        for topic, msgtype in self.topics.items():
+            qos = image_qos if msgtype in _IMAGE_TYPES else 50
+            self.create_subscription(types.get(msgtype), topic, partial(self._on_message, topic), qos, raw=True)
+        self.writer: EpisodeWriter | None = None
+        self.started_wall = 0.0
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.status = self.create_publisher(Bool, "~/recording", latched)
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/discard", self._on_discard)
+        self.create_timer(0.1, self._check_duration)
+        self._publish_status()
+        self.get_logger().info(f"recording {len(self.topics)} topics into {self.output} on ~/start")
+
+    def _publish_status(self) -> None:
+        self.status.publish(Bool(data=self.writer is not None))
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        if self.writer is not None:
+            self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
+
+    # --- episodes ---------------------------------------------------------------------------------
+
+    def start_episode(self) -> Path:
+        if self.writer is not None:
+            raise RecordingError(f"already recording {self.writer.path.name}")
+        path = self.output / episode_name(next_episode_index(self.output))
+        metadata = {"task": self.task, "recorded_by": "kil_teleop.recorder_node"}
+        self.writer = EpisodeWriter(path, self.topics, self.typestore, self.compress, metadata, self.storage)
+        self.started_wall = time.monotonic()
+        self._publish_status()
+        return path
+
+    def stop_episode(self, reason: str = "stopped", publish: bool = True) -> Path:
+        if self.writer is None:
+            raise RecordingError("not recording")
+        writer, self.writer = self.writer, None
+        writer.set_metadata("ended_by", reason)
+        writer.set_metadata("duration_s", f"{time.monotonic() - self.started_wall:.2f}")
+        path = writer.close()
+        if publish:
+            self._publish_status()
+        empty = [t for t, n in writer.counts.items() if n == 0 and t in DEMONSTRATION_TOPICS]
+        if empty:
+            self.get_logger().warning(f"{path.name}: nothing received on {', '.join(empty)}")
+        return path
+
+    def _on_start(self, request, response):
+        try:
+            path = self.start_episode()
+            response.success, response.message = True, f"recording {path}"
+        except RecordingError as error:
+            response.success, response.message = False, str(error)
+        return response
+
+    def _on_stop(self, request, response):
+        try:
+            counts = dict(self.writer.counts) if self.writer is not None else {}
+            path = self.stop_episode()
+            summary = ", ".join(f"{t}: {n}" for t, n in counts.items())
+            response.success, response.message = True, f"wrote {path} ({summary})"
+            self.get_logger().info(response.message)
+        except RecordingError as error:
+            response.success, response.message = False, str(error)
+        return response
+
+    def _on_discard(self, request, response):
+        if self.writer is None:
+            response.success, response.message = False, "not recording"
+            return response
+        writer, self.writer = self.writer, None
+        writer.abort()
+        self._publish_status()
+        response.success, response.message = True, f"discarded {writer.path.name}"
+        return response
+
+    def _check_duration(self) -> None:
+        if self.writer is not None and self.max_duration_s > 0:
+            if time.monotonic() - self.started_wall > self.max_duration_s:
+                path = self.stop_episode("max_duration_s")
+                self.get_logger().warning(f"{path.name}: stopped after max_duration_s {self.max_duration_s} s")
+
+    def close(self) -> None:
+        """At shutdown: keep an unfinished episode, readable, under ``interrupted/``."""
+        if self.writer is None:
+            return
+        path = self.stop_episode("shutdown", publish=False)  # (the ROS context may be gone already)
+        target = self.output / INTERRUPTED_DIR / path.name
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+        print(f"recorder_node: unfinished episode kept as {target}", file=sys.stderr)
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""recorder_node over real DDS: episodes between ~/start and ~/stop become complete rosbag2 bags
+holding what was published; ~/discard leaves nothing; a shutdown mid-episode keeps a readable
+bag under interrupted/; bad calls are refused with a reason."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosbags.rosbag2 import Reader
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+
+from kil_interfaces import conversion as cv
+from kil_interfaces.data import ActionChunkData, RobotStateData
+from kil_interfaces.msg import ActionChunk, RobotState
+from kil_interfaces.typestore import kil_typestore
+from kil_teleop.recording import list_episodes, parse_topics
+
+TOPICS = ["/kil/robot_state", "/kil/action_chunk", "/camera/color/image_raw"]
+
+
+@pytest.fixture()
+def recorder(tmp_path: Path):
+    command = [sys.executable, "-m", "kil_teleop.recorder_node", "--ros-args", "-p", f"output_dir:={tmp_path}"]
+    command += ["-p", "task:=place_mug", "-p", f"topics:=[{','.join(repr(t) for t in TOPICS)}]"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = rclpy.create_node("recorder_test")
+    yield process, node, tmp_path
+    node.destroy_node()
+    rclpy.try_shutdown()
+    if process.poll() is None:
+        process.terminate()
+    process.communicate(timeout=20)
+
+
+class Publishers:
+    """Robot state at 50 Hz, chunks at 10 Hz, colour images at 15 Hz (wall-clock paced)."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.state = node.create_publisher(RobotState, "/kil/robot_state", 50)
+        self.chunk = node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+        self.image = node.create_publisher(Image, "/camera/color/image_raw", 5)
+        self.sent = {topic: 0 for topic in TOPICS}
+        self.image_data = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+        self.tick = 0  # robot state y = 0.01 * tick, so order and start are visible in the bag
+
+    def run(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            now = self.node.get_clock().now().nanoseconds
+            tick = self.tick
+            position = [0.3, 0.01 * tick, 0.2]
+            self.state.publish(cv.robot_state_to_msg(RobotStateData(now, "link_base", position, [0, 1, 0, 0], 0.5)))
+            self.sent["/kil/robot_state"] += 1
+            if tick % 5 == 0:
+                chunk = ActionChunkData(
+                    now, "link_base", 100_000_000, np.array([position]), np.array([[0.0, 1, 0, 0]]), np.array([1.0])
+                )
+                self.chunk.publish(cv.action_chunk_to_msg(chunk))
+                self.sent["/kil/action_chunk"] += 1
+            if tick % 3 == 0:
+                self.image.publish(cv.numpy_to_image(self.image_data, "rgb8", now, "camera"))
+                self.sent["/camera/color/image_raw"] += 1
+            rclpy.spin_once(self.node, timeout_sec=0.0)
+            self.tick += 1
+            time.sleep(0.02)
+
+
+def _call(node, name: str) -> Trigger.Response:
+    client = node.create_client(Trigger, f"/recorder_node/{name}")
+    assert client.wait_for_service(timeout_sec=20.0), f"/recorder_node/{name} not available"
+    future = client.call_async(Trigger.Request())
+    rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
+    return future.result()
+
+
+def _messages(bag: Path) -> dict[str, list]:
+    typestore = kil_typestore()
+    out: dict[str, list] = {}
+    with Reader(bag) as reader:
+        for connection, _, raw in reader.messages():
+            out.setdefault(connection.topic, []).append(typestore.deserialize_cdr(raw, connection.msgtype))
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["custom_data"]["task"] == "place_mug"
+    return out
+
+
+def test_episodes_discard_and_refusals(recorder) -> None:
+    process, node, out = recorder
+    publishers = Publishers(node)
+    status: list[bool] = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(Bool, "/recorder_node/recording", lambda m: status.append(m.data), latched)
+    stop = _call(node, "stop")
+    assert not stop.success and stop.message == "not recording"
+    publishers.run(0.5)
+    before_start = 0.01 * (publishers.tick - 1)
+    started = _call(node, "start")
+    assert started.success and "episode_0000" in started.message
+    assert not _call(node, "start").success  # one episode at a time
+    publishers.run(1.5)
+    assert status and status[-1] is True
+    stopped = _call(node, "stop")
+    assert stopped.success, stopped.message
+    publishers.run(0.3)
+    assert status[-1] is False
+    (bag,) = list_episodes(out)
+    messages = _messages(bag)
+    assert set(messages) == set(TOPICS)
+    states = messages["/kil/robot_state"]
+    assert 40 <= len(states) <= publishers.sent["/kil/robot_state"]  # ~1.5 s at 50 Hz, none before start
+    ys = [cv.robot_state_from_msg(s).position[1] for s in states]
+    assert ys == sorted(ys) and ys[0] > before_start  # in order, and the pre-start messages are not in it
+    image = cv.image_to_numpy(messages["/camera/color/image_raw"][0])
+    np.testing.assert_array_equal(image, publishers.image_data)
+
+    assert _call(node, "start").success
+    publishers.run(0.5)
+    assert _call(node, "discard").success
+    assert list_episodes(out) == [bag] and not (out / ".partial").exists()
+    assert process.poll() is None
+
+
+def test_shutdown_mid_episode_keeps_a_readable_bag(recorder) -> None:
+    process, node, out = recorder
+    publishers = Publishers(node)
+    assert _call(node, "start").success
+    publishers.run(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert list_episodes(out) == []  # not among the training episodes
+    (bag,) = list_episodes(out / "interrupted")
+    messages = _messages(bag)
+    assert len(messages["/kil/robot_state"]) >= 20
+    assert "unfinished episode kept" in output and "Traceback" not in output
+
+
+def test_topic_list_parsing() -> None:
+    assert parse_topics(["/kil/robot_state", "/wrist/image:sensor_msgs/msg/Image"]) == {
+        "/kil/robot_state": "kil_interfaces/msg/RobotState",
+        "/wrist/image": "sensor_msgs/msg/Image",
+    }
+    for bad, message in (
+        (["kil/robot_state"], "expected /name"),
+        (["/wrist/image"], "type is not known"),
+        (["/x:Image"], "is not package/msg/Type"),
+        ([], "no topics"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_topics(bad)
