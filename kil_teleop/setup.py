@@ -19,5 +19,10 @@ setup(
         "MCAP demonstrations (recorder_node)."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["recorder_node = kil_teleop.recorder_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "recorder_node = kil_teleop.recorder_node:main",
+            "teleop_node = kil_teleop.teleop_node:main",
+        ]
+    },
 )

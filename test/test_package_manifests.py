@@ -36,6 +36,8 @@ ROS_PACKAGES = {
     "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
 }  # fmt: skip
+# Imported only when a user opts in, from source packages rosdep cannot install: not declared.
+OPTIONAL = {"quest2ros"}  # teleop_node input_type:=quest2ros (github.com/Quest2ROS/quest2ros messages)
 RUN_TAGS = ("depend", "exec_depend")
 WORKSPACE = {p.name for p in PACKAGES}
 
@@ -51,7 +53,7 @@ def _imports(package: Path) -> set[str]:
                 found.add(node.module.split(".")[0])
             elif isinstance(node, ast.Constant) and node.value in WORKSPACE:
                 found.add(node.value)  # a workspace package run as a node (kil_bringup's graph)
-    return {m for m in found if m not in sys.stdlib_module_names and m != package.name}
+    return {m for m in found if m not in sys.stdlib_module_names and m != package.name and m not in OPTIONAL}
 
 
 def _key(module: str) -> str:
