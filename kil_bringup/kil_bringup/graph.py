@@ -1,9 +1,11 @@
-"""The node graph of a rollout, as plain data: which nodes run, with which parameters and
-remappings, for a robot (``sim``, ``lite6``, ``ur5e``) and a camera (``sim``, ``femto_bolt``,
-``zed2i``). ``launch/rollout.launch.py`` turns it into launch actions on a ROS 2 install;
-``kil_bringup.run_graph`` starts the same processes without ``ros2 launch`` (here, and in tests).
+"""The node graphs of a rollout and of demonstration recording, as plain data: which nodes run,
+with which parameters and remappings, for a robot (``sim``, ``lite6``, ``ur5e``) and a camera
+(``sim``, ``femto_bolt``, ``zed2i``). ``launch/rollout.launch.py`` and ``launch/teleop.launch.py``
+turn them into launch actions on a ROS 2 install; ``kil_bringup.run_graph`` starts the same
+processes without ``ros2 launch`` (here, and in tests).
 
-Topic graph (DESIGN.md): camera -> keypoint_node -> policy_node -> interpolator_node -> robot.
+Topic graph (DESIGN.md): camera -> keypoint_node -> policy_node -> interpolator_node -> robot;
+for recording, Quest -> teleop_node -> interpolator_node -> robot, with recorder_node listening.
 """
 
 from __future__ import annotations
@@ -67,6 +69,81 @@ class NodeSpec:
         return args
 
 
+def _check_choices(*checks: tuple[str, str, tuple[str, ...]]) -> None:
+    for name, value, allowed in checks:
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> tuple[str, str, list[NodeSpec]]:
+    """Validated (camera, calibration) and the robot's own nodes (the simulator for ``sim``)."""
+    _check_choices(("robot", robot, ROBOTS))
+    camera = camera or ("sim" if robot == "sim" else "femto_bolt")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
+    if robot == "sim" and camera != "sim":
+        raise ValueError("robot:=sim renders its own camera; use camera:=sim")
+    if robot != "sim":
+        raise NotImplementedError(
+            f"the {robot} adapter (servo targets and robot state over the vendor driver) is not implemented yet; "
+            "use robot:=sim"
+        )
+    calibration = calibration or "/tmp/kil_sim_calibration.yaml"
+    sim = NodeSpec(
+        "sim_node", "kil_sim", "sim_node", {"task": task, "calibration_file": calibration, "base_frame": "link_base"}
+    )
+    return camera, calibration, [sim]
+
+
+def _interpolator(robot_cfg: dict) -> NodeSpec:
+    return NodeSpec(
+        "interpolator_node",
+        "kil_policy",
+        "interpolator_node",
+        {"rate_hz": robot_cfg["rate_hz"], "base_frame": robot_cfg["base_frame"]},
+    )
+
+
+def teleop_graph(
+    robot: str = "sim",
+    camera: str | None = None,
+    task: str = "place_mug",
+    output_dir: str = "demos",
+    calibration: str = "",
+    input_type: str = "quest2ros",
+    controller_to_base_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    scale: float = 1.0,
+) -> list[NodeSpec]:
+    """The nodes for recording demonstrations: robot (or sim), teleop_node, recorder_node,
+    interpolator_node. The recorder takes the camera topics through the camera's remappings.
+
+    Args:
+        output_dir: where recorder_node writes the episode bags.
+        input_type: teleop_node's button messages (quest2ros or joy).
+        controller_to_base_rpy, scale: teleop_node's mapping (see ``kil_teleop.quest_mapping``).
+    """
+    _check_choices(("input_type", input_type, ("quest2ros", "joy")))
+    camera, _, nodes = _robot_side(robot, camera, task, calibration)
+    robot_cfg = _ROBOT[robot]
+    return [
+        *nodes,
+        NodeSpec(
+            "teleop_node",
+            "kil_teleop",
+            "teleop_node",
+            {"input_type": input_type, "controller_to_base_rpy": list(controller_to_base_rpy), "scale": scale},
+        ),
+        NodeSpec(
+            "recorder_node",
+            "kil_teleop",
+            "recorder_node",
+            {"output_dir": output_dir, "task": task},
+            dict(_CAMERA_TOPICS[camera]),
+        ),
+        _interpolator(robot_cfg),
+    ]
+
+
 def rollout_graph(
     robot: str = "sim",
     camera: str | None = None,
@@ -92,37 +169,9 @@ def rollout_graph(
         method: keypoint_node's extraction method (image, instance with SAM3, track).
         inference: policy_node's UNet execution (packed, compiled, module).
     """
-    for name, value, allowed in (
-        ("robot", robot, ROBOTS),
-        ("method", method, METHODS),
-        ("inference", inference, INFERENCE_MODES),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    camera = camera or ("sim" if robot == "sim" else "femto_bolt")
-    if camera not in CAMERAS:
-        raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
-    if robot == "sim" and camera != "sim":
-        raise ValueError("robot:=sim renders its own camera; use camera:=sim")
-    if robot != "sim":
-        raise NotImplementedError(
-            f"the {robot} adapter (servo targets and robot state over the vendor driver) is not implemented yet; "
-            "use robot:=sim"
-        )
+    _check_choices(("method", method, METHODS), ("inference", inference, INFERENCE_MODES))
+    camera, calibration, nodes = _robot_side(robot, camera, task, calibration)
     robot_cfg = _ROBOT[robot]
-    calibration = calibration or ("/tmp/kil_sim_calibration.yaml" if robot == "sim" else "")
-    if not calibration:
-        raise ValueError("a calibration YAML (camera -> robot base) is required on a real robot")
-    nodes = []
-    if robot == "sim":
-        nodes.append(
-            NodeSpec(
-                "sim_node",
-                "kil_sim",
-                "sim_node",
-                {"task": task, "calibration_file": calibration, "base_frame": robot_cfg["base_frame"]},
-            )
-        )
     nodes += [
         NodeSpec(
             "keypoint_node",
@@ -137,11 +186,6 @@ def rollout_graph(
             "policy_node",
             {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference},
         ),
-        NodeSpec(
-            "interpolator_node",
-            "kil_policy",
-            "interpolator_node",
-            {"rate_hz": robot_cfg["rate_hz"], "base_frame": robot_cfg["base_frame"]},
-        ),
+        _interpolator(robot_cfg),
     ]
     return [n for n in nodes if n.name != "keypoint_node" or spec]

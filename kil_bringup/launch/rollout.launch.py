@@ -7,12 +7,8 @@ Every decision (nodes, parameters, remappings) comes from ``kil_bringup.graph.ro
 which is tested without ROS; this file only turns that list into launch actions.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-
 from kil_bringup.graph import rollout_graph
+from kil_bringup.launching import launch_description
 
 ARGUMENTS = {
     "robot": ("sim", "sim, lite6 or ur5e"),
@@ -28,9 +24,8 @@ ARGUMENTS = {
 }
 
 
-def _nodes(context):
-    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    graph = rollout_graph(
+def _graph(values: dict[str, str]):
+    return rollout_graph(
         values["robot"],
         values["camera"] or None,
         values["task"],
@@ -42,22 +37,7 @@ def _nodes(context):
         method=values["method"],
         inference=values["inference"],
     )
-    return [
-        Node(
-            package=n.package,
-            executable=n.executable,
-            name=n.name,
-            parameters=[n.parameters],
-            remappings=list(n.remappings.items()),
-            output="screen",
-        )
-        for n in graph
-    ]
 
 
-def generate_launch_description() -> LaunchDescription:
-    declared = [
-        DeclareLaunchArgument(name, default_value=default, description=text)
-        for name, (default, text) in ARGUMENTS.items()
-    ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
+def generate_launch_description():
+    return launch_description(ARGUMENTS, _graph)

@@ -13,7 +13,7 @@ import rclpy
 import torch
 from geometry_msgs.msg import PoseStamped
 
-from kil_bringup.graph import rollout_graph
+from kil_bringup.graph import rollout_graph, teleop_graph
 from kil_bringup.run_graph import start, stop
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
@@ -119,6 +119,81 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
         first = seen["states"][0].position
         moved = max(np.linalg.norm(s.position - first) for s in seen["states"])
         assert moved > 0.005  # the policy's chunks reached the simulated arm through the interpolator
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(processes)
+
+
+def test_teleop_graph_nodes_and_errors() -> None:
+    nodes = teleop_graph("sim", task="pick_pen", output_dir="/d", input_type="joy", controller_to_base_rpy=(0, 0, 1.5))
+    assert [n.name for n in nodes] == ["sim_node", "teleop_node", "recorder_node", "interpolator_node"]
+    assert nodes[1].parameters["controller_to_base_rpy"] == [0, 0, 1.5]
+    assert "controller_to_base_rpy:=[0, 0, 1.5]" in nodes[1].ros_args()
+    assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen"}
+    with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
+        teleop_graph("sim", input_type="keyboard")
+    with pytest.raises(NotImplementedError, match="ur5e adapter"):
+        teleop_graph("ur5e")
+
+
+def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> None:
+    """The recording graph as processes: a (stand-in) Quest operator moves the simulated arm 4 cm
+    along x through teleop_node and interpolator_node, and button A records the episode."""
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import Joy
+
+    from kil_teleop.recording import list_episodes
+
+    nodes = teleop_graph("sim", output_dir=str(tmp_path), input_type="joy", calibration=str(tmp_path / "cal.yaml"))
+    processes = start(nodes)
+    rclpy.init()
+    node = rclpy.create_node("quest_operator")
+    pose_pub = node.create_publisher(PoseStamped, "/q2r_right_hand_pose", 10)
+    joy_pub = node.create_publisher(Joy, "/q2r_right_hand_inputs", 10)
+    states: list = []
+    node.create_subscription(RobotState, "/kil/robot_state", lambda m: states.append(cv.robot_state_from_msg(m)), 10)
+    hand = {"x": 0.0, "grip": 0.0, "a": 0}
+
+    def operate(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pose = PoseStamped()
+            pose.pose.position.x, pose.pose.orientation.w = hand["x"], 1.0
+            pose_pub.publish(pose)
+            joy = Joy()
+            joy.axes, joy.buttons = [0.0, 0.0, 0.0, hand["grip"]], [0, hand["a"]]
+            joy_pub.publish(joy)
+            rclpy.spin_once(node, timeout_sec=0.03)
+            assert all(p.poll() is None for p in processes), "a node of the graph exited"
+
+    def press_a() -> None:
+        hand["a"] = 1
+        operate(0.3)
+        hand["a"] = 0
+        operate(0.3)
+
+    try:
+        deadline = time.monotonic() + 60
+        while (not states or node.count_subscribers("/q2r_right_hand_inputs") == 0) and time.monotonic() < deadline:
+            operate(0.2)
+        operate(1.0)
+        start_position = states[-1].position.copy()
+        press_a()
+        hand["grip"] = 1.0
+        operate(0.5)
+        for _ in range(20):  # the hand moves 4 cm along x over 2 s
+            hand["x"] += 0.002
+            operate(0.1)
+        operate(1.5)
+        press_a()
+        moved = states[-1].position - start_position
+        assert abs(moved[0] - 0.04) < 0.01 and np.linalg.norm(moved[1:]) < 0.01, moved
+        (bag,) = list_episodes(tmp_path)
+        with Reader(bag) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+        assert counts["/kil/action_chunk"] >= 20 and counts["/camera/color/image_raw"] >= 20, counts
+        assert counts["/kil/robot_state"] >= 100 and counts["/camera/depth/image_raw"] >= 20, counts
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

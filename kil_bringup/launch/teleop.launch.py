@@ -1,0 +1,38 @@
+"""Recording teleoperated demonstrations.
+
+    ros2 launch kil_bringup teleop.launch.py robot:=sim task:=place_mug output_dir:=demos/place_mug
+
+Every decision (nodes, parameters, remappings) comes from ``kil_bringup.graph.teleop_graph``,
+which is tested without ROS; this file only turns that list into launch actions.
+"""
+
+from kil_bringup.graph import teleop_graph
+from kil_bringup.launching import launch_description
+
+ARGUMENTS = {
+    "robot": ("sim", "sim, lite6 or ur5e"),
+    "camera": ("", "sim, femto_bolt or zed2i (default: sim for robot:=sim, else femto_bolt)"),
+    "task": ("place_mug", "task name (stored in each bag; the sim loads its configuration)"),
+    "output_dir": ("demos", "directory of the episode bags"),
+    "calibration": ("", "camera extrinsics YAML (camera -> robot base)"),
+    "input_type": ("quest2ros", "Quest buttons as quest2ros/OVR2ROSInputs or sensor_msgs/Joy (joy)"),
+    "controller_yaw": ("0.0", "yaw (rad) of the Quest's tracking frame in the robot base frame"),
+    "scale": ("1.0", "robot translation per controller translation"),
+}
+
+
+def _graph(values: dict[str, str]):
+    return teleop_graph(
+        values["robot"],
+        values["camera"] or None,
+        values["task"],
+        values["output_dir"],
+        values["calibration"],
+        values["input_type"],
+        (0.0, 0.0, float(values["controller_yaw"])),
+        float(values["scale"]),
+    )
+
+
+def generate_launch_description():
+    return launch_description(ARGUMENTS, _graph)
