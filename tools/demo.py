@@ -57,7 +57,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     args = parser.parse_args()
-    print("== KIL demo: the full rollout loop is not implemented yet; running the slices that exist.\n")
+    print("== KIL demo: simulation, recording, annotation, perception and training, end to end on the CPU.")
+    print("   (The live loop as ROS nodes runs in `kil_bringup/test/test_bringup_graph.py`.)\n")
     print("-- 1. scripted experts through the control path (sim, in-distribution configuration 0)")
     for name in TASKS:
         start = time.perf_counter()
@@ -78,7 +79,8 @@ def main() -> int:
     contact_sheet(bags[0], sheet)
     print(f"   contact sheet: {sheet}")
 
-    print("\n-- 4. image matching on a new place_mug configuration (effnet_lite0)")
+    print("\n-- 4. keypoints annotated once (python -m kil_perception.annotate), then image matching on a new")
+    print("      place_mug configuration (effnet_lite0)")
     perception(args.out)
 
     print("\n-- 5. a short policy training on the two demonstrations (a useful policy needs ~50 demos and many")
@@ -111,19 +113,28 @@ def perception(out: Path) -> None:
     import cv2
     import numpy as np
 
+    from kil_perception import annotate
     from kil_perception.backends import make_backend
     from kil_perception.extraction import ImageMatcher
     from kil_perception.overlay import draw_keypoints
-    from kil_perception.spec import Category, KeypointSpec, Reference
+    from kil_perception.spec import load_spec
     from kil_sim.perception_dataset import visible_keypoints
 
     reference_world = sample_configuration("place_mug", "train", 0).make_world()
     reference_world.step(0.3)
     reference = reference_world.render()
-    annotated = {k: tuple(uv) for k, (uv, seen) in visible_keypoints(reference_world, "mug", reference).items() if seen}
-    cv2.imwrite(str(out / "mug_reference.png"), cv2.cvtColor(reference.rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / "frame.png"), cv2.cvtColor(reference.rgb, cv2.COLOR_RGB2BGR))
+    visible = visible_keypoints(reference_world, "mug", reference)
     reference_world.close()
-    spec = KeypointSpec(None, (Category("mug", "mug", 1, (Reference(out / "mug_reference.png", annotated),)),))
+    # The simulator's ground truth stands in for the user's clicks (--names ... opens a window instead):
+    # the rim and handle, and the centre of the opening (seen from above; the base is hidden).
+    points = [f"{k}={visible[k][0][0]:.1f},{visible[k][0][1]:.1f}" for k in ("rim", "handle", "opening")]
+    spec_path = out / "spec" / "spec.yaml"
+    spec_path.unlink(missing_ok=True)
+    args = ["--image", str(out / "frame.png"), "--category", "mug", "--out", str(spec_path)]
+    print("   python -m kil_perception.annotate " + " ".join(args + [f"--point {p}" for p in points]))
+    annotate.main(args + [arg for p in points for arg in ("--point", p)])
+    spec = load_spec(spec_path)
     matcher = ImageMatcher(spec, make_backend("effnet_lite0"))
     world = evaluation_configurations("place_mug", "in_distribution", 3)[2].make_world()
     world.step(0.3)
