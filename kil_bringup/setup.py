@@ -22,5 +22,10 @@ setup(
         "description they share, and robot adapters."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["run_graph = kil_bringup.run_graph:main"]},
+    entry_points={
+        "console_scripts": [
+            "run_graph = kil_bringup.run_graph:main",
+            "lite6_node = kil_bringup.lite6_node:main",
+        ]
+    },
 )

@@ -37,7 +37,10 @@ ROS_PACKAGES = {
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros",
 }  # fmt: skip
 # Imported only when a user opts in, from source packages rosdep cannot install: not declared.
-OPTIONAL = {"quest2ros"}  # teleop_node input_type:=quest2ros (github.com/Quest2ROS/quest2ros messages)
+OPTIONAL = {
+    "quest2ros",  # teleop_node input_type:=quest2ros (github.com/Quest2ROS/quest2ros messages)
+    "xarm_msgs",  # lite6_node on a real Lite6 (github.com/xArm-Developer/xarm_ros2)
+}
 RUN_TAGS = ("depend", "exec_depend")
 WORKSPACE = {p.name for p in PACKAGES}
 

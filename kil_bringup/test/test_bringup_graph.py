@@ -36,8 +36,14 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
         rollout_graph("panda")
     with pytest.raises(ValueError, match="use camera:=sim"):
         rollout_graph("sim", camera="zed2i")
-    with pytest.raises(NotImplementedError, match="lite6 adapter"):
-        rollout_graph("lite6", calibration="/cal.yaml")
+    with pytest.raises(NotImplementedError, match="ur5e adapter"):
+        rollout_graph("ur5e", calibration="/cal.yaml")
+    with pytest.raises(ValueError, match=r"calibration YAML .* is required on a real robot"):
+        rollout_graph("lite6", spec="/s.yaml")
+    lite6 = rollout_graph("lite6", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml", camera="zed2i")
+    assert [n.name for n in lite6] == ["lite6_node", "keypoint_node", "policy_node", "interpolator_node"]
+    assert lite6[1].remappings["/camera/color/image_raw"] == "/zed/zed_node/rgb/image_rect_color"
+    assert lite6[3].parameters["rate_hz"] == 200.0
     tracked = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", method="track", inference="compiled")
     assert tracked[1].parameters["method"] == "track" and tracked[2].parameters["inference"] == "compiled"
     with pytest.raises(ValueError, match="method must be one of image, instance, track"):

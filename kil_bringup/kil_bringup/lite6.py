@@ -1,0 +1,128 @@
+"""UFactory Lite6 through xarm_ros2, ROS-free part: unit conversions and the servo safety gate.
+
+xarm_ros2 (``xarm_api``, namespace ``/ufactory`` for the Lite6) takes Cartesian servo targets on
+the ``set_servo_cartesian`` service (xarm_msgs/srv/MoveCartesian, ``pose`` = x, y, z in mm and
+roll, pitch, yaw in rad with R = Rz(yaw) Ry(pitch) Rx(roll)) in mode 1 at 100-250 Hz. The
+controller rejects (or jerks towards) a target far from its current pose, so
+:class:`ServoGate` lets a target through only when
+
+- the robot state is fresh (``state_timeout_s``) and reports no error, in servo mode (1);
+- the first target after (re)starting is within ``first_target_tolerance_m`` of the measured
+  pose (the interpolator starts at the robot's pose, so this holds unless something is wrong);
+- every later step is shorter than ``max_step_m`` (xArm's rule: < 10 mm per servo command).
+
+Anything else is refused with the reason, and the gate re-synchronises: the next target must
+again start at the measured pose. The robot state comes from ``robot_states``
+(xarm_msgs/msg/RobotMsg: ``pose`` in the same units, ``state``, ``mode``, ``err``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kil_interfaces.rotations import euler_to_quat, quat_to_euler
+
+SERVO_MODE = 1
+
+
+def pose_to_xarm(position_m: np.ndarray, quaternion: np.ndarray) -> list[float]:
+    """Base-frame TCP pose (m, quaternion x, y, z, w) -> xArm [x, y, z (mm), roll, pitch, yaw (rad)]."""
+    rpy = quat_to_euler(np.asarray(quaternion, np.float64))
+    return [*(float(v) * 1000.0 for v in position_m), *(float(v) for v in rpy)]
+
+
+def xarm_to_pose(pose: list[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """xArm [x, y, z (mm), roll, pitch, yaw (rad)] -> (position m, quaternion x, y, z, w)."""
+    pose = np.asarray(pose, np.float64)
+    if pose.shape != (6,) or not np.isfinite(pose).all():
+        raise ValueError(f"an xArm pose is 6 finite numbers (mm, rad), got {pose.tolist()}")
+    return pose[:3] / 1000.0, euler_to_quat(pose[3:])
+
+
+@dataclass
+class XArmState:
+    """What the gate needs from ``robot_states``: stamp, pose (m, quaternion), mode, error code."""
+
+    stamp_ns: int
+    position: np.ndarray
+    quaternion: np.ndarray
+    mode: int
+    error: int
+
+
+@dataclass
+class ServoGateConfig:
+    max_step_m: float = 0.0095
+    first_target_tolerance_m: float = 0.005
+    state_timeout_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_step_m < 0.01:
+            raise ValueError(f"max_step_m must be in (0, 0.01) m (xArm servo rule), got {self.max_step_m}")
+        if self.first_target_tolerance_m <= 0 or self.state_timeout_s <= 0:
+            raise ValueError("first_target_tolerance_m and state_timeout_s must be > 0")
+
+
+class ServoGate:
+    """Decides whether a servo target may be sent (see the module docstring)."""
+
+    def __init__(self, config: ServoGateConfig | None = None) -> None:
+        self.config = config or ServoGateConfig()
+        self.last_sent: np.ndarray | None = None
+
+    def resync(self) -> None:
+        """The next target must start at the measured pose again."""
+        self.last_sent = None
+
+    def check(self, target_m: np.ndarray, state: XArmState | None, now_ns: int) -> str | None:
+        """None when ``target_m`` may be sent now (and it becomes the last target), else why not."""
+        problem = self._problem(np.asarray(target_m, np.float64), state, now_ns)
+        if problem is None:
+            self.last_sent = np.asarray(target_m, np.float64).copy()
+        else:
+            self.resync()
+        return problem
+
+    def _problem(self, target: np.ndarray, state: XArmState | None, now_ns: int) -> str | None:
+        c = self.config
+        if state is None:
+            return "no robot state received yet"
+        age = (now_ns - state.stamp_ns) / 1e9
+        if age > c.state_timeout_s:
+            return f"robot state is {age:.2f} s old (state_timeout_s {c.state_timeout_s})"
+        if state.error:
+            return f"the controller reports error {state.error}; clear it (clean_error) and restart servo mode"
+        if state.mode != SERVO_MODE:
+            return f"the controller is in mode {state.mode}, not servo mode {SERVO_MODE}"
+        if self.last_sent is None:
+            offset = float(np.linalg.norm(target - state.position))
+            if offset > c.first_target_tolerance_m:
+                return (
+                    f"the first target is {1000 * offset:.1f} mm from the robot's pose "
+                    f"(first_target_tolerance_m {c.first_target_tolerance_m}); servo streams must start at the pose"
+                )
+            return None
+        step = float(np.linalg.norm(target - self.last_sent))
+        if step > c.max_step_m:
+            return f"a {1000 * step:.1f} mm step (max_step_m {c.max_step_m}); is the interpolator's step limit lower?"
+        return None
+
+
+class GripperLatch:
+    """Gripper commands (0 closed .. 1 open) -> open/close actions, only when the side changes."""
+
+    def __init__(self, close_below: float = 0.4, open_above: float = 0.6) -> None:
+        if not 0.0 <= close_below < open_above <= 1.0:
+            raise ValueError(f"need 0 <= close_below < open_above <= 1, got {close_below}, {open_above}")
+        self.close_below, self.open_above = close_below, open_above
+        self.state: str | None = None  # "open" / "close" as last commanded
+
+    def update(self, command: float) -> str | None:
+        """ "open" or "close" when the gripper must be told so now, else None."""
+        wanted = "close" if command <= self.close_below else "open" if command >= self.open_above else self.state
+        if wanted is None or wanted == self.state:
+            return None
+        self.state = wanted
+        return wanted

@@ -1,0 +1,163 @@
+"""``lite6_node``: the Lite6 adapter between the kil topics and xarm_ros2 (``xarm_api``).
+
+In: /kil/servo_target (geometry_msgs/PoseStamped, base frame, from interpolator_node),
+/kil/gripper_command (std_msgs/Float32, 0 closed .. 1 open) and ``<namespace>/robot_states``
+(xarm_msgs/RobotMsg; launch xarm_api with ``report_type:=dev`` for 100 Hz states).
+Out: /kil/robot_state (RobotState) and, through ``kil_bringup.lite6.ServoGate``,
+``<namespace>/set_servo_cartesian`` calls; the gripper through ``open_lite6_gripper`` /
+``close_lite6_gripper`` (enable them in xarm_user_params.yaml). At start-up it enables the
+motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_state`` 0). Refused
+targets are logged (throttled) with the reason; the arm then keeps its last target.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+from typing import Protocol
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from std_msgs.msg import Float32
+
+from kil_bringup.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
+from kil_interfaces import conversion
+from kil_interfaces.data import RobotStateData
+from kil_interfaces.msg import RobotState
+from kil_interfaces.node_runtime import declare, spin_node
+
+WARN_PERIOD_S = 2.0
+
+
+class XArmDriver(Protocol):
+    """What the adapter needs from the arm (xarm_ros2's services, or a test double)."""
+
+    def start_servo(self) -> None: ...
+
+    def servo(self, pose: list[float]) -> None: ...
+
+    def gripper(self, action: str) -> None: ...
+
+
+class XArmServices:
+    """xarm_ros2's ``xarm_api`` services and state topic (needs the xarm_msgs package).
+
+    Args:
+        node: the adapter node. namespace: xarm_api's namespace (``/ufactory`` for the Lite6).
+        on_state: called with (stamp_ns, pose [mm, rad], mode, error, joint angles) per RobotMsg.
+    """
+
+    def __init__(self, node: Node, namespace: str, on_state) -> None:
+        try:
+            from xarm_msgs.msg import RobotMsg
+            from xarm_msgs.srv import Call, MoveCartesian, SetInt16, SetInt16ById
+        except ImportError:
+            raise RuntimeError(
+                "the Lite6 adapter needs xarm_msgs (github.com/xArm-Developer/xarm_ros2, built in the workspace)"
+            ) from None
+        self.node, self.ns = node, namespace.rstrip("/")
+        self.types = {"call": Call, "move": MoveCartesian, "int16": SetInt16, "by_id": SetInt16ById}
+        self.servo_client = node.create_client(MoveCartesian, f"{self.ns}/set_servo_cartesian")
+        self.grippers = {a: node.create_client(Call, f"{self.ns}/{a}_lite6_gripper") for a in ("open", "close")}
+
+        def state(msg) -> None:
+            on_state(conversion.time_to_ns(msg.header.stamp), list(msg.pose), msg.mode, msg.err, list(msg.angle))
+
+        node.create_subscription(RobotMsg, f"{self.ns}/robot_states", state, 10)
+
+    def _call(self, kind: str, name: str, **fields) -> None:
+        client = self.node.create_client(self.types[kind], f"{self.ns}/{name}")
+        if not client.wait_for_service(timeout_sec=10.0):
+            raise RuntimeError(f"{self.ns}/{name} is not available; is xarm_api running?")
+        request = self.types[kind].Request()
+        for key, value in fields.items():
+            setattr(request, key, value)
+        client.call_async(request)
+
+    def start_servo(self) -> None:
+        self._call("by_id", "motion_enable", id=8, data=1)
+        self._call("int16", "set_mode", data=1)
+        self._call("int16", "set_state", data=0)
+
+    def servo(self, pose: list[float]) -> None:
+        request = self.types["move"].Request()
+        request.pose = [float(v) for v in pose]
+        self.servo_client.call_async(request)
+
+    def gripper(self, action: str) -> None:
+        self.grippers[action].call_async(self.types["call"].Request())
+
+
+class Lite6Node(Node):
+    def __init__(self, driver_factory=None) -> None:
+        super().__init__("lite6_node")
+        p = partial(declare, self)
+        namespace = p("namespace", "/ufactory", "xarm_api namespace")
+        self.base_frame = p("base_frame", "link_base", "robot base frame (frame of servo targets and states)")
+        self.gate = ServoGate(
+            ServoGateConfig(
+                max_step_m=p("max_step_m", 0.0095, "largest servo step (m); xArm requires < 10 mm"),
+                first_target_tolerance_m=p(
+                    "first_target_tolerance_m", 0.005, "the first target must be this close to the pose (m)"
+                ),
+                state_timeout_s=p("state_timeout_s", 0.2, "robot states older than this stop servoing (s)"),
+            )
+        )
+        self.latch = GripperLatch()
+        self.state: XArmState | None = None
+        self.gripper = 1.0
+        self._warned: dict[str, float] = {}
+        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
+        factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state))
+        self.driver: XArmDriver = factory(self, self.on_xarm_state)
+        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
+        self.driver.start_servo()
+        self.get_logger().info(f"Lite6 adapter on {namespace}: servo mode, steps < {self.gate.config.max_step_m} m")
+
+    def _warn(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= WARN_PERIOD_S:
+            self._warned[key] = now
+            self.get_logger().warning(text)
+
+    def on_xarm_state(self, stamp_ns: int, pose: list[float], mode: int, error: int, joints: list[float]) -> None:
+        """A RobotMsg's contents: republished as /kil/robot_state, kept for the gate."""
+        try:
+            position, quaternion = xarm_to_pose(pose)
+        except ValueError as error_text:
+            self._warn("state", f"{self.driver.__class__.__name__} state dropped: {error_text}")
+            return
+        stamp_ns = stamp_ns or self.get_clock().now().nanoseconds
+        self.state = XArmState(stamp_ns, position, quaternion, int(mode), int(error))
+        names = tuple(f"joint{i + 1}" for i in range(len(joints)))
+        state = RobotStateData(stamp_ns, self.base_frame, position, quaternion, self.gripper, names, np.array(joints))
+        self.state_pub.publish(conversion.robot_state_to_msg(state))
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        if msg.header.frame_id and msg.header.frame_id != self.base_frame:
+            self._warn("frame", f"servo target in frame {msg.header.frame_id!r}, not {self.base_frame!r}: dropped")
+            return
+        p, q = msg.pose.position, msg.pose.orientation
+        position = np.array([p.x, p.y, p.z])
+        problem = self.gate.check(position, self.state, self.get_clock().now().nanoseconds)
+        if problem is not None:
+            self._warn("gate", f"servo target refused: {problem}")
+            return
+        self.driver.servo(pose_to_xarm(position, np.array([q.x, q.y, q.z, q.w])))
+
+    def _on_gripper(self, msg: Float32) -> None:
+        action = self.latch.update(float(msg.data))
+        if action is not None:
+            self.driver.gripper(action)
+            self.gripper = 1.0 if action == "open" else 0.0
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(Lite6Node, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The Lite6 adapter: xArm unit conversions, the servo gate's rules, the gripper latch, and
+lite6_node over real DDS with a test double standing in for xarm_ros2 (the xArm and its
+xarm_msgs package cannot exist here): states republished as RobotState, targets gated."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from scipy.spatial.transform import Rotation
+from std_msgs.msg import Float32
+
+from kil_bringup.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
+from kil_bringup.lite6_node import Lite6Node
+from kil_interfaces import conversion as cv
+from kil_interfaces.msg import RobotState
+
+POSE_MM = [250.0, -30.0, 180.0, np.pi, 0.1, -0.4]  # tool down, tilted, turned
+
+
+def test_conversions_match_xarm_conventions() -> None:
+    position, quaternion = xarm_to_pose(POSE_MM)
+    np.testing.assert_allclose(position, [0.25, -0.03, 0.18])
+    expected = Rotation.from_euler("xyz", POSE_MM[3:])  # extrinsic x, y, z = Rz(yaw) Ry(pitch) Rx(roll)
+    assert Rotation.from_quat(quaternion).approx_equal(expected, atol=1e-9)
+    back = pose_to_xarm(position, quaternion)
+    np.testing.assert_allclose(back[:3], POSE_MM[:3], atol=1e-9)
+    assert Rotation.from_euler("xyz", back[3:]).approx_equal(expected, atol=1e-9)
+    with pytest.raises(ValueError, match="6 finite numbers"):
+        xarm_to_pose([1.0, 2.0, 3.0])
+
+
+def _state(now: int, position=(0.25, -0.03, 0.18), mode: int = 1, error: int = 0) -> XArmState:
+    return XArmState(now, np.array(position), np.array([1.0, 0, 0, 0]), mode, error)
+
+
+def test_servo_gate_rules() -> None:
+    gate = ServoGate(ServoGateConfig(max_step_m=0.009, first_target_tolerance_m=0.005, state_timeout_s=0.2))
+    now = 10**10
+    here = np.array([0.25, -0.03, 0.18])
+    assert gate.check(here, None, now) == "no robot state received yet"
+    assert "old" in gate.check(here, _state(now - 300_000_000), now)
+    assert "error 31" in gate.check(here, _state(now, error=31), now)
+    assert "mode 0" in gate.check(here, _state(now, mode=0), now)
+    assert "first target is 20.0 mm" in gate.check(here + [0.02, 0, 0], _state(now), now)
+    assert gate.check(here + [0.003, 0, 0], _state(now), now) is None  # within the first-target tolerance
+    assert gate.check(here + [0.011, 0, 0], _state(now), now) is None  # an 8 mm step
+    assert "12.0 mm step" in gate.check(here + [0.023, 0, 0], _state(now), now)
+    # refused -> resynchronised: continuing from the last sent target is no longer accepted
+    assert "first target" in gate.check(here + [0.019, 0, 0], _state(now), now)
+    assert gate.check(here, _state(now), now) is None
+    with pytest.raises(ValueError, match="xArm servo rule"):
+        ServoGateConfig(max_step_m=0.02)
+
+
+def test_gripper_latch() -> None:
+    latch = GripperLatch()
+    assert [latch.update(c) for c in (1.0, 0.9, 0.5, 0.1, 0.0, 0.5, 0.7)] == [
+        "open",
+        None,
+        None,
+        "close",
+        None,
+        None,
+        "open",
+    ]
+
+
+class FakeXArm:
+    """Test double of xarm_ros2's services: records servo poses and gripper actions."""
+
+    def __init__(self, node, on_state) -> None:
+        self.on_state = on_state
+        self.started, self.poses, self.gripper_actions = False, [], []
+
+    def start_servo(self) -> None:
+        self.started = True
+
+    def servo(self, pose) -> None:
+        self.poses.append(list(pose))
+
+    def gripper(self, action: str) -> None:
+        self.gripper_actions.append(action)
+
+
+def test_lite6_node_over_dds() -> None:
+    rclpy.init()
+    fakes = []
+    adapter = Lite6Node(driver_factory=lambda node, on_state: fakes.append(FakeXArm(node, on_state)) or fakes[-1])
+    fake = fakes[0]
+    other = rclpy.create_node("interpolator_stand_in")
+    executor = SingleThreadedExecutor()
+    executor.add_node(adapter)
+    executor.add_node(other)
+    states = []
+    other.create_subscription(RobotState, "/kil/robot_state", lambda m: states.append(cv.robot_state_from_msg(m)), 10)
+    target_pub = other.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    gripper_pub = other.create_publisher(Float32, "/kil/gripper_command", 10)
+
+    def spin(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            fake.on_state(adapter.get_clock().now().nanoseconds, POSE_MM, 1, 0, [0.1] * 6)
+            executor.spin_once(timeout_sec=0.01)
+
+    def target(x_mm: float, frame: str = "link_base") -> None:
+        msg = PoseStamped()
+        msg.header.frame_id = frame
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x_mm / 1000, -0.03, 0.18
+        quaternion = Rotation.from_euler("xyz", POSE_MM[3:]).as_quat()
+        msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = quaternion
+        target_pub.publish(msg)
+        spin(0.2)
+
+    try:
+        assert fake.started
+        deadline = time.monotonic() + 10
+        while (not states or other.count_subscribers("/kil/servo_target") == 0) and time.monotonic() < deadline:
+            spin(0.1)
+        state = states[-1]
+        assert state.frame_id == "link_base" and len(state.joint_positions) == 6
+        np.testing.assert_allclose(state.position, [0.25, -0.03, 0.18], atol=1e-6)
+        target(251.0)
+        target(256.0)
+        target(290.0)  # a 34 mm jump: refused
+        target(256.0, frame="camera")  # wrong frame: dropped
+        assert [round(p[0], 3) for p in fake.poses] == [251.0, 256.0]
+        np.testing.assert_allclose(fake.poses[0][3:], POSE_MM[3:], atol=1e-6)
+        for command in (0.0, 0.1, 1.0):
+            gripper_pub.publish(Float32(data=command))
+            spin(0.2)
+        assert fake.gripper_actions == ["close", "open"]
+        assert states[-1].gripper == 1.0
+    finally:
+        executor.shutdown()
+        adapter.destroy_node()
+        other.destroy_node()
+        rclpy.try_shutdown()
