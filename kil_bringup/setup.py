@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "run_graph = kil_bringup.run_graph:main",
             "lite6_node = kil_bringup.lite6_node:main",
+            "ur5e_node = kil_bringup.ur5e_node:main",
         ]
     },
 )

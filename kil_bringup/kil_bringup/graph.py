@@ -77,23 +77,19 @@ def _check_choices(*checks: tuple[str, str, tuple[str, ...]]) -> None:
 
 def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> tuple[str, str, list[NodeSpec]]:
     """Validated (camera, calibration) and the robot's own nodes: the simulator for ``sim``, the
-    adapter to xarm_ros2 for ``lite6`` (xarm_api and the camera driver are launched by their own
-    packages)."""
+    adapter to xarm_ros2 for ``lite6`` or to ur_robot_driver for ``ur5e`` (the vendor driver and
+    the camera driver are launched by their own packages)."""
     _check_choices(("robot", robot, ROBOTS))
     camera = camera or ("sim" if robot == "sim" else "femto_bolt")
     if camera not in CAMERAS:
         raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
     if robot == "sim" and camera != "sim":
         raise ValueError("robot:=sim renders its own camera; use camera:=sim")
-    if robot == "ur5e":
-        raise NotImplementedError(
-            "the ur5e adapter (servo targets and robot state over ur_robot_driver) is not implemented yet; "
-            "use robot:=sim or robot:=lite6"
-        )
-    if robot == "lite6":
+    if robot in ("lite6", "ur5e"):
         if not calibration:
             raise ValueError("a calibration YAML (camera -> robot base) is required on a real robot")
-        adapter = NodeSpec("lite6_node", "kil_bringup", "lite6_node", {"base_frame": _ROBOT[robot]["base_frame"]})
+        name = f"{robot}_node"
+        adapter = NodeSpec(name, "kil_bringup", name, {"base_frame": _ROBOT[robot]["base_frame"]})
         return camera, calibration, [adapter]
     calibration = calibration or "/tmp/kil_sim_calibration.yaml"
     sim = NodeSpec(

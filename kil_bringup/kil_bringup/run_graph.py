@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             method=args.method,
             inference=args.inference,
         )
-    except (ValueError, NotImplementedError) as error:
+    except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)

@@ -36,8 +36,9 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
         rollout_graph("panda")
     with pytest.raises(ValueError, match="use camera:=sim"):
         rollout_graph("sim", camera="zed2i")
-    with pytest.raises(NotImplementedError, match="ur5e adapter"):
-        rollout_graph("ur5e", calibration="/cal.yaml")
+    ur5e = rollout_graph("ur5e", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml")
+    assert ur5e[0].name == "ur5e_node" and ur5e[0].parameters["base_frame"] == "base"
+    assert ur5e[1].remappings["/camera/depth/image_raw"] == "/camera/depth_registered/image_raw"  # Femto Bolt
     with pytest.raises(ValueError, match=r"calibration YAML .* is required on a real robot"):
         rollout_graph("lite6", spec="/s.yaml")
     lite6 = rollout_graph("lite6", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml", camera="zed2i")
@@ -139,8 +140,9 @@ def test_teleop_graph_nodes_and_errors() -> None:
     assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen"}
     with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
         teleop_graph("sim", input_type="keyboard")
-    with pytest.raises(NotImplementedError, match="ur5e adapter"):
+    with pytest.raises(ValueError, match="calibration YAML"):
         teleop_graph("ur5e")
+    assert teleop_graph("lite6", calibration="/cal.yaml")[0].name == "lite6_node"
 
 
 def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> None:

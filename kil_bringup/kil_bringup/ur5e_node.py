@@ -1,0 +1,115 @@
+"""``ur5e_node``: the UR5e adapter between the kil topics and ur_robot_driver.
+
+In: /joint_states (sensor_msgs/JointState from ur_robot_driver), /kil/servo_target
+(geometry_msgs/PoseStamped, TCP in the ``base`` frame, from interpolator_node) and
+/kil/gripper_command (std_msgs/Float32; a gripper driver listens to it too).
+Out: /kil/robot_state (forward kinematics of the joints, TCP = tool0 + ``tcp_offset_m`` along
+its z axis) and /forward_position_controller/commands (std_msgs/Float64MultiArray, joint
+positions in the driver's order; activate ``forward_position_controller``). Each target goes
+through the closed-form IK (``kil_bringup.ur5e``), nearest solution to the last command; a target
+is refused (throttled warning; the controller keeps the last command) when joint states are
+older than ``state_timeout_s``, when it is out of reach, or when a joint would move more than
+``max_joint_step_rad`` in one command.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32, Float64MultiArray
+
+from kil_bringup.ur5e import JOINT_NAMES, forward, nearest_solution
+from kil_interfaces import conversion
+from kil_interfaces.data import RobotStateData
+from kil_interfaces.msg import RobotState
+from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
+
+WARN_PERIOD_S = 2.0
+
+
+class Ur5eNode(Node):
+    def __init__(self) -> None:
+        super().__init__("ur5e_node")
+        p = partial(declare, self)
+        self.base_frame = p("base_frame", "base", "the controller's base frame (frame of targets and states)")
+        offset = p("tcp_offset_m", 0.0, "TCP distance from the tool0 flange along its z axis (m)")
+        self.max_step = p("max_joint_step_rad", 0.03, "largest joint change per command (rad)")
+        self.timeout_ns = round(p("state_timeout_s", 0.1, "joint states older than this stop commands (s)") * 1e9)
+        self.tcp = np.eye(4)
+        self.tcp[2, 3] = offset
+        self.joints: np.ndarray | None = None
+        self.joints_stamp = 0
+        self.last_command: np.ndarray | None = None
+        self.gripper = 1.0
+        self._warned: dict[str, float] = {}
+        self.create_subscription(JointState, "/joint_states", self._on_joints, 10)
+        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
+        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
+        self.command_pub = self.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
+        self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps < {self.max_step} rad")
+
+    def _warn(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= WARN_PERIOD_S:
+            self._warned[key] = now
+            self.get_logger().warning(text)
+
+    def _on_joints(self, msg: JointState) -> None:
+        index = {name: i for i, name in enumerate(msg.name)}
+        missing = [n for n in JOINT_NAMES if n not in index]
+        if missing or len(msg.position) < len(msg.name):
+            self._warn("joints", f"/joint_states without {', '.join(missing) or 'positions'}: dropped")
+            return
+        self.joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+        self.joints_stamp = self.get_clock().now().nanoseconds
+        pose = forward(self.joints) @ self.tcp
+        state = RobotStateData(
+            self.joints_stamp, self.base_frame, pose[:3, 3], matrix_to_quat(pose[:3, :3]), self.gripper,
+            JOINT_NAMES, self.joints,
+        )  # fmt: skip
+        self.state_pub.publish(conversion.robot_state_to_msg(state))
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        if msg.header.frame_id and msg.header.frame_id != self.base_frame:
+            self._warn("frame", f"servo target in frame {msg.header.frame_id!r}, not {self.base_frame!r}: dropped")
+            return
+        now = self.get_clock().now().nanoseconds
+        if self.joints is None or now - self.joints_stamp > self.timeout_ns:
+            self._warn("stale", "no fresh /joint_states: servo targets refused")
+            self.last_command = None
+            return
+        p, q = msg.pose.position, msg.pose.orientation
+        target = np.eye(4)
+        target[:3, :3] = quat_to_matrix(np.array([q.x, q.y, q.z, q.w]))
+        target[:3, 3] = [p.x, p.y, p.z]
+        reference = self.last_command if self.last_command is not None else self.joints
+        solution = nearest_solution(target @ np.linalg.inv(self.tcp), reference)
+        if solution is None:
+            self._warn("reach", f"servo target ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) is out of reach: refused")
+            return
+        step = float(np.max(np.abs(solution - reference)))
+        if step > self.max_step:
+            self._warn("step", f"a {step:.3f} rad joint step (max_joint_step_rad {self.max_step}): refused")
+            self.last_command = None  # start again from the measured joints
+            return
+        self.last_command = solution
+        self.command_pub.publish(Float64MultiArray(data=[float(v) for v in solution]))
+
+    def _on_gripper(self, msg: Float32) -> None:
+        self.gripper = float(np.clip(msg.data, 0.0, 1.0))
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(Ur5eNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The UR5e adapter: forward kinematics against the arm's known zero pose, closed-form IK
+against FK on random configurations, and ur5e_node over real DDS with a stand-in for the arm
+(joint states in, joint position commands out; the robot cannot exist here)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from kil_bringup.ur5e import DH, JOINT_NAMES, forward, inverse, nearest_solution
+from kil_bringup.ur5e_node import Ur5eNode
+from kil_interfaces import conversion as cv
+from kil_interfaces.msg import RobotState
+from kil_interfaces.rotations import matrix_to_quat
+
+HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0])
+
+
+def test_forward_kinematics_at_zero_is_the_stretched_arm() -> None:
+    dh = DH()
+    pose = forward(np.zeros(6))
+    np.testing.assert_allclose(pose[:3, 3], [dh.a2 + dh.a3, -(dh.d4 + dh.d6), dh.d1 - dh.d5], atol=1e-12)
+
+
+def test_inverse_kinematics_reproduces_random_poses() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        q = rng.uniform(-np.pi, np.pi, 6)
+        pose = forward(q)
+        solutions = inverse(pose)
+        assert solutions and len(solutions) <= 8
+        for solution in solutions:
+            np.testing.assert_allclose(forward(solution), pose, atol=1e-8)
+        nearest = nearest_solution(pose, q + rng.normal(0, 0.01, 6))
+        np.testing.assert_allclose(nearest, q, atol=1e-8)
+    far = forward(HOME)
+    far[0, 3] += 2.0  # beyond the arm's 0.85 m reach
+    assert inverse(far) == [] and nearest_solution(far, HOME) is None
+
+
+def test_ur5e_node_over_dds() -> None:
+    rclpy.init()
+    adapter = Ur5eNode()
+    robot = rclpy.create_node("ur_driver_stand_in")
+    executor = SingleThreadedExecutor()
+    executor.add_node(adapter)
+    executor.add_node(robot)
+    joint_pub = robot.create_publisher(JointState, "/joint_states", 10)
+    target_pub = robot.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    commands, states = [], []
+    robot.create_subscription(Float64MultiArray, "/forward_position_controller/commands", commands.append, 10)
+    robot.create_subscription(RobotState, "/kil/robot_state", lambda m: states.append(cv.robot_state_from_msg(m)), 10)
+    joints = {"q": HOME.copy(), "publish": True}
+
+    def spin(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if joints["publish"]:
+                msg = JointState(name=list(reversed(JOINT_NAMES)), position=list(reversed(joints["q"].tolist())))
+                joint_pub.publish(msg)
+            executor.spin_once(timeout_sec=0.01)
+
+    def send(q: np.ndarray) -> None:
+        pose = forward(q)
+        msg = PoseStamped()
+        msg.header.frame_id = "base"
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = pose[:3, 3]
+        o = msg.pose.orientation
+        o.x, o.y, o.z, o.w = matrix_to_quat(pose[:3, :3])
+        target_pub.publish(msg)
+        spin(0.15)
+
+    try:
+        deadline = time.monotonic() + 10
+        while (not states or robot.count_subscribers("/kil/servo_target") == 0) and time.monotonic() < deadline:
+            spin(0.1)
+        state = states[-1]
+        np.testing.assert_allclose(state.position, forward(HOME)[:3, 3], atol=1e-9)  # names reordered
+        assert state.joint_names == JOINT_NAMES and state.frame_id == "base"
+        step = np.array([0.01, -0.01, 0.01, 0.0, 0.01, -0.01])
+        send(HOME + step)
+        send(HOME + 2 * step)
+        assert len(commands) == 2
+        np.testing.assert_allclose(commands[-1].data, HOME + 2 * step, atol=1e-8)
+        send(HOME + 2 * step + [0.2, 0, 0, 0, 0, 0])  # a 0.2 rad jump: refused
+        assert len(commands) == 2
+        joints["publish"] = False
+        spin(0.3)
+        send(HOME)  # joint states stale: refused
+        assert len(commands) == 2
+    finally:
+        executor.shutdown()
+        adapter.destroy_node()
+        robot.destroy_node()
+        rclpy.try_shutdown()
+
+
+@pytest.mark.parametrize("q", [HOME, np.array([0.5, -1.0, 1.2, -1.9, -1.4, 0.8])])
+def test_nearest_solution_keeps_the_configuration(q: np.ndarray) -> None:
+    np.testing.assert_allclose(nearest_solution(forward(q), q), q, atol=1e-8)
