@@ -41,6 +41,12 @@ _ROBOT = {
 }
 
 
+def base_frame(robot: str) -> str:
+    """The robot's base frame (REP-105 ``base_link``-like frame the kil topics use)."""
+    _check_choices(("robot", robot, ROBOTS))
+    return _ROBOT[robot]["base_frame"]
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node: ``python -m module`` (``ros2 run package executable``) with parameters/remappings."""

@@ -206,3 +206,19 @@ def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> 
         node.destroy_node()
         rclpy.try_shutdown()
         stop(processes)
+
+
+def test_rviz_configuration_shows_what_the_graph_publishes() -> None:
+    import yaml
+
+    from kil_bringup.graph import base_frame
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "rviz" / "kil.rviz").read_text())
+    manager = config["Visualization Manager"]
+    topics = {d["Topic"]["Value"] for d in manager["Displays"] if "Topic" in d}
+    published = {"/kil/keypoints/markers", "/kil/keypoints/image", "/kil/servo_target", "/camera/color/image_raw"}
+    assert topics == published
+    assert manager["Global Options"]["Fixed Frame"] == base_frame("sim") == base_frame("lite6") == "link_base"
+    assert base_frame("ur5e") == "base"  # the launch file passes it to rviz2 with -f
+    with pytest.raises(ValueError, match="robot must be one of"):
+        base_frame("panda")
