@@ -5,9 +5,14 @@
 
 Every controller sees the same configurations (10 per setting, fixed by seed). Success rates get
 a Clopper-Pearson interval; multi-object tasks report task completion with a Wald interval.
-Controllers: the scripted expert, or a trained policy checkpoint fed the simulator's
-ground-truth keypoints (``--controller policy --checkpoint DIR``; perception-fed evaluation
-comes with the perception pipeline).
+Controllers: the scripted expert, or a trained policy checkpoint (``--controller policy
+--checkpoint DIR``) fed the simulator's ground-truth keypoints (``--keypoints oracle``) or
+keypoints extracted from the simulated camera by kil_perception (``--keypoints perception
+--spec SPEC --method image|instance|track --backend NAME``; instance matching uses the
+simulator's masks unless ``--instance-source sam3``).
+
+    python -m kil_sim.evaluate --controller policy --checkpoint runs/mug/checkpoint_last \
+        --tasks place_mug --keypoints perception --spec spec.yaml --method track
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def evaluate(
     else:
         low, high = clopper_pearson(sum(r.success for r in results), len(results))
         rate, interval = sum(r.success for r in results) / len(results), "clopper-pearson"
-    return SettingResult(task, setting, len(results), sum(r.success for r in results), rate, low, high, interval)
+    successes = int(sum(bool(r.success) for r in results))
+    return SettingResult(task, setting, len(results), successes, float(rate), float(low), float(high), interval)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", nargs="+", default=["in_distribution"], choices=[s for s in SETTINGS if s != "train"]
     )
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (10 in the protocol)")
+    parser.add_argument("--keypoints", choices=["oracle", "perception"], default="oracle", help="policy inputs")
+    parser.add_argument("--spec", help="keypoint spec YAML (--keypoints perception)")
+    parser.add_argument("--method", default="image", help="image, instance or track (--keypoints perception)")
+    parser.add_argument("--backend", default="effnet_lite0", help="feature backend (--keypoints perception)")
+    parser.add_argument("--model", default="", help="backend model id or local path")
+    parser.add_argument("--instance-source", default="masks", help="masks (the simulator's) or sam3")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     make_controller = None
@@ -100,15 +112,36 @@ def main(argv: list[str] | None = None) -> int:
         from kil_policy.runner import PolicyRunner
         from kil_sim.rollout import PolicyController
 
+        keypoints = None
+        if args.keypoints == "perception":
+            if not args.spec:
+                parser.error("--keypoints perception needs --spec")
+            from kil_perception.pipeline import ExtractorConfig
+            from kil_sim.perceived import PerceivedKeypoints
+
+            try:
+                config = ExtractorConfig(
+                    method=args.method,
+                    backend=args.backend,
+                    model=args.model,
+                    device=args.device,
+                    instance_source=args.instance_source,
+                )
+                keypoints = PerceivedKeypoints(args.spec, config)
+            except ValueError as error:
+                parser.error(str(error))
         policy = load_policy(args.checkpoint, args.device)
-        make_controller = lambda: PolicyController(PolicyRunner(policy))  # noqa: E731
+        make_controller = lambda: PolicyController(PolicyRunner(policy), keypoints)  # noqa: E731
     rows = [
         evaluate(t, s, args.episodes, not args.json, make_controller, args.max_duration)
         for t in args.tasks
         for s in args.settings
     ]
     if args.json:
-        print(json.dumps({"controller": args.controller, "results": [asdict(r) for r in rows]}))
+        inputs = {"keypoints": args.keypoints}
+        if args.keypoints == "perception":
+            inputs |= {"method": args.method, "backend": args.backend}
+        print(json.dumps({"controller": args.controller, **inputs, "results": [asdict(r) for r in rows]}))
     else:
         print(f"{'task':22s} {'setting':16s} {'rate':>6s}  95% CI")
         for r in rows:

@@ -111,6 +111,9 @@ class PolicyController:
         self.runner = runner
         self.keypoints = keypoints or oracle_keypoints
         runner.reset()
+        reset = getattr(self.keypoints, "reset", None)  # (a perception source with state, e.g. tracking)
+        if reset is not None:
+            reset()
 
     def act(self, world: SimWorld, stamp_ns: int) -> ActionChunkData | None:
         return self.runner.tick(world.robot_state(stamp_ns), self.keypoints(world, stamp_ns), stamp_ns)
