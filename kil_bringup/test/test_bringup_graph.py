@@ -197,6 +197,9 @@ def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> 
         press_a()
         moved = states[-1].position - start_position
         assert abs(moved[0] - 0.04) < 0.01 and np.linalg.norm(moved[1:]) < 0.01, moved
+        deadline = time.monotonic() + 10
+        while not list_episodes(tmp_path) and time.monotonic() < deadline:  # the recorder closes the bag
+            operate(0.2)
         (bag,) = list_episodes(tmp_path)
         with Reader(bag) as reader:
             counts = {c.topic: c.msgcount for c in reader.connections}

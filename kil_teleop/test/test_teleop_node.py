@@ -76,10 +76,14 @@ class Operator:
             rclpy.spin_once(self.node, timeout_sec=0.02)
 
     def press_record(self) -> None:
+        """Press and release A, then wait (up to 10 s) for the recorder to report the new state."""
+        before = self.recording[-1] if self.recording else None
         self.record = True
         self.run(0.3)
         self.record = False
-        self.run(0.3)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not self.recording or self.recording[-1] == before):
+            self.run(0.1)
 
 
 def test_teleop_drives_chunks_and_records(tmp_path: Path) -> None:
@@ -99,7 +103,7 @@ def test_teleop_drives_chunks_and_records(tmp_path: Path) -> None:
 
         operator.grip = 1.0
         operator.run(1.0)
-        assert 7 <= len(operator.chunks) <= 13  # 10 Hz
+        assert 5 <= len(operator.chunks) <= 15  # 10 Hz (timers on a busy 2-core machine jitter)
         first = operator.chunks[0]
         assert first.positions.shape == (1, 3) and first.execute_steps == 1
         np.testing.assert_allclose(first.positions[0], ROBOT, atol=1e-9)  # starts at the robot, no jump

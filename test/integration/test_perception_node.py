@@ -94,7 +94,7 @@ def first_results(node, results: list, feed, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not results and time.monotonic() < deadline:
         spin_for(node, 0.2, feed)
-    assert results, "keypoint_node published nothing"
+    assert results, "keypoint_node published nothing (on this topic)"
 
 
 def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None:
@@ -122,6 +122,7 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
             feed.publish(rgb[..., 0].copy(), depth, color_encoding="mono8")  # not a colour image
 
         first_results(node, results, good)
+        first_results(node, markers, None, timeout_s=5.0)  # (published right after the keypoints)
         first = results[-1]
         assert first.frame_id == "link_base" and first.method == "image" and first.backend == "classic"
         assert first.names == tuple(f"{o}_{k}" for o, k in names) and first.valid.all()
