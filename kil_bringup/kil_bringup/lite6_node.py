@@ -130,8 +130,9 @@ class Lite6Node(Node):
         except ValueError as error_text:
             self._warn("state", f"{self.driver.__class__.__name__} state dropped: {error_text}")
             return
-        stamp_ns = stamp_ns or self.get_clock().now().nanoseconds
-        self.state = XArmState(stamp_ns, position, quaternion, int(mode), int(error))
+        received = self.get_clock().now().nanoseconds
+        stamp_ns = stamp_ns or received  # the measurement's stamp when the driver sets one
+        self.state = XArmState(received, position, quaternion, int(mode), int(error))  # staleness: receive time
         names = tuple(f"joint{i + 1}" for i in range(len(joints)))
         state = RobotStateData(stamp_ns, self.base_frame, position, quaternion, self.gripper, names, np.array(joints))
         self.state_pub.publish(conversion.robot_state_to_msg(state))
