@@ -13,7 +13,6 @@ targets are logged (throttled) with the reason; the arm then keeps its last targ
 from __future__ import annotations
 
 import sys
-import time
 from functools import partial
 from typing import Protocol
 
@@ -26,7 +25,7 @@ from kil_bringup.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmStat
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.msg import RobotState
-from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 
 WARN_PERIOD_S = 2.0
 
@@ -108,7 +107,7 @@ class Lite6Node(Node):
         self.latch = GripperLatch()
         self.state: XArmState | None = None
         self.gripper = 1.0
-        self._warned: dict[str, float] = {}
+        self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
         factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state))
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
@@ -116,12 +115,6 @@ class Lite6Node(Node):
         self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
         self.driver.start_servo()
         self.get_logger().info(f"Lite6 adapter on {namespace}: servo mode, steps < {self.gate.config.max_step_m} m")
-
-    def _warn(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -1e9) >= WARN_PERIOD_S:
-            self._warned[key] = now
-            self.get_logger().warning(text)
 
     def on_xarm_state(self, stamp_ns: int, pose: list[float], mode: int, error: int, joints: list[float]) -> None:
         """A RobotMsg's contents: republished as /kil/robot_state, kept for the gate."""

@@ -15,7 +15,6 @@ older than ``state_timeout_s``, when it is out of reach, or when a joint would m
 from __future__ import annotations
 
 import sys
-import time
 from functools import partial
 
 import numpy as np
@@ -28,7 +27,7 @@ from kil_bringup.ur5e import JOINT_NAMES, forward, nearest_solution
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.msg import RobotState
-from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
 
 WARN_PERIOD_S = 2.0
@@ -48,19 +47,13 @@ class Ur5eNode(Node):
         self.joints_stamp = 0
         self.last_command: np.ndarray | None = None
         self.gripper = 1.0
-        self._warned: dict[str, float] = {}
+        self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.create_subscription(JointState, "/joint_states", self._on_joints, 10)
         self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
         self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
         self.command_pub = self.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
         self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps < {self.max_step} rad")
-
-    def _warn(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(key, -1e9) >= WARN_PERIOD_S:
-            self._warned[key] = now
-            self.get_logger().warning(text)
 
     def _on_joints(self, msg: JointState) -> None:
         index = {name: i for i, name in enumerate(msg.name)}

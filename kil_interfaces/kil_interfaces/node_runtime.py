@@ -1,11 +1,13 @@
 """What every kil node shares (the rclpy-using helpers here): ``spin_node`` as its ``main()``
 (init, spin, clean shutdown; Ctrl-C and SIGTERM end quietly, real errors propagate), ``declare``
-for parameters with descriptions, and ``WarnOnce`` for warnings logged once per kind, not per frame.
+for parameters with descriptions, ``WarnOnce`` for warnings logged once per kind, and
+``ThrottledWarning`` for warnings logged at most once per period per kind — never one per frame.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 
@@ -52,3 +54,17 @@ class WarnOnce:
         if key not in self.seen:
             self.seen.add(key)
             self.logger.warning(text + " (further occurrences are not logged)")
+
+
+class ThrottledWarning:
+    """Logs a warning per key at most once every ``period_s`` seconds, prefixed by ``prefix``."""
+
+    def __init__(self, logger, period_s: float, prefix: str = "") -> None:
+        self.logger, self.period_s, self.prefix = logger, period_s, prefix
+        self.last: dict[str, float] = {}
+
+    def __call__(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(key, -1e9) >= self.period_s:
+            self.last[key] = now
+            self.logger.warning(self.prefix + text)

@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from kil_interfaces import conversion
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_perception.extraction import TrackingExtractor, keypoints_message
 from kil_perception.instances import SimulatorMasks
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -93,17 +93,11 @@ class KeypointNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/kil/keypoints/markers", 10)
         self.image_pub = self.create_publisher(Image, "/kil/keypoints/image", qos)
         self.create_timer(0.005, self._process)
-        self._last_warning: dict[str, float] = {}
+        self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S, "frame dropped: ")
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
         self.get_logger().info(
             f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
         )
-
-    def _warn(self, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(key, -1e9) >= WARN_PERIOD_S:
-            self._last_warning[key] = now
-            self.get_logger().warning(f"frame dropped: {text}")
 
     def _on_color(self, msg: Image) -> None:
         self.sync.add_color(conversion.time_to_ns(msg.header.stamp), msg)
