@@ -5,8 +5,8 @@
 - matching: the exact upsampled-cosine argmax beside the naive (C, H, W) upsampling, same run:
   C = 768 features at 1/16 of 640 x 480, 12 keypoints; time (median) and peak memory added by the
   call (each measured in a fresh process), and whether the argmax agrees.
-- per_frame: image-matching latency per frame at 640 x 480 for each backend available here
-  (features + matching), and the lifting of the keypoints to 3-D.
+- per_frame: latency of one 640 x 480 frame, extraction + lifting to 3-D, for each method (image
+  matching, instance matching with given masks, tracking) x each backend available here.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from kil_perception.backends import make_backend
 from kil_perception.matching import match_keypoints, match_keypoints_naive
 
 SIZE = (480, 640)
@@ -90,24 +91,62 @@ def matching(repeats: int) -> dict:
     }
 
 
+def _bench_spec(directory, image: np.ndarray):
+    """Two categories of 6 keypoints (K = 12) on ``image``, written to ``directory``."""
+    import cv2
+
+    from kil_perception.spec import load_spec
+
+    cv2.imwrite(f"{directory}/reference.png", image[..., ::-1])
+    rng = np.random.default_rng(1)
+    lines = ["categories:"]
+    for name, (x0, x1) in (("left", (20, 300)), ("right", (340, 620))):
+        points = ", ".join(f"k{i}: [{rng.integers(x0, x1)}, {rng.integers(20, 460)}]" for i in range(6))
+        lines += [
+            f"  - name: {name}",
+            "    references:",
+            "      - image: reference.png",
+            f"        keypoints: {{{points}}}",
+        ]
+    (Path(directory) / "spec.yaml").write_text("\n".join(lines) + "\n")
+    return load_spec(Path(directory) / "spec.yaml")
+
+
 def per_frame(repeats: int) -> dict:
+    """End-to-end latency of one 640 x 480 frame (extraction + lifting to 3-D), per method x backend.
+
+    Instance matching uses given masks (the left and right halves); tracking is timed on frames
+    after the first (the first frame is a matching)."""
     from kil_interfaces.data import CameraIntrinsics
-    from kil_perception.lifting import lift
+    from kil_perception.extraction import keypoints_message
+    from kil_perception.instances import SimulatorMasks
+    from kil_perception.pipeline import ExtractorConfig, build_extractor
 
     rng = np.random.default_rng(0)
     image = (rng.random((*SIZE, 3)) * 255).astype(np.uint8)
+    image = np.ascontiguousarray(np.repeat(np.repeat(image[::8, ::8], 8, 0), 8, 1))  # texture LK can track
+    shifted = np.roll(image, 2, axis=1)
     depth = np.full(SIZE, 0.8, np.float32)
     intrinsics = CameraIntrinsics(SIZE[1], SIZE[0], 500, 500, 319.5, 239.5)
+    index_map = np.zeros(SIZE, int)
+    index_map[:, :320], index_map[:, 320:] = 1, 2
+    masks = lambda: SimulatorMasks(lambda: (index_map, {1: "left", 2: "right"}))  # noqa: E731
     out = {}
-    for name in ("effnet_lite0", "classic"):
-        backend = make_backend(name)
-        queries = torch.randn(K, backend.features(image[:64, :64]).shape[0])
+    with tempfile.TemporaryDirectory() as directory:
+        spec = _bench_spec(directory, image)
+        for backend in ("effnet_lite0", "classic"):
+            for method in ("image", "instance", "track"):
+                config = ExtractorConfig(method=method, backend=backend, instance_source="masks", track_init="instance")
+                extractor = build_extractor(spec, config, masks)
+                frames = iter([image, shifted] * (repeats + 2))
+                if method == "track":
+                    extractor.extract(next(frames))
 
-        def frame(backend=backend, queries=queries) -> None:
-            result = match_keypoints(backend.features(image), queries, SIZE)
-            lift(result.uv.numpy(), depth, intrinsics)
+                def frame(extractor=extractor, frames=frames, method=method, backend=backend) -> None:
+                    found = extractor.extract(next(frames))
+                    keypoints_message(spec, found, depth, intrinsics, None, 0, method, backend)
 
-        out[f"image_matching/{name}"] = {"ms": _median_ms(frame, repeats), "keypoints": K}
+                out[f"{method}/{backend}"] = {"ms": _median_ms(frame, repeats), "keypoints": spec.num_keypoints}
     return out
 
 
