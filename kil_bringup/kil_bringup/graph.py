@@ -140,7 +140,11 @@ def teleop_graph(
             "teleop_node",
             "kil_teleop",
             "teleop_node",
-            {"input_type": input_type, "controller_to_base_rpy": list(controller_to_base_rpy), "scale": scale},
+            {
+                "input_type": input_type,
+                "controller_to_base_rpy": [float(v) for v in controller_to_base_rpy],  # (a double array)
+                "scale": float(scale),
+            },
         ),
         NodeSpec(
             "recorder_node",

@@ -135,8 +135,8 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
 def test_teleop_graph_nodes_and_errors() -> None:
     nodes = teleop_graph("sim", task="pick_pen", output_dir="/d", input_type="joy", controller_to_base_rpy=(0, 0, 1.5))
     assert [n.name for n in nodes] == ["sim_node", "teleop_node", "recorder_node", "interpolator_node"]
-    assert nodes[1].parameters["controller_to_base_rpy"] == [0, 0, 1.5]
-    assert "controller_to_base_rpy:=[0, 0, 1.5]" in nodes[1].ros_args()
+    assert nodes[1].parameters["controller_to_base_rpy"] == [0.0, 0.0, 1.5]
+    assert "controller_to_base_rpy:=[0.0, 0.0, 1.5]" in nodes[1].ros_args()
     assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen"}
     with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
         teleop_graph("sim", input_type="keyboard")
