@@ -137,13 +137,19 @@ def annotate(
             *spec.categories,
             Category(category, prompt or category.replace("_", " "), instances, (reference,)),
         )
-    KeypointSpec(out, categories).save(out)
-    written = load_spec(out)  # validation: what was written is a usable spec
+    staged = out.with_name(out.name + ".partial")
+    KeypointSpec(out, categories).save(staged)  # (image paths relative to out's directory, the same)
+    try:
+        validated = load_spec(staged)  # only a usable spec replaces the old one
+    except ValueError:
+        staged.unlink()
+        raise
+    staged.replace(out)
     preview = preview or out.parent / f"{category}_preview.png"
     uv = np.array(list(points.values()))
     drawn = draw_keypoints(rgb, uv, list(points), [category] * len(points))
     cv2.imwrite(str(preview), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    return written
+    return KeypointSpec(out, validated.categories)
 
 
 def main(argv: list[str] | None = None) -> int:

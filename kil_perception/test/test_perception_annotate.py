@@ -105,6 +105,16 @@ def test_bad_input_is_explained_and_nothing_is_written(tmp_path: Path, capsys, e
     assert not out.exists()
 
 
+def test_an_invalid_result_leaves_the_existing_spec_as_it_was(tmp_path: Path) -> None:
+    out = tmp_path / "spec.yaml"
+    points = {"a": (5.0, 5.0), "b": (20.0, 20.0), "c": (30.0, 40.0)}
+    annotate(out, IMAGE, "mug", points)
+    before = out.read_text()
+    with pytest.raises(ValueError, match=r"categories\[1\]\.name: a non-empty string is required"):
+        annotate(out, IMAGE, "", points)  # caught only by validating the written spec
+    assert out.read_text() == before and not (tmp_path / "spec.yaml.partial").exists()
+
+
 def test_parse_point() -> None:
     assert parse_point(" rim = 1.5,2") == ("rim", (1.5, 2.0))
 
