@@ -130,7 +130,7 @@ def per_frame(repeats: int) -> dict:
     intrinsics = CameraIntrinsics(SIZE[1], SIZE[0], 500, 500, 319.5, 239.5)
     index_map = np.zeros(SIZE, int)
     index_map[:, :320], index_map[:, 320:] = 1, 2
-    masks = lambda: SimulatorMasks(lambda: (index_map, {1: "left", 2: "right"}))  # noqa: E731
+    masks = SimulatorMasks(lambda: (index_map, {1: "left", 2: "right"}))
     out = {}
     with tempfile.TemporaryDirectory() as directory:
         spec = _bench_spec(directory, image)

@@ -23,15 +23,12 @@ import cv2
 import numpy as np
 import yaml
 
-from kil_perception.backends import make_backend
-from kil_perception.extraction import ImageMatcher, TrackingExtractor
 from kil_perception.images import read_rgb
-from kil_perception.instances import InstanceMatcher, SimulatorMasks
+from kil_perception.instances import SimulatorMasks
+from kil_perception.pipeline import METHODS, ExtractorConfig, build_extractor
 from kil_perception.spec import Category, KeypointSpec, Reference
-from kil_perception.tracking import LucasKanadeTracker
 
 THRESHOLDS = (5, 10, 20)
-METHODS = ("image", "instance", "track")
 
 
 def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]:
@@ -51,22 +48,14 @@ def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]
             ),
         ),
     )
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    config = ExtractorConfig(method=method, backend=backend_name, instance_source="masks", track_init="instance")
     frames = content["frames"]
     if method == "track":
         frames = [f for f in frames if f.get("sequence")]
         if not frames:
             raise ValueError(f"{data}: no sequences to track (write the dataset with --sequences N)")
-    backend = make_backend(backend_name)
     current: dict = {}
-    if method in ("instance", "track"):
-        masks = SimulatorMasks(lambda: (current["mask"], current["instances"]))
-        matcher = InstanceMatcher(spec, backend, masks)
-        if method == "track":
-            matcher = TrackingExtractor(matcher, LucasKanadeTracker())
-    else:
-        matcher = ImageMatcher(spec, backend)
+    matcher = build_extractor(spec, config, SimulatorMasks(lambda: (current["mask"], current["instances"])))
     errors: dict[str, list[float]] = {}
     sequence = None
     for frame in frames:

@@ -70,10 +70,10 @@ class KeypointNode(Node):
         self.spec = load_spec(spec_path)
         self.backend_name = config.backend
         self.method = config.method
-        self.use_masks = config.uses_instances and config.instance_source == "masks"
+        self.use_masks = config.uses_given_masks
         self.mask_categories = parse_mask_categories(mask_categories) if self.use_masks else {}
         self._frame_masks = None
-        self.matcher = build_extractor(self.spec, config, lambda: SimulatorMasks(lambda: self._frame_masks))
+        self.matcher = build_extractor(self.spec, config, SimulatorMasks(lambda: self._frame_masks))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else None
         self.lifting = LiftingConfig(window=window)

@@ -5,7 +5,6 @@ matching, tracking), the feature backend, the instance source and the tracker. U
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from kil_perception.backends import make_backend
@@ -61,22 +60,27 @@ class ExtractorConfig:
     def uses_instances(self) -> bool:
         return self.method == "instance" or (self.method == "track" and self.track_init == "instance")
 
+    @property
+    def uses_given_masks(self) -> bool:
+        """Instance masks come from outside (a mask topic, the simulator), not from SAM3."""
+        return self.uses_instances and self.instance_source == "masks"
+
 
 def build_extractor(
-    spec: KeypointSpec, config: ExtractorConfig, masks: Callable[[], InstanceSource] | None = None
+    spec: KeypointSpec, config: ExtractorConfig, masks: InstanceSource | None = None
 ) -> ImageMatcher | InstanceMatcher | TrackingExtractor:
     """The extractor for ``config``.
 
     Args:
-        masks: with ``instance_source="masks"``, builds the source that serves the current frame's
-            masks (e.g. ``SimulatorMasks`` over the newest mask message).
+        masks: with ``instance_source="masks"``, the source serving the current frame's masks
+            (e.g. ``SimulatorMasks`` over the newest mask message).
     """
     backend = make_backend(config.backend, config.device, config.model or None)
     if config.uses_instances:
-        if config.instance_source == "masks":
+        if config.uses_given_masks:
             if masks is None:
                 raise ValueError("instance_source 'masks' needs instance masks (e.g. an instance mask topic)")
-            source = masks()
+            source = masks
         else:
             source = Sam3Instances(config.device, config.instance_model or None)
         first = InstanceMatcher(spec, backend, source, config.instance_threshold)

@@ -40,7 +40,7 @@ def test_bad_settings_name_the_field(field: str, value: str) -> None:
 
 
 def test_built_extractors(spec) -> None:
-    masks = lambda: SimulatorMasks(lambda: (np.ones((60, 80), int), {1: "mug"}))  # noqa: E731
+    masks = SimulatorMasks(lambda: (np.ones((60, 80), int), {1: "mug"}))
     assert isinstance(build_extractor(spec, ExtractorConfig(backend="classic")), ImageMatcher)
     config = ExtractorConfig(method="instance", backend="classic", instance_source="masks")
     instance = build_extractor(spec, config, masks)

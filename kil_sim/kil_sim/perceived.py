@@ -29,9 +29,9 @@ class PerceivedKeypoints:
     def __init__(self, spec: str, config: ExtractorConfig) -> None:
         self.spec = load_spec(spec)
         self.config = config
-        self.use_masks = config.uses_instances and config.instance_source == "masks"
+        self.use_masks = config.uses_given_masks
         self._masks = None
-        self.extractor = build_extractor(self.spec, config, lambda: SimulatorMasks(lambda: self._masks))
+        self.extractor = build_extractor(self.spec, config, SimulatorMasks(lambda: self._masks))
 
     def reset(self) -> None:
         """A new episode: tracking starts again from matching."""
