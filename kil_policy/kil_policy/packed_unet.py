@@ -127,8 +127,12 @@ class _ResidualBlock:
 
     @classmethod
     def pack(cls, block: ConditionalResidualBlock1D) -> _ResidualBlock:
-        residual = None if isinstance(block.residual, nn.Identity) else _Conv.pack(block.residual)
-        return cls(_ConvBlock.pack(block.block1), _ConvBlock.pack(block.block2), residual, block.out_channels)
+        return cls(
+            _ConvBlock.pack(block.block1),
+            _ConvBlock.pack(block.block2),
+            _pack_optional(block.residual),
+            block.out_channels,
+        )
 
     def __call__(self, x: Tensor, film: Tensor) -> Tensor:
         """x (B, T, C_in), film (B, 2 C_out) -> (B, T, C_out)."""
@@ -137,7 +141,9 @@ class _ResidualBlock:
         return self.block2(out) + (x if self.residual is None else self.residual(x))
 
 
-def _pack_down(module: nn.Module) -> _Conv | None:
+def _pack_optional(module: nn.Module) -> _Conv | None:
+    """A Conv1d packed, or None where the module has an identity instead (no residual projection,
+    no downsampling at the last level)."""
     return None if isinstance(module, nn.Identity) else _Conv.pack(module)
 
 
@@ -150,7 +156,9 @@ class PackedUnet1D:
 
     def __init__(self, unet: ConditionalUnet1D) -> None:
         with torch.no_grad():
-            self.down = [(_ResidualBlock.pack(b1), _ResidualBlock.pack(b2), _pack_down(d)) for b1, b2, d in unet.down]
+            self.down = [
+                (_ResidualBlock.pack(b1), _ResidualBlock.pack(b2), _pack_optional(d)) for b1, b2, d in unet.down
+            ]
             self.mid = [_ResidualBlock.pack(b) for b in unet.mid]
             self.up = [(_ResidualBlock.pack(b1), _ResidualBlock.pack(b2), _UpConv.pack(u)) for b1, b2, u in unet.up]
             self.final_block = _ConvBlock.pack(unet.final[0])

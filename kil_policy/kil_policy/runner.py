@@ -10,7 +10,7 @@ observation) is due one step after the tick, and ``execute_steps = n_obs - 1 + n
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
 
 InferenceMode = Literal["module", "packed", "compiled"]
-INFERENCE_MODES = ("module", "packed", "compiled")
+INFERENCE_MODES = get_args(InferenceMode)
 
 
 class PolicyRunner:
