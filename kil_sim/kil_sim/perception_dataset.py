@@ -63,14 +63,13 @@ def _write_frame(out: Path, stem: str, world: SimWorld, target: str, setting: st
 
 
 class _SequenceSink:
-    """Writes every camera frame of an expert episode (re-rendered with its instance mask)."""
+    """Writes every camera frame (with its instance mask) of an expert episode."""
 
     def __init__(self, out: Path, name: str, world: SimWorld, target: str, setting: str) -> None:
         self.out, self.name, self.world, self.target, self.setting = out, name, world, target, setting
         self.frames: list[dict] = []
 
     def on_camera(self, frame: CameraFrame, stamp_ns: int) -> None:
-        frame = self.world.render(instance_mask=True)
         stem = f"{self.name}_{len(self.frames):04d}"
         entry = _write_frame(self.out, stem, self.world, self.target, self.setting, frame)
         self.frames.append({**entry, "sequence": self.name, "stamp_ns": int(stamp_ns)})
@@ -109,7 +108,8 @@ def write_dataset(
             frames.append(_write_frame(out, stem, world, target, setting, world.render(instance_mask=True)))
             if config.index < sequences:
                 sink = _SequenceSink(out, f"{stem}_seq", world, target, setting)
-                run_episode(config, config=RolloutConfig(camera_hz=sequence_hz), sink=sink, world=world)
+                rollout = RolloutConfig(camera_hz=sequence_hz, instance_masks=True)
+                run_episode(config, config=rollout, sink=sink, world=world)
                 frames += sink.frames
             world.close()
     content = {

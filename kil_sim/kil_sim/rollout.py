@@ -29,6 +29,7 @@ class RolloutConfig:
     Attributes:
         control_hz: controller rate (the 10 Hz action clock).
         camera_hz: camera frame rate given to the sink (0: no rendering).
+        instance_masks: render the sink's frames with their instance masks (one render pass).
         state_hz: robot-state rate given to the sink.
         max_duration_s: the episode ends here at the latest (s).
         settle_s: physics time before the episode starts, so objects come to rest (s).
@@ -38,6 +39,7 @@ class RolloutConfig:
 
     control_hz: float = 10.0
     camera_hz: float = 15.0
+    instance_masks: bool = False
     state_hz: float = 100.0
     max_duration_s: float = 40.0
     settle_s: float = 0.3
@@ -195,7 +197,7 @@ def run_episode(
             sink.on_state(world.robot_state(now))
         if sink is not None and camera_ns is not None and now >= next_camera:
             next_camera += camera_ns
-            sink.on_camera(world.render(), now)
+            sink.on_camera(world.render(instance_mask=config.instance_masks), now)
         world.step(servo_ns / _NS)
         now = round(world.time * _NS)
     completion = spec.success(world, success_state)
