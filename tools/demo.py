@@ -21,10 +21,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from rosbags.rosbag2 import Reader
 
 from kil_interfaces import conversion
-from kil_interfaces.typestore import kil_typestore
+from kil_interfaces.typestore import topic_messages
 from kil_policy.train import parse_config, train
 from kil_sim.record_demos import record
 from kil_sim.rollout import RolloutConfig, run_episode
@@ -32,12 +31,7 @@ from kil_sim.tasks import TASKS, evaluation_configurations, sample_configuration
 
 
 def contact_sheet(bag: Path, out: Path, frames: int = 12) -> None:
-    typestore = kil_typestore()
-    images = []
-    with Reader(bag) as reader:
-        connections = [c for c in reader.connections if c.topic == "/camera/color/image_raw"]
-        for connection, stamp, raw in reader.messages(connections=connections):
-            images.append((stamp, conversion.image_to_numpy(typestore.deserialize_cdr(raw, connection.msgtype))))
+    images = [(stamp, conversion.image_to_numpy(msg)) for stamp, msg in topic_messages(bag, "/camera/color/image_raw")]
     chosen = images[:: max(1, len(images) // frames)][:frames]
     cols = 4
     fig, axes = plt.subplots((len(chosen) + cols - 1) // cols, cols, figsize=(4 * cols, 3 * len(chosen) / cols + 1))

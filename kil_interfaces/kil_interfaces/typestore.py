@@ -7,6 +7,7 @@ directory (``ament_index``) or in a directory given explicitly.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -47,3 +48,21 @@ def kil_typestore(msg_dir: Path | None = None, store: Stores = Stores.ROS2_JAZZY
         raise FileNotFoundError(f"no *.msg files in {msg_dir}")
     typestore.register(types)
     return typestore
+
+
+def topic_messages(bag: str | Path, topic: str, typestore: Typestore | None = None) -> Iterator[tuple[int, object]]:
+    """(bag timestamp ns, deserialised ``rosbags`` message) of every message on ``topic``, in order.
+
+    Raises:
+        ValueError: naming the bag's topics, when ``topic`` is not among them.
+    """
+    from rosbags.rosbag2 import Reader
+
+    typestore = typestore or kil_typestore()
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            topics = ", ".join(sorted({c.topic for c in reader.connections}))
+            raise ValueError(f"{bag}: no topic {topic} (topics: {topics})")
+        for connection, stamp, raw in reader.messages(connections=connections):
+            yield stamp, typestore.deserialize_cdr(raw, connection.msgtype)

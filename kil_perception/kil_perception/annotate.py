@@ -43,23 +43,14 @@ def parse_point(text: str) -> tuple[str, tuple[float, float]]:
 
 def bag_frame(bag: Path, topic: str, index: int) -> np.ndarray:
     """The ``index``-th image on ``topic`` of a rosbag2 bag, as (H, W, 3) uint8 RGB."""
-    from rosbags.rosbag2 import Reader
-
     from kil_interfaces import conversion
-    from kil_interfaces.typestore import kil_typestore
+    from kil_interfaces.typestore import topic_messages
 
-    typestore = kil_typestore()
-    with Reader(bag) as reader:
-        connections = [c for c in reader.connections if c.topic == topic]
-        if not connections:
-            topics = ", ".join(sorted({c.topic for c in reader.connections}))
-            raise ValueError(f"{bag}: no topic {topic} (topics: {topics})")
-        count = 0
-        for connection, _, raw in reader.messages(connections=connections):
-            if count == index:
-                msg = typestore.deserialize_cdr(raw, connection.msgtype)
-                return conversion.image_to_rgb(msg, what=f"{bag}:{topic}")
-            count += 1
+    count = 0
+    for _, msg in topic_messages(bag, topic):
+        if count == index:
+            return conversion.image_to_rgb(msg, what=f"{bag}:{topic}")
+        count += 1
     raise ValueError(f"{bag}: {topic} has {count} frames; --frame {index} does not exist")
 
 
