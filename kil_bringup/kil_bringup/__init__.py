@@ -1,3 +1,3 @@
-"""Launch files, robot/camera/task configurations, RViz configuration, the node-graph description
-they share, and robot adapters.
+"""Launch files, robot/camera/task configurations, RViz configuration and the node-graph
+description they share (and ``run_graph``, which starts it without ``ros2 launch``). No nodes.
 """

@@ -95,7 +95,7 @@ def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> 
         if not calibration:
             raise ValueError("a calibration YAML (camera -> robot base) is required on a real robot")
         name = f"{robot}_node"
-        adapter = NodeSpec(name, "kil_bringup", name, {"base_frame": _ROBOT[robot]["base_frame"]})
+        adapter = NodeSpec(name, "kil_control", name, {"base_frame": _ROBOT[robot]["base_frame"]})
         return camera, calibration, [adapter]
     calibration = calibration or "/tmp/kil_sim_calibration.yaml"
     sim = NodeSpec(
@@ -107,7 +107,7 @@ def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> 
 def _interpolator(robot_cfg: dict) -> NodeSpec:
     return NodeSpec(
         "interpolator_node",
-        "kil_policy",
+        "kil_control",
         "interpolator_node",
         {"rate_hz": robot_cfg["rate_hz"], "base_frame": robot_cfg["base_frame"]},
     )

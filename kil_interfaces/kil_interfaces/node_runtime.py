@@ -1,6 +1,7 @@
 """What every kil node shares (the rclpy-using helpers here): ``spin_node`` as its ``main()``
-(init, spin, clean shutdown; Ctrl-C and SIGTERM end quietly, real errors propagate), ``declare``
-for parameters with descriptions, ``WarnOnce`` for warnings logged once per kind, and
+(init, spin, clean shutdown; Ctrl-C and SIGTERM end quietly, real errors propagate; ``--help``
+prints the node's documentation and declared parameters), ``declare`` for parameters with
+descriptions, ``WarnOnce`` for warnings logged once per kind, and
 ``ThrottledWarning`` for warnings logged at most once per period per kind — never one per frame.
 """
 
@@ -10,13 +11,23 @@ import sys
 import time
 from collections.abc import Callable
 
+HELP_FLAGS = ("-h", "--help")
+
 
 def spin_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
-    """Create the node with ``factory`` after ``rclpy.init`` and spin it until shutdown."""
+    """Create the node with ``factory`` after ``rclpy.init`` and spin it until shutdown.
+
+    With ``-h``/``--help`` before ``--ros-args``, print the node module's docstring and the
+    parameters the node declares (name, type, default, description) instead, and return 0.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args if args is not None else sys.argv)
+    args = list(args if args is not None else sys.argv)
+    own_args = args[: args.index("--ros-args")] if "--ros-args" in args else args
+    if any(a in HELP_FLAGS for a in own_args):
+        return _print_help(factory)
+    rclpy.init(args=args)
     node = None
     try:
         node = factory()
@@ -27,19 +38,61 @@ def spin_node(factory: Callable[[], object], args: list[str] | None = None) -> i
         if rclpy.ok():  # a real error, not a callback cut short by the shutdown
             raise
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
+        _destroy(node)
         rclpy.try_shutdown()
     return 0
+
+
+def _destroy(node) -> None:
+    """The node's own ``close()`` (if any), then ``destroy_node()``; nothing for None."""
+    if node is not None:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+
+
+def _print_help(factory: Callable[[], object]) -> int:
+    """Print the node's documentation and every parameter it declares while it is constructed
+    (construction may stop early for want of a required parameter; those declared so far are
+    listed). Nothing is spun, so the node never acts."""
+    import rclpy
+
+    module = sys.modules.get(getattr(factory, "__module__", ""), None)
+    spec = getattr(module, "__spec__", None)  # ``python -m pkg.mod`` runs as __main__
+    name = spec.name if spec is not None else getattr(module, "__name__", str(factory))
+    print(f"usage: python -m {name} [--ros-args -p NAME:=VALUE ... -r FROM:=TO ...]\n")
+    if module is not None and module.__doc__:
+        print(module.__doc__.strip() + "\n")
+    _DECLARED.clear()
+    rclpy.init(args=["--ros-args", "--log-level", "fatal"])
+    node = None
+    try:
+        node = factory()
+    except Exception as error:  # a required parameter is missing: the ones before it are known
+        note = f"(construction stopped: {error})"
+    else:
+        note = ""
+    finally:
+        _destroy(node)
+        rclpy.try_shutdown()
+    print("parameters:")
+    for pname, default, description in _DECLARED:
+        print(f"  {pname} ({type(default).__name__}, default {default!r}): {description}")
+    if note:
+        print(f"  ... {note}")
+    return 0
+
+
+#: (name, default, description) of every parameter declared through ``declare``, for ``--help``.
+_DECLARED: list[tuple[str, object, str]] = []
 
 
 def declare(node, name: str, default, description: str):
     """Declare a parameter with a description and return its value."""
     from rcl_interfaces.msg import ParameterDescriptor
 
+    _DECLARED.append((name, default, description))
     return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
 
 

@@ -1,6 +1,6 @@
 """Keypoint accuracy against ground truth: pixel error and PCK at 5/10/20 px per backend and method.
 
-    python -m kil_sim.perception_dataset --task place_mug --out datasets/place_mug   # simulator ground truth
+    python -m kil_eval.perception_dataset --task place_mug --out datasets/place_mug   # simulator ground truth
     python -m kil_perception.evaluate --data datasets/place_mug --backends effnet_lite0 classic --json
 
 A dataset directory holds ``dataset.yaml`` (a reference image with annotated keypoints; frames

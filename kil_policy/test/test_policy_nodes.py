@@ -1,4 +1,4 @@
-"""policy_node and interpolator_node as real processes over Fast DDS."""
+"""policy_node as a real process over Fast DDS."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from geometry_msgs.msg import PoseStamped
-from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion as cv
@@ -143,60 +141,3 @@ def test_policy_node_publishes_chunks_and_stops_on_stale_inputs(checkpoint: Path
     finally:
         output = _stop(process)
     assert "not producing action chunks" in output  # one warning for the stale inputs
-
-
-def test_interpolator_node_limits_and_holds(ros_node) -> None:
-    process = _start(
-        "kil_policy.interpolator_node",
-        "rate_hz:=100.0",
-        "max_linear_speed:=0.2",
-        "max_step_m:=0.004",
-        "stale_after_s:=0.4",
-        "workspace_min:=[0.1, -0.4, 0.05]",
-    )
-    targets: list[tuple[float, np.ndarray]] = []
-    grippers: list[float] = []
-
-    def on_target(msg: PoseStamped) -> None:
-        p = msg.pose.position
-        targets.append((time.monotonic(), np.array([p.x, p.y, p.z])))
-
-    ros_node.create_subscription(PoseStamped, "/kil/servo_target", on_target, 50)
-    ros_node.create_subscription(Float32, "/kil/gripper_command", lambda m: grippers.append(m.data), 50)
-    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
-    chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
-    start = np.array([0.3, 0.0, 0.2])
-    try:
-        deadline = time.monotonic() + 30
-        while not targets and time.monotonic() < deadline:
-            state_pub.publish(cv.robot_state_to_msg(RobotStateData(0, "link_base", start, DOWN, 1.0)))
-            _spin(ros_node, 0.1)
-        assert targets, "no setpoint from interpolator_node"
-        np.testing.assert_allclose(targets[-1][1], start, atol=1e-9)  # first setpoints hold the current pose
-        # Teleop-style chunks towards a goal 30 cm away and below the workspace floor.
-        goal = np.array([0.6, 0.0, 0.0])
-
-        def send() -> None:
-            now = ros_node.get_clock().now().nanoseconds
-            chunk = ActionChunkData(now + 100_000_000, "link_base", 100_000_000, goal[None], DOWN[None], [0.0])
-            chunk_pub.publish(cv.action_chunk_to_msg(chunk))
-
-        targets.clear()
-        _spin(ros_node, 2.5, send, period=0.1)
-        times = np.array([t for t, _ in targets])
-        positions = np.array([p for _, p in targets])
-        assert 80 < (len(times) - 1) / (times[-1] - times[0]) < 120  # ~100 Hz
-        steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-        assert steps.max() <= 0.004 + 1e-9
-        assert positions[:, 2].min() >= 0.05 - 1e-9  # workspace floor
-        assert np.linalg.norm(positions[-1] - [0.6, 0.0, 0.05]) < 0.06  # moving there at <= 0.2 m/s
-        assert grippers[-1] == pytest.approx(0.0)
-        # Chunks stop: after stale_after_s the setpoint holds still.
-        _spin(ros_node, 1.0)
-        targets.clear()
-        _spin(ros_node, 1.0)
-        held = np.array([p for _, p in targets])
-        assert len(held) > 50 and np.ptp(held, axis=0).max() == 0.0
-    finally:
-        output = _stop(process)
-    assert "holding" in output

@@ -2,7 +2,7 @@
 
 An expert emits one TCP target (position, orientation, gripper) every control period (10 Hz),
 exactly what ``teleop_node`` publishes as a one-pose ``ActionChunk``; the targets then go
-through ``kil_policy.interpolation`` like any other command. Each task is a generator of
+through ``kil_control.interpolation`` like any other command. Each task is a generator of
 waypoints that reads the simulator state when it reaches each phase (so multi-object tasks
 re-plan after the first object); motion between waypoints follows a minimum-jerk profile.
 Human-like variation comes from an :class:`ExpertStyle` sampled per episode: speed, approach

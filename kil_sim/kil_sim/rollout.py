@@ -1,7 +1,7 @@
 """Offline episodes: the simulator, a 10 Hz controller and the interpolator, faster than real time.
 
 The control path is the robot's: the controller (scripted expert or policy) emits
-``ActionChunk``s at 10 Hz, ``kil_policy.interpolation.ChunkInterpolator`` turns them into servo
+``ActionChunk``s at 10 Hz, ``kil_control.interpolation.ChunkInterpolator`` turns them into servo
 setpoints, and the simulated arm tracks those. An optional sink receives what the real topics
 would carry (camera frames, robot state, action chunks) for recording demonstrations.
 """
@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig
 from kil_interfaces.data import ActionChunkData, RobotStateData
-from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig
 from kil_sim.expert import ScriptedExpert
 from kil_sim.tasks import EpisodeConfig, task
 from kil_sim.world import CameraFrame, SimWorld
@@ -95,30 +95,6 @@ class ExpertController:
             quaternions=quaternion[None],
             gripper=np.array([gripper], np.float32),
         )
-
-
-class PolicyController:
-    """A trained policy as a controller, fed ground-truth (oracle) keypoints or any other source.
-
-    Args:
-        runner: the policy on the 10 Hz clock (``kil_policy.runner.PolicyRunner``).
-        keypoints: (world, stamp_ns) -> KeypointArrayData; default the simulator's oracle.
-    """
-
-    done = False  # a policy never declares itself finished; the episode's time limit ends it
-
-    def __init__(self, runner, keypoints=None) -> None:
-        from kil_sim.oracle import oracle_keypoints
-
-        self.runner = runner
-        self.keypoints = keypoints or oracle_keypoints
-        runner.reset()
-        reset = getattr(self.keypoints, "reset", None)  # (a perception source with state, e.g. tracking)
-        if reset is not None:
-            reset()
-
-    def act(self, world: SimWorld, stamp_ns: int) -> ActionChunkData | None:
-        return self.runner.tick(world.robot_state(stamp_ns), self.keypoints(world, stamp_ns), stamp_ns)
 
 
 @dataclass

@@ -70,16 +70,3 @@ def test_unknown_task_and_setting_are_named() -> None:
         sample_configuration("fold_laundry", "in_distribution", 0)
     with pytest.raises(ValueError, match="unknown setting 'outdoors'"):
         sample_configuration("place_mug", "outdoors", 0)
-
-
-def test_confidence_intervals() -> None:
-    from scipy.stats import binomtest
-
-    from kil_sim.evaluate import clopper_pearson, wald
-
-    for successes in (0, 3, 10):
-        expected = binomtest(successes, 10).proportion_ci(confidence_level=0.95, method="exact")
-        assert clopper_pearson(successes, 10) == pytest.approx((expected.low, expected.high))
-    assert clopper_pearson(10, 10)[1] == 1.0 and clopper_pearson(0, 10)[0] == 0.0
-    low, high = wald([1.0, 0.5, 0.0, 1.0])
-    assert 0.0 <= low < 0.625 < high <= 1.0

@@ -85,7 +85,7 @@ def test_cotracker_glue_uses_the_windowed_online_api() -> None:
 
 
 def test_tracking_extractor_matches_first_then_tracks(tmp_path) -> None:
-    from perception_fixtures import write_spec
+    from eval_perception_fixtures import write_spec
 
     from kil_perception.backends import make_backend
     from kil_perception.extraction import ImageMatcher, TrackingExtractor

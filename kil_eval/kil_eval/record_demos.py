@@ -1,6 +1,6 @@
 """Record scripted demonstrations of a task as rosbag2 episodes.
 
-    python -m kil_sim.record_demos --task place_mug --episodes 50 --out demos/place_mug
+    python -m kil_eval.record_demos --task place_mug --episodes 50 --out demos/place_mug
 
 Writes ``episode_0000`` ... (one bag per episode, the topics of DESIGN.md plus the simulator's
 ground-truth keypoints on ``/kil/keypoints/oracle``) and
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from kil_eval.bag_sink import ORACLE_TOPIC, BagSink
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.conversion import MessageTypes
 from kil_interfaces.typestore import kil_typestore
 from kil_sim.camera import CameraConfig
 from kil_sim.oracle import oracle_keypoints
-from kil_sim.recording_sink import ORACLE_TOPIC, BagSink
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.scene import SceneConfig
 from kil_sim.tasks import TASKS, sample_configuration
@@ -110,7 +110,7 @@ def record(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kil_sim.record_demos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kil_eval.record_demos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=sorted(TASKS), help="task to demonstrate")
     parser.add_argument("--episodes", type=int, default=50, help="number of successful episodes (default 50)")
     parser.add_argument("--out", type=Path, required=True, help="output directory of episode bags")

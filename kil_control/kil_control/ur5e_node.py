@@ -6,7 +6,7 @@ In: /joint_states (sensor_msgs/JointState from ur_robot_driver), /kil/servo_targ
 Out: /kil/robot_state (forward kinematics of the joints, TCP = tool0 + ``tcp_offset_m`` along
 its z axis) and /forward_position_controller/commands (std_msgs/Float64MultiArray, joint
 positions in the driver's order; activate ``forward_position_controller``). Each target goes
-through the closed-form IK (``kil_bringup.ur5e``), nearest solution to the last command; a target
+through the closed-form IK (``kil_control.ur5e``), nearest solution to the last command; a target
 is refused (throttled warning; the controller keeps the last command) when joint states are
 older than ``state_timeout_s``, when it is out of reach, or when a joint would move more than
 ``max_joint_step_rad`` in one command.
@@ -23,7 +23,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float64MultiArray
 
-from kil_bringup.ur5e import JOINT_NAMES, forward, nearest_solution
+from kil_control.ur5e import JOINT_NAMES, forward, nearest_solution
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.msg import RobotState

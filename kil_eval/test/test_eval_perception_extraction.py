@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from perception_fixtures import rendered_scene, write_spec
+from eval_perception_fixtures import rendered_scene, write_spec
 
 from kil_perception.backends import make_backend
 from kil_perception.backends.effnet import EffNetLite0Backend, build_model
@@ -148,8 +148,8 @@ def test_extract_cli_json_overlay_and_3d(tmp_path: Path, scene) -> None:
 
 
 def test_sim_dataset_and_accuracy_evaluation(tmp_path: Path) -> None:
+    from kil_eval.perception_dataset import write_dataset
     from kil_perception.evaluate import evaluate
-    from kil_sim.perception_dataset import write_dataset
 
     write_dataset("pour_bottle", tmp_path / "static", settings=["in_distribution"], count=2)
     (row,) = evaluate(tmp_path / "static", "effnet_lite0", "image")
@@ -166,8 +166,8 @@ def test_sim_sequences_score_tracking_beside_matching(tmp_path: Path) -> None:
     matching, is scored on the same frames as the per-frame methods."""
     import yaml
 
+    from kil_eval.perception_dataset import write_dataset
     from kil_perception.evaluate import evaluate
-    from kil_sim.perception_dataset import write_dataset
 
     write_dataset("pour_bottle", tmp_path, settings=["in_distribution"], count=1, sequences=1, sequence_hz=2.0)
     frames = yaml.safe_load((tmp_path / "dataset.yaml").read_text())["frames"]

@@ -1,6 +1,6 @@
 """Perception-fed policy inputs in the simulator: kil_perception on the simulated camera gives
 the oracle's 3-D keypoints back (image and instance matching), tracking resets per episode, and
-`kil_sim.evaluate --keypoints perception` runs a checkpoint on them."""
+`kil_eval.evaluate --keypoints perception` runs a checkpoint on them."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from kil_eval.evaluate import main as evaluate_main
+from kil_eval.perceived import PerceivedKeypoints
 from kil_perception.pipeline import ExtractorConfig
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
-from kil_sim.evaluate import main as evaluate_main
 from kil_sim.oracle import oracle_keypoints
-from kil_sim.perceived import PerceivedKeypoints
 from kil_sim.tasks import evaluation_configurations
 
 NAMES = ("rim", "handle", "opening")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 from kil_interfaces.data import ActionChunkData
 from kil_interfaces.rotations import euler_to_quat, quat_angle
-from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 
 MS = 1_000_000
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])

@@ -3,7 +3,7 @@
 In: /kil/servo_target (geometry_msgs/PoseStamped, base frame, from interpolator_node),
 /kil/gripper_command (std_msgs/Float32, 0 closed .. 1 open) and ``<namespace>/robot_states``
 (xarm_msgs/RobotMsg; launch xarm_api with ``report_type:=dev`` for 100 Hz states).
-Out: /kil/robot_state (RobotState) and, through ``kil_bringup.lite6.ServoGate``,
+Out: /kil/robot_state (RobotState) and, through ``kil_control.lite6.ServoGate``,
 ``<namespace>/set_servo_cartesian`` calls; the gripper through ``open_lite6_gripper`` /
 ``close_lite6_gripper`` (enable them in xarm_user_params.yaml). At start-up it enables the
 motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_state`` 0). Refused
@@ -21,7 +21,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Float32
 
-from kil_bringup.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
+from kil_control.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.msg import RobotState

@@ -1,7 +1,7 @@
 """A perception benchmark from the simulator: rendered frames with ground-truth keypoint pixels,
 for ``python -m kil_perception.evaluate --data DIR``.
 
-    python -m kil_sim.perception_dataset --task place_mug --out datasets/place_mug
+    python -m kil_eval.perception_dataset --task place_mug --out datasets/place_mug
 
 Writes ``DIR/dataset.yaml``, the reference image (the task's train configuration 0, annotated
 with the manipulated object's keypoints visible there), and per evaluation configuration the
@@ -123,7 +123,7 @@ def write_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kil_sim.perception_dataset", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kil_eval.perception_dataset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", nargs="+", default=["in_distribution", "unseen_object"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from perception_fixtures import rendered_scene, write_spec
+from eval_perception_fixtures import rendered_scene, write_spec
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray

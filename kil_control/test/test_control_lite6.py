@@ -14,8 +14,8 @@ from rclpy.executors import SingleThreadedExecutor
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Float32
 
-from kil_bringup.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
-from kil_bringup.lite6_node import Lite6Node
+from kil_control.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
+from kil_control.lite6_node import Lite6Node
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import RobotState
 

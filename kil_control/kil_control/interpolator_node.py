@@ -4,7 +4,7 @@ Subscribes /kil/action_chunk (policy or teleop) and /kil/robot_state; publishes
 /kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame) and /kil/gripper_command
 (std_msgs/Float32) at ``rate_hz``. The first setpoint is the robot's current pose (the Lite6 servo
 mode requires it); all limits (workspace box, step length, speeds, staleness hold) are
-``kil_policy.interpolation``'s and are parameters here.
+``kil_control.interpolation``'s and are parameters here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Float32
 
+from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 from kil_interfaces import conversion
 from kil_interfaces.msg import ActionChunk, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
-from kil_policy.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 
 
 class InterpolatorNode(Node):

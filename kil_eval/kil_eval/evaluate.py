@@ -1,7 +1,7 @@
 """The evaluation protocol (paper §IV-D): fixed configurations per setting, success rates with
 95 % confidence intervals.
 
-    python -m kil_sim.evaluate --tasks place_mug pick_pen --settings in_distribution unseen_object --json
+    python -m kil_eval.evaluate --tasks place_mug pick_pen --settings in_distribution unseen_object --json
 
 Every controller sees the same configurations (10 per setting, fixed by seed). Success rates get
 a Clopper-Pearson interval; multi-object tasks report task completion with a Wald interval.
@@ -11,7 +11,7 @@ keypoints extracted from the simulated camera by kil_perception (``--keypoints p
 --spec SPEC --method image|instance|track --backend NAME``; instance matching uses the
 simulator's masks unless ``--instance-source sam3``).
 
-    python -m kil_sim.evaluate --controller policy --checkpoint runs/mug/checkpoint_last \
+    python -m kil_eval.evaluate --controller policy --checkpoint runs/mug/checkpoint_last \
         --tasks place_mug --keypoints perception --spec spec.yaml --method track
 """
 
@@ -19,33 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, dataclass
 
-from scipy.stats import beta
 from tqdm import tqdm
 
+from kil_eval.intervals import clopper_pearson, wald
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import SETTINGS, TASKS, evaluation_configurations
-
-
-def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact binomial confidence interval of a success rate."""
-    if trials <= 0:
-        raise ValueError("trials must be > 0")
-    alpha = 1.0 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
-    return low, high
-
-
-def wald(values: list[float], z: float = 1.959964) -> tuple[float, float]:
-    """Normal-approximation interval of a mean completion in [0, 1], clipped to [0, 1]."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, n - 1))
-    half = z * std / math.sqrt(n)
-    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 @dataclass
@@ -86,7 +66,7 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kil_sim.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kil_eval.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--controller", choices=["expert", "policy"], default="expert")
     parser.add_argument("--checkpoint", help="policy checkpoint directory (--controller policy)")
     parser.add_argument("--device", default="cpu", help="torch device for the policy")
@@ -108,16 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.controller == "policy":
         if not args.checkpoint:
             parser.error("--controller policy needs --checkpoint")
+        from kil_eval.controllers import PolicyController
         from kil_policy.checkpoint import load_policy
         from kil_policy.runner import PolicyRunner
-        from kil_sim.rollout import PolicyController
 
         keypoints = None
         if args.keypoints == "perception":
             if not args.spec:
                 parser.error("--keypoints perception needs --spec")
+            from kil_eval.perceived import PerceivedKeypoints
             from kil_perception.pipeline import ExtractorConfig
-            from kil_sim.perceived import PerceivedKeypoints
 
             try:
                 config = ExtractorConfig(

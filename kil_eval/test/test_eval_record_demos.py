@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import Reader
 
+from kil_eval.record_demos import record
 from kil_interfaces import conversion as cv
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.typestore import kil_typestore
 from kil_sim.camera import CameraConfig
-from kil_sim.record_demos import record
 from kil_teleop.recording import DEMONSTRATION_TOPICS, list_episodes
 
 TYPESTORE = kil_typestore()
@@ -62,7 +62,7 @@ def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "kil_sim.record_demos",
+        "kil_eval.record_demos",
         "--task",
         "place_mouse",
         "--out",
@@ -103,10 +103,11 @@ def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
 
 def test_record_train_and_roll_out_a_policy_on_oracle_keypoints(tmp_path: Path) -> None:
     """The offline KIL loop without perception: demos -> training -> the policy drives the sim."""
+    from kil_eval.controllers import PolicyController
     from kil_policy.data import TopicConfig, read_episode
     from kil_policy.runner import PolicyRunner
     from kil_policy.train import parse_config, train
-    from kil_sim.rollout import PolicyController, RolloutConfig, run_episode
+    from kil_sim.rollout import RolloutConfig, run_episode
     from kil_sim.tasks import evaluation_configurations
 
     record("place_mouse", 2, tmp_path / "demos", camera_hz=2.0, width=64, height=48, progress=False)

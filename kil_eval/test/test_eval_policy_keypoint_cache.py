@@ -20,7 +20,7 @@ NAMES = ("rim", "handle", "opening")
 
 @pytest.fixture(scope="module")
 def bag_and_spec(tmp_path_factory):
-    from kil_sim.record_demos import record
+    from kil_eval.record_demos import record
 
     root = tmp_path_factory.mktemp("extract")
     (bag,) = record("place_mug", 1, root / "demos", camera_hz=5.0, width=320, height=240, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from perception_fixtures import write_spec
+from eval_perception_fixtures import write_spec
 
 from kil_perception.backends import make_backend
 from kil_perception.instances import Instance, InstanceMatcher, SimulatorMasks

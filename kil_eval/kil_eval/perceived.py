@@ -1,6 +1,6 @@
 """Keypoints seen through kil_perception in the simulator: what ``keypoint_node`` would publish
 for the simulated camera, without ROS. Feeds a policy in offline rollouts
-(``python -m kil_sim.evaluate --keypoints perception``), so that extraction methods and
+(``python -m kil_eval.evaluate --keypoints perception``), so that extraction methods and
 backends are compared with the same protocol as the oracle keypoints (paper §IV-F).
 """
 

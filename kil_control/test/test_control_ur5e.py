@@ -14,8 +14,8 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from kil_bringup.ur5e import DH, JOINT_NAMES, forward, inverse, nearest_solution
-from kil_bringup.ur5e_node import Ur5eNode
+from kil_control.ur5e import DH, JOINT_NAMES, forward, inverse, nearest_solution
+from kil_control.ur5e_node import Ur5eNode
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import RobotState
 from kil_interfaces.rotations import matrix_to_quat

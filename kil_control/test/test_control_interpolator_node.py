@@ -1,0 +1,116 @@
+"""interpolator_node as a real process over Fast DDS: limits every setpoint and holds when the
+chunks stop. Waits are event-based with generous deadlines; rates are benchmark material."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from std_msgs.msg import Float32
+
+from kil_interfaces import conversion as cv
+from kil_interfaces.data import ActionChunkData, RobotStateData
+from kil_interfaces.msg import ActionChunk, RobotState
+
+DOWN = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+@pytest.fixture()
+def ros_node():
+    rclpy.init()
+    node = rclpy.create_node("interpolator_node_test")
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def _spin_until(node, done, timeout_s: float, every=None, period_s: float = 0.1) -> bool:
+    """Spin until ``done()`` (True) or the deadline (False), calling ``every`` each period."""
+    deadline = time.monotonic() + timeout_s
+    next_call = time.monotonic()
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        if every is not None and time.monotonic() >= next_call:
+            every()
+            next_call = time.monotonic() + period_s
+        rclpy.spin_once(node, timeout_sec=0.01)
+    return done()
+
+
+def test_interpolator_node_limits_and_holds(ros_node) -> None:
+    params = [
+        "rate_hz:=100.0",
+        "max_linear_speed:=0.2",
+        "max_step_m:=0.004",
+        "stale_after_s:=0.4",
+        "workspace_min:=[0.1, -0.4, 0.05]",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    targets: list[np.ndarray] = []
+    grippers: list[float] = []
+
+    def on_target(msg: PoseStamped) -> None:
+        p = msg.pose.position
+        targets.append(np.array([p.x, p.y, p.z]))
+
+    ros_node.create_subscription(PoseStamped, "/kil/servo_target", on_target, 50)
+    ros_node.create_subscription(Float32, "/kil/gripper_command", lambda m: grippers.append(m.data), 50)
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+    start = np.array([0.3, 0.0, 0.2])
+    try:
+
+        def publish_state() -> None:
+            state_pub.publish(cv.robot_state_to_msg(RobotStateData(0, "link_base", start, DOWN, 1.0)))
+
+        assert _spin_until(ros_node, lambda: bool(targets), 30, publish_state), "no setpoint from interpolator_node"
+        np.testing.assert_allclose(targets[-1], start, atol=1e-9)  # first setpoints hold the current pose
+        # Teleop-style chunks towards a goal 30 cm away and below the workspace floor.
+        goal = np.array([0.6, 0.0, 0.0])
+        floor_goal = np.array([0.6, 0.0, 0.05])
+
+        def send() -> None:
+            now = ros_node.get_clock().now().nanoseconds
+            chunk = ActionChunkData(now + 100_000_000, "link_base", 100_000_000, goal[None], DOWN[None], [0.0])
+            chunk_pub.publish(cv.action_chunk_to_msg(chunk))
+
+        # Chunks stop half-way: after stale_after_s the setpoint holds still, short of the goal.
+        targets.clear()
+        moved = _spin_until(ros_node, lambda: bool(targets) and np.linalg.norm(targets[-1] - start) > 0.1, 60, send)
+        assert moved, "the setpoints did not move towards the goal"
+        quiet_until = time.monotonic() + 1.5  # > stale_after_s after the plan's last target
+        _spin_until(ros_node, lambda: time.monotonic() > quiet_until, 10)
+        targets.clear()
+        assert _spin_until(ros_node, lambda: len(targets) >= 30, 30), "setpoints stopped while holding"
+        held = np.array(targets)
+        assert np.ptp(held, axis=0).max() == 0.0 and np.linalg.norm(held[-1] - floor_goal) > 0.05
+        # Chunks resume: the motion resumes, within every limit, and ends on the workspace floor.
+        targets.clear()
+        arrived = _spin_until(
+            ros_node, lambda: bool(targets) and np.linalg.norm(targets[-1] - floor_goal) < 1e-3, 60, send
+        )
+        assert arrived, f"setpoints did not reach the clamped goal: last {targets[-1] if targets else None}"
+        positions = np.array([held[-1], *targets])
+        steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+        assert steps.max() <= 0.004 + 1e-9  # step limit
+        assert positions[:, 2].min() >= 0.05 - 1e-9  # workspace floor
+        assert grippers[-1] == pytest.approx(0.0)
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert "holding" in output and "resuming motion" in output
