@@ -6,6 +6,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    package_data={PACKAGE: ["specs/*/*.yaml", "specs/*/*.png"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -24,6 +25,9 @@ setup(
             "record_demos = kil_eval.record_demos:main",
             "evaluate = kil_eval.evaluate:main",
             "perception_dataset = kil_eval.perception_dataset:main",
+            "specs = kil_eval.specs:main",
+            "report = kil_eval.report:main",
+            "demo = kil_eval.demo:main",
         ]
     },
 )

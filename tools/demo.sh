@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: runs tools/demo.py (the end-to-end slices that exist so far) in the workspace.
+# `make demo`: the end-to-end demo (python -m kil_eval.demo) in the workspace.
+# DEMO=quick runs every stage at toy size (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python tools/demo.py "$@"
+if [ "${DEMO:-}" = "quick" ]; then
+    exec python -m kil_eval.demo --quick --out "${DEMO_OUT:-outputs/demo_quick}" "$@"
+fi
+exec python -m kil_eval.demo --out "${DEMO_OUT:-outputs/demo}" "$@"

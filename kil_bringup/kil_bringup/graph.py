@@ -18,6 +18,8 @@ CAMERAS = ("sim", "femto_bolt", "zed2i")
 #: and kil_policy.runner.INFERENCE_MODES by a test; not imported, so a launch file stays light).
 METHODS = ("image", "instance", "track")
 INFERENCE_MODES = ("module", "packed", "compiled")
+#: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
+KEYPOINTS = ("perception", "oracle")
 
 #: Camera driver topics remapped onto the graph's names (colour, aligned depth, camera info).
 _CAMERA_TOPICS = {
@@ -81,10 +83,12 @@ def _check_choices(*checks: tuple[str, str, tuple[str, ...]]) -> None:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> tuple[str, str, list[NodeSpec]]:
+def _robot_side(
+    robot: str, camera: str | None, task: str, calibration: str, sim: dict | None = None
+) -> tuple[str, str, list[NodeSpec]]:
     """Validated (camera, calibration) and the robot's own nodes: the simulator for ``sim``, the
     adapter to xarm_ros2 for ``lite6`` or to ur_robot_driver for ``ur5e`` (the vendor driver and
-    the camera driver are launched by their own packages)."""
+    the camera driver are launched by their own packages). ``sim``: extra sim_node parameters."""
     _check_choices(("robot", robot, ROBOTS))
     camera = camera or ("sim" if robot == "sim" else "femto_bolt")
     if camera not in CAMERAS:
@@ -98,10 +102,8 @@ def _robot_side(robot: str, camera: str | None, task: str, calibration: str) -> 
         adapter = NodeSpec(name, "kil_control", name, {"base_frame": _ROBOT[robot]["base_frame"]})
         return camera, calibration, [adapter]
     calibration = calibration or "/tmp/kil_sim_calibration.yaml"
-    sim = NodeSpec(
-        "sim_node", "kil_sim", "sim_node", {"task": task, "calibration_file": calibration, "base_frame": "link_base"}
-    )
-    return camera, calibration, [sim]
+    parameters = {"task": task, "calibration_file": calibration, "base_frame": "link_base", **(sim or {})}
+    return camera, calibration, [NodeSpec("sim_node", "kil_sim", "sim_node", parameters)]
 
 
 def _interpolator(robot_cfg: dict) -> NodeSpec:
@@ -169,6 +171,9 @@ def rollout_graph(
     max_input_age_s: float = 0.5,
     method: str = "image",
     inference: str = "packed",
+    keypoints: str = "perception",
+    image_size: tuple[int, int] | None = None,
+    max_episode_s: float = 40.0,
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -181,24 +186,44 @@ def rollout_graph(
             raise it where perception is slow (CPU-only machines).
         method: keypoint_node's extraction method (image, instance with SAM3, track).
         inference: policy_node's UNet execution (packed, compiled, module).
+        keypoints: ``perception`` (keypoint_node on the camera, needs ``spec``) or ``oracle`` (the
+            simulator's ground-truth keypoints routed to policy_node; sim only).
+        image_size: (width, height) of the simulated camera (the spec's reference image size).
+        max_episode_s: the simulated episode's time limit (s).
     """
-    _check_choices(("method", method, METHODS), ("inference", inference, INFERENCE_MODES))
-    camera, calibration, nodes = _robot_side(robot, camera, task, calibration)
+    _check_choices(
+        ("method", method, METHODS), ("inference", inference, INFERENCE_MODES), ("keypoints", keypoints, KEYPOINTS)
+    )
+    sim = {"max_episode_s": float(max_episode_s)}
+    if image_size is not None:
+        sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
+    camera, calibration, nodes = _robot_side(robot, camera, task, calibration, sim)
+    if keypoints == "oracle" and robot != "sim":
+        raise ValueError("keypoints:=oracle needs robot:=sim (only the simulator knows the true keypoints)")
+    if keypoints == "perception" and not spec:
+        raise ValueError(
+            "keypoint_node needs a spec (spec:=...); in the simulator keypoints:=oracle feeds ground truth"
+        )
     robot_cfg = _ROBOT[robot]
+    if keypoints == "perception":
+        nodes.append(
+            NodeSpec(
+                "keypoint_node",
+                "kil_perception",
+                "keypoint_node",
+                {"spec": spec, "method": method, "backend": backend, "device": device, "extrinsics_file": calibration},
+                dict(_CAMERA_TOPICS[camera]),
+            )
+        )
+    policy = {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference}
     nodes += [
-        NodeSpec(
-            "keypoint_node",
-            "kil_perception",
-            "keypoint_node",
-            {"spec": spec, "method": method, "backend": backend, "device": device, "extrinsics_file": calibration},
-            dict(_CAMERA_TOPICS[camera]),
-        ),
         NodeSpec(
             "policy_node",
             "kil_policy",
             "policy_node",
-            {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference},
+            policy | ({"spec": spec} if keypoints == "perception" else {}),
+            {"/kil/keypoints": "/kil/keypoints/oracle"} if keypoints == "oracle" else {},
         ),
         _interpolator(robot_cfg),
     ]
-    return [n for n in nodes if n.name != "keypoint_node" or spec]
+    return nodes

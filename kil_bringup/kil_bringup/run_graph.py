@@ -1,9 +1,15 @@
 """Start a rollout's node graph as processes, without ``ros2 launch`` (not on PyPI).
 
     python -m kil_bringup.run_graph --robot sim --task place_mug --spec spec.yaml --checkpoint runs/x/checkpoint_last
+    python -m kil_bringup.run_graph --robot sim --keypoints oracle --checkpoint runs/oracle/checkpoint_last --episodes 1
 
 Each node runs as ``python -m <package>.<executable> --ros-args ...`` from ``kil_bringup.graph``;
-Ctrl-C (or one node exiting) stops them all.
+Ctrl-C (or one node exiting) stops them all. Before anything starts, the spec's keypoint layout is
+checked against the checkpoint's. With ``--episodes N`` (simulator only) it waits until the policy
+publishes its first action chunk, resets the simulated episode (so that start-up time does not
+count), prints each episode's outcome from ``/kil/episode_outcome`` and stops after the N-th
+(exit status 0 when every episode succeeded, 1 otherwise, 2 when a node failed or ``--timeout``
+passed first).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from kil_bringup.graph import CAMERAS, ROBOTS, NodeSpec, rollout_graph
+from kil_bringup.graph import CAMERAS, INFERENCE_MODES, KEYPOINTS, METHODS, ROBOTS, NodeSpec, rollout_graph
 
 
 def start(nodes: list[NodeSpec], stdout=None) -> list[subprocess.Popen]:
@@ -37,19 +43,102 @@ def stop(processes: list[subprocess.Popen], timeout_s: float = 10.0) -> None:
             process.kill()
 
 
+def check_layout(spec: str, checkpoint: str) -> str | None:
+    """Why the spec cannot feed the checkpoint (one line naming both layouts), or None."""
+    from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
+
+    if not spec or not checkpoint:
+        return None
+    try:
+        expected = read_layout(checkpoint)
+        actual = layout_of_spec_file(spec)
+    except ValueError as error:
+        return str(error)
+    if expected is None:
+        return None
+    return mismatch(expected, actual, f"checkpoint {checkpoint}", f"spec {spec}")
+
+
+class OutcomeListener:
+    """Watches a simulated rollout: the policy's first action chunk, then episode outcomes after
+    a ``~/reset`` of sim_node (a node of its own, spun by :meth:`spin_once`)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
+        from kil_interfaces.msg import ActionChunk, EpisodeOutcome
+        from kil_interfaces.srv import ResetEpisode
+
+        rclpy.init()
+        self.node = rclpy.create_node("run_graph_outcomes")
+        self.outcomes: list = []
+        self.chunks = 0
+        self.started_ns: int | None = None  # when the episode was reset, on the node clock
+        self._reset = None
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", self._on_outcome, latched)
+        self.node.create_subscription(ActionChunk, "/kil/action_chunk", self._on_chunk, 10)
+        self.client = self.node.create_client(ResetEpisode, "/sim_node/reset")
+        self.request = ResetEpisode.Request()  # empty fields: the same task, setting and configuration
+
+    def _on_chunk(self, _msg) -> None:
+        self.chunks += 1
+
+    def _on_outcome(self, msg) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if self.started_ns is not None and stamp >= self.started_ns:
+            self.outcomes.append(msg)
+
+    def spin_once(self, timeout_s: float) -> None:
+        """Process callbacks; once the policy is producing chunks, reset the episode (once)."""
+        import rclpy
+
+        rclpy.spin_once(self.node, timeout_sec=timeout_s)
+        if self.chunks and self._reset is None and self.client.service_is_ready():
+            self.started_ns = self.node.get_clock().now().nanoseconds
+            self._reset = self.client.call_async(self.request)
+            print("policy ready: episode reset and started", flush=True)
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def describe(outcome) -> str:
+    result = "success" if outcome.success else "failure"
+    return (
+        f"episode {outcome.task} {outcome.setting} #{outcome.index}: {result} after {outcome.duration:.1f} s "
+        f"(completion {outcome.completion:.2f}; {outcome.reason})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_bringup.run_graph", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--robot", choices=ROBOTS, default="sim")
-    parser.add_argument("--camera", choices=CAMERAS)
-    parser.add_argument("--task", default="place_mug")
-    parser.add_argument("--spec", default="", help="keypoint spec YAML (no keypoint_node without it)")
+    parser.add_argument("--robot", choices=ROBOTS, default="sim", help="sim (MuJoCo), lite6 or ur5e")
+    parser.add_argument("--camera", choices=CAMERAS, help="camera driver (default: sim for the sim, else femto_bolt)")
+    parser.add_argument("--task", default="place_mug", help="task the simulator loads (sim only)")
+    parser.add_argument("--spec", default="", help="keypoint spec YAML for keypoint_node (--keypoints perception)")
     parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory")
-    parser.add_argument("--calibration", default="")
-    parser.add_argument("--backend", default="effnet_lite0")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--method", default="image", help="keypoint extraction: image, instance (SAM3), track")
-    parser.add_argument("--inference", default="packed", help="policy UNet: packed, compiled, module")
+    parser.add_argument("--calibration", default="", help="camera extrinsics YAML (required on a real robot)")
+    parser.add_argument("--backend", default="effnet_lite0", help="keypoint_node's feature backend")
+    parser.add_argument("--device", default="cpu", help="torch device of perception and policy")
+    parser.add_argument("--method", default="image", choices=METHODS, help="keypoint extraction method")
+    parser.add_argument("--inference", default="packed", choices=INFERENCE_MODES, help="policy_node's UNet execution")
+    parser.add_argument(
+        "--keypoints", default="perception", choices=KEYPOINTS, help="keypoint_node, or the sim's ground truth (oracle)"
+    )
+    parser.add_argument("--width", type=int, help="simulated camera width (px; the spec's reference size)")
+    parser.add_argument("--height", type=int, help="simulated camera height (px)")
+    parser.add_argument("--max-input-age", type=float, default=0.5, help="policy_node's max_input_age_s (s)")
+    parser.add_argument("--max-episode", type=float, default=40.0, help="simulated episode time limit (s)")
+    parser.add_argument("--episodes", type=int, default=0, help="stop after this many episode outcomes (0: run on)")
+    parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
     args = parser.parse_args(argv)
+    if (args.width is None) != (args.height is None):
+        parser.error("give --width and --height together")
     try:
         nodes = rollout_graph(
             args.robot,
@@ -60,21 +149,53 @@ def main(argv: list[str] | None = None) -> int:
             args.calibration,
             args.backend,
             args.device,
+            args.max_input_age,
             method=args.method,
             inference=args.inference,
+            keypoints=args.keypoints,
+            image_size=(args.width, args.height) if args.width else None,
+            max_episode_s=args.max_episode,
         )
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+        parser.exit(2, f"error: {error}\n")
+    if args.episodes > 0 and args.robot != "sim":
+        parser.error("--episodes needs --robot sim (the simulator reports the outcomes)")
+    problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
+    listener = OutcomeListener() if args.episodes > 0 else None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
+    status, started, printed = 0, time.monotonic(), 0
     try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.2)
+        while True:
+            if listener is not None:
+                listener.spin_once(0.2)
+                for outcome in listener.outcomes[printed:]:
+                    print(describe(outcome), flush=True)
+                printed = len(listener.outcomes)
+                if printed >= args.episodes:
+                    break
+            else:
+                time.sleep(0.2)
+            if not all(p.poll() is None for p in processes):
+                failed = [n.name for n, p in zip(nodes, processes, strict=True) if p.poll() is not None]
+                print(f"stopping: {', '.join(failed)} exited", flush=True)
+                status = 2
+                break
+            if args.timeout and time.monotonic() - started > args.timeout:
+                print(f"stopping: no outcome within --timeout {args.timeout:.0f} s", flush=True)
+                status = 2
+                break
     except KeyboardInterrupt:
         pass
     finally:
         stop(processes)
-    return 0
+        if listener is not None:
+            if status == 0 and listener.outcomes and not all(o.success for o in listener.outcomes):
+                status = 1
+            listener.close()
+    return status
 
 
 if __name__ == "__main__":

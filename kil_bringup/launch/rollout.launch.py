@@ -21,6 +21,10 @@ ARGUMENTS = {
     "device": ("cpu", "torch device for perception and policy"),
     "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
     "inference": ("packed", "policy UNet execution: packed, compiled (lowest latency) or module"),
+    "keypoints": ("perception", "keypoint_node (perception) or the simulator's ground truth (oracle, sim only)"),
+    "width": ("", "simulated camera width in px (sim only; the spec's reference image size)"),
+    "height": ("", "simulated camera height in px (sim only)"),
+    "max_episode_s": ("40.0", "simulated episode time limit (s)"),
 }
 
 
@@ -36,6 +40,9 @@ def _graph(values: dict[str, str]):
         values["device"],
         method=values["method"],
         inference=values["inference"],
+        keypoints=values["keypoints"],
+        image_size=(int(values["width"]), int(values["height"])) if values["width"] else None,
+        max_episode_s=float(values["max_episode_s"]),
     )
 
 

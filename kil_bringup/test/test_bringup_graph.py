@@ -53,6 +53,33 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
         rollout_graph("sim", inference="onnx")
 
 
+def test_keypoint_sources_and_sim_parameters() -> None:
+    oracle = rollout_graph("sim", checkpoint="/c", keypoints="oracle", image_size=(320, 240), max_episode_s=12.0)
+    assert [n.name for n in oracle] == ["sim_node", "policy_node", "interpolator_node"]
+    assert oracle[1].remappings == {"/kil/keypoints": "/kil/keypoints/oracle"} and "spec" not in oracle[1].parameters
+    assert oracle[0].parameters | {"width": 320, "height": 240, "max_episode_s": 12.0} == oracle[0].parameters
+    perceived = rollout_graph("sim", spec="/s.yaml", checkpoint="/c")
+    assert perceived[2].parameters["spec"] == "/s.yaml"  # policy_node checks the spec's layout at start
+    with pytest.raises(ValueError, match="keypoint_node needs a spec"):
+        rollout_graph("sim", checkpoint="/c")
+    with pytest.raises(ValueError, match="keypoints:=oracle needs robot:=sim"):
+        rollout_graph("ur5e", checkpoint="/c", calibration="/cal.yaml", keypoints="oracle")
+
+
+def test_run_graph_refuses_a_spec_of_another_layout_before_starting(tmp_path: Path, capsys) -> None:
+    from kil_bringup.run_graph import main
+    from kil_interfaces.keypoint_layout import write_layout
+
+    spec, checkpoint = _spec_and_checkpoint(tmp_path)
+    write_layout(checkpoint, (("mug", 0, "handle"), ("mug", 0, "body"), ("mug", 0, "body_low")), "test")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--spec", str(spec), "--checkpoint", str(checkpoint), "--episodes", "1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr()
+    assert "keypoint layout differs" in error.err and "mug[0]: rim, handle, opening" in error.err
+    assert "started:" not in error.out  # no node was started
+
+
 def test_graph_choices_match_the_nodes() -> None:
     """The graph lists the choices without importing torch; they must stay those of the nodes."""
     from kil_bringup.graph import INFERENCE_MODES, METHODS
@@ -76,21 +103,22 @@ def _spec_and_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
         + points
         + "\n"
     )
+    return tmp_path / "spec.yaml", _checkpoint(tmp_path / "checkpoint", 3)
+
+
+def _checkpoint(directory: Path, k: int) -> Path:
+    """A random policy over K keypoints (its outputs stay near a home pose)."""
     policy = KeypointDiffusionPolicy(
         PolicyConfig(
-            encoder=EncoderConfig(num_keypoints=3, d_model=16, num_layers=1, num_heads=2, mlp_dim=32),
+            encoder=EncoderConfig(num_keypoints=k, d_model=16, num_layers=1, num_heads=2, mlp_dim=32),
             head=HeadConfig(down_dims=(16, 32, 64), inference_steps=4),
         )
     )
     g = torch.Generator().manual_seed(0)
     home = torch.tensor([0.25, 0.0, 0.25, 1, 0, 0, 0, -1, 0, 1.0])
-    policy.fit_normalizers(
-        home + 0.05 * torch.rand(32, 10, generator=g),
-        torch.rand(32, 7, generator=g),
-        torch.rand(32, 3, 3, generator=g),
-        torch.ones(32, 3, dtype=torch.bool),
-    )
-    return tmp_path / "spec.yaml", save_policy(tmp_path / "checkpoint", policy)
+    policy.fit_normalizers(home + 0.05 * torch.rand(32, 10, generator=g), torch.rand(32, 7, generator=g),
+                           torch.rand(32, k, 3, generator=g), torch.ones(32, k, dtype=torch.bool))  # fmt: skip
+    return save_policy(directory, policy)
 
 
 def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
@@ -130,6 +158,31 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
         node.destroy_node()
         rclpy.try_shutdown()
         stop(processes)
+
+
+def test_run_graph_reports_the_outcome_of_an_oracle_fed_episode(tmp_path: Path) -> None:
+    """The simulator's ground truth routed to policy_node (no keypoint_node), one episode, its
+    outcome printed by run_graph: a random policy does not do the task, so it ends at the limit."""
+    import subprocess
+    import sys
+
+    from kil_sim.oracle import oracle_keypoints
+
+    world = sample_configuration("place_mug", "in_distribution", 0).make_world()
+    layout = oracle_keypoints(world, 0)
+    world.close()
+    checkpoint = _checkpoint(tmp_path / "checkpoint", layout.num_keypoints)
+    command = [sys.executable, "-m", "kil_bringup.run_graph", "--keypoints", "oracle", "--checkpoint", str(checkpoint)]
+    command += ["--max-episode", "4", "--episodes", "1", "--timeout", "300", "--width", "160", "--height", "120"]
+    command += ["--max-input-age", "5.0"]  # four processes on a loaded 2-core machine
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    output = done.stdout + done.stderr
+    assert "started: sim_node, policy_node, interpolator_node" in done.stdout, output[-2000:]
+    assert "policy ready: episode reset and started" in done.stdout, output[-2000:]  # start-up does not count
+    assert "episode place_mug in_distribution #0: failure after" in done.stdout, output[-2000:]
+    assert "time limit of 4 s reached" in done.stdout and done.returncode == 1
+    assert "producing action chunks again" in output  # the oracle keypoints fitted the checkpoint
+    assert "keypoint layout differs" not in output
 
 
 def test_teleop_graph_nodes_and_errors() -> None:

@@ -16,6 +16,8 @@ INFO_TOPIC = "/camera/color/camera_info"
 STATE_TOPIC = "/kil/robot_state"
 ACTION_TOPIC = "/kil/action_chunk"
 ORACLE_TOPIC = "/kil/keypoints/oracle"
+#: Per-pixel object index + 1 (16UC1), as sim_node publishes it; recorded with ``masks=True``.
+MASK_TOPIC = "/camera/instance_mask"
 
 
 class BagSink:
@@ -43,6 +45,11 @@ class BagSink:
 
     def on_camera(self, frame: CameraFrame, stamp_ns: int) -> None:
         frame_id = self.intrinsics.frame_id
+        if frame.instance_mask is not None:  # before the colour frame, so a reader has it when the pair forms
+            mask = frame.instance_mask.astype("uint16")
+            self.writer.write(
+                MASK_TOPIC, stamp_ns, conversion.numpy_to_image(mask, "16UC1", stamp_ns, frame_id, self.types)
+            )
         self.writer.write(
             COLOR_TOPIC, stamp_ns, conversion.numpy_to_image(frame.rgb, "rgb8", stamp_ns, frame_id, self.types)
         )

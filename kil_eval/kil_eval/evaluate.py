@@ -1,35 +1,55 @@
-"""The evaluation protocol (paper §IV-D): fixed configurations per setting, success rates with
-95 % confidence intervals.
+"""The evaluation protocol (paper §IV-D): fixed configurations per setting, success rates with 95 %
+confidence intervals, every episode on disk.
 
-    python -m kil_eval.evaluate --tasks place_mug pick_pen --settings in_distribution unseen_object --json
+    python -m kil_eval.evaluate --tasks place_mug --settings in_distribution unseen_object scene_variation
+    python -m kil_eval.evaluate --checkpoint runs/mug_im/checkpoint_last --tasks place_mug \\
+        --keypoints perception --spec specs/place_mug/spec.yaml --method image --out results/kil_im
+    python -m kil_eval.evaluate --checkpoint runs/mug_rgb/checkpoint_last --tasks place_mug --out results/rgb
 
-Every controller sees the same configurations (10 per setting, fixed by seed). Success rates get
-a Clopper-Pearson interval; multi-object tasks report task completion with a Wald interval.
-Controllers: the scripted expert, or a trained policy checkpoint (``--controller policy
---checkpoint DIR``) fed the simulator's ground-truth keypoints (``--keypoints oracle``) or
-keypoints extracted from the simulated camera by kil_perception (``--keypoints perception
---spec SPEC --method image|instance|track --backend NAME``; instance matching uses the
-simulator's masks unless ``--instance-source sam3``).
+Every controller sees the same configurations (10 per setting by default, fixed by seed). Success
+rates get a Clopper-Pearson interval; multi-object tasks report task completion with a Wald
+interval. Controllers: the scripted expert (no ``--checkpoint``), or a trained policy fed what it
+was trained on — keypoints from the simulator's ground truth (``--keypoints oracle``, in the
+spec's layout when ``--spec`` is given), keypoints perceived from the rendered camera frame
+every 10 Hz tick as ``keypoint_node`` would (``--keypoints perception --spec S --method
+image|instance|track --backend NAME``; instance matching uses the simulator's masks unless
+``--instance-source sam3``), or, for an RGB checkpoint, the camera frame itself. The input's
+keypoint layout must be the checkpoint's: a difference is refused before any episode runs.
 
-    python -m kil_eval.evaluate --controller policy --checkpoint runs/mug/checkpoint_last \
-        --tasks place_mug --keypoints perception --spec spec.yaml --method track
+With ``--out DIR`` it writes ``summary.json`` (per task and setting: successes, rate, interval;
+keypoint pixel error against the simulator's ground truth, median and PCK@10px; timings),
+``episodes.jsonl`` (one line per episode) and, with ``--gif``, a rollout animation per task and
+setting (its first configuration, keypoints drawn, the outcome in the title).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from kil_eval.intervals import clopper_pearson, wald
+from kil_eval.specs import with_camera
+from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import SETTINGS, TASKS, evaluation_configurations
+
+EVALUATION_SETTINGS = tuple(s for s in SETTINGS if s != "train")
+SUMMARY = "summary.json"
+EPISODES = "episodes.jsonl"
+PCK_PX = 10.0
 
 
 @dataclass
 class SettingResult:
+    """One task and setting: counts, rate (success rate, or mean completion for two-object
+    tasks), its 95 % interval, and the keypoint pixel error over every perceived frame."""
+
     task: str
     setting: str
     episodes: int
@@ -38,95 +58,361 @@ class SettingResult:
     ci_low: float
     ci_high: float
     interval: str
+    keypoint_median_px: float | None = None
+    keypoint_pck10: float | None = None
+    keypoint_frames: int = 0
 
 
-def evaluate(
-    task: str, setting: str, count: int = 10, progress: bool = False, make_controller=None, max_duration_s: float = 40.0
-) -> SettingResult:
-    """Run a controller (default: the scripted expert) on a setting's fixed configurations.
+@dataclass
+class EvaluationConfig:
+    """What to evaluate and how.
 
-    Args:
-        make_controller: () -> controller for each episode; None = the task's scripted expert.
+    Attributes:
+        name: the method's label in results and reports (e.g. "KIL-IM", "RGB", "expert").
+        checkpoint: policy checkpoint directory ("" = the scripted expert).
+        keypoints: "oracle" or "perception" (keypoint policies; RGB policies see the camera).
+        spec: keypoint spec YAML (perception; optional for oracle: feeds the spec's layout).
+        method, backend, model, instance_source, tracker, track_init, min_score: perception
+            settings (``kil_perception.pipeline.ExtractorConfig``).
+        tasks, settings, episodes: the protocol's grid (episodes = configurations per setting).
+        width, height: camera image size (px); the spec's reference images must have it.
+        max_duration_s: episode time limit (s). device: torch device. gif: film the first
+            configuration of each setting. seed: the policy's sampling seed.
     """
-    configs = evaluation_configurations(task, setting, count)
-    rollout = RolloutConfig(camera_hz=0, max_duration_s=max_duration_s)
-    results = [
-        run_episode(c, controller=make_controller() if make_controller else None, config=rollout)
-        for c in tqdm(configs, desc=f"{task}/{setting}", disable=not progress, leave=False)
-    ]
+
+    name: str = "expert"
+    checkpoint: str = ""
+    keypoints: str = "oracle"
+    spec: str = ""
+    method: str = "image"
+    backend: str = "effnet_lite0"
+    model: str = ""
+    instance_source: str = "masks"
+    tracker: str = "lk"
+    track_init: str = "image"
+    min_score: float = 0.0
+    tasks: tuple[str, ...] = ("place_mug",)
+    settings: tuple[str, ...] = ("in_distribution",)
+    episodes: int = 10
+    width: int = CameraConfig.width
+    height: int = CameraConfig.height
+    max_duration_s: float = 40.0
+    device: str = "cpu"
+    gif: bool = False
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tasks, self.settings = tuple(self.tasks), tuple(self.settings)
+        for task in self.tasks:
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+        for setting in self.settings:
+            if setting not in EVALUATION_SETTINGS:
+                raise ValueError(f"unknown setting {setting!r}; known: {', '.join(EVALUATION_SETTINGS)}")
+        if self.keypoints not in ("oracle", "perception"):
+            raise ValueError(f"keypoints must be oracle or perception, got {self.keypoints!r}")
+        if self.keypoints == "perception" and not self.spec:
+            raise ValueError("keypoints perception needs a spec")
+        if self.episodes < 1 or self.max_duration_s <= 0:
+            raise ValueError(f"need episodes >= 1 and max_duration_s > 0, got {self.episodes}, {self.max_duration_s}")
+
+    @property
+    def camera(self) -> CameraConfig:
+        return CameraConfig(width=self.width, height=self.height)
+
+
+class InputMismatchError(ValueError):
+    """The policy cannot be fed these inputs (keypoint layout, camera size); the text says why."""
+
+
+def summarise(task: str, setting: str, completions: list[float], errors: list[np.ndarray]) -> SettingResult:
+    """A setting's row from its episodes' completions and perceived frames' pixel errors."""
     if TASKS[task].multi_instance:
-        completions = [r.completion for r in results]
         low, high = wald(completions)
         rate, interval = sum(completions) / len(completions), "wald"
     else:
-        low, high = clopper_pearson(sum(r.success for r in results), len(results))
-        rate, interval = sum(r.success for r in results) / len(results), "clopper-pearson"
-    successes = int(sum(bool(r.success) for r in results))
-    return SettingResult(task, setting, len(results), successes, float(rate), float(low), float(high), interval)
+        low, high = clopper_pearson(sum(c >= 1.0 for c in completions), len(completions))
+        rate, interval = sum(c >= 1.0 for c in completions) / len(completions), "clopper-pearson"
+    flat = np.concatenate([e.ravel() for e in errors]) if errors else np.zeros(0)
+    flat = flat[np.isfinite(flat)]
+    return SettingResult(
+        task,
+        setting,
+        len(completions),
+        int(sum(c >= 1.0 for c in completions)),
+        float(rate),
+        float(low),
+        float(high),
+        interval,
+        float(np.median(flat)) if flat.size else None,
+        float(np.mean(flat <= PCK_PX)) if flat.size else None,
+        int(sum(len(e) for e in errors)),
+    )
+
+
+class Evaluation:
+    """Builds the controller of every episode for one :class:`EvaluationConfig` and runs the grid."""
+
+    def __init__(self, config: EvaluationConfig) -> None:
+        self.config = config
+        self.policy = None
+        self.layout = None
+        self.source = None
+        if config.checkpoint:
+            from kil_interfaces.keypoint_layout import read_layout
+            from kil_policy.checkpoint import load_policy
+
+            self.policy = load_policy(config.checkpoint, config.device)
+            self.layout = read_layout(config.checkpoint)
+            self.source = self._source()
+
+    @property
+    def rgb(self) -> bool:
+        return self.policy is not None and self.policy.config.observation == "rgb"
+
+    def _source(self):
+        from kil_eval.observations import CameraFrames, OracleKeypoints, PerceivedKeypoints
+        from kil_perception.pipeline import ExtractorConfig
+
+        c = self.config
+        if self.rgb:
+            return CameraFrames()
+        if c.keypoints == "perception":
+            extractor = ExtractorConfig(
+                method=c.method,
+                backend=c.backend,
+                model=c.model,
+                device=c.device,
+                instance_source=c.instance_source,
+                tracker=c.tracker,
+                track_init=c.track_init,
+                min_score=c.min_score,
+            )
+            return PerceivedKeypoints(c.spec, extractor)
+        return OracleKeypoints(c.spec or None, render=c.gif)
+
+    def check_inputs(self, task: str) -> None:
+        """Refuse, before any episode, inputs whose layout or camera the policy was not trained on.
+
+        Raises:
+            InputMismatchError: one line naming the checkpoint's layout and the input's.
+        """
+        from kil_interfaces.keypoint_layout import layout_of_message, mismatch
+        from kil_perception.spec import KeypointSpec
+
+        if self.policy is None or self.rgb:
+            return
+        spec: KeypointSpec | None = getattr(self.source, "spec", None)
+        if spec is not None:
+            for category in spec.categories:
+                for reference in category.references:
+                    height, width = reference.image().shape[:2]
+                    if (width, height) != (self.config.width, self.config.height):
+                        raise InputMismatchError(
+                            f"{spec.path}: reference image {reference.image_path.name} is {width}x{height}, the "
+                            f"camera renders {self.config.width}x{self.config.height}; use the spec's size"
+                        )
+            actual = tuple(spec.layout())
+            name = f"spec {spec.path}"
+        else:
+            world = evaluation_configurations(task, self.config.settings[0], 1)[0].make_world()
+            actual = layout_of_message(self.source(world, 0))
+            world.close()
+            name = f"the simulator's {task} keypoints"
+        expected = self.layout
+        if expected is None:  # an older checkpoint: only the count is known
+            k = self.policy.config.encoder.num_keypoints
+            if k != len(actual):
+                raise InputMismatchError(f"{self.config.checkpoint} expects {k} keypoints; {name} gives {len(actual)}")
+            return
+        problem = mismatch(expected, actual, f"checkpoint {self.config.checkpoint}", name)
+        if problem:
+            raise InputMismatchError(problem)
+
+    def controller(self, film=None):
+        """A controller for one episode (None: the task's scripted expert)."""
+        if self.policy is None:
+            return None
+        from kil_eval.controllers import PolicyController
+        from kil_policy.runner import PolicyRunner
+
+        runner = PolicyRunner(
+            self.policy, seed=self.config.seed, layout=self.layout, layout_source=self.config.checkpoint
+        )
+        return PolicyController(runner, self.source, film)
+
+    def run(self, out: Path | None = None, progress: bool = True) -> list[SettingResult]:
+        """Every task and setting; with ``out``, also writes the summary, episodes and GIFs."""
+        from kil_eval.controllers import Film
+
+        c = self.config
+        rows, lines = [], []
+        started = time.perf_counter()
+        rollout = RolloutConfig(camera_hz=0, max_duration_s=c.max_duration_s, stop_on_success=True)
+        for task in c.tasks:
+            self.check_inputs(task)
+            for setting in c.settings:
+                completions, errors = [], []
+                configs = evaluation_configurations(task, setting, c.episodes)
+                bar = tqdm(configs, desc=f"{c.name} {task}/{setting}", unit="ep", disable=not progress, leave=False)
+                for episode in bar:
+                    film = Film() if c.gif and out is not None and episode.index == 0 else None
+                    controller = self.controller(film)
+                    marks = self._marks()
+                    result = run_episode(with_camera(episode, c.camera), controller, rollout)
+                    episode_errors = self._errors_since(marks)
+                    errors.append(episode_errors)
+                    completions.append(result.completion)
+                    lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks))
+                    bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}")
+                    if film is not None:
+                        self._write_gif(out, task, setting, film, result)
+                rows.append(summarise(task, setting, completions, errors))
+        if out is not None:
+            self._write(out, rows, lines, time.perf_counter() - started)
+        return rows
+
+    def _marks(self) -> tuple[int, int]:
+        source = self.source
+        return len(getattr(source, "errors", [])), len(getattr(source, "seconds", []))
+
+    def _errors_since(self, marks: tuple[int, int]) -> np.ndarray:
+        errors = getattr(self.source, "errors", None)
+        if not errors or len(errors) == marks[0]:
+            return np.zeros((0, 0))
+        return np.stack(errors[marks[0] :])
+
+    def _line(self, task, setting, episode, result, controller, errors, marks) -> dict:
+        finite = errors[np.isfinite(errors)] if errors.size else np.zeros(0)
+        seconds = getattr(self.source, "seconds", [])[marks[1] :]
+        predict = getattr(controller, "predict_s", [])
+        return {
+            "method": self.config.name,
+            "task": task,
+            "setting": setting,
+            "index": episode.index,
+            "seed": episode.seed,
+            "success": bool(result.success),
+            "completion": float(result.completion),
+            "duration_s": round(result.duration_s, 3),
+            "ended": result.ended,
+            "control_steps": result.control_steps,
+            "keypoint_median_px": float(np.median(finite)) if finite.size else None,
+            "keypoint_pck10": float(np.mean(finite <= PCK_PX)) if finite.size else None,
+            "perceive_ms": round(1000 * float(np.median(seconds)), 2) if seconds else None,
+            "predict_ms": round(1000 * float(np.median(predict)), 2) if predict else None,
+        }
+
+    def _write_gif(self, out: Path, task: str, setting: str, film, result) -> None:
+        from kil_eval.animation import write_gif
+
+        outcome = "success" if result.success else f"failure ({result.ended}, completion {result.completion:.1f})"
+        title = f"{self.config.name} | {task} | {setting} #0 | {outcome}"
+        write_gif(film.frames, out / f"rollout_{task}_{setting}.gif", title)
+
+    def _write(self, out: Path, rows: list[SettingResult], lines: list[dict], seconds: float) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / EPISODES, "w") as handle:
+            for line in lines:
+                handle.write(json.dumps(line) + "\n")
+        c = self.config
+        summary = {
+            "name": c.name,
+            "config": {k: v for k, v in asdict(c).items() if k != "extra"} | {"tasks": list(c.tasks)},
+            "observation": "expert" if self.policy is None else ("rgb" if self.rgb else f"keypoints ({c.keypoints})"),
+            "checkpoint": str(Path(c.checkpoint).resolve()) if c.checkpoint else None,
+            "loss_csv": _loss_csv(c.checkpoint),
+            "results": [asdict(r) for r in rows],
+            "gifs": sorted(p.name for p in out.glob("rollout_*.gif")),
+            "wall_s": round(seconds, 1),
+            **c.extra,
+        }
+        (out / SUMMARY).write_text(json.dumps(summary, indent=1))
+
+
+def _loss_csv(checkpoint: str) -> str | None:
+    """The training run's loss.csv beside the checkpoint directory, if any."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint).resolve().parent / "loss.csv"
+    return str(path) if path.is_file() else None
+
+
+def format_table(rows: list[SettingResult]) -> str:
+    lines = [f"{'task':22s} {'setting':16s} {'rate':>6s}  95% CI"]
+    for r in rows:
+        interval = f"[{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}] ({r.interval})"
+        keypoints = "" if r.keypoint_median_px is None else f"  keypoints: median {r.keypoint_median_px:.1f} px"
+        lines.append(f"{r.task:22s} {r.setting:16s} {100 * r.rate:5.0f}%  {interval}{keypoints}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_eval.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--controller", choices=["expert", "policy"], default="expert")
-    parser.add_argument("--checkpoint", help="policy checkpoint directory (--controller policy)")
-    parser.add_argument("--device", default="cpu", help="torch device for the policy")
+    parser.add_argument("--checkpoint", default="", help="policy checkpoint directory (none: the scripted expert)")
+    parser.add_argument("--name", help="the method's label in results (default: expert, KIL or RGB)")
+    parser.add_argument("--device", default="cpu", help="torch device for the policy and perception")
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
-        "--settings", nargs="+", default=["in_distribution"], choices=[s for s in SETTINGS if s != "train"]
+        "--tasks", nargs="+", default=["place_mug"], choices=["all", *TASKS], help="tasks (all: every one)"
+    )
+    parser.add_argument(
+        "--settings", nargs="+", default=["in_distribution"], choices=list(EVALUATION_SETTINGS), help="settings"
     )
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (10 in the protocol)")
-    parser.add_argument("--keypoints", choices=["oracle", "perception"], default="oracle", help="policy inputs")
-    parser.add_argument("--spec", help="keypoint spec YAML (--keypoints perception)")
+    parser.add_argument(
+        "--keypoints", choices=["oracle", "perception"], default="oracle", help="keypoint policy inputs"
+    )
+    parser.add_argument("--spec", default="", help="keypoint spec YAML (perception; oracle in the spec's layout)")
     parser.add_argument("--method", default="image", help="image, instance or track (--keypoints perception)")
     parser.add_argument("--backend", default="effnet_lite0", help="feature backend (--keypoints perception)")
     parser.add_argument("--model", default="", help="backend model id or local path")
     parser.add_argument("--instance-source", default="masks", help="masks (the simulator's) or sam3")
+    parser.add_argument("--tracker", default="lk", help="lk or cotracker3 (--method track)")
+    parser.add_argument("--track-init", default="image", help="image or instance matching starts the tracks")
+    parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: off)")
+    parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
+    parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
+    parser.add_argument("--out", type=Path, help="write summary.json, episodes.jsonl (and GIFs) here")
+    parser.add_argument("--gif", action="store_true", help="film the first configuration of each setting (--out)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    make_controller = None
-    if args.controller == "policy":
-        if not args.checkpoint:
-            parser.error("--controller policy needs --checkpoint")
-        from kil_eval.controllers import PolicyController
-        from kil_policy.checkpoint import load_policy
-        from kil_policy.runner import PolicyRunner
-
-        keypoints = None
-        if args.keypoints == "perception":
-            if not args.spec:
-                parser.error("--keypoints perception needs --spec")
-            from kil_eval.perceived import PerceivedKeypoints
-            from kil_perception.pipeline import ExtractorConfig
-
-            try:
-                config = ExtractorConfig(
-                    method=args.method,
-                    backend=args.backend,
-                    model=args.model,
-                    device=args.device,
-                    instance_source=args.instance_source,
-                )
-                keypoints = PerceivedKeypoints(args.spec, config)
-            except ValueError as error:
-                parser.error(str(error))
-        policy = load_policy(args.checkpoint, args.device)
-        make_controller = lambda: PolicyController(PolicyRunner(policy), keypoints)  # noqa: E731
-    rows = [
-        evaluate(t, s, args.episodes, not args.json, make_controller, args.max_duration)
-        for t in args.tasks
-        for s in args.settings
-    ]
+    name = args.name or ("expert" if not args.checkpoint else "policy")
+    tasks = list(TASKS) if "all" in args.tasks else args.tasks
+    try:
+        config = EvaluationConfig(
+            name=name,
+            checkpoint=args.checkpoint,
+            keypoints=args.keypoints,
+            spec=args.spec,
+            method=args.method,
+            backend=args.backend,
+            model=args.model,
+            instance_source=args.instance_source,
+            tracker=args.tracker,
+            track_init=args.track_init,
+            min_score=args.min_score,
+            tasks=tasks,
+            settings=args.settings,
+            episodes=args.episodes,
+            width=args.width,
+            height=args.height,
+            max_duration_s=args.max_duration,
+            device=args.device,
+            gif=args.gif,
+        )
+        evaluation = Evaluation(config)
+        rows = evaluation.run(args.out, progress=not args.json)
+    except ValueError as error:  # bad settings, a checkpoint that does not fit, mismatched inputs
+        parser.exit(2, f"error: {error}\n")
     if args.json:
-        inputs = {"keypoints": args.keypoints}
-        if args.keypoints == "perception":
-            inputs |= {"method": args.method, "backend": args.backend}
-        print(json.dumps({"controller": args.controller, **inputs, "results": [asdict(r) for r in rows]}))
+        inputs = {"keypoints": args.keypoints} | ({"method": args.method, "backend": args.backend} if args.spec else {})
+        print(json.dumps({"name": name, **inputs, "results": [asdict(r) for r in rows]}))
     else:
-        print(f"{'task':22s} {'setting':16s} {'rate':>6s}  95% CI")
-        for r in rows:
-            interval = f"[{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}] ({r.interval})"
-            print(f"{r.task:22s} {r.setting:16s} {100 * r.rate:5.0f}%  {interval}")
+        print(format_table(rows))
+        if args.out:
+            print(f"results: {args.out / SUMMARY}, {args.out / EPISODES}")
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kil_eval.bag_sink import ORACLE_TOPIC, BagSink
+from kil_eval.bag_sink import MASK_TOPIC, ORACLE_TOPIC, BagSink
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.conversion import MessageTypes
 from kil_interfaces.typestore import kil_typestore
@@ -53,8 +53,15 @@ def record(
     height: int = 480,
     compress: bool = True,
     progress: bool = True,
+    masks: bool = False,
 ) -> list[Path]:
-    """Record until ``out`` holds ``episodes`` successful episodes; returns their paths."""
+    """Record until ``out`` holds ``episodes`` successful episodes; returns their paths.
+
+    Args:
+        masks: also record the simulator's instance masks (``/camera/instance_mask``, with the
+            mask values' categories in the bag's ``instance_categories`` custom data), for
+            instance matching without SAM3.
+    """
     if task not in TASKS:
         raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(TASKS)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +71,10 @@ def record(
     save_extrinsics(out / "calibration.yaml", scene.camera.extrinsics(scene.base_frame))
     typestore = kil_typestore()
     types = MessageTypes.rosbags(typestore)
-    rollout = RolloutConfig(camera_hz=camera_hz)
+    rollout = RolloutConfig(camera_hz=camera_hz, instance_masks=masks)
     topics = {**DEMONSTRATION_TOPICS, ORACLE_TOPIC: "kil_interfaces/msg/KeypointArray"}
+    if masks:
+        topics[MASK_TOPIC] = "sensor_msgs/msg/Image"
     bar = tqdm(
         total=episodes, initial=min(len(existing), episodes), desc=f"{task} demos", unit="ep", disable=not progress
     )
@@ -81,6 +90,7 @@ def record(
                 "configuration": str(config.index),
                 "seed": str(config.seed),
                 "variants": ",".join(o.model.variant for o in config.objects),
+                "instance_categories": ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(config.objects)),
             }
             with EpisodeWriter(out / episode_name(index), topics, typestore, compress, metadata) as writer:
                 world = config.make_world()
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=640, help="image width (default 640)")
     parser.add_argument("--height", type=int, default=480, help="image height (default 480)")
     parser.add_argument("--no-compress", action="store_true", help="store MCAP chunks uncompressed")
+    parser.add_argument("--masks", action="store_true", help="also record the instance masks (/camera/instance_mask)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
@@ -125,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         paths = record(
-            args.task, args.episodes, args.out, args.camera_hz, args.width, args.height, not args.no_compress
+            args.task,
+            args.episodes,
+            args.out,
+            args.camera_hz,
+            args.width,
+            args.height,
+            not args.no_compress,
+            masks=args.masks,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(list_episodes(args.out))} complete episode(s) kept in {args.out}", file=sys.stderr)

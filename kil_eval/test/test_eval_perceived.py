@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from kil_eval.evaluate import main as evaluate_main
-from kil_eval.perceived import PerceivedKeypoints
+from kil_eval.observations import PerceivedKeypoints
 from kil_perception.pipeline import ExtractorConfig
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
@@ -72,7 +72,7 @@ def test_evaluate_with_perception_runs_a_checkpoint(tmp_path: Path, capsys) -> N
     policy.fit_normalizers(home + 0.01 * torch.rand(16, 10), torch.rand(16, 7), torch.rand(16, 3, 3),
                            torch.ones(16, 3, dtype=torch.bool))  # fmt: skip
     checkpoint = save_policy(tmp_path / "checkpoint", policy)
-    args = ["--controller", "policy", "--checkpoint", str(checkpoint), "--tasks", "place_mug", "--episodes", "1"]
+    args = ["--checkpoint", str(checkpoint), "--tasks", "place_mug", "--episodes", "1"]
     args += ["--max-duration", "1.5", "--keypoints", "perception", "--spec", str(spec), "--method", "track"]
     args += ["--backend", "classic", "--json"]
     assert evaluate_main(args) == 0
@@ -80,4 +80,4 @@ def test_evaluate_with_perception_runs_a_checkpoint(tmp_path: Path, capsys) -> N
     assert report["keypoints"] == "perception" and report["method"] == "track"
     assert report["results"][0]["episodes"] == 1
     with pytest.raises(SystemExit):
-        evaluate_main([*args[:8], "--keypoints", "perception"])  # no --spec
+        evaluate_main([*args[:6], "--keypoints", "perception"])  # no --spec

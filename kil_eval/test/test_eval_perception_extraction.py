@@ -153,7 +153,7 @@ def test_sim_dataset_and_accuracy_evaluation(tmp_path: Path) -> None:
 
     write_dataset("pour_bottle", tmp_path / "static", settings=["in_distribution"], count=2)
     (row,) = evaluate(tmp_path / "static", "effnet_lite0", "image")
-    assert row["scored"] >= 2 and set(row["keypoints"]) <= {"mouth", "shoulder", "base"}
+    assert row["scored"] >= 2 and set(row["keypoints"]) <= {"mouth", "shoulder", "base_front", "base"}
     assert row["median_px"] < 20 and 0.0 <= row["pck@5"] <= row["pck@10"] <= row["pck@20"] <= 1.0
     (masked,) = evaluate(tmp_path / "static", "effnet_lite0", "instance")
     assert masked["scored"] == row["scored"] and masked["median_px"] < 20

@@ -3,6 +3,7 @@ beside the bag, re-extracted when a setting changes."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ from rosbags.rosbag2 import Reader
 from kil_interfaces import conversion as cv
 from kil_interfaces.typestore import kil_typestore
 from kil_policy.data import TopicConfig, read_episode
-from kil_policy.keypoint_cache import ExtractionConfig
+from kil_policy.keypoint_cache import ExtractionConfig, extract_bag_keypoints
 
 NAMES = ("rim", "handle", "opening")
 
@@ -62,12 +63,29 @@ def test_extracted_keypoints_match_the_ground_truth_and_are_cached(bag_and_spec,
         assert ok.all() and np.median(np.linalg.norm(found - expected, axis=1)) < 0.02, name  # m
     caches = list(bag.glob("kil_keypoints_*.npz"))
     assert len(caches) == 1
-    # From the cache: no feature extraction at all.
+    caches[0].unlink()
+    first = extract_bag_keypoints(bag, config)  # extracted afresh (and cached again)
+    assert len(list(bag.glob("kil_keypoints_*.npz"))) == 1
+    # From the cache: no feature extraction at all (the pipeline looks make_backend up in its module,
+    # so this patch is what it would call).
     import kil_perception.backends as backends
 
     monkeypatch.setattr(backends, "make_backend", lambda *a, **k: (_ for _ in ()).throw(AssertionError("extracted")))
     again = read_episode(bag, TopicConfig(keypoints="/kil/keypoints"), extraction=config)
     np.testing.assert_array_equal(again.keypoints, episode.keypoints)
+    np.testing.assert_array_equal(again.similarities, episode.similarities)
+    assert episode.similarities is not None and episode.similarities.any()  # the +sim encoder's input survives
+    cached = extract_bag_keypoints(bag, config)
+    assert len(cached) == len(first)
+    for a, b in zip(first, cached, strict=True):
+        for field in fields(a):
+            x, y = getattr(a, field.name), getattr(b, field.name)
+            if isinstance(x, np.ndarray):
+                np.testing.assert_array_equal(x, y, err_msg=field.name)
+            elif field.name != "processing_time":
+                assert x == y, field.name
+    with pytest.raises(AssertionError, match="extracted"):  # the guard itself: new settings do extract
+        extract_bag_keypoints(bag, ExtractionConfig(spec=str(spec), backend="classic"))
     monkeypatch.undo()
     # A changed setting re-extracts into a new cache entry.
     read_episode(

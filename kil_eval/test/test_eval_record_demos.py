@@ -112,7 +112,7 @@ def test_record_train_and_roll_out_a_policy_on_oracle_keypoints(tmp_path: Path) 
 
     record("place_mouse", 2, tmp_path / "demos", camera_hz=2.0, width=64, height=48, progress=False)
     episode = read_episode(tmp_path / "demos" / "episode_0000", TopicConfig(keypoints="/kil/keypoints/oracle"))
-    assert episode.keypoints.shape[1] == 6 and episode.valid.all()  # mouse (4) + pad (2)
+    assert episode.keypoints.shape[1] == 9 and episode.valid.all()  # mouse (4) + pad (centre, 4 corners)
     small = [
         "policy.head.down_dims=[16,32,64]",
         "policy.encoder.d_model=16",

@@ -6,7 +6,7 @@ lifted to 3-D.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -66,6 +66,21 @@ class ImageMatcher:
             result.found.cpu().numpy(),
             result.similarities.cpu().numpy(),
         )
+
+
+class ScoreGate:
+    """An extractor whose keypoints matched with a cosine score below ``min_score`` count as not
+    found: a keypoint hidden by the gripper, or matched onto something else, is then marked invalid
+    (and masked by the policy's encoder) instead of being lifted onto whatever it landed on."""
+
+    def __init__(self, extractor, min_score: float) -> None:
+        self.extractor = extractor
+        self.min_score = min_score
+        self.method = extractor.method
+
+    def extract(self, image: np.ndarray) -> Extraction2D:
+        found = self.extractor.extract(image)
+        return replace(found, found=found.found & (found.scores >= self.min_score))
 
 
 class TrackingExtractor:

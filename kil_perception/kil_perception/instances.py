@@ -119,6 +119,20 @@ def _load_sam3(model_id: str):
         ) from None
 
 
+def parse_mask_categories(text: str) -> dict[int, str]:
+    """'1:mug,2:tray' -> {1: 'mug', 2: 'tray'}: instance mask values to spec categories
+    (``keypoint_node``'s ``mask_categories``, a recorded bag's ``instance_categories``)."""
+    mapping = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        value, sep, category = item.partition(":")
+        if not sep or not value.strip().isdigit() or not category.strip():
+            raise ValueError(f"parameter mask_categories: {item!r} is not VALUE:category (e.g. '1:mug,2:tray')")
+        mapping[int(value)] = category.strip()
+    if not mapping:
+        raise ValueError("instance_source 'masks' needs parameter mask_categories, e.g. '1:mug,2:tray'")
+    return mapping
+
+
 class InstanceMatcher:
     """Keypoints matched inside instance masks.
 

@@ -32,7 +32,7 @@ from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_perception.extraction import TrackingExtractor, keypoints_message
-from kil_perception.instances import SimulatorMasks
+from kil_perception.instances import SimulatorMasks, parse_mask_categories
 from kil_perception.lifting import LiftingConfig, depth_in_metres
 from kil_perception.overlay import category_colours, draw_keypoints
 from kil_perception.pipeline import ExtractorConfig, build_extractor
@@ -58,6 +58,7 @@ class KeypointNode(Node):
             tracker=p("tracker", "lk", "tracker for method track: lk (Lucas-Kanade) or cotracker3"),
             tracker_repo=p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone"),
             track_init=p("track_init", "image", "how tracks start after a reset: image or instance matching"),
+            min_score=p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)"),
         )
         mask_categories = p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         extrinsics_file = p("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
@@ -206,19 +207,6 @@ class KeypointNode(Node):
                     marker.text = f"{result.categories[i]}.{result.names[i]}"
                 markers.markers.append(marker)
         return markers
-
-
-def parse_mask_categories(text: str) -> dict[int, str]:
-    """'1:mug,2:tray' -> {1: 'mug', 2: 'tray'} (mask values to spec categories)."""
-    mapping = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        value, sep, category = item.partition(":")
-        if not sep or not value.strip().isdigit() or not category.strip():
-            raise ValueError(f"parameter mask_categories: {item!r} is not VALUE:category (e.g. '1:mug,2:tray')")
-        mapping[int(value)] = category.strip()
-    if not mapping:
-        raise ValueError("instance_source 'masks' needs parameter mask_categories, e.g. '1:mug,2:tray'")
-    return mapping
 
 
 def main(args: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kil_perception.backends import make_backend
-from kil_perception.extraction import ImageMatcher, TrackingExtractor
+from kil_perception import backends
+from kil_perception.extraction import ImageMatcher, ScoreGate, TrackingExtractor
 from kil_perception.instances import InstanceMatcher, InstanceSource, Sam3Instances
 from kil_perception.spec import KeypointSpec
 from kil_perception.tracking import CoTrackerOnline, LucasKanadeTracker
@@ -31,6 +31,9 @@ class ExtractorConfig:
     tracker: "lk" (pyramidal Lucas-Kanade, weights-free) or "cotracker3" (online CoTracker3);
         tracker_repo: its torch.hub repo or a local clone.
     track_init: how tracks start after a reset: "image" or "instance" matching (the paper: instance).
+    min_score: matched keypoints whose cosine similarity is below this are reported not found
+        (invalid) — occluded or mismatched ones are masked instead of lifted wrongly; 0 = off (the
+        paper's matching keeps every argmax).
     """
 
     method: str = "image"
@@ -43,6 +46,7 @@ class ExtractorConfig:
     tracker: str = "lk"
     tracker_repo: str = "facebookresearch/co-tracker"
     track_init: str = "image"
+    min_score: float = 0.0
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -55,6 +59,8 @@ class ExtractorConfig:
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, got {value!r}")
         if not 0.0 <= self.instance_threshold <= 1.0:
             raise ValueError(f"instance_threshold must be in [0, 1], got {self.instance_threshold}")
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be a cosine similarity in [-1, 1], got {self.min_score}")
 
     @property
     def uses_instances(self) -> bool:
@@ -68,14 +74,14 @@ class ExtractorConfig:
 
 def build_extractor(
     spec: KeypointSpec, config: ExtractorConfig, masks: InstanceSource | None = None
-) -> ImageMatcher | InstanceMatcher | TrackingExtractor:
+) -> ImageMatcher | InstanceMatcher | ScoreGate | TrackingExtractor:
     """The extractor for ``config``.
 
     Args:
         masks: with ``instance_source="masks"``, the source serving the current frame's masks
             (e.g. ``SimulatorMasks`` over the newest mask message).
     """
-    backend = make_backend(config.backend, config.device, config.model or None)
+    backend = backends.make_backend(config.backend, config.device, config.model or None)
     if config.uses_instances:
         if config.uses_given_masks:
             if masks is None:
@@ -86,6 +92,8 @@ def build_extractor(
         first = InstanceMatcher(spec, backend, source, config.instance_threshold)
     else:
         first = ImageMatcher(spec, backend)
+    if config.min_score > 0:
+        first = ScoreGate(first, config.min_score)
     if config.method != "track":
         return first
     if config.tracker == "cotracker3":

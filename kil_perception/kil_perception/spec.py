@@ -17,6 +17,7 @@ keypoints in reference order.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import yaml
 
 from kil_interfaces.calibration import read_yaml_mapping
+from kil_interfaces.keypoint_layout import spec_layout
 from kil_perception.images import read_rgb
 
 MIN_KEYPOINTS, MAX_KEYPOINTS = 3, 6
@@ -73,7 +75,7 @@ class KeypointSpec:
 
     def layout(self) -> list[tuple[str, int, str]]:
         """(category, instance, keypoint name) for each of the K slots, in message order."""
-        return [(c.name, i, k) for c in self.categories for i in range(c.instances) for k in c.keypoint_names]
+        return list(spec_layout((c.name, c.instances, c.keypoint_names) for c in self.categories))
 
     def to_yaml(self) -> str:
         base = self.path.parent if self.path else Path(".")
@@ -100,6 +102,27 @@ class KeypointSpec:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())
+
+    def copy_to(self, directory: str | Path) -> Path:
+        """A self-contained copy: ``directory/spec.yaml`` and every reference image beside it
+        (names kept, made unique); returns the new spec file."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        categories = []
+        for category in self.categories:
+            references = []
+            for reference in category.references:
+                name = reference.image_path.name
+                while name in used:
+                    name = f"{category.name}_{name}"
+                used.add(name)
+                shutil.copyfile(reference.image_path, directory / name)
+                references.append(Reference(directory / name, dict(reference.keypoints)))
+            categories.append(Category(category.name, category.prompt, category.instances, tuple(references)))
+        path = directory / "spec.yaml"
+        KeypointSpec(path, tuple(categories)).save(path)
+        return path
 
 
 def _relative(path: Path, base: Path) -> Path:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from kil_perception.extraction import ImageMatcher, TrackingExtractor
-from kil_perception.instances import InstanceMatcher, SimulatorMasks
-from kil_perception.keypoint_node import parse_mask_categories
+from kil_perception.instances import InstanceMatcher, SimulatorMasks, parse_mask_categories
 from kil_perception.pipeline import ExtractorConfig, build_extractor
 from kil_perception.spec import load_spec
 from kil_perception.tracking import LucasKanadeTracker
@@ -72,3 +71,22 @@ def test_cotracker3_without_a_clone_or_network_says_how_to_provide_it(spec, tmp_
     config = ExtractorConfig(method="track", backend="classic", tracker="cotracker3", tracker_repo=str(tmp_path / "no"))
     with pytest.raises(WeightsUnavailableError, match=r"CoTracker3 .* not available.*clone .*co-tracker"):
         build_extractor(spec, config)
+
+
+def test_min_score_marks_weak_matches_not_found(spec) -> None:
+    reference = spec.categories[0].references[0].image()
+    scrambled = np.ascontiguousarray(reference[::-1, ::-1])  # the keypoints' surroundings are gone
+    plain = build_extractor(spec, ExtractorConfig(backend="classic"))
+    found = plain.extract(scrambled)
+    assert found.found.all()  # argmax matching always finds a pixel
+    threshold = float(np.sort(found.scores)[1])  # between the weakest and the strongest match
+    gated = build_extractor(spec, ExtractorConfig(backend="classic", min_score=threshold))
+    gated_found = gated.extract(scrambled)
+    np.testing.assert_array_equal(gated_found.found, found.scores >= threshold)
+    assert not gated_found.found.all() and gated_found.found.any()
+    np.testing.assert_array_equal(gated_found.uv, found.uv)  # where they are is still reported
+    assert gated.extract(reference).found.all()  # the reference itself matches perfectly
+    tracked = build_extractor(spec, ExtractorConfig(backend="classic", method="track", min_score=threshold))
+    assert tracked.initializer.min_score == threshold  # tracks start from gated matches
+    with pytest.raises(ValueError, match="min_score must be a cosine similarity"):
+        ExtractorConfig(min_score=2.0)

@@ -78,7 +78,11 @@ def spatial_transform(batch: dict[str, Tensor], angle: Tensor, shift: Tensor) ->
 def augment(
     batch: dict[str, Tensor], config: AugmentationConfig, generator: torch.Generator | None = None
 ) -> dict[str, Tensor]:
-    """Apply the spatial transform and the noises to a training batch."""
+    """Apply the spatial transform and the noises to a training batch.
+
+    A batch with camera images (the RGB baseline) gets no spatial transform: moving proprio and
+    actions while the image stays would teach the policy targets the picture does not show.
+    """
     proprio = batch[BatchKeys.PROPRIO]
     b, device = proprio.shape[0], proprio.device
 
@@ -88,7 +92,10 @@ def augment(
     def normal(shape) -> Tensor:
         return torch.randn(shape, generator=generator, device=device)
 
-    out = spatial_transform(batch, uniform(b) * config.rotation_rad, uniform(b, 2) * config.translation_m)
+    if BatchKeys.IMAGE in batch:
+        out = dict(batch)
+    else:
+        out = spatial_transform(batch, uniform(b) * config.rotation_rad, uniform(b, 2) * config.translation_m)
     if config.eef_noise_m or config.eef_noise_rad:
         noisy = out[BatchKeys.PROPRIO].clone()
         noisy[..., :3] += normal(noisy[..., :3].shape) * config.eef_noise_m

@@ -2,9 +2,12 @@
 
 Layout of a checkpoint directory::
 
-    model.safetensors   policy weights and normaliser buffers
-    config.yaml         {"policy": PolicyConfig, "train": TrainConfig (when saved by training)}
-    train_state.pt      optimiser, LR schedule, step, RNG (training only, for resume)
+    model.safetensors     policy weights and normaliser buffers
+    config.yaml           {"policy": PolicyConfig, "train": TrainConfig (when saved by training)}
+    keypoint_layout.yaml  the (category, instance, name) slots the policy was trained on (KIL)
+    spec/                 the keypoint spec the training keypoints were extracted with, and its
+                          reference images (when they came from perception)
+    train_state.pt        optimiser, LR schedule, step, RNG (training only, for resume)
 """
 
 from __future__ import annotations
@@ -15,25 +18,52 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from kil_interfaces.keypoint_layout import Layout, write_layout
+from kil_perception.spec import KeypointSpec
 from kil_policy.config import PolicyConfig, from_dict, to_dict
 from kil_policy.policy import KeypointDiffusionPolicy
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
+SPEC_DIR = "spec"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing or does not fit; the text says what differs."""
 
 
-def save_policy(directory: str | Path, policy: KeypointDiffusionPolicy, extra_config: dict | None = None) -> Path:
+def save_policy(
+    directory: str | Path,
+    policy: KeypointDiffusionPolicy,
+    extra_config: dict | None = None,
+    layout: Layout | None = None,
+    layout_source: str = "",
+    spec: KeypointSpec | None = None,
+) -> Path:
+    """Write a checkpoint directory (see the module docstring); returns it.
+
+    Args:
+        layout: the keypoint slots of the training data; ``layout_source`` says where they came
+            from (a topic, a spec file).
+        spec: the spec the training keypoints were extracted with (copied into ``spec/``).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}
     save_file(state, directory / WEIGHTS)
     content = {"policy": to_dict(policy.config), **(extra_config or {})}
     (directory / CONFIG).write_text(yaml.safe_dump(content, sort_keys=False))
+    if layout is not None:
+        write_layout(directory, layout, layout_source)
+    if spec is not None:
+        spec.copy_to(directory / SPEC_DIR)
     return directory
+
+
+def checkpoint_spec(directory: str | Path) -> Path | None:
+    """The spec file stored with a checkpoint, or None."""
+    path = Path(directory) / SPEC_DIR / "spec.yaml"
+    return path if path.is_file() else None
 
 
 def _restrict(values: dict, keys: dict) -> dict:

@@ -21,6 +21,7 @@ from rosbags.rosbag2 import Reader
 from torch.utils.data import Dataset
 
 from kil_interfaces import conversion
+from kil_interfaces.keypoint_layout import Layout, layout_of_message
 from kil_interfaces.typestore import kil_typestore
 from kil_policy.policy import BatchKeys
 from kil_policy.representation import action_from_pose, proprio_from_pose
@@ -49,6 +50,7 @@ class Episode:
         keypoints: (T, K, 3) base-frame positions (m), zero where invalid, or None.
         valid: (T, K) bool, or None. similarities: (T, K, K) or None.
         images: (T, H, W, 3) uint8 colour frames (only when requested), or None.
+        layout: the keypoints' (category, instance, name) slots, or None.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Episode:
     valid: np.ndarray | None = None
     similarities: np.ndarray | None = None
     images: np.ndarray | None = None
+    layout: Layout | None = None
 
     def __len__(self) -> int:
         return len(self.times_ns)
@@ -185,6 +188,10 @@ def _attach_keypoints(episode: Episode, frames: list, path: Path, topic: str, ma
     counts = {f.num_keypoints for f in frames}
     if len(counts) != 1:
         raise EpisodeError(f"{path}: {topic} keypoint count changes within the episode ({sorted(counts)})")
+    layouts = {layout_of_message(f) for f in frames}
+    if len(layouts) != 1:
+        raise EpisodeError(f"{path}: {topic} keypoint layout changes within the episode")
+    episode.layout = layouts.pop()
     stamps = np.array([f.stamp_ns for f in frames], np.int64)
     order = np.argsort(stamps, kind="stable")
     stamps, frames = stamps[order], [frames[i] for i in order]
@@ -213,12 +220,16 @@ def _attach_images(episode: Episode, messages: list, path: Path, topic: str, siz
     images = []
     for i in index:
         image = conversion.image_to_rgb(messages[i][1], what=f"{path}:{topic}")
-        if size is not None:
-            rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
-            cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
-            image = image[rows][:, cols]
-        images.append(np.ascontiguousarray(image))
+        images.append(resize_nearest(image, size) if size is not None else image)
     episode.images = np.stack(images)
+
+
+def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) -> (size[0], size[1], C) by nearest pixel: how the RGB baseline's frames are
+    shrunk, in training and at inference alike."""
+    rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
+    cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
+    return np.ascontiguousarray(image[rows][:, cols])
 
 
 def load_episodes(
@@ -301,3 +312,69 @@ class WindowDataset(Dataset):
         if self.use_images:
             sample[BatchKeys.IMAGE] = torch.from_numpy(episode.images[obs]).permute(0, 3, 1, 2).float() / 255.0
         return sample
+
+
+class TensorWindows:
+    """The windows of :class:`WindowDataset`, gathered a whole batch at a time from tensors held
+    on one device (the 50 demonstrations of a task are megabytes: on a GPU they stay resident,
+    and a batch is a few index operations instead of B Python calls and a collate).
+
+    ``batch(indices)`` equals ``default_collate([dataset[i] for i in indices])`` of the
+    :class:`WindowDataset` built from the same episodes (tested).
+    """
+
+    def __init__(
+        self,
+        episodes: list[Episode],
+        n_obs_steps: int,
+        horizon: int,
+        use_keypoints: bool = True,
+        use_images: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        obs, act, pad = [], [], []
+        offset = 0
+        for episode in episodes:
+            n = len(episode)
+            steps = np.arange(n)[:, None]
+            obs.append(np.clip(steps + np.arange(-n_obs_steps + 1, 1), 0, n - 1) + offset)
+            window = steps + np.arange(-n_obs_steps + 1, -n_obs_steps + 1 + horizon)
+            pad.append(window >= n)
+            act.append(np.clip(window, 0, n - 1) + offset)
+            offset += n
+        self.device = torch.device(device)
+        self.obs_index = torch.from_numpy(np.concatenate(obs)).to(self.device)  # (W, n_obs)
+        self.action_index = torch.from_numpy(np.concatenate(act)).to(self.device)  # (W, horizon)
+        self.action_is_pad = torch.from_numpy(np.concatenate(pad)).to(self.device)  # (W, horizon)
+
+        def stack(name: str, dtype=torch.float32) -> torch.Tensor:
+            values = np.concatenate([getattr(e, name) for e in episodes])
+            return torch.from_numpy(values).to(self.device, dtype)
+
+        self.data = {BatchKeys.PROPRIO: stack("proprio"), BatchKeys.ACTION: stack("actions")}
+        if use_keypoints:
+            self.data[BatchKeys.KEYPOINTS] = stack("keypoints")
+            self.data[BatchKeys.VALID] = stack("valid", torch.bool)
+            if all(e.similarities is not None for e in episodes):
+                self.data[BatchKeys.SIMILARITIES] = stack("similarities")
+        if use_images:
+            self.data[BatchKeys.IMAGE] = stack("images", torch.uint8)  # (N, H, W, 3), scaled per batch
+
+    def __len__(self) -> int:
+        return len(self.obs_index)
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Windows ``indices`` (B,) -> the batch (shapes as in ``kil_policy.policy``), on ``device``."""
+        indices = indices.to(self.device)
+        obs, act = self.obs_index[indices], self.action_index[indices]
+        out = {
+            BatchKeys.PROPRIO: self.data[BatchKeys.PROPRIO][obs],
+            BatchKeys.ACTION: self.data[BatchKeys.ACTION][act],
+            BatchKeys.ACTION_IS_PAD: self.action_is_pad[indices],
+        }
+        for key in (BatchKeys.KEYPOINTS, BatchKeys.VALID, BatchKeys.SIMILARITIES):
+            if key in self.data:
+                out[key] = self.data[key][obs]
+        if BatchKeys.IMAGE in self.data:
+            out[BatchKeys.IMAGE] = self.data[BatchKeys.IMAGE][obs].permute(0, 1, 4, 2, 3).float() / 255.0
+        return out

@@ -28,12 +28,15 @@ log = logging.getLogger(__name__)
 class ExtractionConfig(ExtractorConfig):
     """How to extract keypoints from bags that have none: the perception settings of
     ``kil_perception.pipeline.ExtractorConfig`` (method, backend, model, device, instance and
-    tracker settings; instance matching uses SAM3 here) and:
+    tracker settings; instance matching uses SAM3, or with ``instance_source: masks`` the bag's
+    recorded instance masks) and:
 
     Attributes:
         spec: keypoint spec YAML ("" = never extract; bags must carry keypoints).
         calibration: camera extrinsics YAML; "" looks for ``calibration.yaml`` beside the bag.
-        color / depth / camera_info: topic names.
+        color / depth / camera_info / instance_mask: topic names.
+        mask_categories: mask values to categories ("1:mug,2:tray"); "" reads the bag's
+            ``instance_categories`` custom data (written by ``kil_eval.record_demos --masks``).
         slop_s: largest colour/depth stamp difference.
     """
 
@@ -42,6 +45,8 @@ class ExtractionConfig(ExtractorConfig):
     color: str = "/camera/color/image_raw"
     depth: str = "/camera/depth/image_raw"
     camera_info: str = "/camera/color/camera_info"
+    instance_mask: str = "/camera/instance_mask"
+    mask_categories: str = ""
     slop_s: float = 0.02
 
     def __post_init__(self) -> None:
@@ -81,6 +86,7 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
     """Keypoint frames of a bag, from the cache or extracted (and then cached)."""
     from kil_interfaces.calibration import load_extrinsics
     from kil_perception.extraction import keypoints_message
+    from kil_perception.instances import SimulatorMasks, parse_mask_categories
     from kil_perception.lifting import depth_in_metres
     from kil_perception.pipeline import build_extractor
     from kil_perception.spec import load_spec
@@ -93,13 +99,22 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
     if cache.exists():
         return _frames_from_npz(np.load(cache), layout, config)
     extrinsics = load_extrinsics(_calibration_path(bag, config))
-    extractor = build_extractor(spec, config)
+    frame_masks: dict[int, np.ndarray] = {}  # stamp -> object-index map, the newest few
+    current: list = [None]
+    extractor = build_extractor(spec, config, SimulatorMasks(lambda: current[0]))
     typestore = kil_typestore()
     sync = LatestPairSynchronizer(round(config.slop_s * 1e9), history=20)
     intrinsics = None
     frames = []
     with Reader(bag) as reader:
         wanted = {config.color, config.depth, config.camera_info}
+        categories = {}
+        if config.uses_given_masks:
+            wanted.add(config.instance_mask)
+            text = config.mask_categories or (reader.metadata.custom or {}).get("instance_categories", "")
+            if not text:
+                raise ValueError(f"{bag}: instance masks need their categories (keypoint_extraction.mask_categories)")
+            categories = parse_mask_categories(text)
         missing = wanted - {c.topic for c in reader.connections}
         if missing:
             raise ValueError(f"{bag}: cannot extract keypoints, topic(s) {', '.join(sorted(missing))} missing")
@@ -108,12 +123,21 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
             stamp = conversion.time_to_ns(msg.header.stamp)
             if connection.topic == config.camera_info:
                 intrinsics = conversion.camera_info_from_msg(msg, what=f"{bag}:{config.camera_info}")
+            elif connection.topic == config.instance_mask:
+                frame_masks[stamp] = conversion.image_to_numpy(msg, what=f"{bag}:{config.instance_mask}").astype(int)
+                for old in sorted(frame_masks)[:-20]:
+                    del frame_masks[old]
             else:
                 (sync.add_color if connection.topic == config.color else sync.add_depth)(stamp, msg)
             # Pairs wait in the synchroniser until the first CameraInfo has been read.
             pair = sync.pop_newest() if intrinsics is not None else None
             if pair is None:
                 continue
+            if config.uses_given_masks:
+                if pair.stamp_ns not in frame_masks:
+                    log.warning("%s: no %s at %d; frame skipped", bag, config.instance_mask, pair.stamp_ns)
+                    continue
+                current[0] = (frame_masks[pair.stamp_ns], categories)
             rgb = conversion.image_to_rgb(pair.color, what=f"{bag}:{config.color}")
             depth = depth_in_metres(
                 conversion.image_to_numpy(pair.depth, what=f"{bag}:{config.depth}"), pair.depth.encoding
@@ -126,24 +150,31 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
             )
     if not frames:
         raise ValueError(f"{bag}: no colour/depth pair within {config.slop_s} s to extract keypoints from")
-    np.savez_compressed(
-        cache,
-        stamps=np.array([f.stamp_ns for f in frames], np.int64),
-        points=np.stack([f.points for f in frames]),
-        valid=np.stack([f.valid for f in frames]),
-        uv=np.stack([f.uv for f in frames]),
-        scores=np.stack([f.scores for f in frames]),
-        frame_id=np.array(frames[0].frame_id),
-    )
+    arrays = {
+        "stamps": np.array([f.stamp_ns for f in frames], np.int64),
+        "points": np.stack([f.points for f in frames]),
+        "valid": np.stack([f.valid for f in frames]),
+        "uv": np.stack([f.uv for f in frames]),
+        "scores": np.stack([f.scores for f in frames]),
+        "frame_id": np.array(frames[0].frame_id),
+    }
+    if all(f.similarities is not None for f in frames):
+        arrays["similarities"] = np.stack([f.similarities for f in frames])
+    staged = cache.with_name(f".{cache.stem}.partial.npz")
+    np.savez_compressed(staged, **arrays)
+    staged.replace(cache)  # a reader sees the whole cache or none
     log.info("%s: extracted keypoints of %d frames (cached in %s)", bag, len(frames), cache.name)
     return frames
 
 
 def _frames_from_npz(data, layout, config: ExtractionConfig) -> list[KeypointArrayData]:
+    """The cached frames, every field as extracted (similarities included when there were any)."""
+    count = len(data["stamps"])
+    similarities = data["similarities"] if "similarities" in data.files else [None] * count
     return [
         KeypointArrayData(
             stamp_ns=int(stamp),
-            frame_id="link_base",
+            frame_id=str(data["frame_id"]),
             method=config.method,
             backend=config.backend,
             names=tuple(n for _, _, n in layout),
@@ -153,8 +184,9 @@ def _frames_from_npz(data, layout, config: ExtractionConfig) -> list[KeypointArr
             points=points,
             scores=scores,
             valid=valid,
+            similarities=sims,
         )
-        for stamp, points, valid, uv, scores in zip(
-            data["stamps"], data["points"], data["valid"], data["uv"], data["scores"], strict=True
+        for stamp, points, valid, uv, scores, sims in zip(
+            data["stamps"], data["points"], data["valid"], data["uv"], data["scores"], similarities, strict=True
         )
     ]

@@ -7,6 +7,9 @@ due every 0.1 s from ``header.stamp``) with ``execute_steps`` = the actions a ro
 (n_obs - 1 + n_action_steps; the first is due now and is skipped by the interpolator). Inputs
 older than ``max_input_age_s``, or fewer than ``min_valid_keypoints`` valid keypoints, stop new
 chunks (one warning until they recover). Services ~/start, ~/stop, ~/reset (std_srvs/Trigger).
+The keypoints must come in the layout the checkpoint was trained on (``keypoint_layout.yaml``):
+with ``spec`` set, a spec of another layout is refused at start-up; keypoints of another layout
+are refused (one warning naming both) and produce no chunks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
+from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import declare, spin_node
 from kil_policy.checkpoint import load_policy
@@ -45,12 +49,20 @@ class PolicyNode(Node):
             "UNet execution: packed (default), compiled (torch.compile at startup; lowest latency, "
             "CUDA graphs on GPU) or module (the training module)",
         )
+        spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
         cfg = policy.config
+        layout = read_layout(checkpoint)
+        if spec and layout is not None:
+            problem = mismatch(layout, layout_of_spec_file(spec), f"checkpoint {checkpoint}", f"spec {spec}")
+            if problem:
+                raise ValueError(problem)
         self.step_ns = round(_NS / rate)
-        self.runner = PolicyRunner(policy, self.step_ns, self.ddim_steps or None, inference=inference)
+        self.runner = PolicyRunner(
+            policy, self.step_ns, self.ddim_steps or None, inference=inference, layout=layout, layout_source=checkpoint
+        )
         self.keypoints: KeypointArrayData | None = None
         self.state: RobotStateData | None = None
         self.create_subscription(KeypointArray, "/kil/keypoints", self._on_keypoints, 10)
@@ -102,9 +114,9 @@ class PolicyNode(Node):
             if now_ns - stamp > self.max_age_ns:
                 age = (now_ns - stamp) / _NS
                 return "stale", f"{name} is {age:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
-        mismatch = self.runner.check(self.keypoints)
-        if mismatch is not None:
-            return "mismatch", f"/kil/keypoints: {mismatch}"
+        unusable = self.runner.check(self.keypoints)
+        if unusable is not None:
+            return "mismatch", f"/kil/keypoints: {unusable}"
         valid = int(self.keypoints.valid.sum())
         if valid < self.min_valid:
             return "few keypoints", f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"

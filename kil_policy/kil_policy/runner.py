@@ -1,10 +1,13 @@
 """Running a trained policy on the 10 Hz clock, without ROS: the one implementation behind
 ``policy_node`` and the simulator's policy rollouts.
 
-Each :meth:`PolicyRunner.tick` appends the newest observation (robot state + keypoints) to the
-history; every ``n_action_steps`` ticks it samples a chunk. The chunk carries the whole
-predicted horizon, stamped so that action ``n_obs - 1`` (the command for the newest
-observation) is due one step after the tick, and ``execute_steps = n_obs - 1 + n_action_steps``.
+Each :meth:`PolicyRunner.tick` appends the newest observation (robot state + keypoints, or the
+camera frame for the RGB baseline) to the history; every ``n_action_steps`` ticks it samples a
+chunk. The chunk carries the whole predicted horizon, stamped so that action ``n_obs - 1`` (the
+command for the newest observation) is due one step after the tick, and
+``execute_steps = n_obs - 1 + n_action_steps``. Only the ``n_obs`` ticks before a prediction
+feed it: a caller whose observations cost time (rendering, perception) may :meth:`skip` the
+others (:meth:`observation_needed` says which) and gets the same chunks.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ import numpy as np
 import torch
 
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_interfaces.keypoint_layout import Layout, layout_of_message, mismatch
+from kil_policy.data import resize_nearest
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
 
 InferenceMode = Literal["module", "packed", "compiled"]
 INFERENCE_MODES = get_args(InferenceMode)
+#: What a tick observes besides the robot state: keypoints (KIL), or an (H, W, 3) uint8 RGB frame
+#: (the RGB baseline).
+Observation = KeypointArrayData | np.ndarray
 
 
 class PolicyRunner:
@@ -36,6 +44,9 @@ class PolicyRunner:
             faster: ``kil_policy.packed_unet``) or "compiled" (packed + ``torch.compile``, fastest;
             compiles and runs one warm-up chunk here, tens of seconds on a small CPU; CUDA graphs
             on CUDA).
+        layout: the keypoint layout the policy was trained on (``keypoint_layout.read_layout`` of
+            its checkpoint); keypoints in another layout are refused. None: only the count is checked.
+        layout_source: how to name the trained layout in that refusal (e.g. the checkpoint path).
     """
 
     def __init__(
@@ -45,19 +56,23 @@ class PolicyRunner:
         ddim_steps: int | None = None,
         seed: int = 0,
         inference: InferenceMode = "packed",
+        layout: Layout | None = None,
+        layout_source: str = "the checkpoint",
     ) -> None:
         if inference not in INFERENCE_MODES:
             raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
         self.policy = policy
         config = policy.config
         self.n_obs, self.n_exec = config.n_obs_steps, config.n_action_steps
+        self.rgb = config.observation == "rgb"
         self.num_keypoints = config.encoder.num_keypoints
         self.use_similarities = config.encoder.kind == "sim"
+        self.layout, self.layout_source = layout, layout_source
         self.step_ns = step_ns
         self.ddim_steps = ddim_steps
         self.device = next(policy.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.history: deque[tuple[RobotStateData, KeypointArrayData]] = deque(maxlen=self.n_obs)
+        self.history: deque[tuple[RobotStateData, Observation]] = deque(maxlen=self.n_obs)
         self.ticks = 0
         self.denoiser = None if inference == "module" else Denoiser(policy.unet, compile=inference == "compiled")
         if inference == "compiled":
@@ -66,12 +81,13 @@ class PolicyRunner:
     def _warm_up(self) -> None:
         """One chunk on made-up inputs, so that compilation happens now and not on the robot."""
         n, k = self.n_obs, self.num_keypoints
-        batch = {
-            BatchKeys.PROPRIO: torch.zeros(1, n, 7),
-            BatchKeys.KEYPOINTS: torch.zeros(1, n, k, 3),
-            BatchKeys.VALID: torch.ones(1, n, k, dtype=torch.bool),
-        }
-        if self.use_similarities:
+        batch = {BatchKeys.PROPRIO: torch.zeros(1, n, 7)}
+        if self.rgb:
+            batch[BatchKeys.IMAGE] = torch.zeros(1, n, 3, *self.policy.config.image_size)
+        else:
+            batch[BatchKeys.KEYPOINTS] = torch.zeros(1, n, k, 3)
+            batch[BatchKeys.VALID] = torch.ones(1, n, k, dtype=torch.bool)
+        if self.use_similarities and not self.rgb:
             batch[BatchKeys.SIMILARITIES] = torch.zeros(1, n, k, k)
         batch = {key: value.to(self.device) for key, value in batch.items()}
         for _ in range(2):  # CUDA graphs record on the second call
@@ -82,18 +98,44 @@ class PolicyRunner:
         self.history.clear()
         self.ticks = 0
 
-    def check(self, keypoints: KeypointArrayData) -> str | None:
-        """Why these keypoints cannot be used, or None."""
-        if keypoints.num_keypoints != self.num_keypoints:
-            return f"{keypoints.num_keypoints} keypoints given; the checkpoint expects {self.num_keypoints}"
+    def check(self, observation: Observation) -> str | None:
+        """Why this observation cannot be used, or None."""
+        if self.rgb:
+            if not (isinstance(observation, np.ndarray) and observation.ndim == 3 and observation.shape[2] == 3):
+                return "the RGB policy needs an (H, W, 3) colour frame"
+            return None
+        if not isinstance(observation, KeypointArrayData):
+            return "the keypoint policy needs keypoints (KeypointArrayData)"
+        if self.layout is not None:
+            return mismatch(self.layout, layout_of_message(observation), self.layout_source, "the input")
+        if observation.num_keypoints != self.num_keypoints:
+            return f"{observation.num_keypoints} keypoints given; the checkpoint expects {self.num_keypoints}"
         return None
 
-    def tick(self, state: RobotStateData, keypoints: KeypointArrayData, now_ns: int) -> ActionChunkData | None:
-        """Add the newest observation; returns a chunk on every ``n_action_steps``-th tick."""
-        problem = self.check(keypoints)
+    def observation_needed(self) -> bool:
+        """Whether the next tick's observation will be in the history of a prediction."""
+        return any((self.ticks + j) % self.n_exec == 0 for j in range(self.n_obs))
+
+    def skip(self) -> None:
+        """A tick whose observation no prediction would see: counted, nothing observed.
+
+        Raises:
+            RuntimeError: when the observation is needed (see :meth:`observation_needed`).
+        """
+        if self.observation_needed():
+            raise RuntimeError(f"tick {self.ticks} feeds a prediction; it cannot be skipped")
+        self.ticks += 1
+
+    def tick(self, state: RobotStateData, observation: Observation, now_ns: int) -> ActionChunkData | None:
+        """Add the newest observation; returns a chunk on every ``n_action_steps``-th tick.
+
+        Raises:
+            ValueError: the observation does not fit the policy (layout, count or kind).
+        """
+        problem = self.check(observation)
         if problem is not None:
             raise ValueError(problem)
-        self.history.append((state, keypoints))
+        self.history.append((state, observation))
         due = self.ticks % self.n_exec == 0
         self.ticks += 1
         return self.predict(now_ns) if due else None
@@ -104,18 +146,21 @@ class PolicyRunner:
         while len(observations) < self.n_obs:
             observations.insert(0, observations[0])
         states = [s for s, _ in observations]
-        frames = [k for _, k in observations]
+        frames = [o for _, o in observations]
         proprio = proprio_from_pose(
             np.stack([s.position for s in states]),
             np.stack([s.quaternion for s in states]),
             np.array([s.gripper for s in states]),
         )
+        batch = {BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None]}
+        if self.rgb:
+            size = self.policy.config.image_size
+            images = np.stack([resize_nearest(f, size) for f in frames])  # (n_obs, H, W, 3), as in training
+            batch[BatchKeys.IMAGE] = torch.from_numpy(images).permute(0, 3, 1, 2).float()[None] / 255.0
+            return {k: v.to(self.device) for k, v in batch.items()}
         points = np.stack([np.where(k.valid[:, None], k.points, 0.0) for k in frames])
-        batch = {
-            BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None],
-            BatchKeys.KEYPOINTS: torch.from_numpy(points).float()[None],
-            BatchKeys.VALID: torch.from_numpy(np.stack([k.valid for k in frames]))[None],
-        }
+        batch[BatchKeys.KEYPOINTS] = torch.from_numpy(points).float()[None]
+        batch[BatchKeys.VALID] = torch.from_numpy(np.stack([k.valid for k in frames]))[None]
         if self.use_similarities:
             zeros = np.zeros((self.num_keypoints, self.num_keypoints), np.float32)
             sims = np.stack([k.similarities if k.similarities is not None else zeros for k in frames])
@@ -128,8 +173,10 @@ class PolicyRunner:
             self.batch(), steps=self.ddim_steps, generator=self.generator, denoiser=self.denoiser
         )
         positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
-        state, keypoints = self.history[-1]
-        newest = max(state.stamp_ns, keypoints.stamp_ns)
+        state, observation = self.history[-1]
+        newest = state.stamp_ns
+        if isinstance(observation, KeypointArrayData):
+            newest = max(newest, observation.stamp_ns)
         return ActionChunkData(
             stamp_ns=now_ns - (self.n_obs - 2) * self.step_ns,
             frame_id=state.frame_id,

@@ -4,9 +4,12 @@
     torchrun --nproc_per_node=4 -m kil_policy.train --config ...        # DistributedDataParallel
 
 A config file (YAML, fields of ``TrainConfig``) plus ``key.sub=value`` overrides (values parsed
-as YAML). Writes to ``out``: ``checkpoint_last/`` (and ``checkpoint_<step>/`` every
-``checkpoint_every`` steps) with weights, resolved config and optimiser state, ``loss.csv`` and
-``loss.png``. ``resume=true`` continues from ``checkpoint_last``. CPU or CUDA (bf16 autocast).
+as YAML). Writes to ``out``: ``checkpoint_<step>/`` directories with weights, resolved config,
+keypoint layout (and the spec, for keypoints extracted by perception) and optimiser state; every
+``checkpoint_every`` steps one is kept. ``checkpoint_last`` is a symbolic link switched atomically
+to the newest complete one, so a crash while saving never leaves it unloadable. Also
+``loss.csv`` and ``loss.png``. ``resume=true`` continues from ``checkpoint_last``. CPU or CUDA
+(bf16 autocast).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import csv
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,18 +30,21 @@ import torch.distributed as dist
 import yaml
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import default_collate
 from tqdm import tqdm
 
+from kil_interfaces import keypoint_layout
+from kil_perception.spec import load_spec
 from kil_policy.augmentation import AugmentationConfig, augment
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import PolicyConfig, from_dict, to_dict
-from kil_policy.data import TopicConfig, WindowDataset, load_episodes
+from kil_policy.data import TensorWindows, TopicConfig, load_episodes
 from kil_policy.keypoint_cache import ExtractionConfig
 from kil_policy.policy import KeypointDiffusionPolicy
 
 log = logging.getLogger("kil_policy.train")
 TRAIN_STATE = "train_state.pt"
+LAST = "checkpoint_last"
+KEEP = ".keep"  # marks a checkpoint kept every checkpoint_every steps
 
 
 @dataclass
@@ -180,12 +187,22 @@ def train(config: TrainConfig) -> TrainResult:
         image_size=policy_config.image_size if rgb else None,
         extraction=config.keypoint_extraction,
     )
+    layout = spec = None
+    layout_source = ""
     if not rgb:
-        k = episodes[0].keypoints.shape[1]
-        if any(e.keypoints.shape[1] != k for e in episodes):
-            raise SystemExit("error: episodes have different keypoint counts")
-        policy_config.encoder.num_keypoints = k
-    dataset = WindowDataset(episodes, policy_config.n_obs_steps, policy_config.horizon, not rgb, rgb)
+        layout = episodes[0].layout
+        for episode in episodes[1:]:
+            problem = keypoint_layout.mismatch(layout, episode.layout, episodes[0].name, episode.name)
+            if problem:
+                raise SystemExit(f"error: {problem}")
+        policy_config.encoder.num_keypoints = len(layout)
+        extraction = config.keypoint_extraction
+        if extraction.spec:
+            spec = load_spec(extraction.spec)
+            layout_source = f"keypoints extracted with {extraction.spec} ({extraction.method}, {extraction.backend})"
+        else:
+            layout_source = f"topic {config.topics.keypoints}"
+    dataset = TensorWindows(episodes, policy_config.n_obs_steps, policy_config.horizon, not rgb, rgb, device)
     policy = KeypointDiffusionPolicy(policy_config)
     all_actions = torch.from_numpy(np.concatenate([e.actions for e in episodes])).float()
     all_proprio = torch.from_numpy(np.concatenate([e.proprio for e in episodes])).float()
@@ -204,7 +221,7 @@ def train(config: TrainConfig) -> TrainResult:
     )
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, rows = 0, []
-    last = out / "checkpoint_last"
+    last = out / LAST
     if config.resume and (last / TRAIN_STATE).exists():
         from safetensors.torch import load_file
 
@@ -242,9 +259,7 @@ def train(config: TrainConfig) -> TrainResult:
     policy.train()
     for step in range(start, config.steps):
         indices = torch.randint(len(dataset), (config.batch_size,), generator=generator)
-        batch = default_collate([dataset[int(i)] for i in indices])
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        batch = augment(batch, config.augmentation, None)
+        batch = augment(dataset.batch(indices), config.augmentation, None)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = model(batch)  # forward() is the loss; DDP syncs gradients through it
         optimizer.zero_grad(set_to_none=True)
@@ -259,32 +274,62 @@ def train(config: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{rows[-1][2]:.2e}")
         bar.update(1)
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-            _checkpoint(
-                out, policy, config, optimizer, schedule, step + 1, rows, keep=(step + 1) % config.checkpoint_every == 0
+            saved = _checkpoint(
+                out,
+                policy,
+                config,
+                optimizer,
+                schedule,
+                step + 1,
+                rows,
+                keep=(step + 1) % config.checkpoint_every == 0,
+                keypoints=(layout, layout_source, spec),
             )
+            bar.write(f"step {step + 1}: checkpoint {saved} ({out / LAST} -> {saved.name})")
     bar.close()
     if rank == 0:
-        log.info("trained %d steps in %.1f s", config.steps - start, time.perf_counter() - t0)
+        log.info("trained %d steps in %.1f s; checkpoint: %s", config.steps - start, time.perf_counter() - t0, last)
     if distributed:
         dist.barrier()
     return TrainResult(last, policy.eval(), rows)
 
 
-def _checkpoint(out: Path, policy, config: TrainConfig, optimizer, schedule, step: int, rows, keep: bool) -> None:
+def _checkpoint(
+    out: Path, policy, config: TrainConfig, optimizer, schedule, step: int, rows, keep: bool, keypoints
+) -> Path:
+    """Write ``checkpoint_<step>``, then switch ``checkpoint_last`` to it atomically and remove the
+    previous one unless it is kept; returns the new directory."""
     extra = {"train": {k: v for k, v in to_dict(config).items() if k != "policy"}, "step": step}
-    targets = [out / "checkpoint_last"] + ([out / f"checkpoint_{step:07d}"] if keep else [])
-    for target in targets:
-        save_policy(target, policy, extra)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step, "rows": rows},
-            target / TRAIN_STATE,
-        )
+    layout, layout_source, spec = keypoints
+    target = out / f"checkpoint_{step:07d}"
+    staging = out / f".{target.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_policy(staging, policy, extra, layout, layout_source, spec)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step, "rows": rows},
+        staging / TRAIN_STATE,
+    )
+    if keep:
+        (staging / KEEP).write_text("")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    last = out / LAST
+    previous = last.resolve() if last.is_symlink() else None
+    if last.exists() and not last.is_symlink():  # a directory from an older version of this script
+        shutil.rmtree(last)
+    link = out / f".{LAST}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.name, target_is_directory=True)
+    os.replace(link, last)  # atomic: readers see the old or the new checkpoint, never a partial one
+    if previous is not None and previous != target.resolve() and not (previous / KEEP).exists():
+        shutil.rmtree(previous, ignore_errors=True)
     with open(out / "loss.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss", "lr"])
         writer.writerows(rows)
     if rows:
         _save_loss_curve(rows, out)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:

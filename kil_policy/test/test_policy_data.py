@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from policy_synthetic import write_episodes
 
-from kil_policy.data import EpisodeError, TopicConfig, WindowDataset, load_episodes, read_episode
+from kil_policy.data import EpisodeError, TensorWindows, TopicConfig, WindowDataset, load_episodes, read_episode
 from kil_policy.policy import BatchKeys
 
 
@@ -39,6 +39,29 @@ def test_windows_pad_at_both_ends(bags: list[Path]) -> None:
     assert not first[BatchKeys.ACTION_IS_PAD].any()
     assert last[BatchKeys.ACTION_IS_PAD].sum() == 16 - 2  # only steps 28 and 29 exist
     assert (last[BatchKeys.ACTION][-1] == last[BatchKeys.ACTION][1]).all()
+
+
+@pytest.mark.parametrize(("n_obs", "horizon"), [(2, 16), (1, 8), (3, 16)])
+def test_tensor_windows_equal_the_per_item_dataset(bags: list[Path], n_obs: int, horizon: int) -> None:
+    import torch
+    from torch.utils.data import default_collate
+
+    episodes = [read_episode(bag) for bag in bags]
+    episodes[2].valid[5:9, 1] = False
+    rng = np.random.default_rng(0)
+    for episode in episodes:  # the +sim encoder's similarities and an RGB baseline's frames too
+        episode.similarities = rng.random((len(episode), 4, 4)).astype(np.float32)
+        episode.images = rng.integers(0, 255, (len(episode), 6, 8, 3), np.uint8)
+    reference = WindowDataset(episodes, n_obs, horizon, use_images=True)
+    windows = TensorWindows(episodes, n_obs, horizon, use_images=True)
+    assert len(windows) == len(reference) == 90
+    indices = torch.tensor([0, 1, 29, 30, 45, 59, 60, 89, 89])
+    expected = default_collate([reference[int(i)] for i in indices])
+    got = windows.batch(indices)
+    assert set(got) == set(expected)
+    for key in got:
+        assert got[key].dtype == expected[key].dtype, key
+        torch.testing.assert_close(got[key], expected[key], msg=key)
 
 
 def test_bad_bags_are_skipped_by_name(tmp_path: Path, bags: list[Path], caplog) -> None:

@@ -200,6 +200,18 @@ def test_augment_adds_noise_only_where_asked() -> None:
     torch.testing.assert_close(noisy[BatchKeys.ACTION], batch[BatchKeys.ACTION])
 
 
+def test_augment_never_moves_the_scene_of_camera_images() -> None:
+    """The RGB baseline's frames cannot move with a spatial transform, so actions must not either."""
+    batch = _batch()
+    batch[BatchKeys.IMAGE] = torch.rand(B, N_OBS, 3, 8, 8)
+    out = augment(batch, AugmentationConfig(0.0, 0.0, 0.0, 0.05, 0.5), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[BatchKeys.ACTION], batch[BatchKeys.ACTION])
+    torch.testing.assert_close(out[BatchKeys.PROPRIO], batch[BatchKeys.PROPRIO])
+    del batch[BatchKeys.IMAGE]
+    moved = augment(batch, AugmentationConfig(0.0, 0.0, 0.0, 0.05, 0.5), torch.Generator().manual_seed(0))
+    assert (moved[BatchKeys.ACTION][..., :3] - batch[BatchKeys.ACTION][..., :3]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("kind", ["transformer", "none", "sim"])
 def test_policy_loss_and_prediction_shapes(kind: str) -> None:
     config = PolicyConfig(

@@ -141,3 +141,24 @@ def test_policy_node_publishes_chunks_and_stops_on_stale_inputs(checkpoint: Path
     finally:
         output = _stop(process)
     assert "not producing action chunks" in output  # one warning for the stale inputs
+
+
+def test_policy_node_refuses_a_spec_of_another_layout_at_start(tmp_path: Path) -> None:
+    from kil_interfaces.keypoint_layout import write_layout
+
+    config = PolicyConfig(
+        encoder=EncoderConfig(num_keypoints=3, d_model=16, num_layers=1, num_heads=2, mlp_dim=32),
+        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=2),
+    )
+    checkpoint = save_policy(tmp_path / "checkpoint", KeypointDiffusionPolicy(config))
+    write_layout(checkpoint, (("mug", 0, "handle"), ("mug", 0, "body"), ("mug", 0, "body_low")), "test")
+    (tmp_path / "spec.yaml").write_text(
+        "categories:\n  - name: mug\n    references:\n      - image: r.png\n"
+        "        keypoints: {rim: [1, 1], handle: [2, 2], opening: [3, 3]}\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    command = [sys.executable, "-m", "kil_policy.policy_node", "--ros-args", "-p", f"checkpoint:={checkpoint}"]
+    done = subprocess.run([*command, "-p", f"spec:={spec}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "keypoint layout differs" in done.stderr and "mug[0]: handle, body, body_low" in done.stderr
+    assert "mug[0]: rim, handle, opening" in done.stderr

@@ -125,3 +125,35 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(trained, tmp_path: Path) -
     # Training did change the weights (both ranks moved the same way).
     initial = load_file(root / "run" / "checkpoint_last" / "model.safetensors")
     assert any(not torch.equal(rank0[k], initial[k]) for k in rank0 if rank0[k].is_floating_point())
+
+
+def test_checkpoints_record_the_layout_and_switch_atomically(trained) -> None:
+    from kil_interfaces.keypoint_layout import read_layout
+
+    root, _ = trained
+    run = root / "run"
+    last = run / "checkpoint_last"
+    assert last.is_symlink() and last.resolve() == (run / "checkpoint_0001000").resolve()
+    episodes = load_episodes([root / "train"], min_length=16)
+    assert read_layout(last) == episodes[0].layout and len(episodes[0].layout) == 4
+    assert "topic /kil/keypoints" in (last / "keypoint_layout.yaml").read_text()
+    # Every checkpoint left behind is complete (no staging directory, no dangling link).
+    assert not list(run.glob(".*partial")) and not list(run.glob(".checkpoint_last.*"))
+    assert sorted(p.name for p in run.glob("checkpoint_0*")) == ["checkpoint_0000500", "checkpoint_0001000"]
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
+    write_episodes(tmp_path / "data", count=4, seed=1)
+    base = [f"data=[{tmp_path / 'data'}]", f"out={tmp_path / 'run'}", "batch_size=8", "log_every=2", *SMALL]
+    first = train(parse_config(None, [*base, "steps=4", "checkpoint_every=100"]))
+    assert [r[0] for r in first.rows] == [2, 4]
+    state = torch.load(tmp_path / "run" / "checkpoint_last" / "train_state.pt", weights_only=False)
+    assert state["step"] == 4
+    resumed = train(parse_config(None, [*base, "steps=8", "checkpoint_every=100", "resume=true"]))
+    assert [r[0] for r in resumed.rows] == [2, 4, 6, 8]  # the first run's log kept, four more steps
+    assert resumed.rows[:2] == first.rows
+    assert (tmp_path / "run" / "checkpoint_last").resolve().name == "checkpoint_0000008"
+    assert not (tmp_path / "run" / "checkpoint_0000004").exists()  # the superseded, unkept one is gone
+    weights_4 = first.policy.state_dict()
+    weights_8 = load_policy(tmp_path / "run" / "checkpoint_last").state_dict()
+    assert any(not torch.equal(weights_4[k], weights_8[k]) for k in weights_8 if weights_8[k].is_floating_point())

@@ -221,7 +221,7 @@ def _plan_mug(expert: ScriptedExpert) -> Iterator[Waypoint]:
 
 def _plan_pen(expert: ScriptedExpert) -> Iterator[Waypoint]:
     world = expert.world
-    box_top = world.keypoints("box")["corner"][2]
+    box_top = world.keypoints("box")["near_right"][2]
     for index, name in enumerate(expert.remaining()):
         centre = world.object_pose(name)[0]
         radius = world.keypoints(name)["centre"][2] - centre[2]

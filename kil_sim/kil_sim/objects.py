@@ -111,6 +111,17 @@ def _open_box(half_x, half_y, height, wall, colour) -> list[str]:
     ]
 
 
+def _corners(half_x: float, half_y: float, z: float) -> dict[str, tuple[float, float, float]]:
+    """The four top corners of a rectangular fixture, named as the scene camera sees them at yaw 0
+    (the camera looks along the base frame's -x: near = +x, image right = +y)."""
+    return {
+        "near_left": (half_x, -half_y, z),
+        "near_right": (half_x, half_y, z),
+        "far_left": (-half_x, -half_y, z),
+        "far_right": (-half_x, half_y, z),
+    }
+
+
 def mug(
     variant: str,
     radius: float = 0.04,
@@ -121,8 +132,10 @@ def mug(
 ) -> ObjectModel:
     """An upright mug: a hollow cylinder (outer ``radius``) with a bottom and a handle at +x.
 
-    Keypoints: ``rim`` (wall top opposite the handle: the grasp point), ``handle`` (outer middle
-    of the handle), ``base`` (bottom centre), ``opening`` (centre of the top opening).
+    Keypoints: ``rim`` (wall top opposite the handle: the grasp point), ``handle`` (middle of the
+    handle's top bar), ``base`` (bottom centre), ``opening`` (centre of the top opening), ``body``
+    and ``body_low`` (the outer wall a quarter turn from the handle — the side the scene camera
+    sees at the canonical yaw — at half and a fifth of the height).
     """
     hx = radius + 0.5 * handle - 0.002
     geoms = [
@@ -138,9 +151,11 @@ def mug(
         geoms=tuple(geoms),
         keypoints={
             "rim": (-radius + 0.5 * wall, 0.0, height),
-            "handle": (radius + handle, 0.0, 0.525 * height),
+            "handle": (hx, 0.0, 0.8 * height + 0.005),
             "base": (0.0, 0.0, 0.0),
             "opening": (0.0, 0.0, height),
+            "body": (0.0, -radius, 0.5 * height),
+            "body_low": (0.0, -radius, 0.2 * height),
         },
         mass=0.25,
     )
@@ -197,14 +212,22 @@ def tray(
     rim: float = 0.02,
     colour: tuple[float, float, float] = (0.55, 0.55, 0.5),
 ) -> ObjectModel:
-    """A fixed tray: base plate with four low rims. Keypoints: ``centre`` (top of the plate), ``corner``."""
+    """A fixed tray: base plate with four low rims. Keypoints: ``centre`` (top of the plate), the
+    rim's four corners (``near_left``, ``near_right``, ``far_left``, ``far_right``) and the plate's
+    two far inner corners (``inner_far_left``, ``inner_far_right``: on the plate, 1.5 cm inside the
+    far rim, away from the tray's outline)."""
     sx, sy = half_size
     return ObjectModel(
         category="tray",
         variant=variant,
         footprint=(sx, sy),
         geoms=tuple(_open_box(sx, sy, rim, 0.008, colour)),
-        keypoints={"centre": (0.0, 0.0, 0.008), "corner": (sx, sy, rim)},
+        keypoints={
+            "centre": (0.0, 0.0, 0.008),
+            **_corners(sx, sy, rim),
+            "inner_far_left": (-sx + 0.015, -sy + 0.015, 0.008),
+            "inner_far_right": (-sx + 0.015, sy - 0.015, 0.008),
+        },
         movable=False,
     )
 
@@ -235,13 +258,14 @@ def pen(
 
 
 def paper_box(variant: str = "paper_box", half_size=(0.09, 0.065), height: float = 0.045, colour=(0.85, 0.78, 0.6)):
-    """A fixed open cardboard box (target of pick_pen). Keypoints: ``centre`` (inner bottom), ``corner``."""
+    """A fixed open cardboard box (target of pick_pen). Keypoints: ``centre`` (inner bottom) and the
+    four top corners of its walls."""
     return ObjectModel(
         category="box",
         variant=variant,
         footprint=half_size,
         geoms=tuple(_open_box(half_size[0], half_size[1], height, 0.006, colour)),
-        keypoints={"centre": (0.0, 0.0, 0.006), "corner": (half_size[0], half_size[1], height)},
+        keypoints={"centre": (0.0, 0.0, 0.006), **_corners(half_size[0], half_size[1], height)},
         movable=False,
     )
 
@@ -271,19 +295,20 @@ def mouse(variant: str, half_size=(0.055, 0.031, 0.017), colour=(0.15, 0.15, 0.1
 
 
 def mouse_pad(variant: str = "mouse_pad", half_size=(0.1, 0.12), colour=(0.2, 0.3, 0.45)) -> ObjectModel:
-    """A fixed mouse pad. Keypoints: ``centre``, ``corner``."""
+    """A fixed mouse pad. Keypoints: ``centre`` and its four corners."""
     return ObjectModel(
         category="mouse_pad",
         variant=variant,
         footprint=half_size,
         geoms=(_box((half_size[0], half_size[1], 0.002), (0, 0, 0.002), colour),),
-        keypoints={"centre": (0.0, 0.0, 0.004), "corner": (half_size[0], half_size[1], 0.004)},
+        keypoints={"centre": (0.0, 0.0, 0.004), **_corners(half_size[0], half_size[1], 0.004)},
         movable=False,
     )
 
 
 def bottle(variant: str, radius: float = 0.03, height: float = 0.15, neck: float = 0.045, colour=(0.2, 0.6, 0.3)):
-    """An upright bottle: body cylinder, shoulder and neck. Keypoints: ``mouth``, ``shoulder``, ``base``."""
+    """An upright bottle: body cylinder, shoulder and neck. Keypoints: ``mouth``, ``shoulder`` and
+    ``base_front`` (on the body's edge at +x, at the top and the bottom), ``base`` (bottom centre)."""
     c = _rgba(colour)
     return ObjectModel(
         category="bottle",
@@ -299,6 +324,7 @@ def bottle(variant: str, radius: float = 0.03, height: float = 0.15, neck: float
         keypoints={
             "mouth": (0.0, 0.0, height + neck + 0.004),
             "shoulder": (radius, 0.0, height),
+            "base_front": (radius, 0.0, 0.01),
             "base": (0.0, 0.0, 0.0),
         },
         mass=0.25,
@@ -306,13 +332,21 @@ def bottle(variant: str, radius: float = 0.03, height: float = 0.15, neck: float
 
 
 def cup(variant: str = "cup", radius: float = 0.045, height: float = 0.09, colour=(0.9, 0.9, 0.88)) -> ObjectModel:
-    """A fixed open cup (target of pour_bottle). Keypoints: ``centre`` (opening), ``base``."""
+    """A fixed open cup (target of pour_bottle). Keypoints: ``centre`` (opening), the rim's ``rim_near``,
+    ``rim_far``, ``rim_left``, ``rim_right`` (as the scene camera sees them at yaw 0), ``base``."""
     return ObjectModel(
         category="cup",
         variant=variant,
         footprint=(radius, radius),
         geoms=tuple(_hollow_cylinder(radius, height, 0.005, colour)),
-        keypoints={"centre": (0.0, 0.0, height), "base": (0.0, 0.0, 0.0)},
+        keypoints={
+            "centre": (0.0, 0.0, height),
+            "rim_near": (radius, 0.0, height),
+            "rim_far": (-radius, 0.0, height),
+            "rim_left": (0.0, -radius, height),
+            "rim_right": (0.0, radius, height),
+            "base": (0.0, 0.0, 0.0),
+        },
         movable=False,
     )
 

@@ -33,7 +33,11 @@ class RolloutConfig:
         state_hz: robot-state rate given to the sink.
         max_duration_s: the episode ends here at the latest (s).
         settle_s: physics time before the episode starts, so objects come to rest (s).
-        linger_s: time simulated after the controller finishes, before success is read (s).
+        linger_s: time simulated after the controller finishes (or the task is done), before
+            success is read (s).
+        stop_on_success: end the episode once the task is complete (after ``linger_s``), as an
+            operator would; otherwise a controller that never finishes (a policy) runs until
+            ``max_duration_s``.
         interpolator: servo rate and safety limits.
     """
 
@@ -44,6 +48,7 @@ class RolloutConfig:
     max_duration_s: float = 40.0
     settle_s: float = 0.3
     linger_s: float = 0.6
+    stop_on_success: bool = False
     interpolator: InterpolatorConfig = field(default_factory=lambda: InterpolatorConfig(rate_hz=100.0))
 
     def __post_init__(self) -> None:
@@ -99,11 +104,13 @@ class ExpertController:
 
 @dataclass
 class EpisodeResult:
-    """Outcome of one episode: completion in [0, 1] (success = 1), duration (s), control steps."""
+    """Outcome of one episode: completion in [0, 1] (success = 1), duration (s), control steps,
+    and why it ended: ``"task complete"``, ``"controller finished"`` or ``"time limit"``."""
 
     completion: float
     duration_s: float
     control_steps: int
+    ended: str = "time limit"
 
     @property
     def success(self) -> bool:
@@ -149,14 +156,17 @@ def run_episode(
     steps = 0
     end_ns = start_ns + round(config.max_duration_s * _NS)
     finished_at: int | None = None
+    ended = "time limit"
     now = start_ns
     while now < end_ns:
         if now >= next_control:
             next_control += control_ns
             completion = spec.success(world, success_state)
-            if controller.done:
+            complete = config.stop_on_success and completion >= 1.0
+            if controller.done or complete:
                 finished_at = finished_at or now
                 if now - finished_at >= config.linger_s * _NS:
+                    ended = "controller finished" if controller.done else "task complete"
                     break
             else:
                 chunk = controller.act(world, now)
@@ -179,4 +189,4 @@ def run_episode(
     completion = spec.success(world, success_state)
     if own_world:
         world.close()
-    return EpisodeResult(completion, (now - start_ns) / _NS, steps)
+    return EpisodeResult(completion, (now - start_ns) / _NS, steps, ended)

@@ -8,6 +8,10 @@ Publishes (default names, all remappable):
 Subscribes: /kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame),
     /kil/gripper_command (std_msgs/Float32, opening 0..1).
 Services: ~/reset (kil_interfaces/srv/ResetEpisode) to a numbered task configuration.
+Episodes: the task's success check runs at 10 Hz; the first success, or ``max_episode_s`` without
+    one, ends the episode: /kil/episode_outcome (kil_interfaces/EpisodeOutcome, latched) and a log
+    line say how (success, completion, duration, and for a failure where the objects are). A
+    ~/reset starts the next episode.
 
 Physics advances with the wall clock (real time); all stamps are the node's clock.
 """
@@ -21,19 +25,19 @@ from functools import partial
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.calibration import save_extrinsics
-from kil_interfaces.msg import KeypointArray, RobotState
+from kil_interfaces.msg import EpisodeOutcome, KeypointArray, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig
 from kil_sim.oracle import oracle_keypoints
 from kil_sim.scene import SceneConfig
-from kil_sim.tasks import SETTINGS, EpisodeConfig, sample_configuration
+from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, sample_configuration, task
 
 _NS = 1_000_000_000
 
@@ -56,6 +60,7 @@ class SimNode(Node):
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         self.publish_mask = p("publish_instance_mask", False, "publish per-object instance masks")
         calibration = p("calibration_file", "", "write the camera extrinsics YAML here at start-up ('' = no)")
+        self.max_episode_s = p("max_episode_s", 40.0, "an episode without success ends as a failure after this (s)")
         if reliability not in ("reliable", "best_effort"):
             raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
         camera = CameraConfig(width=width, height=height, frame_id=optical_frame)
@@ -72,6 +77,8 @@ class SimNode(Node):
         self.mask_pub = self.create_publisher(Image, "/camera/instance_mask", image_qos)
         self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
         self.oracle_pub = self.create_publisher(KeypointArray, "/kil/keypoints/oracle", 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.outcome_pub = self.create_publisher(EpisodeOutcome, "/kil/episode_outcome", latched)
         self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
@@ -79,6 +86,7 @@ class SimNode(Node):
         self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
         self.create_timer(1.0 / state_rate, self._on_physics)
         self.create_timer(1.0 / camera_rate, self._on_camera)
+        self.create_timer(0.1, self._on_check)
         self._warn_once = WarnOnce(self.get_logger())
         self.get_logger().info(
             f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz"
@@ -95,6 +103,9 @@ class SimNode(Node):
         self.world = episode.make_world()
         self.world.step(0.3)  # objects settle
         self._last_wall = time.monotonic()
+        self._episode_start_ns = self._now_ns()
+        self._success_state: dict = {}
+        self._ended = False
         if self.publish_mask:
             values = ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(self.world.objects))
             self.get_logger().info(f"/camera/instance_mask values (keypoint_node mask_categories): {values}")
@@ -112,6 +123,28 @@ class SimNode(Node):
             self.world.step(elapsed)
         state = self.world.robot_state(self._now_ns())
         self.state_pub.publish(conversion.robot_state_to_msg(state))
+
+    def _on_check(self) -> None:
+        """The task's success check; ends the episode on success or at the time limit."""
+        if self._ended:
+            return
+        completion = task(self.task).success(self.world, self._success_state)
+        duration = (self._now_ns() - self._episode_start_ns) / _NS
+        if completion >= 1.0:
+            self._end(True, completion, duration, "task complete")
+        elif duration >= self.max_episode_s:
+            reason = f"time limit of {self.max_episode_s:.0f} s reached; {explain(self.world, task(self.task))}"
+            self._end(False, completion, duration, reason)
+
+    def _end(self, success: bool, completion: float, duration: float, reason: str) -> None:
+        self._ended = True
+        msg = EpisodeOutcome(task=self.task, setting=self.setting, index=self.index, success=success, reason=reason)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.completion, msg.duration = float(completion), float(duration)
+        self.outcome_pub.publish(msg)
+        text = f"episode {self.task} {self.setting} #{self.index}: "
+        text += f"success in {duration:.1f} s" if success else f"failure after {duration:.1f} s ({reason})"
+        (self.get_logger().info if success else self.get_logger().warning)(text)
 
     def _on_camera(self) -> None:
         stamp = self._now_ns()

@@ -106,11 +106,11 @@ def _tilt(world: SimWorld, name: str) -> float:
 
 
 def _in_fixture(world: SimWorld, name: str, fixture: str, max_z: float) -> bool:
-    """Object's frame origin inside the fixture's footprint (its ``corner`` keypoint gives the
-    half-sizes; shrunk by 5 mm) and less than ``max_z`` above the fixture's base."""
+    """Object's frame origin inside the fixture's footprint (half-sizes shrunk by 5 mm) and less
+    than ``max_z`` above the fixture's base."""
     position = world.object_pose(name)[0]
     centre, quaternion = world.object_pose(fixture)
-    half = np.abs(world.objects[world.object_index(fixture)].model.keypoints["corner"][:2]) - 0.005
+    half = np.asarray(world.objects[world.object_index(fixture)].model.footprint) - 0.005
     local = quat_to_matrix(quaternion).T @ (position - centre)
     return abs(local[0]) < half[0] and abs(local[1]) < half[1] and -0.01 < local[2] < max_z
 
@@ -118,6 +118,20 @@ def _in_fixture(world: SimWorld, name: str, fixture: str, max_z: float) -> bool:
 def _released(world: SimWorld, name: str) -> bool:
     """The gripper is open and not touching the object (the object rests on its own)."""
     return world.gripper_opening() > 0.5 and not world.in_contact_with_gripper(name)
+
+
+def explain(world: SimWorld, spec: TaskSpec) -> str:
+    """Where the task's objects are, in words (for a failed episode's reason): each object's
+    distance from the fixture's centre, tilt, and whether the gripper still touches it."""
+    fixture = next(o.name for o in world.objects if not o.model.movable)
+    centre = world.object_pose(fixture)[0]
+    parts = []
+    for name in spec.object_names():
+        distance = float(np.linalg.norm(world.object_pose(name)[0][:2] - centre[:2]))
+        held = "held" if world.in_contact_with_gripper(name) else "not held"
+        tilt = math.degrees(_tilt(world, name))
+        parts.append(f"{name} {100 * distance:.0f} cm from the {fixture} centre, tilted {tilt:.0f} deg, {held}")
+    return "; ".join(parts)
 
 
 def _fraction(done: list[bool]) -> float:

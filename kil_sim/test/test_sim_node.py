@@ -1,4 +1,6 @@
-"""sim_node as a real process over Fast DDS: topic rates, camera model, servo tracking, reset."""
+"""sim_node as a real process over Fast DDS: topics, camera model, servo tracking, reset, and the
+episode outcome. Waits are event-based with generous deadlines (rates are benchmark material:
+``python -m kil_sim.bench``)."""
 
 from __future__ import annotations
 
@@ -23,29 +25,26 @@ from kil_sim.camera import CameraConfig
 WIDTH, HEIGHT = 160, 120
 
 
-@pytest.fixture()
-def sim_process(tmp_path):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kil_sim.sim_node",
-            "--ros-args",
-            "-p",
-            f"width:={WIDTH}",
-            "-p",
-            f"height:={HEIGHT}",
-            "-p",
-            "task:=place_mug",
-            "-p",
-            "publish_instance_mask:=true",
-            "-p",
-            f"calibration_file:={tmp_path / 'calibration.yaml'}",
-        ],
+def _start_sim(tmp_path, *params: str) -> subprocess.Popen:
+    params = (
+        f"width:={WIDTH}",
+        f"height:={HEIGHT}",
+        "task:=place_mug",
+        "publish_instance_mask:=true",
+        f"calibration_file:={tmp_path / 'calibration.yaml'}",
+        *params,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "kil_sim.sim_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.fixture()
+def sim_process(tmp_path):
+    process = _start_sim(tmp_path)
     rclpy.init()
     node = rclpy.create_node("sim_node_test")
     yield process, node, tmp_path
@@ -89,23 +88,12 @@ def test_sim_node_topics_servo_and_reset(sim_process) -> None:
         node.create_subscription(kind, topic, keep(topic), qos)
     assert _spin_until(node, lambda: len(stamps["/camera/color/image_raw"]) > 0, 30.0), "no image from sim_node"
     stamps.clear()
-    _spin_until(node, lambda: False, 3.0)
-    state_rate = (len(stamps["/kil/robot_state"]) - 1) / (
-        stamps["/kil/robot_state"][-1] - stamps["/kil/robot_state"][0]
-    )
-    camera_rate = (len(stamps["/camera/color/image_raw"]) - 1) / (
-        stamps["/camera/color/image_raw"][-1] - stamps["/camera/color/image_raw"][0]
-    )
-    print(f"robot_state {state_rate:.1f} Hz, camera {camera_rate:.1f} Hz")
-    assert state_rate > 80.0, state_rate  # 100 Hz nominal
-    assert 12.0 < camera_rate < 17.0, camera_rate  # 15 Hz nominal
-    for topic in (
-        "/camera/depth/image_raw",
-        "/camera/color/camera_info",
-        "/kil/keypoints/oracle",
-        "/camera/instance_mask",
-    ):
-        assert len(stamps[topic]) >= 0.8 * len(stamps["/camera/color/image_raw"]), topic
+    # Every stream keeps coming, the state faster than the camera (100 Hz vs 15 Hz nominal).
+    assert _spin_until(node, lambda: len(stamps["/camera/color/image_raw"]) >= 10, 60.0)
+    assert len(stamps["/kil/robot_state"]) > 2 * len(stamps["/camera/color/image_raw"])
+    for topic in ("/camera/depth/image_raw", "/camera/color/camera_info", "/kil/keypoints/oracle"):
+        assert _spin_until(node, lambda topic=topic: len(stamps[topic]) >= 8, 30.0), topic
+    assert _spin_until(node, lambda: len(stamps["/camera/instance_mask"]) >= 8, 30.0)
 
     rgb = cv.image_to_numpy(last["/camera/color/image_raw"])
     depth = cv.image_to_numpy(last["/camera/depth/image_raw"])
@@ -152,3 +140,37 @@ def test_sim_node_topics_servo_and_reset(sim_process) -> None:
     rclpy.spin_until_future_complete(node, bad, timeout_sec=10.0)
     assert not bad.result().success and "unknown task" in bad.result().message
     assert process.poll() is None, "sim_node died"
+
+
+def test_sim_node_reports_each_episode_outcome(tmp_path) -> None:
+    """Nothing does the task: the time limit ends the episode as a failure, latched on
+    /kil/episode_outcome with where the mug is; a reset starts the next episode."""
+    from rclpy.qos import DurabilityPolicy
+
+    from kil_interfaces.msg import EpisodeOutcome
+
+    process = _start_sim(tmp_path, "max_episode_s:=1.0")
+    rclpy.init()
+    node = rclpy.create_node("sim_outcome_test")
+    outcomes: list = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    try:
+        node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", outcomes.append, latched)
+        assert _spin_until(node, lambda: bool(outcomes), 60.0), "no episode outcome"
+        first = outcomes[0]
+        assert (first.task, first.setting, first.index, first.success) == ("place_mug", "in_distribution", 0, False)
+        assert first.duration >= 1.0 and first.completion == 0.0
+        assert first.reason.startswith("time limit of 1 s reached; mug ") and "cm from the tray centre" in first.reason
+        client = node.create_client(ResetEpisode, "/sim_node/reset")
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(ResetEpisode.Request(index=3))
+        rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
+        assert future.result().success
+        assert _spin_until(node, lambda: any(o.index == 3 for o in outcomes), 60.0), "no outcome after the reset"
+        assert len(outcomes) == 2  # one per episode, not one per check
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert "episode place_mug in_distribution #0: failure after" in output

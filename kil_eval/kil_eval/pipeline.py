@@ -1,0 +1,288 @@
+"""The whole method on one task, stage by stage: record demonstrations, annotate the spec, extract
+keypoints from the bags, train the KIL policy (per extraction method) and the RGB baseline,
+evaluate each with its inputs in the loop, and write the report. ``kil_eval.demo`` runs it at
+CPU size, ``kil_eval.study`` over a grid.
+
+Every stage reuses what an earlier run finished (demonstrations resume, extracted keypoints are
+cached beside the bags, a finished training or evaluation with the same settings is kept), prints
+a progress bar while it works and one summary line when it is done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from kil_eval.evaluate import SUMMARY, Evaluation, EvaluationConfig
+from kil_eval.record_demos import record
+from kil_eval.report import write_report
+from kil_eval.specs import make_spec
+from kil_sim.camera import CameraConfig
+
+#: The compared methods (paper §IV-C, §IV-F): KIL with image matching (IM), instance matching
+#: (IN, the simulator's masks standing in for SAM3) or tracking (T, Lucas-Kanade started by image
+#: matching), and the RGB diffusion baseline.
+METHODS: dict[str, dict] = {
+    "KIL-IM": {"method": "image"},
+    "KIL-IN": {"method": "instance", "instance_source": "masks"},
+    "KIL-T": {"method": "track", "tracker": "lk", "track_init": "image"},
+    "RGB": {},
+}
+SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+
+
+@dataclass
+class TrainingSize:
+    """How big and how long a policy is trained (``kil_policy.train`` overrides)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 3e-4
+    warmup_steps: int = 200
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    d_model: int = 128
+    num_layers: int = 4
+    image_size: tuple[int, int] = (72, 96)
+
+    def overrides(self, rgb: bool) -> list[str]:
+        dims = ",".join(str(d) for d in self.down_dims)
+        out = [
+            f"steps={self.steps}",
+            f"batch_size={self.batch_size}",
+            f"lr={self.lr}",
+            f"warmup_steps={self.warmup_steps}",
+            f"policy.head.down_dims=[{dims}]",
+            f"checkpoint_every={max(1, self.steps)}",
+            f"log_every={max(1, min(50, self.steps // 20))}",
+        ]
+        if rgb:
+            out += ["policy.observation=rgb", f"policy.image_size=[{self.image_size[0]},{self.image_size[1]}]"]
+        else:
+            out += [f"policy.encoder.d_model={self.d_model}", f"policy.encoder.num_layers={self.num_layers}",
+                    f"policy.encoder.mlp_dim={4 * self.d_model}"]  # fmt: skip
+        return out
+
+
+@dataclass
+class PipelineConfig:
+    """One task's pipeline.
+
+    Attributes:
+        task: the simulated task. out: working directory (stages write below it).
+        demos: demonstrations recorded by the scripted expert. camera_hz, width, height: the
+            camera of the recordings and of the evaluation (the spec is annotated at this size).
+        methods: names from ``METHODS``. backend / model: perception's feature backend;
+            min_score: weaker matches are invalid (``ExtractorConfig.min_score``; 0 = off).
+        settings, episodes: the evaluation grid (configurations per setting).
+        max_duration_s: episode time limit in evaluation (s).
+        kil, rgb: training sizes. device: torch device. gif: film one episode per setting.
+        notes: extra lines for the report (what was scaled down, and why).
+    """
+
+    task: str = "place_mug"
+    out: Path = Path("outputs/pipeline")
+    demos: int = 50
+    camera_hz: float = 10.0
+    width: int = 320
+    height: int = 240
+    methods: tuple[str, ...] = ("KIL-IM", "RGB")
+    backend: str = "effnet_lite0"
+    model: str = ""
+    min_score: float = 0.0
+    settings: tuple[str, ...] = SETTINGS
+    episodes: int = 10
+    max_duration_s: float = 25.0
+    kil: TrainingSize = field(default_factory=TrainingSize)
+    rgb: TrainingSize = field(default_factory=lambda: TrainingSize(steps=1500, batch_size=32, down_dims=(64, 128, 256)))
+    device: str = "cpu"
+    gif: bool = True
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        if self.demos < 1 or self.episodes < 1:
+            raise ValueError(f"demos and episodes must be >= 1, got {self.demos}, {self.episodes}")
+
+    @property
+    def camera(self) -> CameraConfig:
+        return CameraConfig(width=self.width, height=self.height)
+
+    @property
+    def demos_dir(self) -> Path:
+        return self.out / "demos"
+
+    @property
+    def spec_path(self) -> Path:
+        return self.out / "spec" / "spec.yaml"
+
+    def run_dir(self, method: str) -> Path:
+        return self.out / "runs" / method
+
+    def results_dir(self, method: str) -> Path:
+        return self.out / "results" / method
+
+
+def stage(name: str, text: str, started: float) -> None:
+    """The one summary line of a finished stage."""
+    print(f"[{name}] {text} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+class Pipeline:
+    """Runs :class:`PipelineConfig`'s stages; each method returns what it produced."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+
+    def record(self) -> list[Path]:
+        c, started = self.config, time.perf_counter()
+        masks = any(METHODS[m].get("instance_source") == "masks" for m in c.methods)
+        bags = record(c.task, c.demos, c.demos_dir, c.camera_hz, c.width, c.height, masks=masks)
+        stage(
+            "record", f"{len(bags)} {c.task} demonstrations in {c.demos_dir} ({_size_mb(c.demos_dir):.0f} MB)", started
+        )
+        return bags
+
+    def spec(self) -> Path:
+        c, started = self.config, time.perf_counter()
+        from kil_perception.spec import load_spec
+
+        if c.spec_path.is_file():
+            spec = load_spec(c.spec_path)
+            height, width = spec.categories[0].references[0].image().shape[:2]
+            if (width, height) == (c.width, c.height):
+                stage("spec", f"{c.spec_path} kept ({spec.num_keypoints} keypoints)", started)
+                return c.spec_path
+        path = make_spec(c.task, c.spec_path.parent, c.camera)
+        spec = load_spec(path)
+        layout = ", ".join(f"{x.name} x{x.instances}: {'/'.join(x.keypoint_names)}" for x in spec.categories)
+        stage("spec", f"{path} annotated with python -m kil_perception.annotate ({layout})", started)
+        return path
+
+    def extraction(self, method: str) -> dict:
+        """``keypoint_extraction`` settings of a KIL method."""
+        c = self.config
+        common = {"spec": str(c.spec_path), "backend": c.backend, "model": c.model, "device": c.device}
+        return common | {"min_score": c.min_score} | METHODS[method]
+
+    def extract(self, method: str, bags: list[Path]) -> int:
+        """Keypoints of every bag for a KIL method (cached beside the bags); returns the frame count."""
+        from kil_policy.keypoint_cache import ExtractionConfig, extract_bag_keypoints
+
+        started = time.perf_counter()
+        settings = ExtractionConfig(**self.extraction(method))
+        frames = 0
+        for bag in tqdm(bags, desc=f"extract {method}", unit="bag", leave=False):
+            frames += len(extract_bag_keypoints(bag, settings))
+        stage("extract", f"{method}: keypoints of {frames} frames from {len(bags)} bags ({settings.backend})", started)
+        return frames
+
+    def train(self, method: str) -> Path:
+        """Train (or keep a finished training of) one method; returns its checkpoint."""
+        from kil_policy.train import parse_config, train
+
+        c, started = self.config, time.perf_counter()
+        rgb = method == "RGB"
+        size = c.rgb if rgb else c.kil
+        run = c.run_dir(method)
+        overrides = [f"data=[{c.demos_dir}]", f"out={run}", f"device={c.device}", *size.overrides(rgb)]
+        if not rgb:
+            overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
+        config = parse_config(None, overrides)
+        last = run / "checkpoint_last"
+        if _finished_training(last, config):
+            stage("train", f"{method}: {last} kept ({size.steps} steps)", started)
+            return last
+        result = train(config)
+        loss = f"loss {result.rows[0][1]:.3f} -> {result.rows[-1][1]:.3f}" if result.rows else ""
+        stage("train", f"{method}: {size.steps} steps, {loss}; checkpoint {result.checkpoint}", started)
+        return result.checkpoint
+
+    def evaluate(self, method: str, checkpoint: Path) -> Path:
+        """Evaluate one method with its inputs in the loop; returns its results directory."""
+        c, started = self.config, time.perf_counter()
+        out = c.results_dir(method)
+        extraction = self.extraction(method) if method != "RGB" else {}
+        config = EvaluationConfig(
+            name=method,
+            checkpoint=str(checkpoint),
+            keypoints="perception" if method != "RGB" else "oracle",
+            spec=extraction.get("spec", ""),
+            method=extraction.get("method", "image"),
+            backend=c.backend,
+            model=c.model,
+            instance_source=extraction.get("instance_source", "masks"),
+            tracker=extraction.get("tracker", "lk"),
+            track_init=extraction.get("track_init", "image"),
+            min_score=c.min_score,
+            tasks=(c.task,),
+            settings=c.settings,
+            episodes=c.episodes,
+            width=c.width,
+            height=c.height,
+            max_duration_s=c.max_duration_s,
+            device=c.device,
+            gif=c.gif,
+            extra={"training": {k: v for k, v in asdict(c.rgb if method == "RGB" else c.kil).items()}},
+        )
+        summary = out / SUMMARY
+        if summary.is_file() and _same_evaluation(summary, config, checkpoint):
+            stage("evaluate", f"{method}: {summary} kept", started)
+            return out
+        rows = Evaluation(config).run(out)
+        text = ", ".join(f"{r.setting} {r.successes}/{r.episodes}" for r in rows)
+        stage("evaluate", f"{method}: {text}; {out}", started)
+        return out
+
+    def report(self, results: list[Path], title: str) -> Path:
+        started = time.perf_counter()
+        path = write_report(results, self.config.out / "report", self.config.notes, title)
+        stage("report", f"{path}", started)
+        return path
+
+    def run(self, title: str) -> tuple[Path, dict[str, Path]]:
+        """Every stage; returns the report and each method's checkpoint."""
+        bags = self.record()
+        self.spec()
+        checkpoints, results = {}, []
+        for method in self.config.methods:
+            if method != "RGB":
+                self.extract(method, bags)
+            checkpoints[method] = self.train(method)
+            results.append(self.evaluate(method, checkpoints[method]))
+        return self.report(results, title), checkpoints
+
+
+def _finished_training(last: Path, config) -> bool:
+    """A checkpoint of this very configuration that reached its last step."""
+    from kil_policy.config import to_dict
+
+    path = last / "config.yaml"
+    if not path.is_file():
+        return False
+    stored = yaml.safe_load(path.read_text())
+    wanted = {k: v for k, v in to_dict(config).items() if k != "policy"}
+    policy = to_dict(config.policy)
+    policy["encoder"]["num_keypoints"] = stored.get("policy", {}).get("encoder", {}).get("num_keypoints")
+    return stored.get("step") == config.steps and stored.get("train") == wanted and stored.get("policy") == policy
+
+
+def _same_evaluation(summary: Path, config: EvaluationConfig, checkpoint: Path) -> bool:
+    """The summary is of this configuration and newer than the checkpoint's weights."""
+    stored = json.loads(summary.read_text())
+    wanted = {k: v for k, v in asdict(config).items() if k != "extra"} | {"tasks": list(config.tasks)}
+    wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as stored
+    weights = Path(checkpoint) / "model.safetensors"
+    newer = weights.is_file() and summary.stat().st_mtime > weights.stat().st_mtime
+    return newer and stored.get("config") == wanted

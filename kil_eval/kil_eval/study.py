@@ -1,0 +1,112 @@
+"""The paper's comparison over a grid (Table I protocol), for a GPU machine: tasks x methods x
+settings, one report.
+
+    python -m kil_eval.study --tasks place_mug pour_bottle place_shoe --methods KIL-IM KIL-IN KIL-T RGB \\
+        --device cuda --out outputs/study
+    python -m kil_eval.study --paper --device cuda --out outputs/table1      # the paper's sizes
+
+Per task it runs ``kil_eval.pipeline``'s stages (demonstrations, spec, keypoints per method,
+training, evaluation with inputs in the loop), reusing whatever an earlier run finished, and then
+writes one ``report/report.md`` over every task and method. ``--paper`` selects the paper's
+protocol and sizes (640x480 camera, 50 demonstrations, 10 configurations per setting, KIL head
+[128, 256, 512] for 250k steps at batch 128, RGB head [256, 512, 1024] on 224x224 frames); the
+flags set steps, demonstrations and episodes for anything smaller. KIL-IN uses the simulator's
+instance masks, recorded in the bags, where the paper used SAM3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from kil_eval.pipeline import METHODS, SETTINGS, Pipeline, PipelineConfig, TrainingSize, stage
+from kil_eval.report import write_report
+from kil_sim.tasks import TASKS
+
+
+def paper_sizes() -> tuple[TrainingSize, TrainingSize]:
+    """The paper's training (Table VIII): KIL and the RGB baseline."""
+    kil = TrainingSize(steps=250_000, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512))
+    rgb = TrainingSize(
+        steps=250_000, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(256, 512, 1024), image_size=(224, 224)
+    )
+    return kil, rgb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kil_eval.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["place_mug"], choices=sorted(TASKS), help="simulated tasks")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compared methods")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="settings")
+    parser.add_argument("--out", type=Path, default=Path("outputs/study"), help="working and output directory")
+    parser.add_argument("--paper", action="store_true", help="the paper's protocol and sizes (a GPU machine)")
+    parser.add_argument("--demos", type=int, default=50, help="demonstrations per task")
+    parser.add_argument("--episodes", type=int, default=10, help="configurations per setting")
+    parser.add_argument("--kil-steps", type=int, default=20_000, help="KIL training steps (--paper: 250k)")
+    parser.add_argument("--rgb-steps", type=int, default=20_000, help="RGB training steps (--paper: 250k)")
+    parser.add_argument("--width", type=int, default=640, help="camera width (px)")
+    parser.add_argument("--height", type=int, default=480, help="camera height (px)")
+    parser.add_argument("--backend", default="effnet_lite0", help="feature backend (radio, dinov3, dift need weights)")
+    parser.add_argument("--model", default="", help="the backend's model id or local path")
+    parser.add_argument("--min-score", type=float, default=0.0, help="weaker keypoint matches are invalid")
+    parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
+    parser.add_argument("--device", default="cuda", help="torch device")
+    args = parser.parse_args(argv)
+    if args.paper:
+        kil, rgb = paper_sizes()
+    else:
+        kil = TrainingSize(steps=args.kil_steps, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512))
+        rgb = TrainingSize(
+            steps=args.rgb_steps,
+            batch_size=64,
+            lr=1e-4,
+            warmup_steps=500,
+            down_dims=(256, 512, 1024),
+            image_size=(224, 224),
+        )
+    started = time.perf_counter()
+    results = []
+    for task in args.tasks:
+        config = PipelineConfig(
+            task=task,
+            out=args.out / task,
+            demos=args.demos,
+            width=args.width,
+            height=args.height,
+            methods=tuple(args.methods),
+            backend=args.backend,
+            model=args.model,
+            min_score=args.min_score,
+            settings=tuple(args.settings),
+            episodes=args.episodes,
+            max_duration_s=args.max_duration,
+            kil=kil,
+            rgb=rgb,
+            device=args.device,
+        )
+        pipeline = Pipeline(config)
+        bags = pipeline.record()
+        pipeline.spec()
+        for method in config.methods:
+            if method != "RGB":
+                pipeline.extract(method, bags)
+            results.append(pipeline.evaluate(method, pipeline.train(method)))
+    notes = (
+        f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
+        f"camera {args.width}x{args.height}; "
+        f"KIL {kil.steps} steps (head {list(kil.down_dims)}, batch {kil.batch_size}), RGB {rgb.steps} steps (head "
+        f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}; "
+        f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
+        f"{' '.join(argv if argv is not None else [])}`"
+    )
+    report_started = time.perf_counter()
+    report = write_report(results, args.out / "report", notes, "KIL study")
+    stage("report", str(report), report_started)
+    print(f"== done in {(time.perf_counter() - started) / 3600:.2f} h")
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""`make demo DEMO=quick`: every stage of the main job at toy size, so it cannot rot unnoticed —
+record, spec, extract, train KIL and RGB, evaluate both with inputs in the loop, report, and one
+live episode of the node graph; a rerun reuses the finished stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kil_eval.demo", "--quick", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
+    done = _demo(tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    lines = done.stdout.splitlines()
+    for prefix in ("[record] 2 place_mug", "[spec]", "[extract] KIL-IM", "[train] KIL-IM", "[train] RGB",
+                   "[evaluate] KIL-IM", "[evaluate] RGB", "[report]", "[live] episode place_mug"):  # fmt: skip
+        assert any(line.startswith(prefix) for line in lines), f"no '{prefix}' line in:\n{done.stdout}"
+    report = tmp_path / "report" / "report.md"
+    assert lines[-1] == f"report: {report}"
+    text = report.read_text()
+    assert "| KIL-IM |" in text and "| RGB |" in text and "One episode of the live node graph" in text
+    assert (tmp_path / "report" / "success.png").is_file() and list((tmp_path / "report" / "gifs").glob("*.gif"))
+    again = _demo(tmp_path, "--no-live")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    for prefix in ("[spec]", "[train] KIL-IM", "[train] RGB", "[evaluate] KIL-IM", "[evaluate] RGB"):
+        line = next(line for line in again.stdout.splitlines() if line.startswith(prefix))
+        assert " kept" in line, line

@@ -1,0 +1,145 @@
+"""The evaluation protocol with inputs in the loop: every method meets the same configurations,
+results and episodes land on disk, an input of another keypoint layout is refused before any
+episode, and skipping unused observations changes nothing but the time spent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kil_eval.controllers import Film, PolicyController
+from kil_eval.evaluate import EPISODES, SUMMARY, Evaluation, EvaluationConfig, InputMismatchError, main
+from kil_eval.observations import PerceivedKeypoints
+from kil_eval.specs import make_spec, with_camera
+from kil_perception.pipeline import ExtractorConfig
+from kil_perception.spec import load_spec
+from kil_policy.checkpoint import save_policy
+from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
+from kil_policy.policy import KeypointDiffusionPolicy
+from kil_policy.runner import PolicyRunner
+from kil_sim.camera import CameraConfig
+from kil_sim.rollout import RolloutConfig, run_episode
+from kil_sim.tasks import evaluation_configurations
+
+CAMERA = CameraConfig(width=160, height=120)
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> Path:
+    return make_spec("place_mug", tmp_path_factory.mktemp("spec"), CAMERA)
+
+
+def _checkpoint(directory: Path, layout) -> Path:
+    torch.manual_seed(0)
+    policy = KeypointDiffusionPolicy(
+        PolicyConfig(
+            encoder=EncoderConfig(num_keypoints=len(layout), d_model=16, num_layers=1, num_heads=2, mlp_dim=32),
+            head=HeadConfig(down_dims=(16, 32), n_groups=4, step_embed_dim=16, inference_steps=3),
+        )
+    )
+    home = torch.tensor([0.3, 0.0, 0.25, 1, 0, 0, 0, -1, 0, 1.0])
+    k = len(layout)
+    policy.fit_normalizers(home + 0.05 * torch.rand(32, 10), torch.rand(32, 7), torch.rand(32, k, 3),
+                           torch.ones(32, k, dtype=torch.bool))  # fmt: skip
+    return save_policy(directory, policy, layout=tuple(layout), layout_source="test")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(spec, tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint", load_spec(spec).layout())
+
+
+def _config(**overrides) -> EvaluationConfig:
+    base = dict(
+        tasks=("place_mug",), settings=("in_distribution", "scene_variation"), episodes=2, width=160, height=120,
+        max_duration_s=1.5,
+    )  # fmt: skip
+    return EvaluationConfig(**(base | overrides))
+
+
+def test_every_method_meets_the_same_configurations(spec, checkpoint, tmp_path: Path) -> None:
+    expert = Evaluation(_config(name="expert"))
+    policy = Evaluation(_config(name="KIL-IM", checkpoint=str(checkpoint), keypoints="perception", spec=str(spec)))
+    expert.run(tmp_path / "expert", progress=False)
+    policy.run(tmp_path / "policy", progress=False)
+    seen = {}
+    for name in ("expert", "policy"):
+        lines = [json.loads(line) for line in (tmp_path / name / EPISODES).read_text().splitlines()]
+        seen[name] = [(line["setting"], line["index"], line["seed"]) for line in lines]
+    expected = [(s, c.index, c.seed) for s in ("in_distribution", "scene_variation")
+                for c in evaluation_configurations("place_mug", s, 2)]  # fmt: skip
+    assert seen["expert"] == seen["policy"] == expected
+
+
+def test_results_episodes_and_gifs_are_written(spec, checkpoint, tmp_path: Path) -> None:
+    config = _config(name="KIL-IM", checkpoint=str(checkpoint), keypoints="perception", spec=str(spec), gif=True)
+    rows = Evaluation(config).run(tmp_path, progress=False)
+    summary = json.loads((tmp_path / SUMMARY).read_text())
+    assert [r["setting"] for r in summary["results"]] == ["in_distribution", "scene_variation"]
+    assert summary["results"][0] == {**rows[0].__dict__}
+    assert rows[0].episodes == 2 and rows[0].keypoint_frames > 0 and 0 <= rows[0].keypoint_pck10 <= 1
+    assert rows[0].keypoint_median_px < 20  # perception found the objects (random policy, objects at rest)
+    lines = [json.loads(line) for line in (tmp_path / EPISODES).read_text().splitlines()]
+    assert len(lines) == 4 and all(line["perceive_ms"] > 0 and line["ended"] == "time limit" for line in lines)
+    assert summary["gifs"] == ["rollout_place_mug_in_distribution.gif", "rollout_place_mug_scene_variation.gif"]
+    gif = Image.open(tmp_path / summary["gifs"][0])
+    assert gif.n_frames >= 5 and gif.width == 160
+
+
+def test_an_input_of_another_layout_is_refused_before_any_episode(spec, tmp_path: Path, capsys) -> None:
+    other = _checkpoint(tmp_path / "other", [("mug", 0, "rim"), ("mug", 0, "handle"), ("mug", 0, "opening")])
+    config = _config(checkpoint=str(other), keypoints="perception", spec=str(spec))
+    with pytest.raises(InputMismatchError, match=r"checkpoint .*other.* has 3 keypoints \(mug\[0\]: rim, handle"):
+        Evaluation(config).run(tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    args = ["--checkpoint", str(other), "--keypoints", "perception", "--spec", str(spec), "--width", "160"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--height", "120", "--episodes", "1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "keypoint layout differs" in error and f"spec {spec}" in error and "tray[0]: centre" in error
+    with pytest.raises(SystemExit):  # a spec annotated at another camera size
+        main([*args[:6], "--width", "320", "--height", "240", "--episodes", "1"])
+    assert "is 160x120, the camera renders 320x240" in capsys.readouterr().err
+
+
+def test_skipped_observations_give_the_same_chunks(spec, checkpoint) -> None:
+    """Observations only feed the ticks before a prediction; computing every one (filming) or only
+    those changes nothing in the chunks."""
+    from kil_policy.checkpoint import load_policy
+
+    policy = load_policy(checkpoint)
+    episode = with_camera(evaluation_configurations("place_mug", "in_distribution", 1)[0], CAMERA)
+    runs = {}
+    for film in (None, Film()):
+        source = PerceivedKeypoints(str(spec), ExtractorConfig())
+        controller = PolicyController(PolicyRunner(policy, seed=3), source, film)
+        sink = _Chunks()
+        run_episode(episode, controller, RolloutConfig(camera_hz=0, max_duration_s=2.0), sink=sink)
+        runs["film" if film else "lazy"] = (sink.chunks, len(source.seconds))
+    lazy, filmed = runs["lazy"], runs["film"]
+    assert len(lazy[0]) == len(filmed[0]) == 3  # 20 ticks: chunks at 0, 8, 16
+    for a, b in zip(lazy[0], filmed[0], strict=True):
+        np.testing.assert_allclose(a.positions, b.positions)
+    assert lazy[1] < filmed[1] / 2  # perception ran on the needed ticks only
+
+
+class _Chunks:
+    """An episode sink keeping the action chunks."""
+
+    def __init__(self) -> None:
+        self.chunks = []
+
+    def on_camera(self, frame, stamp_ns: int) -> None:
+        pass
+
+    def on_state(self, state) -> None:
+        pass
+
+    def on_action(self, chunk) -> None:
+        self.chunks.append(chunk)

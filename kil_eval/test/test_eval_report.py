@@ -1,0 +1,72 @@
+"""The report: its table is exactly the input results (Table I layout), with the protocol's
+intervals; figures and animations are written beside it."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kil_eval.evaluate import EPISODES, SUMMARY, summarise
+from kil_eval.report import cell, main, write_report
+
+
+def _results(directory: Path, name: str, counts: dict[str, tuple[int, int]], loss: bool = False) -> Path:
+    directory.mkdir(parents=True)
+    rows = [
+        summarise("place_mug", setting, [1.0] * ok + [0.0] * (n - ok), [np.array([[2.0, 12.0, np.nan]])])
+        for setting, (ok, n) in counts.items()
+    ]
+    loss_csv = None
+    if loss:
+        loss_csv = directory / "loss.csv"
+        loss_csv.write_text("step,loss,lr\n1,1.0,0.001\n2,0.5,0.001\n3,0.25,0.001\n")
+    Image.new("RGB", (8, 8)).save(directory / "rollout_place_mug_in_distribution.gif")
+    summary = {
+        "name": name,
+        "observation": "keypoints (perception)",
+        "checkpoint": "/c",
+        "loss_csv": str(loss_csv) if loss_csv else None,
+        "results": [asdict(r) for r in rows],
+        "gifs": ["rollout_place_mug_in_distribution.gif"],
+        "wall_s": 12.0,
+    }
+    (directory / SUMMARY).write_text(json.dumps(summary))
+    (directory / EPISODES).write_text(json.dumps({"perceive_ms": 30.0, "predict_ms": 40.0}) + "\n")
+    return directory
+
+
+def test_table_equals_the_results_with_known_intervals(tmp_path: Path) -> None:
+    kil = _results(tmp_path / "kil", "KIL-IM", {"in_distribution": (113, 150), "scene_variation": (70, 150)}, True)
+    rgb = _results(tmp_path / "rgb", "RGB", {"in_distribution": (70, 150), "scene_variation": (3, 10)})
+    report = write_report([kil, rgb], tmp_path / "report", notes="Scaled down: everything.")
+    text = report.read_text()
+    assert "Scaled down: everything." in text
+    table = [line for line in text.splitlines() if line.startswith("| KIL-IM |") or line.startswith("| RGB |")]
+    assert table[0] == "| KIL-IM | 113/150 (75 %, CI 68–82 %) | 70/150 (47 %, CI 38–55 %) |"
+    assert table[1].startswith("| RGB | 70/150 (47 %, CI 38–55 %) | 3/10 (30 %, CI 7–65 %) |")
+    for method in (kil, rgb):
+        for row in json.loads((method / SUMMARY).read_text())["results"]:
+            assert cell(row) in text  # every cell is its result, nothing else
+    assert "| In-distribution | Scene variation |" in text
+    assert re.search(r"\| KIL-IM \| 7\.0 px / 50 % \(1 frames\)", text)  # median of 2 and 12, PCK@10 1/2
+    for figure in ("success.png", "loss.png", "gifs/KIL-IM_rollout_place_mug_in_distribution.gif"):
+        assert (tmp_path / "report" / figure).is_file(), figure
+        assert figure in text
+
+
+def test_two_object_tasks_report_completion(tmp_path: Path) -> None:
+    row = summarise("place_2_shoes", "in_distribution", [1.0, 0.5, 0.5, 0.0], [])
+    assert row.interval == "wald" and row.rate == pytest.approx(0.5)
+    assert cell(asdict(row)).startswith("50 % completion (CI ")
+
+
+def test_report_cli_names_a_missing_summary(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2 and f"{tmp_path}: no summary.json" in capsys.readouterr().err
