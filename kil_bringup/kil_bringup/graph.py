@@ -18,6 +18,8 @@ CAMERAS = ("sim", "femto_bolt", "zed2i")
 #: and kil_policy.runner.INFERENCE_MODES by a test; not imported, so a launch file stays light).
 METHODS = ("image", "instance", "track")
 INFERENCE_MODES = ("module", "packed", "compiled")
+#: QoS reliability of the image topics (keypoint_node, sim_node and recorder_node take it).
+RELIABILITY = ("reliable", "best_effort")
 #: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
 KEYPOINTS = ("perception", "oracle")
 
@@ -124,6 +126,7 @@ def teleop_graph(
     input_type: str = "quest2ros",
     controller_to_base_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0),
     scale: float = 1.0,
+    image_reliability: str = "reliable",
 ) -> list[NodeSpec]:
     """The nodes for recording demonstrations: robot (or sim), teleop_node, recorder_node,
     interpolator_node. The recorder takes the camera topics through the camera's remappings.
@@ -132,9 +135,13 @@ def teleop_graph(
         output_dir: where recorder_node writes the episode bags.
         input_type: teleop_node's button messages (quest2ros or joy).
         controller_to_base_rpy, scale: teleop_node's mapping (see ``kil_teleop.quest_mapping``).
+        image_reliability: QoS reliability of the image topics (``reliable``, the drivers'
+            default, or ``best_effort``), for every node that publishes or subscribes them.
     """
-    _check_choices(("input_type", input_type, ("quest2ros", "joy")))
-    camera, _, nodes = _robot_side(robot, camera, task, calibration)
+    _check_choices(
+        ("input_type", input_type, ("quest2ros", "joy")), ("image_reliability", image_reliability, RELIABILITY)
+    )
+    camera, _, nodes = _robot_side(robot, camera, task, calibration, {"image_reliability": image_reliability})
     robot_cfg = _ROBOT[robot]
     return [
         *nodes,
@@ -152,7 +159,7 @@ def teleop_graph(
             "recorder_node",
             "kil_teleop",
             "recorder_node",
-            {"output_dir": output_dir, "task": task},
+            {"output_dir": output_dir, "task": task, "image_reliability": image_reliability},
             dict(_CAMERA_TOPICS[camera]),
         ),
         _interpolator(robot_cfg),
@@ -174,6 +181,7 @@ def rollout_graph(
     keypoints: str = "perception",
     image_size: tuple[int, int] | None = None,
     max_episode_s: float = 40.0,
+    image_reliability: str = "reliable",
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -190,11 +198,16 @@ def rollout_graph(
             simulator's ground-truth keypoints routed to policy_node; sim only).
         image_size: (width, height) of the simulated camera (the spec's reference image size).
         max_episode_s: the simulated episode's time limit (s).
+        image_reliability: QoS reliability of the image topics (``reliable``, the drivers'
+            default, or ``best_effort``), for every node that publishes or subscribes them.
     """
     _check_choices(
-        ("method", method, METHODS), ("inference", inference, INFERENCE_MODES), ("keypoints", keypoints, KEYPOINTS)
+        ("method", method, METHODS),
+        ("inference", inference, INFERENCE_MODES),
+        ("keypoints", keypoints, KEYPOINTS),
+        ("image_reliability", image_reliability, RELIABILITY),
     )
-    sim = {"max_episode_s": float(max_episode_s)}
+    sim = {"max_episode_s": float(max_episode_s), "image_reliability": image_reliability}
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
     camera, calibration, nodes = _robot_side(robot, camera, task, calibration, sim)
@@ -211,7 +224,14 @@ def rollout_graph(
                 "keypoint_node",
                 "kil_perception",
                 "keypoint_node",
-                {"spec": spec, "method": method, "backend": backend, "device": device, "extrinsics_file": calibration},
+                {
+                    "spec": spec,
+                    "method": method,
+                    "backend": backend,
+                    "device": device,
+                    "extrinsics_file": calibration,
+                    "image_reliability": image_reliability,
+                },
                 dict(_CAMERA_TOPICS[camera]),
             )
         )

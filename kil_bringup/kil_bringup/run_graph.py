@@ -20,7 +20,16 @@ import subprocess
 import sys
 import time
 
-from kil_bringup.graph import CAMERAS, INFERENCE_MODES, KEYPOINTS, METHODS, ROBOTS, NodeSpec, rollout_graph
+from kil_bringup.graph import (
+    CAMERAS,
+    INFERENCE_MODES,
+    KEYPOINTS,
+    METHODS,
+    RELIABILITY,
+    ROBOTS,
+    NodeSpec,
+    rollout_graph,
+)
 
 
 def start(nodes: list[NodeSpec], stdout=None) -> list[subprocess.Popen]:
@@ -130,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keypoints", default="perception", choices=KEYPOINTS, help="keypoint_node, or the sim's ground truth (oracle)"
     )
+    parser.add_argument(
+        "--image-reliability", default="reliable", choices=RELIABILITY, help="QoS reliability of the image topics"
+    )
     parser.add_argument("--width", type=int, help="simulated camera width (px; the spec's reference size)")
     parser.add_argument("--height", type=int, help="simulated camera height (px)")
     parser.add_argument("--max-input-age", type=float, default=0.5, help="policy_node's max_input_age_s (s)")
@@ -155,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             keypoints=args.keypoints,
             image_size=(args.width, args.height) if args.width else None,
             max_episode_s=args.max_episode,
+            image_reliability=args.image_reliability,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")

@@ -25,6 +25,10 @@ ARGUMENTS = {
     "width": ("", "simulated camera width in px (sim only; the spec's reference image size)"),
     "height": ("", "simulated camera height in px (sim only)"),
     "max_episode_s": ("40.0", "simulated episode time limit (s)"),
+    "image_reliability": (
+        "reliable",
+        "QoS reliability of the image topics: reliable (the drivers' default) or best_effort",
+    ),
 }
 
 
@@ -43,6 +47,7 @@ def _graph(values: dict[str, str]):
         keypoints=values["keypoints"],
         image_size=(int(values["width"]), int(values["height"])) if values["width"] else None,
         max_episode_s=float(values["max_episode_s"]),
+        image_reliability=values["image_reliability"],
     )
 
 

@@ -18,6 +18,10 @@ ARGUMENTS = {
     "input_type": ("quest2ros", "Quest buttons as quest2ros/OVR2ROSInputs or sensor_msgs/Joy (joy)"),
     "controller_yaw": ("0.0", "yaw (rad) of the Quest's tracking frame in the robot base frame"),
     "scale": ("1.0", "robot translation per controller translation"),
+    "image_reliability": (
+        "reliable",
+        "QoS reliability of the image topics: reliable (the drivers' default) or best_effort",
+    ),
 }
 
 
@@ -31,6 +35,7 @@ def _graph(values: dict[str, str]):
         values["input_type"],
         (0.0, 0.0, float(values["controller_yaw"])),
         float(values["scale"]),
+        image_reliability=values["image_reliability"],
     )
 
 

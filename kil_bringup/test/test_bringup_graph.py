@@ -64,6 +64,16 @@ def test_keypoint_sources_and_sim_parameters() -> None:
         rollout_graph("sim", checkpoint="/c")
     with pytest.raises(ValueError, match="keypoints:=oracle needs robot:=sim"):
         rollout_graph("ur5e", checkpoint="/c", calibration="/cal.yaml", keypoints="oracle")
+    # Image QoS reaches every node that publishes or subscribes the images.
+    best_effort = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", image_reliability="best_effort")
+    assert [n.parameters.get("image_reliability") for n in best_effort[:2]] == ["best_effort"] * 2
+    recording = teleop_graph("sim", image_reliability="best_effort", input_type="joy")
+    assert {n.name for n in recording if n.parameters.get("image_reliability") == "best_effort"} == {
+        "sim_node",
+        "recorder_node",
+    }
+    with pytest.raises(ValueError, match="image_reliability must be one of reliable, best_effort"):
+        rollout_graph("sim", spec="/s.yaml", image_reliability="sensor")
 
 
 def test_run_graph_refuses_a_spec_of_another_layout_before_starting(tmp_path: Path, capsys) -> None:
@@ -190,7 +200,7 @@ def test_teleop_graph_nodes_and_errors() -> None:
     assert [n.name for n in nodes] == ["sim_node", "teleop_node", "recorder_node", "interpolator_node"]
     assert nodes[1].parameters["controller_to_base_rpy"] == [0.0, 0.0, 1.5]
     assert "controller_to_base_rpy:=[0.0, 0.0, 1.5]" in nodes[1].ros_args()
-    assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen"}
+    assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen", "image_reliability": "reliable"}
     with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
         teleop_graph("sim", input_type="keyboard")
     with pytest.raises(ValueError, match="calibration YAML"):

@@ -40,9 +40,9 @@ MIN_SCORE = 0.65
 
 def full_config(out: Path, device: str) -> PipelineConfig:
     """About 30 minutes on a 2-core CPU."""
-    kil = TrainingSize(steps=3000, batch_size=64, lr=3e-4, warmup_steps=200, down_dims=(64, 128, 256))
+    kil = TrainingSize(steps=4000, batch_size=64, lr=3e-4, warmup_steps=200, down_dims=(64, 128, 256))
     rgb = TrainingSize(
-        steps=1500, batch_size=32, lr=3e-4, warmup_steps=100, down_dims=(64, 128, 256), image_size=(72, 96)
+        steps=1000, batch_size=32, lr=3e-4, warmup_steps=100, down_dims=(64, 128, 256), image_size=(72, 96)
     )
     return PipelineConfig(
         task=TASK,

@@ -69,8 +69,8 @@ def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
 class CameraFeed:
     """Publishes colour, depth, camera info (and optionally instance masks) with rising stamps."""
 
-    def __init__(self, node, intrinsics) -> None:
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    def __init__(self, node, intrinsics, reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE) -> None:
+        qos = QoSProfile(depth=1, reliability=reliability)
         topics = ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/instance_mask")
         self.pubs = {topic: node.create_publisher(Image, topic, qos) for topic in topics}
         self.info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
@@ -167,3 +167,74 @@ def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> No
         spin_for(node, 1.5, lambda: feed.publish(rgb, depth))  # no masks: dropped
         assert process.poll() is None and len(results) == count
     assert "no /camera/instance_mask message" in log["output"] and "Traceback" not in log["output"]
+
+
+def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_path: Path) -> None:
+    """A best-effort camera driver and keypoint_node's reliable default match nothing: one warning
+    names the topic and both policies; image_reliability:=best_effort then receives."""
+    from types import SimpleNamespace
+
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
+    spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
+    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
+    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}"]
+    with keypoint_node(params, SimpleNamespace(close=lambda: None)) as (node, _process, log):
+        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT)
+        results = []
+        node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
+        deadline = time.monotonic() + 60
+        while node.count_subscribers("/camera/color/image_raw") == 0 and time.monotonic() < deadline:
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        spin_for(node, 3.0, lambda: feed.publish(rgb, depth))  # discovery reports the mismatch
+        assert not results  # nothing flows
+    assert (
+        "incompatible QoS on /camera/color/image_raw: RELIABILITY is reliable on this subscription but "
+        "best_effort on the publisher" in log["output"]
+    ), log["output"][-2000:]
+    assert log["output"].count("incompatible QoS on /camera/color/image_raw") == 1  # once, not per frame
+    with keypoint_node([*params, "image_reliability:=best_effort"], world) as (node, _process, log):
+        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT)
+        results = []
+        node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
+        first_results(node, results, lambda: feed.publish(rgb, depth))
+    assert "incompatible QoS" not in log["output"]
+
+
+def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) -> None:
+    """method:=track: the first frame is matched (cosine scores), later ones tracked (scores 1 or
+    0 for visible / lost); ~/reset makes the next frame matched again."""
+    from std_srvs.srv import Trigger
+
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
+    spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
+    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
+    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=track"]
+    with keypoint_node(params, world) as (node, process, log):
+        feed = CameraFeed(node, intr)
+        results = []
+        node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(keypoints(m)), 10)
+
+        def matched(frame) -> bool:  # tracking reports visibility (exactly 0 or 1), matching similarities
+            return not np.isin(frame.scores, (0.0, 1.0)).all()
+
+        first_results(node, results, lambda: feed.publish(rgb, depth))
+        deadline = time.monotonic() + 60
+        while len(results) < 3 and time.monotonic() < deadline:
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        assert results[0].method == "track" and matched(results[0]) and not matched(results[-1])
+        client = node.create_client(Trigger, "/keypoint_node/reset")
+        assert client.wait_for_service(timeout_sec=20)
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+        assert future.result().success
+        count = len(results)
+        deadline = time.monotonic() + 60
+        while len(results) <= count and time.monotonic() < deadline:
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        assert any(matched(frame) for frame in results[count:]), "no frame matched again after ~/reset"
+        assert process.poll() is None
+    assert "Traceback" not in log["output"]

@@ -121,3 +121,46 @@ class ThrottledWarning:
         if now - self.last.get(key, -1e9) >= self.period_s:
             self.last[key] = now
             self.logger.warning(self.prefix + text)
+
+
+def qos_event_callbacks(node, topic: str, qos, side: str):
+    """Event callbacks that log one clear warning when a peer's QoS is incompatible with ours on
+    ``topic`` (e.g. a best-effort camera driver and a reliable subscriber: nothing would flow,
+    silently): the topic, the policy, this side's value and the peers'.
+
+    Args:
+        side: "subscription" or "publisher" (which endpoint the callbacks are for).
+    """
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    from rclpy.qos import qos_policy_name_from_kind
+
+    if side not in ("subscription", "publisher"):
+        raise ValueError(f"side must be subscription or publisher, got {side!r}")
+    warned: set[str] = set()
+    name = node.resolve_topic_name(topic)
+
+    def callback(event) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        if policy in warned:
+            return
+        warned.add(policy)
+        if side == "subscription":
+            peers, peer_side = node.get_publishers_info_by_topic(name), "publisher"
+        else:
+            peers, peer_side = node.get_subscriptions_info_by_topic(name), "subscription"
+        theirs = sorted({_policy_value(p.qos_profile, policy) for p in peers}) or ["(unknown)"]
+        node.get_logger().warning(
+            f"incompatible QoS on {name}: {policy} is {_policy_value(qos, policy)} on this {side} but "
+            f"{', '.join(theirs)} on the {peer_side}; no messages flow between them "
+            "(set the image_reliability parameters to match)"
+        )
+
+    if side == "subscription":
+        return SubscriptionEventCallbacks(incompatible_qos=callback)
+    return PublisherEventCallbacks(incompatible_qos=callback)
+
+
+def _policy_value(profile, policy: str) -> str:
+    """A QoS profile's value of a policy, in words ("best_effort", "transient_local", ...)."""
+    value = getattr(profile, policy.lower(), None)
+    return getattr(value, "name", str(value)).lower()

@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from kil_interfaces import conversion
 from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_perception.extraction import TrackingExtractor, keypoints_message
 from kil_perception.instances import SimulatorMasks, parse_mask_categories
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -84,12 +84,17 @@ class KeypointNode(Node):
             depth=1,
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
-        self.create_subscription(Image, "/camera/color/image_raw", self._on_color, qos)
-        self.create_subscription(Image, "/camera/depth/image_raw", self._on_depth, qos)
-        self.create_subscription(CameraInfo, "/camera/color/camera_info", self._on_info, qos)
+        for kind, topic, callback in (
+            (Image, "/camera/color/image_raw", self._on_color),
+            (Image, "/camera/depth/image_raw", self._on_depth),
+            (CameraInfo, "/camera/color/camera_info", self._on_info),
+        ):
+            events = qos_event_callbacks(self, topic, qos, "subscription")
+            self.create_subscription(kind, topic, callback, qos, event_callbacks=events)
         self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
         if self.use_masks:
-            self.create_subscription(Image, "/camera/instance_mask", self._on_mask, qos)
+            events = qos_event_callbacks(self, "/camera/instance_mask", qos, "subscription")
+            self.create_subscription(Image, "/camera/instance_mask", self._on_mask, qos, event_callbacks=events)
         self.keypoint_pub = self.create_publisher(KeypointArray, "/kil/keypoints", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "/kil/keypoints/markers", 10)
         self.image_pub = self.create_publisher(Image, "/kil/keypoints/image", qos)

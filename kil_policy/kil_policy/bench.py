@@ -57,6 +57,31 @@ def reference_predict(policy: KeypointDiffusionPolicy, batch: dict[str, torch.Te
     return policy.action_normalizer.unnormalize(sample)
 
 
+@torch.no_grad()
+def scheduler_predict(
+    policy: KeypointDiffusionPolicy,
+    batch: dict[str, torch.Tensor],
+    steps: int,
+    noise: torch.Tensor | None = None,
+    denoiser=None,
+) -> torch.Tensor:
+    """``predict_action_chunk`` with ``diffusers.DDIMScheduler.step`` in the loop instead of the
+    precomputed coefficients (``kil_policy.sampler``): the sampler's reference, in tests and here."""
+    cond = policy.encode(batch)
+    scheduler = policy.inference_scheduler
+    scheduler.set_timesteps(steps)
+    sample = noise if noise is not None else torch.randn(cond.shape[0], policy.config.horizon, 10, device=cond.device)
+    timesteps = scheduler.timesteps.to(cond.device)
+    cache = policy.unet.precompute(timesteps, cond)
+    for i, t in enumerate(timesteps):
+        if denoiser is None:
+            predicted = policy.unet(sample, cache=cache, step_index=i)
+        else:
+            predicted = denoiser(sample, [film[i] for film in cache.films])
+        sample = scheduler.step(predicted, t, sample).prev_sample
+    return policy.action_normalizer.unnormalize(sample)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -97,6 +122,7 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict
     functions = {
         "optimised": lambda: policy.predict_action_chunk(batch, steps=steps, denoiser=compiled),
         "packed": lambda: policy.predict_action_chunk(batch, steps=steps, denoiser=packed),
+        "packed_diffusers_scheduler": lambda: scheduler_predict(policy, batch, steps, denoiser=packed),
         "module": lambda: policy.predict_action_chunk(batch, steps=steps),
         "reference": lambda: reference_predict(policy, batch, steps),
     }

@@ -24,6 +24,7 @@ from kil_policy.config import ACTION_DIM, PROPRIO_DIM, PolicyConfig
 from kil_policy.encoder import make_encoder
 from kil_policy.normalization import MinMaxNormalizer
 from kil_policy.packed_unet import Denoiser
+from kil_policy.sampler import DdimCoefficients, ddim_coefficients, ddim_step
 from kil_policy.unet import ConditionalUnet1D
 
 
@@ -61,7 +62,8 @@ class KeypointDiffusionPolicy(nn.Module):
             prediction_type="epsilon",
         )
         self.train_scheduler = DDPMScheduler(**schedule)
-        self.inference_scheduler = DDIMScheduler(**schedule)
+        self.inference_scheduler = DDIMScheduler(**schedule)  # its numbers, precomputed: self.ddim(steps)
+        self._ddim: dict[int, DdimCoefficients] = {}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """The training loss (so that DistributedDataParallel's hooks see a forward call)."""
@@ -117,6 +119,13 @@ class KeypointDiffusionPolicy(nn.Module):
             return (loss * weight).sum() / weight.sum().clamp_min(1.0)
         return loss.mean()
 
+    def ddim(self, steps: int) -> DdimCoefficients:
+        """The DDIM coefficients for ``steps`` inference steps (computed once per step count)."""
+        cached = self._ddim.get(steps)
+        if cached is None:
+            cached = self._ddim[steps] = ddim_coefficients(self.inference_scheduler, steps)
+        return cached
+
     @torch.no_grad()
     def predict_action_chunk(
         self,
@@ -124,6 +133,7 @@ class KeypointDiffusionPolicy(nn.Module):
         steps: int | None = None,
         generator: torch.Generator | None = None,
         denoiser: Denoiser | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """DDIM sampling of (B, horizon, 10) unnormalised actions.
 
@@ -133,19 +143,19 @@ class KeypointDiffusionPolicy(nn.Module):
             generator: for reproducible sampling.
             denoiser: a packed copy of ``self.unet`` (faster; see ``kil_policy.packed_unet``),
                 or None for the module itself.
+            noise: (B, horizon, 10) initial noise (default: drawn with ``generator``).
         """
         cond = self.encode(batch)
-        scheduler = self.inference_scheduler
-        scheduler.set_timesteps(steps or self.config.head.inference_steps)
-        sample = torch.randn(
-            (cond.shape[0], self.config.horizon, ACTION_DIM), generator=generator, device=cond.device, dtype=cond.dtype
-        )
-        timesteps = scheduler.timesteps.to(cond.device)
-        cache = self.unet.precompute(timesteps, cond)
-        for i, t in enumerate(timesteps):
+        coefficients = self.ddim(steps or self.config.head.inference_steps).to(cond.device, cond.dtype)
+        sample = noise
+        if sample is None:
+            shape = (cond.shape[0], self.config.horizon, ACTION_DIM)
+            sample = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        cache = self.unet.precompute(coefficients.timesteps, cond)
+        for k in range(coefficients.steps):
             if denoiser is None:
-                noise = self.unet(sample, cache=cache, step_index=i)
+                predicted = self.unet(sample, cache=cache, step_index=k)
             else:
-                noise = denoiser(sample, [film[i] for film in cache.films])
-            sample = scheduler.step(noise, t, sample).prev_sample
+                predicted = denoiser(sample, [film[k] for film in cache.films])
+            sample = ddim_step(sample, predicted, k, coefficients)
         return self.action_normalizer.unnormalize(sample)

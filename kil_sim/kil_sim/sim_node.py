@@ -32,7 +32,7 @@ from std_msgs.msg import Float32
 from kil_interfaces import conversion
 from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import EpisodeOutcome, KeypointArray, RobotState
-from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
+from kil_interfaces.node_runtime import WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig
 from kil_sim.oracle import oracle_keypoints
@@ -71,10 +71,17 @@ class SimNode(Node):
             depth=2,
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
-        self.color_pub = self.create_publisher(Image, "/camera/color/image_raw", image_qos)
-        self.depth_pub = self.create_publisher(Image, "/camera/depth/image_raw", image_qos)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", image_qos)
-        self.mask_pub = self.create_publisher(Image, "/camera/instance_mask", image_qos)
+        self.color_pub, self.depth_pub, self.info_pub, self.mask_pub = (
+            self.create_publisher(
+                kind, topic, image_qos, event_callbacks=qos_event_callbacks(self, topic, image_qos, "publisher")
+            )
+            for kind, topic in (
+                (Image, "/camera/color/image_raw"),
+                (Image, "/camera/depth/image_raw"),
+                (CameraInfo, "/camera/color/camera_info"),
+                (Image, "/camera/instance_mask"),
+            )
+        )
         self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
         self.oracle_pub = self.create_publisher(KeypointArray, "/kil/keypoints/oracle", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -23,7 +23,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from kil_interfaces.conversion import MessageTypes
-from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.node_runtime import declare, qos_event_callbacks, spin_node
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import (
     DEMONSTRATION_TOPICS,
@@ -71,8 +71,11 @@ class RecorderNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
         for topic, msgtype in self.topics.items():
-            qos = image_qos if msgtype in _IMAGE_TYPES else 50
-            self.create_subscription(types.get(msgtype), topic, partial(self._on_message, topic), qos, raw=True)
+            qos = image_qos if msgtype in _IMAGE_TYPES else QoSProfile(depth=50)
+            events = qos_event_callbacks(self, topic, qos, "subscription")
+            self.create_subscription(
+                types.get(msgtype), topic, partial(self._on_message, topic), qos, raw=True, event_callbacks=events
+            )
         self.writer: EpisodeWriter | None = None
         self.started_wall = 0.0
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

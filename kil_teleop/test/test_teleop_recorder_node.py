@@ -107,11 +107,13 @@ def test_episodes_discard_and_refusals(recorder) -> None:
     assert not stop.success and stop.message == "not recording"
     publishers.run(0.5)
     before_start = 0.01 * (publishers.tick - 1)
+    sent_before = publishers.sent["/kil/robot_state"]
     started = _call(node, "start")
     assert started.success and "episode_0000" in started.message
     assert not _call(node, "start").success  # one episode at a time
     publishers.run(1.5)
     assert status and status[-1] is True
+    sent_during = publishers.sent["/kil/robot_state"] - sent_before
     stopped = _call(node, "stop")
     assert stopped.success, stopped.message
     publishers.run(0.3)
@@ -120,7 +122,9 @@ def test_episodes_discard_and_refusals(recorder) -> None:
     messages = _messages(bag)
     assert set(messages) == set(TOPICS)
     states = messages["/kil/robot_state"]
-    assert 40 <= len(states) <= publishers.sent["/kil/robot_state"]  # ~1.5 s at 50 Hz, none before start
+    # What was sent while recording is in the bag (a loaded machine may delay some past the stop
+    # call: throughput belongs in a benchmark, not here), nothing from before the start.
+    assert sent_during // 2 <= len(states) <= sent_during + 10, (len(states), sent_during)
     ys = [cv.robot_state_from_msg(s).position[1] for s in states]
     assert ys == sorted(ys) and ys[0] > before_start  # in order, and the pre-start messages are not in it
     image = cv.image_to_numpy(messages["/camera/color/image_raw"][0])
@@ -137,14 +141,16 @@ def test_shutdown_mid_episode_keeps_a_readable_bag(recorder) -> None:
     process, node, out = recorder
     publishers = Publishers(node)
     assert _call(node, "start").success
+    sent_before = publishers.sent["/kil/robot_state"]
     publishers.run(1.0)
+    sent_during = publishers.sent["/kil/robot_state"] - sent_before
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert list_episodes(out) == []  # not among the training episodes
     (bag,) = list_episodes(out / "interrupted")
     messages = _messages(bag)
-    assert len(messages["/kil/robot_state"]) >= 20
+    assert len(messages["/kil/robot_state"]) >= sent_during // 2  # what arrived before the shutdown is kept
     assert "unfinished episode kept" in output and "Traceback" not in output
 
 

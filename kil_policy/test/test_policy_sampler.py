@@ -1,0 +1,74 @@
+"""The DDIM sampler with precomputed coefficients: the same numbers as diffusers' DDIMScheduler,
+and predict_action_chunk the same chunks as a loop over scheduler.step on the same noise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from kil_policy.bench import scheduler_predict
+from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
+from kil_policy.packed_unet import Denoiser
+from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
+from kil_policy.sampler import ddim_coefficients, ddim_step
+
+
+def _scheduler(**overrides) -> DDIMScheduler:
+    config = dict(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                  prediction_type="epsilon") | overrides  # fmt: skip
+    return DDIMScheduler(**config)
+
+
+@pytest.mark.parametrize("steps", [14, 4, 7, 100, 1])
+@pytest.mark.parametrize("clip", [True, False])
+def test_steps_equal_the_schedulers(steps: int, clip: bool) -> None:
+    scheduler = _scheduler(clip_sample=clip)
+    coefficients = ddim_coefficients(scheduler, steps)
+    scheduler.set_timesteps(steps)
+    assert torch.equal(coefficients.timesteps, scheduler.timesteps)
+    generator = torch.Generator().manual_seed(steps)
+    sample = 1.5 * torch.randn(3, 16, 10, generator=generator)
+    for k, t in enumerate(scheduler.timesteps):
+        noise = torch.randn(3, 16, 10, generator=generator)
+        expected = scheduler.step(noise, t, sample).prev_sample
+        got = ddim_step(sample, noise, k, coefficients)
+        assert (got - expected).abs().max() <= 1e-6, (k, int(t))
+        sample = expected
+
+
+def test_unsupported_schedules_are_refused() -> None:
+    with pytest.raises(ValueError, match="epsilon prediction"):
+        ddim_coefficients(_scheduler(prediction_type="sample"), 14)
+    with pytest.raises(ValueError, match="leading"):
+        ddim_coefficients(_scheduler(timestep_spacing="trailing"), 14)
+    with pytest.raises(ValueError, match=r"steps must be in \[1, 100\]"):
+        ddim_coefficients(_scheduler(), 0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_predict_action_chunk_equals_the_scheduler_loop(batch_size: int) -> None:
+    torch.manual_seed(0)
+    config = PolicyConfig(
+        encoder=EncoderConfig(num_keypoints=5, d_model=32, num_layers=1, num_heads=2, mlp_dim=64),
+        head=HeadConfig(down_dims=(32, 64, 128), inference_steps=14),
+    )
+    policy = KeypointDiffusionPolicy(config).eval()
+    policy.fit_normalizers(
+        torch.rand(64, 10), torch.rand(64, 7), torch.rand(64, 5, 3), torch.ones(64, 5, dtype=torch.bool)
+    )
+    batch = {
+        BatchKeys.PROPRIO: torch.rand(batch_size, 2, 7),
+        BatchKeys.KEYPOINTS: torch.rand(batch_size, 2, 5, 3),
+        BatchKeys.VALID: torch.ones(batch_size, 2, 5, dtype=torch.bool),
+    }
+    noise = torch.randn(batch_size, 16, 10, generator=torch.Generator().manual_seed(1))
+    expected = scheduler_predict(policy, batch, 14, noise=noise)
+    got = policy.predict_action_chunk(batch, noise=noise)
+    assert (got - expected).abs().max() <= 1e-5
+    packed = Denoiser(policy.unet)
+    got_packed = policy.predict_action_chunk(batch, noise=noise, denoiser=packed)
+    assert (got_packed - scheduler_predict(policy, batch, 14, noise=noise, denoiser=packed)).abs().max() <= 1e-5
+    # The generator path draws the same initial noise as before.
+    a = policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(1))
+    assert (a - expected).abs().max() <= 1e-5
