@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from kil_eval.intervals import clopper_pearson, wald
 from kil_eval.specs import with_camera
+from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import SETTINGS, TASKS, evaluation_configurations
@@ -72,8 +73,8 @@ class EvaluationConfig:
         checkpoint: policy checkpoint directory ("" = the scripted expert).
         keypoints: "oracle" or "perception" (keypoint policies; RGB policies see the camera).
         spec: keypoint spec YAML (perception; optional for oracle: feeds the spec's layout).
-        method, backend, model, instance_source, tracker, track_init, min_score: perception
-            settings (``kil_perception.pipeline.ExtractorConfig``).
+        perception: how keypoints are extracted (``keypoints="perception"``); its device is
+            ``device``'s, and instance matching takes the simulator's masks by default.
         tasks, settings, episodes: the protocol's grid (episodes = configurations per setting).
         width, height: camera image size (px); the spec's reference images must have it.
         max_duration_s: episode time limit (s). device: torch device. gif: film the first
@@ -84,13 +85,7 @@ class EvaluationConfig:
     checkpoint: str = ""
     keypoints: str = "oracle"
     spec: str = ""
-    method: str = "image"
-    backend: str = "effnet_lite0"
-    model: str = ""
-    instance_source: str = "masks"
-    tracker: str = "lk"
-    track_init: str = "image"
-    min_score: float = 0.0
+    perception: ExtractorConfig = field(default_factory=lambda: ExtractorConfig(instance_source="masks"))
     tasks: tuple[str, ...] = ("place_mug",)
     settings: tuple[str, ...] = ("in_distribution",)
     episodes: int = 10
@@ -173,23 +168,12 @@ class Evaluation:
 
     def _source(self):
         from kil_eval.observations import CameraFrames, OracleKeypoints, PerceivedKeypoints
-        from kil_perception.pipeline import ExtractorConfig
 
         c = self.config
         if self.rgb:
             return CameraFrames()
         if c.keypoints == "perception":
-            extractor = ExtractorConfig(
-                method=c.method,
-                backend=c.backend,
-                model=c.model,
-                device=c.device,
-                instance_source=c.instance_source,
-                tracker=c.tracker,
-                track_init=c.track_init,
-                min_score=c.min_score,
-            )
-            return PerceivedKeypoints(c.spec, extractor)
+            return PerceivedKeypoints(c.spec, replace(c.perception, device=c.device))
         return OracleKeypoints(c.spec or None, render=c.gif)
 
     def check_inputs(self, task: str) -> None:
@@ -381,11 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or ("expert" if not args.checkpoint else "policy")
     tasks = list(TASKS) if "all" in args.tasks else args.tasks
     try:
-        config = EvaluationConfig(
-            name=name,
-            checkpoint=args.checkpoint,
-            keypoints=args.keypoints,
-            spec=args.spec,
+        perception = ExtractorConfig(
             method=args.method,
             backend=args.backend,
             model=args.model,
@@ -393,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             tracker=args.tracker,
             track_init=args.track_init,
             min_score=args.min_score,
+        )
+        config = EvaluationConfig(
+            name=name,
+            checkpoint=args.checkpoint,
+            keypoints=args.keypoints,
+            spec=args.spec,
+            perception=perception,
             tasks=tasks,
             settings=args.settings,
             episodes=args.episodes,

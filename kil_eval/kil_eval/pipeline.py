@@ -22,6 +22,7 @@ from kil_eval.evaluate import SUMMARY, Evaluation, EvaluationConfig
 from kil_eval.record_demos import record
 from kil_eval.report import write_report
 from kil_eval.specs import make_spec
+from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
 
 #: The compared methods (paper §IV-C, §IV-F): KIL with image matching (IM), instance matching
@@ -218,14 +219,8 @@ class Pipeline:
             name=method,
             checkpoint=str(checkpoint),
             keypoints="perception" if method != "RGB" else "oracle",
-            spec=extraction.get("spec", ""),
-            method=extraction.get("method", "image"),
-            backend=c.backend,
-            model=c.model,
-            instance_source=extraction.get("instance_source", "masks"),
-            tracker=extraction.get("tracker", "lk"),
-            track_init=extraction.get("track_init", "image"),
-            min_score=c.min_score,
+            spec=extraction.pop("spec", ""),
+            perception=ExtractorConfig(**extraction) if extraction else ExtractorConfig(instance_source="masks"),
             tasks=(c.task,),
             settings=c.settings,
             episodes=c.episodes,
