@@ -10,7 +10,7 @@ for recording, Quest -> teleop_node -> interpolator_node -> robot, with recorder
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ROBOTS = ("sim", "lite6", "ur5e")
 CAMERAS = ("sim", "femto_bolt", "zed2i")
@@ -143,7 +143,7 @@ def teleop_graph(
     )
     camera, _, nodes = _robot_side(robot, camera, task, calibration, {"image_reliability": image_reliability})
     robot_cfg = _ROBOT[robot]
-    return [
+    nodes = [
         *nodes,
         NodeSpec(
             "teleop_node",
@@ -164,6 +164,7 @@ def teleop_graph(
         ),
         _interpolator(robot_cfg),
     ]
+    return _on_sim_time(nodes) if robot == "sim" else nodes
 
 
 def rollout_graph(
@@ -182,6 +183,7 @@ def rollout_graph(
     image_size: tuple[int, int] | None = None,
     max_episode_s: float = 40.0,
     image_reliability: str = "reliable",
+    real_time_factor: float = 1.0,
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -200,6 +202,8 @@ def rollout_graph(
         max_episode_s: the simulated episode's time limit (s).
         image_reliability: QoS reliability of the image topics (``reliable``, the drivers'
             default, or ``best_effort``), for every node that publishes or subscribes them.
+        real_time_factor: simulated seconds per wall second (sim only; every other node of a sim
+            graph runs on the simulator's ``/clock``).
     """
     _check_choices(
         ("method", method, METHODS),
@@ -207,7 +211,13 @@ def rollout_graph(
         ("keypoints", keypoints, KEYPOINTS),
         ("image_reliability", image_reliability, RELIABILITY),
     )
-    sim = {"max_episode_s": float(max_episode_s), "image_reliability": image_reliability}
+    if real_time_factor <= 0:
+        raise ValueError(f"real_time_factor must be > 0, got {real_time_factor}")
+    sim = {
+        "max_episode_s": float(max_episode_s),
+        "image_reliability": image_reliability,
+        "real_time_factor": float(real_time_factor),
+    }
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
     camera, calibration, nodes = _robot_side(robot, camera, task, calibration, sim)
@@ -246,4 +256,9 @@ def rollout_graph(
         ),
         _interpolator(robot_cfg),
     ]
-    return nodes
+    return _on_sim_time(nodes) if robot == "sim" else nodes
+
+
+def _on_sim_time(nodes: list[NodeSpec]) -> list[NodeSpec]:
+    """Every node but the simulator (the clock's source) on the simulated ``/clock``."""
+    return [n if n.name == "sim_node" else replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]

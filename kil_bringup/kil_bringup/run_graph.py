@@ -74,13 +74,17 @@ class OutcomeListener:
 
     def __init__(self) -> None:
         import rclpy
+        from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
 
         from kil_interfaces.msg import ActionChunk, EpisodeOutcome
         from kil_interfaces.srv import ResetEpisode
 
         rclpy.init()
-        self.node = rclpy.create_node("run_graph_outcomes")
+        # On the simulator's /clock, like the graph's nodes: outcomes are stamped in simulated time.
+        self.node = rclpy.create_node(
+            "run_graph_outcomes", parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)]
+        )
         self.outcomes: list = []
         self.chunks = 0
         self.started_ns: int | None = None  # when the episode was reset, on the node clock
@@ -146,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, help="simulated camera height (px)")
     parser.add_argument("--max-input-age", type=float, default=0.5, help="policy_node's max_input_age_s (s)")
     parser.add_argument("--max-episode", type=float, default=40.0, help="simulated episode time limit (s)")
+    parser.add_argument(
+        "--real-time-factor",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall second (sim; <1 on slow machines)",
+    )
     parser.add_argument("--episodes", type=int, default=0, help="stop after this many episode outcomes (0: run on)")
     parser.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0: no limit)")
     args = parser.parse_args(argv)
@@ -168,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             image_size=(args.width, args.height) if args.width else None,
             max_episode_s=args.max_episode,
             image_reliability=args.image_reliability,
+            real_time_factor=args.real_time_factor,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")

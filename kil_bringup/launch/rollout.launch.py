@@ -29,6 +29,7 @@ ARGUMENTS = {
         "reliable",
         "QoS reliability of the image topics: reliable (the drivers' default) or best_effort",
     ),
+    "real_time_factor": ("1.0", "simulated seconds per wall second (sim only; below 1 on slow machines)"),
 }
 
 
@@ -48,6 +49,7 @@ def _graph(values: dict[str, str]):
         image_size=(int(values["width"]), int(values["height"])) if values["width"] else None,
         max_episode_s=float(values["max_episode_s"]),
         image_reliability=values["image_reliability"],
+        real_time_factor=float(values["real_time_factor"]),
     )
 
 

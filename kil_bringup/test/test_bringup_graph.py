@@ -200,7 +200,10 @@ def test_teleop_graph_nodes_and_errors() -> None:
     assert [n.name for n in nodes] == ["sim_node", "teleop_node", "recorder_node", "interpolator_node"]
     assert nodes[1].parameters["controller_to_base_rpy"] == [0.0, 0.0, 1.5]
     assert "controller_to_base_rpy:=[0.0, 0.0, 1.5]" in nodes[1].ros_args()
-    assert nodes[2].parameters == {"output_dir": "/d", "task": "pick_pen", "image_reliability": "reliable"}
+    recorder = {"output_dir": "/d", "task": "pick_pen", "image_reliability": "reliable", "use_sim_time": True}
+    assert nodes[2].parameters == recorder  # on the simulator's clock, like every node of a sim graph
+    real = teleop_graph("lite6", calibration="/cal.yaml")
+    assert not any("use_sim_time" in n.parameters for n in real)
     with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
         teleop_graph("sim", input_type="keyboard")
     with pytest.raises(ValueError, match="calibration YAML"):

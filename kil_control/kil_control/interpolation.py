@@ -13,9 +13,10 @@ Semantics:
 - Safety, applied to every setpoint: positions clamped into the workspace box; the step from
   the previous setpoint limited by the linear and angular speed limits and by a maximum step
   length (the Lite6's servo mode rejects steps of 10 mm or more); gripper in [0, 1].
-- Staleness: when no chunk has arrived for ``stale_after_s`` and the plan has run out, or the
-  newest chunk is older than that when it arrives, the setpoint holds where it is
-  (``Setpoint.holding``), until a fresh chunk arrives.
+- Staleness: when the plan has run out ``stale_after_s`` ago and no chunk has arrived for as long,
+  or the newest chunk is older than that when it arrives, the setpoint holds where it is
+  (``Setpoint.holding``), until a fresh chunk arrives. (A policy's next chunk is due when its
+  previous plan ends: its inference time must not count as staleness.)
 
 Times are integer nanoseconds on one clock (ROS time on the robot, sim time offline).
 """
@@ -162,11 +163,11 @@ class ChunkInterpolator:
         return position, quaternion, float(gripper)
 
     def is_stale(self, now_ns: int) -> bool:
-        """True when the plan has run out and no chunk arrived for ``stale_after_s``."""
+        """True when the plan ran out ``stale_after_s`` ago and no chunk arrived for as long."""
         if self._times is None:
             return True
         stale_ns = round(self.config.limits.stale_after_s * 1e9)
-        return now_ns - self._last_chunk_received_ns > stale_ns and now_ns > self._times[-1]
+        return now_ns - max(self._last_chunk_received_ns, int(self._times[-1])) > stale_ns
 
     def setpoint(self, now_ns: int) -> Setpoint:
         """The setpoint for time ``now_ns`` (call at ``config.rate_hz``; times must not go back)."""

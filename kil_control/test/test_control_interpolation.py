@@ -105,12 +105,28 @@ def test_new_chunk_replaces_the_future_plan() -> None:
     np.testing.assert_allclose(final, START + [0, 0.08, 0], atol=1e-9)
 
 
+def test_a_policys_chunk_cadence_never_counts_as_stale() -> None:
+    """Chunks of 9 executed steps every 0.8 s, each arriving 0.2 s after the previous plan ended
+    (inference time): no hold in between, and a hold once they stop."""
+    limits = SafetyLimits(stale_after_s=0.5)
+    interp = ChunkInterpolator(InterpolatorConfig(rate_hz=100, limits=limits), START, DOWN, 1.0)
+    holding = []
+    for k in range(5):
+        arrival = k * 800 * MS + (200 * MS if k else 0)
+        targets = [START + [0.001 * (8 * k + i), 0, 0] for i in range(16)]
+        assert interp.add_chunk(_chunk(k * 800 * MS, targets, execute_steps=9), now_ns=arrival)
+        _, sps = _run(interp, arrival, 0.8 if k < 4 else 2.0)
+        holding += [sp.holding for sp in sps]
+    assert not any(holding[:-100]) and holding[-1]  # held only after the chunks stopped
+
+
 def test_stale_inputs_hold_then_resume() -> None:
     limits = SafetyLimits(stale_after_s=0.3)
     interp = ChunkInterpolator(InterpolatorConfig(rate_hz=100, limits=limits), START, DOWN, 1.0)
     interp.add_chunk(_chunk(100 * MS, [START + [0.02, 0, 0]]), now_ns=0)
     _, sps = _run(interp, 0, 1.0)
-    assert not sps[20].holding and sps[-1].holding  # plan ran out at 0.1 s, stale after 0.3 s
+    assert not sps[35].holding and sps[-1].holding  # plan ran out at 0.1 s, stale 0.3 s later
+    assert [sp.holding for sp in sps].index(True) in (40, 41)  # from 0.4 s on
     held = sps[-1].position
     _, later = _run(interp, 1000 * MS, 0.5)
     assert all(sp.holding for sp in later)

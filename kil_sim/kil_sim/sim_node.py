@@ -13,7 +13,14 @@ Episodes: the task's success check runs at 10 Hz; the first success, or ``max_ep
     line say how (success, completion, duration, and for a failure where the objects are). A
     ~/reset starts the next episode.
 
-Physics advances with the wall clock (real time); all stamps are the node's clock.
+Time: the node owns the simulated clock and publishes it on ``/clock`` (rosgraph_msgs/Clock):
+physics advances by ``real_time_factor`` x the elapsed wall time (capped after a stall), starting
+at the wall time of start-up, and every stamp, rate and the episode limit are in simulated time.
+The other nodes of a sim graph run with ``use_sim_time``, so a slow machine (or
+``real_time_factor:=0.25``) slows the whole loop instead of starving it.
+Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
+node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
+interpolator_node commands the arm.
 """
 
 from __future__ import annotations
@@ -23,19 +30,25 @@ import time
 from functools import partial
 
 import numpy as np
+from builtin_interfaces.msg import Time as BuiltinTime
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.calibration import save_extrinsics
-from kil_interfaces.msg import EpisodeOutcome, KeypointArray, RobotState
+from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_sim.camera import CameraConfig
+from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
+from kil_sim.rollout import ExpertController
 from kil_sim.scene import SceneConfig
 from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, sample_configuration, task
 
@@ -61,6 +74,13 @@ class SimNode(Node):
         self.publish_mask = p("publish_instance_mask", False, "publish per-object instance masks")
         calibration = p("calibration_file", "", "write the camera extrinsics YAML here at start-up ('' = no)")
         self.max_episode_s = p("max_episode_s", 40.0, "an episode without success ends as a failure after this (s)")
+        self.rtf = p("real_time_factor", 1.0, "simulated seconds per wall second (the loop's speed)")
+        self.controller = p("controller", "none", "none (commands come from outside) or expert (scripted)")
+        if self.rtf <= 0:
+            raise ValueError(f"parameter real_time_factor must be > 0, got {self.rtf}")
+        if self.controller not in ("none", "expert"):
+            raise ValueError(f"parameter controller must be none or expert, got {self.controller!r}")
+        self.state_ns, self.camera_ns = round(_NS / state_rate), round(_NS / camera_rate)
         if reliability not in ("reliable", "best_effort"):
             raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
         camera = CameraConfig(width=width, height=height, frame_id=optical_frame)
@@ -86,17 +106,21 @@ class SimNode(Node):
         self.oracle_pub = self.create_publisher(KeypointArray, "/kil/keypoints/oracle", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.outcome_pub = self.create_publisher(EpisodeOutcome, "/kil/episode_outcome", latched)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
         self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.world = None
+        self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
+        self._last_wall = time.monotonic()
         self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
-        self.create_timer(1.0 / state_rate, self._on_physics)
-        self.create_timer(1.0 / camera_rate, self._on_camera)
-        self.create_timer(0.1, self._on_check)
+        # Paced by the wall clock (a steady clock: this node is the source of simulated time).
+        self.create_timer(1.0 / state_rate, self._on_physics, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._warn_once = WarnOnce(self.get_logger())
         self.get_logger().info(
-            f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz"
+            f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz; "
+            f"real_time_factor {self.rtf}; controller {self.controller}"
         )
 
     def close(self) -> None:
@@ -109,27 +133,47 @@ class SimNode(Node):
         self.episode = episode
         self.world = episode.make_world()
         self.world.step(0.3)  # objects settle
-        self._last_wall = time.monotonic()
-        self._episode_start_ns = self._now_ns()
+        self._episode_start_ns = self.sim_ns
+        self._next_state = self._next_camera = self._next_check = self.sim_ns
         self._success_state: dict = {}
         self._ended = False
+        self._expert = None  # created when the arm is first commanded (controller:=expert)
         if self.publish_mask:
             values = ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(self.world.objects))
             self.get_logger().info(f"/camera/instance_mask values (keypoint_node mask_categories): {values}")
 
     def _now_ns(self) -> int:
-        return self.get_clock().now().nanoseconds
+        """The simulated time (ns)."""
+        return self.sim_ns
+
+    def _stamp(self):
+        return BuiltinTime(sec=self.sim_ns // _NS, nanosec=self.sim_ns % _NS)
 
     # --- callbacks --------------------------------------------------------------------------------
 
     def _on_physics(self) -> None:
+        """Advance the simulation by the wall time since the last call x real_time_factor, then
+        publish whatever fell due in simulated time (clock, state, camera, checks, expert)."""
         wall = time.monotonic()
         elapsed = min(wall - self._last_wall, 0.1)  # never leap after a stall
         self._last_wall = wall
-        if elapsed > 0:
-            self.world.step(elapsed)
-        state = self.world.robot_state(self._now_ns())
-        self.state_pub.publish(conversion.robot_state_to_msg(state))
+        step_ns = round(elapsed * self.rtf * _NS)
+        if step_ns <= 0:
+            return
+        self.world.step(step_ns / _NS)
+        self.sim_ns += step_ns
+        self.clock_pub.publish(Clock(clock=self._stamp()))
+        if self.sim_ns >= self._next_state:
+            self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
+            self.state_pub.publish(conversion.robot_state_to_msg(self.world.robot_state(self.sim_ns)))
+        if self.sim_ns >= self._next_camera:
+            self._next_camera = max(self._next_camera + self.camera_ns, self.sim_ns)
+            self._on_camera()
+        if self.sim_ns >= self._next_check:
+            self._next_check = max(self._next_check + _NS // 10, self.sim_ns)
+            self._on_check()
+            if self._expert is not None and not self._ended and not self._expert.done:
+                self.chunk_pub.publish(conversion.action_chunk_to_msg(self._expert.act(self.world, self.sim_ns)))
 
     def _on_check(self) -> None:
         """The task's success check; ends the episode on success or at the time limit."""
@@ -146,7 +190,7 @@ class SimNode(Node):
     def _end(self, success: bool, completion: float, duration: float, reason: str) -> None:
         self._ended = True
         msg = EpisodeOutcome(task=self.task, setting=self.setting, index=self.index, success=success, reason=reason)
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = self._stamp()
         msg.completion, msg.duration = float(completion), float(duration)
         self.outcome_pub.publish(msg)
         text = f"episode {self.task} {self.setting} #{self.index}: "
@@ -177,6 +221,13 @@ class SimNode(Node):
             self.world.set_target(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
         except ValueError as error:
             self._warn_once("target", f"/kil/servo_target dropped: {error}")
+            return
+        if self.controller == "expert" and self._expert is None and not self._ended:
+            # The arm is commanded (interpolator_node is up): the expert's episode starts now.
+            spec = task(self.task)
+            rng = np.random.default_rng(self.episode.seed)
+            self._expert = ExpertController(ScriptedExpert(spec, self.world, rng), 10.0, self.base_frame)
+            self._episode_start_ns = self.sim_ns
 
     def _on_gripper(self, msg: Float32) -> None:
         if not np.isfinite(msg.data):
