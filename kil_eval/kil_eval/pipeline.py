@@ -229,7 +229,7 @@ class Pipeline:
             max_duration_s=c.max_duration_s,
             device=c.device,
             gif=c.gif,
-            extra={"training": {k: v for k, v in asdict(c.rgb if method == "RGB" else c.kil).items()}},
+            extra={"training": asdict(c.rgb if method == "RGB" else c.kil)},
         )
         summary = out / SUMMARY
         if summary.is_file() and _same_evaluation(summary, config, checkpoint):
