@@ -29,26 +29,6 @@ from kil_perception.spec import KeypointSpec, load_spec
 from kil_sim.oracle import oracle_keypoints
 from kil_sim.world import SimWorld
 
-#: A ground-truth keypoint counts as visible when the rendered depth at its pixel is within this
-#: of its own depth (m): not hidden behind something, and on the camera side of its object.
-VISIBLE_DEPTH_M = 0.01
-
-
-def visible(
-    world: SimWorld, uv: np.ndarray, points: np.ndarray, present: np.ndarray, depth_mm: np.ndarray
-) -> np.ndarray:
-    """(K,) True where a ground-truth point is in the image and not occluded in ``depth_mm``."""
-    intrinsics = world.camera_intrinsics
-    optical = world.camera_extrinsics.inverse().apply(points)
-    pixel = np.rint(uv).astype(int)
-    inside = present & (pixel[:, 0] >= 0) & (pixel[:, 0] < intrinsics.width)
-    inside &= (pixel[:, 1] >= 0) & (pixel[:, 1] < intrinsics.height)
-    out = np.zeros(len(points), bool)
-    for k in np.flatnonzero(inside):
-        depth = depth_mm[pixel[k, 1], pixel[k, 0]] / 1000.0
-        out[k] = depth > 0 and abs(depth - optical[k, 2]) < VISIBLE_DEPTH_M
-    return out
-
 
 class PerceivedKeypoints:
     """Keypoints extracted from the rendered scene camera (``(world, stamp_ns) -> KeypointArrayData``).
@@ -97,7 +77,7 @@ class PerceivedKeypoints:
         )
         self.seconds.append(time.perf_counter() - started)
         truth_uv, truth_points, present = ground_truth(world, self.spec)
-        seen = visible(world, truth_uv, truth_points, present, frame.depth_mm)
+        seen = present & world.visible(truth_points, frame.depth_mm)
         self.errors.append(pixel_errors(self.spec, found.uv, truth_uv, seen))
         self.last_rgb, self.last_uv = frame.rgb, found.uv
         return keypoints

@@ -26,24 +26,17 @@ from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import evaluation_configurations, sample_configuration, task
 from kil_sim.world import CameraFrame, SimWorld
 
-_VISIBLE_M = 0.01
-
 
 def visible_keypoints(
     world: SimWorld, name: str, frame: CameraFrame | None = None
 ) -> dict[str, tuple[np.ndarray, bool]]:
     """keypoint -> (pixel, visible) for object ``name`` in ``frame`` (default: a new render)."""
     frame = frame or world.render()
-    intrinsics, to_camera = world.camera_intrinsics, world.camera_extrinsics.inverse()
-    out = {}
-    for keypoint, point in world.keypoints(name).items():
-        optical = to_camera.apply(point)
-        uv = intrinsics.project(optical[None])[0]
-        u, v = np.rint(uv).astype(int)
-        inside = 0 <= u < intrinsics.width and 0 <= v < intrinsics.height
-        depth = frame.depth_mm[v, u] / 1000.0 if inside else 0.0
-        out[keypoint] = (uv, bool(inside and depth > 0 and abs(depth - optical[2]) < _VISIBLE_M))
-    return out
+    keypoints = world.keypoints(name)
+    points = np.stack(list(keypoints.values()))
+    uv, _ = world.project(points)
+    seen = world.visible(points, frame.depth_mm)
+    return {k: (uv[i], bool(seen[i])) for i, k in enumerate(keypoints)}
 
 
 def _pixels(keypoints: dict[str, tuple[np.ndarray, bool]]) -> dict[str, list[float]]:

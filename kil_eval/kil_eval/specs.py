@@ -89,15 +89,6 @@ def instance_objects(world: SimWorld) -> dict[tuple[str, int], str]:
     return out
 
 
-def project(world: SimWorld, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (N, 2) of base-frame points (N, 3) in the scene camera, and whether each is in front."""
-    optical = world.camera_extrinsics.inverse().apply(np.asarray(points, np.float64).reshape(-1, 3))
-    in_front = optical[:, 2] > 1e-3
-    uv = np.zeros((len(optical), 2))
-    uv[in_front] = world.camera_intrinsics.project(optical[in_front])
-    return uv, in_front
-
-
 def make_spec(task_name: str, out: Path, camera: CameraConfig | None = None) -> Path:
     """Render the reference frame and annotate it with ``kil_perception.annotate``; returns the spec path.
 
@@ -121,7 +112,7 @@ def make_spec(task_name: str, out: Path, camera: CameraConfig | None = None) -> 
                 count = sum(1 for c, _ in objects if c == category)
                 for instance in range(count):
                     keypoints = world.keypoints(objects[(category, instance)])
-                    uv, _ = project(world, np.stack([keypoints[n] for n in names]))
+                    uv, _ = world.project(np.stack([keypoints[n] for n in names]))
                     args = ["--image", str(frame), "--category", category, "--out", str(spec_path)]
                     args += ["--instances", str(count)] if instance == 0 else ["--add-reference"]
                     for name, (u, v) in zip(names, uv, strict=True):
@@ -147,7 +138,7 @@ def ground_truth(world: SimWorld, spec: KeypointSpec) -> tuple[np.ndarray, np.nd
             keypoints = world.keypoints(obj)
             if name in keypoints:
                 points[k], present[k] = keypoints[name], True
-    uv, in_front = project(world, points)
+    uv, in_front = world.project(points)
     return uv, points, present & in_front
 
 

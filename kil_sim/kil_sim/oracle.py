@@ -14,8 +14,6 @@ def oracle_keypoints(world: SimWorld, stamp_ns: int, include_distractors: bool =
     Order: objects in ``world.objects`` order (manipulated objects, then the fixture), keypoints
     in each model's order; instance index = order among objects of the same category.
     """
-    intrinsics = world.camera_intrinsics
-    to_camera = world.camera_extrinsics.inverse()
     names, categories, instances, points = [], [], [], []
     seen: dict[str, int] = {}
     for placed in world.objects:
@@ -30,10 +28,7 @@ def oracle_keypoints(world: SimWorld, stamp_ns: int, include_distractors: bool =
             instances.append(instance)
             points.append(point)
     points_array = np.array(points, dtype=np.float64).reshape(-1, 3)
-    optical = to_camera.apply(points_array)
-    in_front = optical[:, 2] > 1e-3
-    uv = np.zeros((len(points), 2), np.float32)
-    uv[in_front] = intrinsics.project(optical[in_front])
+    uv, in_front = world.project(points_array)
     return KeypointArrayData(
         stamp_ns=stamp_ns,
         frame_id=world.config.base_frame,
@@ -42,7 +37,7 @@ def oracle_keypoints(world: SimWorld, stamp_ns: int, include_distractors: bool =
         names=tuple(names),
         categories=tuple(categories),
         instances=np.array(instances, np.uint8),
-        uv=uv,
+        uv=uv.astype(np.float32),
         points=points_array,
         scores=np.ones(len(points), np.float32),
         valid=in_front,

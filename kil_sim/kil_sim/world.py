@@ -55,6 +55,10 @@ def _xyzw(quat_wxyz: np.ndarray) -> np.ndarray:
     return np.array([quat_wxyz[1], quat_wxyz[2], quat_wxyz[3], quat_wxyz[0]])
 
 
+#: A point counts as visible when the rendered depth at its pixel is within this of its own (m).
+VISIBLE_DEPTH_M = 0.01
+
+
 class SimWorld:
     """A tabletop scene with ``objects``; call :meth:`step` to advance it.
 
@@ -207,6 +211,30 @@ class SimWorld:
     def camera_extrinsics(self) -> RigidTransform:
         """Pose of the camera optical frame in the robot base frame."""
         return self.config.camera.extrinsics(self.config.base_frame)
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (N, 2) of base-frame points (N, 3) in the scene camera, and whether each lies in
+        front of it (pixels are zero where not)."""
+        optical = self.camera_extrinsics.inverse().apply(np.asarray(points, np.float64).reshape(-1, 3))
+        in_front = optical[:, 2] > 1e-3
+        uv = np.zeros((len(optical), 2))
+        uv[in_front] = self.camera_intrinsics.project(optical[in_front])
+        return uv, in_front
+
+    def visible(self, points: np.ndarray, depth_mm: np.ndarray, tolerance_m: float = VISIBLE_DEPTH_M) -> np.ndarray:
+        """(N,) True where a base-frame point is seen in a rendered depth image: inside the image,
+        in front of the camera, and the depth at its pixel within ``tolerance_m`` of its own (not
+        hidden behind something, on the camera side of its object)."""
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        uv, in_front = self.project(points)
+        depth_of_point = self.camera_extrinsics.inverse().apply(points)[:, 2]
+        pixel = np.rint(uv).astype(int)
+        height, width = depth_mm.shape
+        inside = in_front & (pixel[:, 0] >= 0) & (pixel[:, 0] < width) & (pixel[:, 1] >= 0) & (pixel[:, 1] < height)
+        seen = np.zeros(len(points), bool)
+        rendered = depth_mm[pixel[inside, 1], pixel[inside, 0]] / 1000.0
+        seen[inside] = (rendered > 0) & (np.abs(rendered - depth_of_point[inside]) < tolerance_m)
+        return seen
 
     def render(self, instance_mask: bool = False) -> CameraFrame:
         """Render the scene camera: colour, depth in mm and optionally per-object instance masks."""
