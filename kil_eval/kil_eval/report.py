@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import shutil
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,12 +126,10 @@ def keypoint_table(methods: list[MethodResults], task: str, settings: list[str])
     return [head, "|---" * (len(settings) + 1) + "|", *rows]
 
 
-def _median(values: list[float]) -> float | None:
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+def _median(values: list[float | None]) -> float | None:
+    """The median of the values given (None: not measured), or None when there are none."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def timing_lines(methods: list[MethodResults]) -> list[str]:
