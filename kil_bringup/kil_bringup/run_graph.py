@@ -99,8 +99,9 @@ class OutcomeListener:
         self.chunks += 1
 
     def _on_outcome(self, msg) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if self.started_ns is not None and stamp >= self.started_ns:
+        from kil_interfaces.conversion import time_to_ns
+
+        if self.started_ns is not None and time_to_ns(msg.header.stamp) >= self.started_ns:
             self.outcomes.append(msg)
 
     def spin_once(self, timeout_s: float) -> None:

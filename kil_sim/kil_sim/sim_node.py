@@ -30,7 +30,6 @@ import time
 from functools import partial
 
 import numpy as np
-from builtin_interfaces.msg import Time as BuiltinTime
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
@@ -147,7 +146,7 @@ class SimNode(Node):
         return self.sim_ns
 
     def _stamp(self):
-        return BuiltinTime(sec=self.sim_ns // _NS, nanosec=self.sim_ns % _NS)
+        return conversion.ns_to_time(self.sim_ns)
 
     # --- callbacks --------------------------------------------------------------------------------
 
