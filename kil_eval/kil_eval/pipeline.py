@@ -246,8 +246,9 @@ class Pipeline:
         stage("report", f"{path}", started)
         return path
 
-    def run(self, title: str) -> tuple[Path, dict[str, Path]]:
-        """Every stage; returns the report and each method's checkpoint."""
+    def methods(self) -> tuple[list[Path], dict[str, Path]]:
+        """Every stage up to the evaluations; returns the results directories and each method's
+        checkpoint."""
         bags = self.record()
         self.spec()
         checkpoints, results = {}, []
@@ -256,6 +257,11 @@ class Pipeline:
                 self.extract(method, bags)
             checkpoints[method] = self.train(method)
             results.append(self.evaluate(method, checkpoints[method]))
+        return results, checkpoints
+
+    def run(self, title: str) -> tuple[Path, dict[str, Path]]:
+        """Every stage; returns the report and each method's checkpoint."""
+        results, checkpoints = self.methods()
         return self.report(results, title), checkpoints
 
 

@@ -17,6 +17,7 @@ instance masks, recorded in the bags, where the paper used SAM3.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -85,20 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             rgb=rgb,
             device=args.device,
         )
-        pipeline = Pipeline(config)
-        bags = pipeline.record()
-        pipeline.spec()
-        for method in config.methods:
-            if method != "RGB":
-                pipeline.extract(method, bags)
-            results.append(pipeline.evaluate(method, pipeline.train(method)))
+        results += Pipeline(config).methods()[0]
     notes = (
         f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
         f"camera {args.width}x{args.height}; "
         f"KIL {kil.steps} steps (head {list(kil.down_dims)}, batch {kil.batch_size}), RGB {rgb.steps} steps (head "
         f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
-        f"{' '.join(argv if argv is not None else [])}`"
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`"
     )
     report_started = time.perf_counter()
     report = write_report(results, args.out / "report", notes, "KIL study")
