@@ -22,6 +22,7 @@ setup(
     entry_points={
         "console_scripts": [
             "keypoint_node = kil_perception.keypoint_node:main",
+            "calibration_node = kil_perception.calibration_node:main",
             "extract = kil_perception.extract:main",
             "annotate = kil_perception.annotate:main",
         ]

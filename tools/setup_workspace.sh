@@ -56,6 +56,9 @@ else
     log "dependencies up to date ($venv)"
 fi
 
+# tf2_msgs is not among the wheels: generate it into the venv (nothing happens where it exists).
+tools/generate_tf2_msgs.sh "$venv"
+
 # Offscreen rendering of the simulator needs an EGL driver (Mesa's software renderer suffices).
 if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so"; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -11,6 +11,9 @@ for recording, Quest -> teleop_node -> interpolator_node -> robot, with recorder
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
+
+from kil_interfaces.tf import prefixed
 
 ROBOTS = ("sim", "lite6", "ur5e")
 CAMERAS = ("sim", "femto_bolt", "zed2i")
@@ -23,51 +26,67 @@ RELIABILITY = ("reliable", "best_effort")
 #: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
 KEYPOINTS = ("perception", "oracle")
 
-#: Camera driver topics remapped onto the graph's names (colour, aligned depth, camera info).
-_CAMERA_TOPICS = {
-    "sim": {},
-    "femto_bolt": {
-        "/camera/color/image_raw": "/camera/color/image_raw",
-        "/camera/depth/image_raw": "/camera/depth_registered/image_raw",
-        "/camera/color/camera_info": "/camera/color/camera_info",
-    },
-    "zed2i": {
-        "/camera/color/image_raw": "/zed/zed_node/rgb/image_rect_color",
-        "/camera/depth/image_raw": "/zed/zed_node/depth/depth_registered",
-        "/camera/color/camera_info": "/zed/zed_node/rgb/camera_info",
-    },
-}
 #: Each robot's base frame and the interpolator rate its servo interface wants.
 _ROBOT = {
     "sim": {"base_frame": "link_base", "rate_hz": 100.0},
     "lite6": {"base_frame": "link_base", "rate_hz": 200.0},
     "ur5e": {"base_frame": "base", "rate_hz": 125.0},
 }
+#: The camera topics the kil nodes use (relative: they follow ``namespace``).
+CAMERA_TOPICS = ("camera/color/image_raw", "camera/depth/image_raw", "camera/color/camera_info")
 
 
-def base_frame(robot: str) -> str:
-    """The robot's base frame (REP-105 ``base_link``-like frame the kil topics use)."""
+def base_frame(robot: str, namespace: str = "") -> str:
+    """The robot's base frame (REP-105 ``base_link``-like frame the kil topics use), prefixed by
+    the namespace (robots sharing one TF tree)."""
     _check_choices(("robot", robot, ROBOTS))
-    return _ROBOT[robot]["base_frame"]
+    return prefixed(namespace, _ROBOT[robot]["base_frame"])
+
+
+#: The topics kil_bringup's RViz configuration shows (absolute there; remapped under a namespace).
+RVIZ_TOPICS = ("/kil/keypoints/markers", "/kil/keypoints/image", "/kil/servo_target", "/camera/color/image_raw")
+
+
+def rviz_remappings(namespace: str) -> dict:
+    """RViz's configured topics moved into ``namespace`` ({} for the root)."""
+    namespace = check_namespace(namespace)
+    return {topic: topic.lstrip("/") for topic in RVIZ_TOPICS} if namespace else {}
+
+
+def check_namespace(namespace: str) -> str:
+    """A valid ROS namespace without its leading slash ('' for none); raises ValueError."""
+    stripped = namespace.strip("/")
+    if stripped and not all(
+        part and (part[0].isalpha()) and part.replace("_", "").isalnum() for part in stripped.split("/")
+    ):
+        raise ValueError(
+            "namespace must be ROS name tokens (letters, digits, underscores; each starting with a letter), "
+            f"got {namespace!r}"
+        )
+    return stripped
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node: ``python -m module`` (``ros2 run package executable``) with parameters/remappings."""
+    """One node: ``python -m module`` (``ros2 run package executable``) with parameters/remappings,
+    in ``namespace`` ('' = the root)."""
 
     name: str
     package: str
     executable: str
     parameters: dict = field(default_factory=dict)
     remappings: dict = field(default_factory=dict)
+    namespace: str = ""
 
     @property
     def module(self) -> str:
         return f"{self.package}.{self.executable}"
 
     def ros_args(self) -> list[str]:
-        """``--ros-args`` arguments: node name, parameters, remappings."""
+        """``--ros-args`` arguments: node name, namespace, parameters, remappings."""
         args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:=/{self.namespace}"]
         for key, value in self.parameters.items():
             if isinstance(value, bool):
                 value = str(value).lower()
@@ -79,41 +98,179 @@ class NodeSpec:
         return args
 
 
+@dataclass(frozen=True)
+class DriverInclude:
+    """A vendor launch file the launch files include: ``<package share>/launch/<launch_file>`` with
+    ``arguments``; ``source`` cites where the file and its arguments are defined."""
+
+    package: str
+    launch_file: str
+    arguments: dict
+    source: str
+
+
 def _check_choices(*checks: tuple[str, str, tuple[str, ...]]) -> None:
     for name, value, allowed in checks:
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _robot_side(
-    robot: str, camera: str | None, task: str, calibration: str, sim: dict | None = None
-) -> tuple[str, str, list[NodeSpec]]:
-    """Validated (camera, calibration) and the robot's own nodes: the simulator for ``sim``, the
-    adapter to xarm_ros2 for ``lite6`` or to ur_robot_driver for ``ur5e`` (the vendor driver and
-    the camera driver are launched by their own packages). ``sim``: extra sim_node parameters."""
+def _default_camera(robot: str, camera: str | None) -> str:
     _check_choices(("robot", robot, ROBOTS))
     camera = camera or ("sim" if robot == "sim" else "femto_bolt")
     if camera not in CAMERAS:
         raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
     if robot == "sim" and camera != "sim":
         raise ValueError("robot:=sim renders its own camera; use camera:=sim")
+    return camera
+
+
+def _camera_name(camera: str, namespace: str) -> str:
+    """The vendor driver's ``camera_name`` (its topic namespace): under ``namespace`` when given."""
+    name = {"femto_bolt": "camera", "zed2i": "zed"}[camera]
+    return f"{namespace}/{name}" if namespace else name
+
+
+def camera_remappings(camera: str, namespace: str = "") -> dict:
+    """The kil camera topics remapped onto the camera driver's (absolute) topics: orbbec_camera
+    publishes ``/<camera_name>/color/image_raw``, ``/<camera_name>/depth/image_raw`` (aligned to
+    colour with ``depth_registration:=true``) and ``/<camera_name>/color/camera_info``;
+    zed_wrapper (4.x) ``/<camera_name>/zed_node/rgb/image_rect_color``,
+    ``.../depth/depth_registered`` (32FC1 m) and ``.../rgb/camera_info``. The sim's are ours."""
+    if camera == "sim":
+        return {}
+    root = "/" + _camera_name(camera, namespace)
+    if camera == "femto_bolt":
+        targets = (f"{root}/color/image_raw", f"{root}/depth/image_raw", f"{root}/color/camera_info")
+    else:
+        targets = (
+            f"{root}/zed_node/rgb/image_rect_color",
+            f"{root}/zed_node/depth/depth_registered",
+            f"{root}/zed_node/rgb/camera_info",
+        )
+    return dict(zip(CAMERA_TOPICS, targets, strict=True))
+
+
+def _xarm_hw_ns(namespace: str) -> str:
+    """xarm_api's service namespace: its launch file joins ``prefix`` and ``hw_ns`` without a
+    separator (``_robot_driver.launch.py``: ``'{}{}'.format(prefix.strip('/'), hw_ns.strip('/'))``)."""
+    return "/" + (f"{namespace}/" if namespace else "").strip("/") + "ufactory"
+
+
+def driver_includes(
+    robot: str, camera: str | None = None, robot_ip: str = "", namespace: str = ""
+) -> list[DriverInclude]:
+    """The vendor launch files that bring up the robot's and the camera's drivers (none for the sim).
+
+    Lite6: xarm_ros2 ``xarm_api/launch/lite6_driver.launch.py`` (robot_ip, report_type, hw_ns;
+    prefix forwarded to ``_xarm_driver.launch.py``). UR5e: ur_robot_driver
+    ``ur_robot_driver/launch/ur_control.launch.py`` (ur_type, robot_ip, initial_joint_controller,
+    launch_rviz, tf_prefix). Femto Bolt: OrbbecSDK_ROS2 ``orbbec_camera/launch/femto_bolt.launch.py``
+    (camera_name, depth_registration, enable_point_cloud). ZED 2i: zed-ros2-wrapper
+    ``zed_wrapper/launch/zed_camera.launch.py`` (camera_model, camera_name).
+
+    Raises:
+        ValueError: a real robot without ``robot_ip``, or a bad robot/camera/namespace.
+    """
+    camera = _default_camera(robot, camera)
+    namespace = check_namespace(namespace)
+    if robot == "sim":
+        return []
+    if not robot_ip:
+        raise ValueError(
+            f"robot_ip:= is required to start the {robot} driver "
+            "(or drivers:=false to attach to drivers started elsewhere)"
+        )
+    prefix = f"{namespace}/" if namespace else ""
+    includes = []
+    if robot == "lite6":
+        includes.append(
+            DriverInclude(
+                "xarm_api",
+                "lite6_driver.launch.py",
+                {"robot_ip": robot_ip, "report_type": "dev", "hw_ns": "ufactory", "prefix": prefix},
+                "github.com/xArm-Developer/xarm_ros2: xarm_api/launch/lite6_driver.launch.py "
+                "(report_type dev: 100 Hz states)",
+            )
+        )
+    else:
+        includes.append(
+            DriverInclude(
+                "ur_robot_driver",
+                "ur_control.launch.py",
+                {
+                    "ur_type": "ur5e",
+                    "robot_ip": robot_ip,
+                    "initial_joint_controller": "forward_position_controller",
+                    "launch_rviz": "false",
+                    "tf_prefix": prefix,
+                },
+                "github.com/UniversalRobots/Universal_Robots_ROS2_Driver: ur_robot_driver/launch/ur_control.launch.py",
+            )
+        )
+    if camera == "femto_bolt":
+        includes.append(
+            DriverInclude(
+                "orbbec_camera",
+                "femto_bolt.launch.py",
+                {
+                    "camera_name": _camera_name(camera, namespace),
+                    "depth_registration": "true",
+                    "enable_point_cloud": "false",
+                },
+                "github.com/orbbec/OrbbecSDK_ROS2: orbbec_camera/launch/femto_bolt.launch.py",
+            )
+        )
+    else:
+        includes.append(
+            DriverInclude(
+                "zed_wrapper",
+                "zed_camera.launch.py",
+                {"camera_model": "zed2i", "camera_name": _camera_name(camera, namespace)},
+                "github.com/stereolabs/zed-ros2-wrapper: zed_wrapper/launch/zed_camera.launch.py",
+            )
+        )
+    return includes
+
+
+def _robot_side(robot: str, camera: str | None, task: str, calibration: str, namespace: str, sim: dict | None = None):
+    """Validated camera and the robot's own nodes: the simulator for ``sim``; for ``lite6`` the
+    adapter to xarm_ros2, for ``ur5e`` to ur_robot_driver (the vendor drivers come from
+    :func:`driver_includes`), and calibration_node publishing the calibration YAML on /tf_static
+    when one is given (else TF must come from elsewhere, e.g. a hand-eye calibration tool).
+    ``sim``: extra sim_node parameters."""
+    camera = _default_camera(robot, camera)
+    frame = partial(prefixed, namespace)
+    base = frame(_ROBOT[robot]["base_frame"])
     if robot in ("lite6", "ur5e"):
-        if not calibration:
-            raise ValueError("a calibration YAML (camera -> robot base) is required on a real robot")
         name = f"{robot}_node"
-        adapter = NodeSpec(name, "kil_control", name, {"base_frame": _ROBOT[robot]["base_frame"]})
-        return camera, calibration, [adapter]
-    calibration = calibration or "/tmp/kil_sim_calibration.yaml"
-    parameters = {"task": task, "calibration_file": calibration, "base_frame": "link_base", **(sim or {})}
-    return camera, calibration, [NodeSpec("sim_node", "kil_sim", "sim_node", parameters)]
+        if robot == "lite6":
+            adapter = NodeSpec(name, "kil_control", name, {"base_frame": base, "namespace": _xarm_hw_ns(namespace)})
+        else:  # ur_robot_driver's topics are absolute (its controller spawner names /controller_manager)
+            remap = {"joint_states": "/joint_states"}
+            remap["forward_position_controller/commands"] = "/forward_position_controller/commands"
+            adapter = NodeSpec(name, "kil_control", name, {"base_frame": base}, remap)
+        nodes = [adapter]
+        if calibration:
+            params = {"calibration_file": calibration, "frame_prefix": namespace}
+            nodes.append(NodeSpec("calibration_node", "kil_perception", "calibration_node", params))
+        return camera, nodes
+    parameters = {
+        "task": task,
+        "base_frame": base,
+        "camera_frame": frame("camera_color_optical_frame"),
+        "tcp_frame": frame("link_tcp"),
+        **(sim or {}),
+    }
+    return camera, [NodeSpec("sim_node", "kil_sim", "sim_node", parameters)]
 
 
-def _interpolator(robot_cfg: dict) -> NodeSpec:
+def _interpolator(robot_cfg: dict, namespace: str) -> NodeSpec:
     return NodeSpec(
         "interpolator_node",
         "kil_control",
         "interpolator_node",
-        {"rate_hz": robot_cfg["rate_hz"], "base_frame": robot_cfg["base_frame"]},
+        {"rate_hz": robot_cfg["rate_hz"], "base_frame": prefixed(namespace, robot_cfg["base_frame"])},
     )
 
 
@@ -127,6 +284,7 @@ def teleop_graph(
     controller_to_base_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0),
     scale: float = 1.0,
     image_reliability: str = "reliable",
+    namespace: str = "",
 ) -> list[NodeSpec]:
     """The nodes for recording demonstrations: robot (or sim), teleop_node, recorder_node,
     interpolator_node. The recorder takes the camera topics through the camera's remappings.
@@ -137,11 +295,14 @@ def teleop_graph(
         controller_to_base_rpy, scale: teleop_node's mapping (see ``kil_teleop.quest_mapping``).
         image_reliability: QoS reliability of the image topics (``reliable``, the drivers'
             default, or ``best_effort``), for every node that publishes or subscribes them.
+        namespace: every node in this namespace (relative topic names follow it) and the frames
+            prefixed by it; '' = the root.
     """
     _check_choices(
         ("input_type", input_type, ("quest2ros", "joy")), ("image_reliability", image_reliability, RELIABILITY)
     )
-    camera, _, nodes = _robot_side(robot, camera, task, calibration, {"image_reliability": image_reliability})
+    namespace = check_namespace(namespace)
+    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, {"image_reliability": image_reliability})
     robot_cfg = _ROBOT[robot]
     nodes = [
         *nodes,
@@ -160,11 +321,11 @@ def teleop_graph(
             "kil_teleop",
             "recorder_node",
             {"output_dir": output_dir, "task": task, "image_reliability": image_reliability},
-            dict(_CAMERA_TOPICS[camera]),
+            camera_remappings(camera, namespace),
         ),
-        _interpolator(robot_cfg),
+        _interpolator(robot_cfg, namespace),
     ]
-    return _on_sim_time(nodes) if robot == "sim" else nodes
+    return _finish(nodes, robot == "sim", namespace)
 
 
 def rollout_graph(
@@ -184,6 +345,7 @@ def rollout_graph(
     max_episode_s: float = 40.0,
     image_reliability: str = "reliable",
     real_time_factor: float = 1.0,
+    namespace: str = "",
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -191,7 +353,8 @@ def rollout_graph(
         robot: ``sim``, ``lite6`` or ``ur5e``. camera: defaults to ``sim`` for the sim robot and
             ``femto_bolt`` otherwise.
         spec: keypoint spec YAML; checkpoint: policy checkpoint directory; calibration: camera
-            extrinsics YAML (the sim writes its own when empty).
+            extrinsics YAML published on /tf_static by calibration_node (real robots; '' = the
+            camera's TF comes from elsewhere; the simulator publishes its own).
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
         method: keypoint_node's extraction method (image, instance with SAM3, track).
@@ -204,6 +367,8 @@ def rollout_graph(
             default, or ``best_effort``), for every node that publishes or subscribes them.
         real_time_factor: simulated seconds per wall second (sim only; every other node of a sim
             graph runs on the simulator's ``/clock``).
+        namespace: every node in this namespace (relative topic names follow it; a sim graph's
+            ``/clock`` too) and the TF frames prefixed by it; '' = the root.
     """
     _check_choices(
         ("method", method, METHODS),
@@ -220,7 +385,8 @@ def rollout_graph(
     }
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
-    camera, calibration, nodes = _robot_side(robot, camera, task, calibration, sim)
+    namespace = check_namespace(namespace)
+    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, sim)
     if keypoints == "oracle" and robot != "sim":
         raise ValueError("keypoints:=oracle needs robot:=sim (only the simulator knows the true keypoints)")
     if keypoints == "perception" and not spec:
@@ -239,10 +405,10 @@ def rollout_graph(
                     "method": method,
                     "backend": backend,
                     "device": device,
-                    "extrinsics_file": calibration,
+                    "target_frame": prefixed(namespace, robot_cfg["base_frame"]),
                     "image_reliability": image_reliability,
                 },
-                dict(_CAMERA_TOPICS[camera]),
+                camera_remappings(camera, namespace),
             )
         )
     policy = {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference}
@@ -252,13 +418,23 @@ def rollout_graph(
             "kil_policy",
             "policy_node",
             policy | ({"spec": spec} if keypoints == "perception" else {}),
-            {"/kil/keypoints": "/kil/keypoints/oracle"} if keypoints == "oracle" else {},
+            {"kil/keypoints": "kil/keypoints/oracle"} if keypoints == "oracle" else {},
         ),
-        _interpolator(robot_cfg),
+        _interpolator(robot_cfg, namespace),
     ]
-    return _on_sim_time(nodes) if robot == "sim" else nodes
+    return _finish(nodes, robot == "sim", namespace)
 
 
-def _on_sim_time(nodes: list[NodeSpec]) -> list[NodeSpec]:
-    """Every node but the simulator (the clock's source) on the simulated ``/clock``."""
-    return [n if n.name == "sim_node" else replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
+def _finish(nodes: list[NodeSpec], sim: bool, namespace: str) -> list[NodeSpec]:
+    """Every node into ``namespace``; in a sim graph every node but the simulator (the clock's
+    source) on the simulated clock, and under a namespace ``/clock`` itself moved into it (so two
+    simulators in one domain keep their own time)."""
+    out = []
+    for node in nodes:
+        parameters, remappings = dict(node.parameters), dict(node.remappings)
+        if sim and node.name != "sim_node":
+            parameters["use_sim_time"] = True
+        if sim and namespace:
+            remappings["/clock"] = "clock"
+        out.append(replace(node, parameters=parameters, remappings=remappings, namespace=namespace))
+    return out

@@ -72,7 +72,7 @@ class OutcomeListener:
     """Watches a simulated rollout: the policy's first action chunk, then episode outcomes after
     a ``~/reset`` of sim_node (a node of its own, spun by :meth:`spin_once`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str = "") -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -82,17 +82,21 @@ class OutcomeListener:
 
         rclpy.init()
         # On the simulator's /clock, like the graph's nodes: outcomes are stamped in simulated time.
+        # In the graph's namespace, with its /clock (moved into the namespace by the graph).
         self.node = rclpy.create_node(
-            "run_graph_outcomes", parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)]
+            "run_graph_outcomes",
+            namespace="/" + namespace,
+            parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
+            cli_args=["--ros-args", "-r", "/clock:=clock"] if namespace else None,
         )
         self.outcomes: list = []
         self.chunks = 0
         self.started_ns: int | None = None  # when the episode was reset, on the node clock
         self._reset = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", self._on_outcome, latched)
-        self.node.create_subscription(ActionChunk, "/kil/action_chunk", self._on_chunk, 10)
-        self.client = self.node.create_client(ResetEpisode, "/sim_node/reset")
+        self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self._on_outcome, latched)
+        self.node.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
+        self.client = self.node.create_client(ResetEpisode, "sim_node/reset")
         self.request = ResetEpisode.Request()  # empty fields: the same task, setting and configuration
 
     def _on_chunk(self, _msg) -> None:
@@ -136,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="place_mug", help="task the simulator loads (sim only)")
     parser.add_argument("--spec", default="", help="keypoint spec YAML for keypoint_node (--keypoints perception)")
     parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory")
-    parser.add_argument("--calibration", default="", help="camera extrinsics YAML (required on a real robot)")
+    parser.add_argument(
+        "--calibration",
+        default="",
+        help="camera extrinsics YAML published on /tf_static (real robots; '' = TF from elsewhere)",
+    )
+    parser.add_argument("--namespace", default="", help="run every node in this namespace, frames prefixed by it")
     parser.add_argument("--backend", default="effnet_lite0", help="keypoint_node's feature backend")
     parser.add_argument("--device", default="cpu", help="torch device of perception and policy")
     parser.add_argument("--method", default="image", choices=METHODS, help="keypoint extraction method")
@@ -180,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             max_episode_s=args.max_episode,
             image_reliability=args.image_reliability,
             real_time_factor=args.real_time_factor,
+            namespace=args.namespace,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
     if problem:
         parser.exit(2, f"error: {problem}\n")
-    listener = OutcomeListener() if args.episodes > 0 else None
+    listener = OutcomeListener(nodes[0].namespace) if args.episodes > 0 else None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
     status, started, printed = 0, time.monotonic(), 0

@@ -2,12 +2,22 @@
 
     ros2 launch kil_bringup rollout.launch.py robot:=sim task:=place_mug spec:=spec.yaml \
         checkpoint:=runs/x/checkpoint_last
+    ros2 launch kil_bringup rollout.launch.py robot:=lite6 robot_ip:=192.168.1.185 camera:=femto_bolt \
+        calibration:=calibration.yaml spec:=spec.yaml checkpoint:=runs/x/checkpoint_last
+
+On a real robot the vendor drivers are included (drivers:=false attaches to drivers started
+elsewhere): xarm_ros2's ``xarm_api/launch/lite6_driver.launch.py`` (github.com/xArm-Developer/
+xarm_ros2) or ur_robot_driver's ``ur_robot_driver/launch/ur_control.launch.py`` with
+``forward_position_controller`` (github.com/UniversalRobots/Universal_Robots_ROS2_Driver), and
+orbbec_camera's ``orbbec_camera/launch/femto_bolt.launch.py`` (github.com/orbbec/OrbbecSDK_ROS2)
+or zed_wrapper's ``zed_wrapper/launch/zed_camera.launch.py`` (github.com/stereolabs/
+zed-ros2-wrapper); ``kil_bringup.graph.driver_includes`` holds their arguments.
 
 Every decision (nodes, parameters, remappings) comes from ``kil_bringup.graph.rollout_graph``,
 which is tested without ROS; this file only turns that list into launch actions.
 """
 
-from kil_bringup.graph import rollout_graph
+from kil_bringup.graph import driver_includes, rollout_graph
 from kil_bringup.launching import launch_description
 
 ARGUMENTS = {
@@ -16,7 +26,7 @@ ARGUMENTS = {
     "task": ("place_mug", "task name (the sim loads its configuration)"),
     "spec": ("", "keypoint spec YAML"),
     "checkpoint": ("", "policy checkpoint directory"),
-    "calibration": ("", "camera extrinsics YAML (camera -> robot base)"),
+    "calibration": ("", "camera calibration YAML published on /tf_static (real robots; '' = TF from a hand-eye tool)"),
     "backend": ("effnet_lite0", "feature backend of keypoint_node"),
     "device": ("cpu", "torch device for perception and policy"),
     "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
@@ -50,8 +60,13 @@ def _graph(values: dict[str, str]):
         max_episode_s=float(values["max_episode_s"]),
         image_reliability=values["image_reliability"],
         real_time_factor=float(values["real_time_factor"]),
+        namespace=values["namespace"],
     )
 
 
+def _drivers(values: dict[str, str]):
+    return driver_includes(values["robot"], values["camera"] or None, values["robot_ip"], values["namespace"])
+
+
 def generate_launch_description():
-    return launch_description(ARGUMENTS, _graph)
+    return launch_description(ARGUMENTS, _graph, _drivers)

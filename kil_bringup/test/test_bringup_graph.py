@@ -24,11 +24,12 @@ from kil_sim.tasks import sample_configuration
 
 
 def test_sim_graph_nodes_parameters_and_errors() -> None:
-    nodes = rollout_graph("sim", task="pick_pen", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml")
+    nodes = rollout_graph("sim", task="pick_pen", spec="/s.yaml", checkpoint="/c")
     assert [n.name for n in nodes] == ["sim_node", "keypoint_node", "policy_node", "interpolator_node"]
     sim, keypoints, policy, interpolator = nodes
-    assert sim.parameters["task"] == "pick_pen" and sim.parameters["calibration_file"] == "/cal.yaml"
-    assert keypoints.parameters["extrinsics_file"] == "/cal.yaml" and keypoints.remappings == {}
+    assert sim.parameters["task"] == "pick_pen" and "calibration_file" not in sim.parameters  # TF instead
+    assert keypoints.parameters["target_frame"] == "link_base" and keypoints.remappings == {}
+    assert all(n.namespace == "" and "/clock" not in n.remappings for n in nodes)
     assert policy.parameters["checkpoint"] == "/c" and interpolator.parameters["rate_hz"] == 100.0
     assert interpolator.ros_args()[:3] == ["--ros-args", "-r", "__node:=interpolator_node"]
     assert "rate_hz:=100.0" in interpolator.ros_args()
@@ -37,14 +38,22 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
     with pytest.raises(ValueError, match="use camera:=sim"):
         rollout_graph("sim", camera="zed2i")
     ur5e = rollout_graph("ur5e", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml")
-    assert ur5e[0].name == "ur5e_node" and ur5e[0].parameters["base_frame"] == "base"
-    assert ur5e[1].remappings["/camera/depth/image_raw"] == "/camera/depth_registered/image_raw"  # Femto Bolt
-    with pytest.raises(ValueError, match=r"calibration YAML .* is required on a real robot"):
-        rollout_graph("lite6", spec="/s.yaml")
-    lite6 = rollout_graph("lite6", spec="/s.yaml", checkpoint="/c", calibration="/cal.yaml", camera="zed2i")
+    assert [n.name for n in ur5e] == [
+        "ur5e_node",
+        "calibration_node",
+        "keypoint_node",
+        "policy_node",
+        "interpolator_node",
+    ]
+    assert ur5e[0].parameters["base_frame"] == "base" and ur5e[0].remappings["joint_states"] == "/joint_states"
+    assert ur5e[1].parameters == {"calibration_file": "/cal.yaml", "frame_prefix": ""}
+    assert ur5e[2].remappings["camera/depth/image_raw"] == "/camera/depth/image_raw"  # Femto Bolt
+    assert ur5e[2].parameters["target_frame"] == "base"
+    # Without a calibration file the camera's TF comes from elsewhere (a hand-eye tool): no calibration_node.
+    lite6 = rollout_graph("lite6", spec="/s.yaml", checkpoint="/c", camera="zed2i")
     assert [n.name for n in lite6] == ["lite6_node", "keypoint_node", "policy_node", "interpolator_node"]
-    assert lite6[1].remappings["/camera/color/image_raw"] == "/zed/zed_node/rgb/image_rect_color"
-    assert lite6[3].parameters["rate_hz"] == 200.0
+    assert lite6[1].remappings["camera/color/image_raw"] == "/zed/zed_node/rgb/image_rect_color"
+    assert lite6[3].parameters["rate_hz"] == 200.0 and lite6[0].parameters["namespace"] == "/ufactory"
     tracked = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", method="track", inference="compiled")
     assert tracked[1].parameters["method"] == "track" and tracked[2].parameters["inference"] == "compiled"
     with pytest.raises(ValueError, match="method must be one of image, instance, track"):
@@ -56,14 +65,14 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
 def test_keypoint_sources_and_sim_parameters() -> None:
     oracle = rollout_graph("sim", checkpoint="/c", keypoints="oracle", image_size=(320, 240), max_episode_s=12.0)
     assert [n.name for n in oracle] == ["sim_node", "policy_node", "interpolator_node"]
-    assert oracle[1].remappings == {"/kil/keypoints": "/kil/keypoints/oracle"} and "spec" not in oracle[1].parameters
+    assert oracle[1].remappings == {"kil/keypoints": "kil/keypoints/oracle"} and "spec" not in oracle[1].parameters
     assert oracle[0].parameters | {"width": 320, "height": 240, "max_episode_s": 12.0} == oracle[0].parameters
     perceived = rollout_graph("sim", spec="/s.yaml", checkpoint="/c")
     assert perceived[2].parameters["spec"] == "/s.yaml"  # policy_node checks the spec's layout at start
     with pytest.raises(ValueError, match="keypoint_node needs a spec"):
         rollout_graph("sim", checkpoint="/c")
     with pytest.raises(ValueError, match="keypoints:=oracle needs robot:=sim"):
-        rollout_graph("ur5e", checkpoint="/c", calibration="/cal.yaml", keypoints="oracle")
+        rollout_graph("ur5e", checkpoint="/c", keypoints="oracle")
     # Image QoS reaches every node that publishes or subscribes the images.
     best_effort = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", image_reliability="best_effort")
     assert [n.parameters.get("image_reliability") for n in best_effort[:2]] == ["best_effort"] * 2
@@ -133,14 +142,7 @@ def _checkpoint(directory: Path, k: int) -> Path:
 
 def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
     spec, checkpoint = _spec_and_checkpoint(tmp_path)
-    nodes = rollout_graph(
-        "sim",
-        task="place_mug",
-        spec=str(spec),
-        checkpoint=str(checkpoint),
-        calibration=str(tmp_path / "calibration.yaml"),
-        backend="classic",
-    )
+    nodes = rollout_graph("sim", task="place_mug", spec=str(spec), checkpoint=str(checkpoint), backend="classic")
     processes = start(nodes)
     rclpy.init()
     node = rclpy.create_node("loop_test")
@@ -204,11 +206,11 @@ def test_teleop_graph_nodes_and_errors() -> None:
     assert nodes[2].parameters == recorder  # on the simulator's clock, like every node of a sim graph
     real = teleop_graph("lite6", calibration="/cal.yaml")
     assert not any("use_sim_time" in n.parameters for n in real)
+    assert [n.name for n in real][:2] == ["lite6_node", "calibration_node"]
     with pytest.raises(ValueError, match="input_type must be one of quest2ros, joy"):
         teleop_graph("sim", input_type="keyboard")
-    with pytest.raises(ValueError, match="calibration YAML"):
-        teleop_graph("ur5e")
-    assert teleop_graph("lite6", calibration="/cal.yaml")[0].name == "lite6_node"
+    recorder = teleop_graph("ur5e", camera="zed2i")[2]
+    assert recorder.remappings["camera/depth/image_raw"] == "/zed/zed_node/depth/depth_registered"
 
 
 def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> None:
@@ -219,7 +221,7 @@ def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> 
 
     from kil_teleop.recording import list_episodes
 
-    nodes = teleop_graph("sim", output_dir=str(tmp_path), input_type="joy", calibration=str(tmp_path / "cal.yaml"))
+    nodes = teleop_graph("sim", output_dir=str(tmp_path), input_type="joy")
     processes = start(nodes)
     rclpy.init()
     node = rclpy.create_node("quest_operator")

@@ -43,10 +43,10 @@ class InterpolatorNode(Node):
         self.config = InterpolatorConfig(rate_hz=rate, limits=limits)
         self.base_frame = p("base_frame", "link_base", "robot base frame of the setpoints")
         self.interpolator: ChunkInterpolator | None = None
-        self.target_pub = self.create_publisher(PoseStamped, "/kil/servo_target", 10)
-        self.gripper_pub = self.create_publisher(Float32, "/kil/gripper_command", 10)
-        self.create_subscription(ActionChunk, "/kil/action_chunk", self._on_chunk, 10)
-        self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
+        self.target_pub = self.create_publisher(PoseStamped, "kil/servo_target", 10)
+        self.gripper_pub = self.create_publisher(Float32, "kil/gripper_command", 10)
+        self.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
+        self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
         self.create_timer(1.0 / rate, self._on_timer)
         self._holding = False
         self._warn_once = WarnOnce(self.get_logger())

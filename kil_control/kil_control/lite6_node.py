@@ -108,11 +108,11 @@ class Lite6Node(Node):
         self.state: XArmState | None = None
         self.gripper = 1.0
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
-        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
+        self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
         factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state))
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
-        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
-        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
+        self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
         self.driver.start_servo()
         self.get_logger().info(f"Lite6 adapter on {namespace}: servo mode, steps < {self.gate.config.max_step_m} m")
 

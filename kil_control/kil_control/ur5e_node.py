@@ -48,11 +48,11 @@ class Ur5eNode(Node):
         self.last_command: np.ndarray | None = None
         self.gripper = 1.0
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
-        self.create_subscription(JointState, "/joint_states", self._on_joints, 10)
-        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
-        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
-        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
-        self.command_pub = self.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
+        self.create_subscription(JointState, "joint_states", self._on_joints, 10)
+        self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
+        self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
+        self.command_pub = self.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
         self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps < {self.max_step} rad")
 
     def _on_joints(self, msg: JointState) -> None:

@@ -36,7 +36,7 @@ from kil_teleop.recording import (
     EpisodeWriter,
     episode_name,
     list_episodes,
-    remove_partial_episodes,
+    recover_partial_episodes,
 )
 
 #: Retries use configurations index + ATTEMPT_STRIDE * attempt, outside the normal index range.
@@ -65,11 +65,11 @@ def record(
     if task not in TASKS:
         raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(TASKS)}")
     out.mkdir(parents=True, exist_ok=True)
-    dropped = remove_partial_episodes(out)
+    typestore = kil_typestore()
+    recovered = recover_partial_episodes(out, typestore)  # what an interrupted run left, kept
     existing = list_episodes(out)
     scene = SceneConfig(camera=CameraConfig(width=width, height=height))
     save_extrinsics(out / "calibration.yaml", scene.camera.extrinsics(scene.base_frame))
-    typestore = kil_typestore()
     types = MessageTypes.rosbags(typestore)
     rollout = RolloutConfig(camera_hz=camera_hz, instance_masks=masks)
     topics = {**DEMONSTRATION_TOPICS, ORACLE_TOPIC: "kil_interfaces/msg/KeypointArray"}
@@ -78,8 +78,8 @@ def record(
     bar = tqdm(
         total=episodes, initial=min(len(existing), episodes), desc=f"{task} demos", unit="ep", disable=not progress
     )
-    if dropped:
-        bar.write(f"removed unfinished episode(s) {', '.join(dropped)}")
+    for path, _ in recovered:
+        bar.write(f"an unfinished episode of an earlier run was kept as {path} (recorded again here)")
     index = len(existing)
     while index < episodes:
         for attempt in range(MAX_ATTEMPTS):

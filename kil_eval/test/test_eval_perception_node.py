@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from kil_interfaces import conversion as cv
-from kil_interfaces.calibration import save_extrinsics
 from kil_interfaces.msg import KeypointArray
+from kil_interfaces.tf import StaticTransformBroadcaster
 from kil_perception.synchronization import LatestPairSynchronizer
 
 
@@ -69,13 +70,22 @@ def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
 class CameraFeed:
     """Publishes colour, depth, camera info (and optionally instance masks) with rising stamps."""
 
-    def __init__(self, node, intrinsics, reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE) -> None:
+    def __init__(
+        self, node, intrinsics, reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE, extrinsics=None
+    ) -> None:
+        """``extrinsics``: the camera's pose in link_base, sent on /tf_static for frame "cam" (None: no TF)."""
         qos = QoSProfile(depth=1, reliability=reliability)
+        self.static_tf = StaticTransformBroadcaster(node)
+        if extrinsics is not None:
+            self.send_pose(extrinsics)
         topics = ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/instance_mask")
         self.pubs = {topic: node.create_publisher(Image, topic, qos) for topic in topics}
         self.info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
         self.intrinsics = intrinsics
         self.stamp = 0
+
+    def send_pose(self, extrinsics) -> None:
+        self.static_tf.send([replace(extrinsics, child_frame="cam")], 0)
 
     def publish(self, color: np.ndarray, depth: np.ndarray, color_encoding="rgb8", mask: np.ndarray | None = None):
         self.stamp += 50_000_000
@@ -104,10 +114,9 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
     truth_points = np.array([world.keypoints(o)[k] for o, k in names])
     uv = intr.project(to_cam.apply(truth_points))
     spec = write_spec(tmp_path, rgb, {f"{o}_{k}": tuple(p) for (o, k), p in zip(names, uv, strict=True)})
-    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}"]
+    params = [f"spec:={spec}", "backend:=classic"]
     with keypoint_node(params, world) as (node, process, log):
-        feed = CameraFeed(node, intr)
+        feed = CameraFeed(node, intr, extrinsics=world.camera_extrinsics)
         results, markers = [], []
         node.create_subscription(
             KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10
@@ -138,21 +147,56 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
     assert "frame dropped" in log["output"] and "Traceback" not in log["output"]
 
 
+def test_keypoint_node_waits_for_the_camera_transform_then_publishes_in_the_base_frame(tmp_path: Path) -> None:
+    """No calibration file: frames arriving before the camera's TF are dropped with a log line
+    naming both frames; once /tf_static carries link_base <- cam, the 3-D keypoints are in
+    link_base and at the true positions. A later re-calibration (new static transform) is used."""
+    rgb, depth, world = rendered_scene()
+    intr, pose = world.camera_intrinsics, world.camera_extrinsics
+    names = ("rim", "handle", "body")  # visible points (the mug's "base" is hidden inside it)
+    truth = np.array([world.keypoints("mug")[k] for k in names])
+    uv = intr.project(pose.inverse().apply(truth))
+    spec = write_spec(tmp_path, rgb, dict(zip(names, map(tuple, uv), strict=True)), name="mug")
+    with keypoint_node([f"spec:={spec}", "backend:=classic"], world) as (node, process, log):
+        feed = CameraFeed(node, intr)  # no transform yet
+        results = []
+        node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(keypoints(m)), 10)
+        deadline = time.monotonic() + 60
+        while node.count_subscribers("/camera/color/image_raw") == 0 and time.monotonic() < deadline:
+            spin_for(node, 0.2)
+        spin_for(node, 3.0, lambda: feed.publish(rgb, depth))
+        assert not results and process.poll() is None  # waiting, not publishing camera-frame points
+        feed.send_pose(pose)
+        first_results(node, results, lambda: feed.publish(rgb, depth))
+        assert results[-1].frame_id == "link_base" and results[-1].valid.all()
+        assert np.linalg.norm(results[-1].points - truth, axis=1).max() < 0.01
+        moved = replace(pose, translation=pose.translation + np.array([0.0, 0.0, 0.1]))
+        feed.send_pose(moved)  # re-calibrated: the camera is 10 cm higher
+        count = len(results)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            len(results) > count and abs(results[-1].points[:, 2] - truth[:, 2] - 0.1).max() < 0.01
+        ):
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        assert abs(results[-1].points[:, 2] - truth[:, 2] - 0.1).max() < 0.01
+    assert "waiting for the transform link_base <- cam on /tf_static or /tf" in log["output"], log["output"][-2000:]
+    assert "camera pose link_base <- cam from TF (kil)" in log["output"]
+
+
 def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> None:
     """method instance, instance_source masks: keypoints matched inside the mask message paired by
     stamp; colour frames without a mask are dropped."""
     rgb, depth, world = rendered_scene()
     mask = world.render(instance_mask=True).instance_mask.astype(np.uint16)  # 1 = mug, 2 = block
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
-    names = ("rim", "handle", "base")
+    names = ("rim", "handle", "body")  # visible points (the mug's "base" is hidden inside it)
     truth = np.array([world.keypoints("mug")[k] for k in names])
     uv = intr.project(to_cam.apply(truth))
     spec = write_spec(tmp_path, rgb, dict(zip(names, map(tuple, uv), strict=True)), name="mug")
-    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=instance"]
+    params = [f"spec:={spec}", "backend:=classic", "method:=instance"]
     params += ["instance_source:=masks", "mask_categories:=1:mug,2:block"]
     with keypoint_node(params, world) as (node, process, log):
-        feed = CameraFeed(node, intr)
+        feed = CameraFeed(node, intr, extrinsics=world.camera_extrinsics)
         results = []
         node.create_subscription(
             KeypointArray, "/kil/keypoints", lambda m: results.append(cv.keypoints_from_msg(m)), 10
@@ -178,10 +222,9 @@ def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_pa
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
     uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
     spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
-    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}"]
+    params = [f"spec:={spec}", "backend:=classic"]
     with keypoint_node(params, SimpleNamespace(close=lambda: None)) as (node, _process, log):
-        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT)
+        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT, world.camera_extrinsics)
         results = []
         node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
         deadline = time.monotonic() + 60
@@ -195,7 +238,7 @@ def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_pa
     ), log["output"][-2000:]
     assert log["output"].count("incompatible QoS on /camera/color/image_raw") == 1  # once, not per frame
     with keypoint_node([*params, "image_reliability:=best_effort"], world) as (node, _process, log):
-        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT)
+        feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT, world.camera_extrinsics)
         results = []
         node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
         first_results(node, results, lambda: feed.publish(rgb, depth))
@@ -211,10 +254,9 @@ def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) 
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
     uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
     spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
-    save_extrinsics(tmp_path / "cal.yaml", world.camera_extrinsics)
-    params = [f"spec:={spec}", "backend:=classic", f"extrinsics_file:={tmp_path / 'cal.yaml'}", "method:=track"]
+    params = [f"spec:={spec}", "backend:=classic", "method:=track"]
     with keypoint_node(params, world) as (node, process, log):
-        feed = CameraFeed(node, intr)
+        feed = CameraFeed(node, intr, extrinsics=world.camera_extrinsics)
         results = []
         node.create_subscription(KeypointArray, "/kil/keypoints", lambda m: results.append(keypoints(m)), 10)
 

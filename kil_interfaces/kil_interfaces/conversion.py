@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.data import ActionChunkData, CameraIntrinsics, KeypointArrayData, RobotStateData
 
 
@@ -487,4 +488,44 @@ def keypoints_to_msg(keypoints: KeypointArrayData, types: MessageTypes | None = 
         keypoints=items,
         similarities=types.sequence(similarities.astype(np.float32), "f"),
         processing_time=float(kp.processing_time),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry_msgs/TransformStamped (TF)
+
+
+def transform_to_msg(transform: RigidTransform, stamp_ns: int = 0, types: MessageTypes | None = None):
+    """:class:`RigidTransform` (pose of child in parent) to ``geometry_msgs/TransformStamped``
+    (``header.frame_id`` = parent, ``child_frame_id`` = child), as TF publishes it."""
+    types = _types(types)
+    t, q = transform.translation, transform.rotation
+    return types.make(
+        "geometry_msgs/msg/TransformStamped",
+        header=make_header(stamp_ns, transform.parent_frame, types),
+        child_frame_id=transform.child_frame,
+        transform=types.make(
+            "geometry_msgs/msg/Transform",
+            translation=types.make("geometry_msgs/msg/Vector3", x=float(t[0]), y=float(t[1]), z=float(t[2])),
+            rotation=types.make(
+                "geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])
+            ),
+        ),
+    )
+
+
+def transform_from_msg(msg, what: str = "TransformStamped") -> RigidTransform:
+    """``geometry_msgs/TransformStamped`` to :class:`RigidTransform`; a non-finite value, an
+    unnormalised or zero quaternion or an empty frame name raise :class:`ConversionError`."""
+    t, q = msg.transform.translation, msg.transform.rotation
+    if not msg.header.frame_id or not msg.child_frame_id:
+        raise ConversionError(f"{what}: header.frame_id and child_frame_id must both be set")
+    return _checked(
+        lambda: RigidTransform(
+            msg.header.frame_id,
+            msg.child_frame_id,
+            np.array([t.x, t.y, t.z], dtype=np.float64),
+            np.array([q.x, q.y, q.z, q.w], dtype=np.float64),
+        ),
+        f"{what} {msg.header.frame_id} <- {msg.child_frame_id}",
     )

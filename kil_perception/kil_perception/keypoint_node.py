@@ -2,8 +2,8 @@
 
 Subscribes /camera/color/image_raw, /camera/depth/image_raw (16UC1 mm or 32FC1 m, aligned to
 colour), /camera/color/camera_info; pairs colour and depth by stamp (``slop_s``) and always
-processes the newest pair. Publishes /kil/keypoints (KeypointArray, base frame when
-``extrinsics_file`` is given, else the camera's optical frame), /kil/keypoints/markers
+processes the newest pair. Publishes /kil/keypoints (KeypointArray in ``target_frame``, or in the
+camera's optical frame when ``target_frame`` is ''), /kil/keypoints/markers
 (MarkerArray: spheres + labels, one colour per object) and /kil/keypoints/image (annotated rgb8).
 Methods (``method``): image matching, instance matching (SAM3 text prompts from the spec, or
 instance masks from /camera/instance_mask, 16UC1 object value per pixel, with
@@ -11,6 +11,9 @@ instance masks from /camera/instance_mask, 16UC1 object value per pixel, with
 started by image or instance matching; ~/reset restarts it). A bad frame (unsupported encoding,
 colour/depth size mismatch, no CameraInfo yet, no instance mask for its stamp) is dropped with a
 throttled warning; the node keeps running.
+TF: the camera's pose in ``target_frame`` comes from /tf_static and /tf (the simulator, the
+calibration_node of a real setup or any hand-eye calibration tool publishes it; tf2_ros is used
+where installed). Until it is available, frames are dropped with a log line naming both frames.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from kil_interfaces import conversion
-from kil_interfaces.calibration import load_extrinsics
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
+from kil_interfaces.tf import TF_STATIC_TOPIC, TF_TOPIC, TransformListener
 from kil_perception.extraction import TrackingExtractor, keypoints_message
 from kil_perception.instances import SimulatorMasks, parse_mask_categories
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -61,7 +64,9 @@ class KeypointNode(Node):
             min_score=p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)"),
         )
         mask_categories = p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
-        extrinsics_file = p("extrinsics_file", "", "calibration YAML camera->base ('' = camera frame)")
+        self.target_frame = p(
+            "target_frame", "link_base", "frame of the 3-D keypoints, looked up in TF ('' = camera frame)"
+        )
         slop = p("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
         window = p("depth_window", 5, "depth median window (px, odd)")
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
@@ -76,7 +81,8 @@ class KeypointNode(Node):
         self._frame_masks = None
         self.matcher = build_extractor(self.spec, config, SimulatorMasks(lambda: self._frame_masks))
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.extrinsics = load_extrinsics(extrinsics_file) if extrinsics_file else None
+        self.tf = TransformListener(self) if self.target_frame else None
+        self._camera_pose_known = False
         self.lifting = LiftingConfig(window=window)
         self.sync: LatestPairSynchronizer[Image, Image] = LatestPairSynchronizer(round(slop * 1e9))
         self.info = None
@@ -85,21 +91,22 @@ class KeypointNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
         for kind, topic, callback in (
-            (Image, "/camera/color/image_raw", self._on_color),
-            (Image, "/camera/depth/image_raw", self._on_depth),
-            (CameraInfo, "/camera/color/camera_info", self._on_info),
+            (Image, "camera/color/image_raw", self._on_color),
+            (Image, "camera/depth/image_raw", self._on_depth),
+            (CameraInfo, "camera/color/camera_info", self._on_info),
         ):
             events = qos_event_callbacks(self, topic, qos, "subscription")
             self.create_subscription(kind, topic, callback, qos, event_callbacks=events)
         self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
         if self.use_masks:
-            events = qos_event_callbacks(self, "/camera/instance_mask", qos, "subscription")
-            self.create_subscription(Image, "/camera/instance_mask", self._on_mask, qos, event_callbacks=events)
-        self.keypoint_pub = self.create_publisher(KeypointArray, "/kil/keypoints", 10)
-        self.marker_pub = self.create_publisher(MarkerArray, "/kil/keypoints/markers", 10)
-        self.image_pub = self.create_publisher(Image, "/kil/keypoints/image", qos)
+            events = qos_event_callbacks(self, "camera/instance_mask", qos, "subscription")
+            self.create_subscription(Image, "camera/instance_mask", self._on_mask, qos, event_callbacks=events)
+        self.keypoint_pub = self.create_publisher(KeypointArray, "kil/keypoints", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "kil/keypoints/markers", 10)
+        self.image_pub = self.create_publisher(Image, "kil/keypoints/image", qos)
         self.create_timer(0.005, self._process)
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S, "frame dropped: ")
+        self._waiting = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
         self.get_logger().info(
             f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
@@ -141,6 +148,9 @@ class KeypointNode(Node):
         if self.info is None:
             self._warn("no_info", "no CameraInfo received yet on /camera/color/camera_info")
             return
+        extrinsics = self._camera_pose(pair.color.header.frame_id)
+        if self.target_frame and extrinsics is None:
+            return
         try:
             rgb = conversion.image_to_rgb(pair.color, what="/camera/color/image_raw")
             depth = conversion.image_to_numpy(pair.depth, what="/camera/depth/image_raw")
@@ -158,7 +168,7 @@ class KeypointNode(Node):
                 found,
                 depth_m,
                 self.info,
-                self.extrinsics,
+                extrinsics,
                 pair.stamp_ns,
                 self.method,
                 self.backend_name,
@@ -175,6 +185,31 @@ class KeypointNode(Node):
             self.image_pub.publish(
                 conversion.numpy_to_image(annotated, "rgb8", pair.stamp_ns, pair.color.header.frame_id)
             )
+
+    def _camera_pose(self, camera_frame: str):
+        """target_frame <- camera_frame from TF (None, with a throttled log line, while unknown)."""
+        if not self.target_frame:
+            return None
+        if not camera_frame:
+            self._warn("frame_id", "/camera/color/image_raw has an empty header.frame_id; its pose cannot be looked up")
+            return None
+        pose = self.tf.lookup(self.target_frame, camera_frame)
+        if pose is None:
+            self._waiting(
+                "tf",
+                f"waiting for the transform {self.target_frame} <- {camera_frame} on {TF_STATIC_TOPIC} or "
+                f"{TF_TOPIC} (published by sim_node, calibration_node or a hand-eye calibration tool); "
+                "frames are dropped until then",
+            )
+            self._camera_pose_known = False
+        elif not self._camera_pose_known:
+            self._camera_pose_known = True
+            t = pose.translation
+            self.get_logger().info(
+                f"camera pose {self.target_frame} <- {camera_frame} from TF ({self.tf.backend}): "
+                f"translation [{t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}] m"
+            )
+        return pose
 
     def _on_reset(self, request, response):
         if isinstance(self.matcher, TrackingExtractor):

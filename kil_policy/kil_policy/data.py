@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from rosbags.rosbag2 import Reader
 from torch.utils.data import Dataset
 
@@ -232,11 +233,21 @@ def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[rows][:, cols])
 
 
+def recorded_task(bag: Path) -> str:
+    """The task name a bag was recorded for (its ``custom_data.task``; '' when none is stored)."""
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return str((info.get("custom_data") or {}).get("task", ""))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return ""  # an unreadable metadata file is reported by read_episode
+
+
 def load_episodes(
-    paths: list[str | Path], min_length: int, topics: TopicConfig | None = None, **kwargs
+    paths: list[str | Path], min_length: int, topics: TopicConfig | None = None, task: str = "", **kwargs
 ) -> list[Episode]:
     """Read every bag (directories are searched for bags); skip, with a warning naming the file,
-    those that fail or are shorter than ``min_length`` steps.
+    those that fail, are shorter than ``min_length`` steps or (with ``task``) were recorded for
+    another task (a bag storing no task name is accepted).
 
     Raises:
         EpisodeError: when no usable episode remains.
@@ -251,6 +262,12 @@ def load_episodes(
             log.warning("%s: not a bag or a directory of bags; skipped", path)
     episodes, skipped = [], []
     for bag in bags:
+        other = recorded_task(bag) if task else ""
+        if other and other != task:
+            message = f"{bag}: recorded for task {other!r}, not {task!r}"
+            log.warning("skipping %s", message)
+            skipped.append(message)
+            continue
         try:
             episode = read_episode(bag, topics, **kwargs)
         except EpisodeError as error:

@@ -65,9 +65,9 @@ class PolicyNode(Node):
         )
         self.keypoints: KeypointArrayData | None = None
         self.state: RobotStateData | None = None
-        self.create_subscription(KeypointArray, "/kil/keypoints", self._on_keypoints, 10)
-        self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
-        self.publisher = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+        self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10)
+        self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
+        self.publisher = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(Trigger, "~/stop", self._on_stop)
         self.create_service(Trigger, "~/reset", self._on_reset)

@@ -51,6 +51,7 @@ KEEP = ".keep"  # marks a checkpoint kept every checkpoint_every steps
 class TrainConfig:
     """Attributes:
     data: bag directories (or directories of bags).
+    task: skip bags recorded for another task (their ``custom_data.task``); '' = any.
     out: output directory.
     policy: model config. augmentation: augmentation config. topics: bag topic names.
     keypoint_extraction: for bags without keypoints: extract them offline with kil_perception.
@@ -62,6 +63,7 @@ class TrainConfig:
     """
 
     data: list[str] = field(default_factory=list)
+    task: str = ""
     out: str = "runs/policy"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
@@ -182,6 +184,7 @@ def train(config: TrainConfig) -> TrainResult:
         config.data,
         min_length=policy_config.horizon,
         topics=config.topics,
+        task=config.task,
         need_keypoints=not rgb,
         need_images=rgb,
         image_size=policy_config.image_size if rgb else None,

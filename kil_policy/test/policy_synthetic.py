@@ -34,6 +34,7 @@ def write_episodes(
     seed: int = 0,
     with_keypoints: bool = True,
     storage: str = "mcap",
+    task: str = "synthetic",
 ) -> list[Path]:
     typestore = kil_typestore()
     types = cv.MessageTypes.rosbags(typestore)
@@ -48,7 +49,7 @@ def write_episodes(
         position = np.array([rng.uniform(0.2, 0.5), rng.uniform(-0.25, 0.25), rng.uniform(0.15, 0.3)])
         path = out / f"episode_{e:04d}"
         topics = TOPICS if with_keypoints else {t: m for t, m in TOPICS.items() if t != "/kil/keypoints"}
-        with EpisodeWriter(path, topics, typestore, storage=storage) as writer:
+        with EpisodeWriter(path, topics, typestore, storage=storage, metadata={"task": task}) as writer:
             for k in range(steps):
                 t = (k + 1) * STEP_NS
                 state = RobotStateData(t, "link_base", position, DOWN, 1.0 if k < steps - 8 else 0.0)

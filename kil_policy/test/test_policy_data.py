@@ -74,10 +74,16 @@ def test_bad_bags_are_skipped_by_name(tmp_path: Path, bags: list[Path], caplog) 
     no_keypoints = write_episodes(tmp_path / "nk_dir", count=1, seed=6, with_keypoints=False)[0]
     shutil.move(no_keypoints, tmp_path / "no_keypoints")
     shutil.copytree(bags[2], tmp_path / ".partial" / "episode_0009")  # an unfinished recording: ignored
+    empty = write_episodes(tmp_path / "empty_dir", count=1, steps=0, seed=7)[0]
+    shutil.move(empty, tmp_path / "empty")
+    other = write_episodes(tmp_path / "other_dir", count=1, seed=8, task="pour_bottle")[0]
+    shutil.move(other, tmp_path / "other_task")
     with caplog.at_level(logging.WARNING):
-        episodes = load_episodes([tmp_path], min_length=16)
+        episodes = load_episodes([tmp_path], min_length=16, task="synthetic")
     assert [Path(e.name).name for e in episodes] == ["good"]
     text = caplog.text
+    assert f"{tmp_path / 'empty'}: no messages on /kil/action_chunk" in text
+    assert f"{tmp_path / 'other_task'}: recorded for task 'pour_bottle', not 'synthetic'" in text
     assert f"{corrupt}: unreadable bag" in text
     assert f"{tmp_path / 'short'}: 8 steps, shorter than the horizon 16" in text
     assert f"{tmp_path / 'no_keypoints'}: required topic(s) /kil/keypoints missing" in text

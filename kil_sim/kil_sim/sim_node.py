@@ -5,6 +5,9 @@ Publishes (default names, all remappable):
     /camera/color/camera_info at ``camera_rate_hz``; /kil/robot_state at ``state_rate_hz``;
     /kil/keypoints/oracle (ground-truth KeypointArray) with the camera frames;
     /camera/instance_mask (16UC1 object index + 1) when ``publish_instance_mask``.
+TF: the camera's pose ``base_frame`` -> ``camera_frame`` on /tf_static (latched; re-sent when an
+    episode's configuration moves the camera) and the gripper's ``base_frame`` -> ``tcp_frame`` on
+    /tf at the state rate, as a calibrated real setup and its arm driver provide them.
 Subscribes: /kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame),
     /kil/gripper_command (std_msgs/Float32, opening 0..1).
 Services: ~/reset (kil_interfaces/srv/ResetEpisode) to a numbered task configuration.
@@ -40,10 +43,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
-from kil_interfaces.calibration import save_extrinsics
+from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
+from kil_interfaces.tf import StaticTransformBroadcaster, TransformBroadcaster
 from kil_sim.camera import CameraConfig
 from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
@@ -71,7 +75,7 @@ class SimNode(Node):
         optical_frame = p("camera_frame", "camera_color_optical_frame", "camera optical frame")
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         self.publish_mask = p("publish_instance_mask", False, "publish per-object instance masks")
-        calibration = p("calibration_file", "", "write the camera extrinsics YAML here at start-up ('' = no)")
+        self.tcp_frame = p("tcp_frame", "link_tcp", "gripper TCP frame (child of base_frame on /tf)")
         self.max_episode_s = p("max_episode_s", 40.0, "an episode without success ends as a failure after this (s)")
         self.rtf = p("real_time_factor", 1.0, "simulated seconds per wall second (the loop's speed)")
         self.controller = p("controller", "none", "none (commands come from outside) or expert (scripted)")
@@ -84,8 +88,6 @@ class SimNode(Node):
             raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
         camera = CameraConfig(width=width, height=height, frame_id=optical_frame)
         self.scene = SceneConfig(camera=camera, base_frame=self.base_frame)
-        if calibration:
-            save_extrinsics(calibration, camera.extrinsics(self.base_frame))
         image_qos = QoSProfile(
             depth=2,
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
@@ -95,21 +97,23 @@ class SimNode(Node):
                 kind, topic, image_qos, event_callbacks=qos_event_callbacks(self, topic, image_qos, "publisher")
             )
             for kind, topic in (
-                (Image, "/camera/color/image_raw"),
-                (Image, "/camera/depth/image_raw"),
-                (CameraInfo, "/camera/color/camera_info"),
-                (Image, "/camera/instance_mask"),
+                (Image, "camera/color/image_raw"),
+                (Image, "camera/depth/image_raw"),
+                (CameraInfo, "camera/color/camera_info"),
+                (Image, "camera/instance_mask"),
             )
         )
-        self.state_pub = self.create_publisher(RobotState, "/kil/robot_state", 10)
-        self.oracle_pub = self.create_publisher(KeypointArray, "/kil/keypoints/oracle", 10)
+        self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
+        self.oracle_pub = self.create_publisher(KeypointArray, "kil/keypoints/oracle", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.outcome_pub = self.create_publisher(EpisodeOutcome, "/kil/episode_outcome", latched)
+        self.outcome_pub = self.create_publisher(EpisodeOutcome, "kil/episode_outcome", latched)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
-        self.chunk_pub = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
-        self.create_subscription(PoseStamped, "/kil/servo_target", self._on_target, 10)
-        self.create_subscription(Float32, "/kil/gripper_command", self._on_gripper, 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
+        self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
+        self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
+        self.static_tf = StaticTransformBroadcaster(self)
+        self.tf = TransformBroadcaster(self)
         self.world = None
         self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
         self._last_wall = time.monotonic()
@@ -132,6 +136,7 @@ class SimNode(Node):
         self.episode = episode
         self.world = episode.make_world()
         self.world.step(0.3)  # objects settle
+        self.static_tf.send([self.world.camera_extrinsics], self.sim_ns)
         self._episode_start_ns = self.sim_ns
         self._next_state = self._next_camera = self._next_check = self.sim_ns
         self._success_state: dict = {}
@@ -164,7 +169,10 @@ class SimNode(Node):
         self.clock_pub.publish(Clock(clock=self._stamp()))
         if self.sim_ns >= self._next_state:
             self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
-            self.state_pub.publish(conversion.robot_state_to_msg(self.world.robot_state(self.sim_ns)))
+            state = self.world.robot_state(self.sim_ns)
+            self.state_pub.publish(conversion.robot_state_to_msg(state))
+            tcp = RigidTransform(self.base_frame, self.tcp_frame, state.position, state.quaternion)
+            self.tf.send([tcp], self.sim_ns)
         if self.sim_ns >= self._next_camera:
             self._next_camera = max(self._next_camera + self.camera_ns, self.sim_ns)
             self._on_camera()

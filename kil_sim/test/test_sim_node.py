@@ -16,10 +16,12 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32
+from tf2_msgs.msg import TFMessage
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import KeypointArray, RobotState
 from kil_interfaces.srv import ResetEpisode
+from kil_interfaces.tf import static_qos
 from kil_sim.camera import CameraConfig
 
 WIDTH, HEIGHT = 160, 120
@@ -31,7 +33,6 @@ def _start_sim(tmp_path, *params: str) -> subprocess.Popen:
         f"height:={HEIGHT}",
         "task:=place_mug",
         "publish_instance_mask:=true",
-        f"calibration_file:={tmp_path / 'calibration.yaml'}",
         *params,
     )
     return subprocess.Popen(
@@ -65,7 +66,7 @@ def _spin_until(node, condition, timeout_s: float) -> bool:
 
 
 def test_sim_node_topics_servo_and_reset(sim_process) -> None:
-    process, node, tmp_path = sim_process
+    process, node, _ = sim_process
     stamps: dict[str, list[float]] = defaultdict(list)
     last: dict[str, object] = {}
 
@@ -86,6 +87,8 @@ def test_sim_node_topics_servo_and_reset(sim_process) -> None:
         ("/kil/keypoints/oracle", KeypointArray, 10),
     ]:
         node.create_subscription(kind, topic, keep(topic), qos)
+    node.create_subscription(TFMessage, "/tf_static", keep("/tf_static"), static_qos(100))
+    node.create_subscription(TFMessage, "/tf", keep("/tf"), 100)
     assert _spin_until(node, lambda: len(stamps["/camera/color/image_raw"]) > 0, 30.0), "no image from sim_node"
     stamps.clear()
     # Every stream keeps coming, the state faster than the camera (100 Hz vs 15 Hz nominal).
@@ -104,7 +107,16 @@ def test_sim_node_topics_servo_and_reset(sim_process) -> None:
     assert (info.fx, info.cy) == pytest.approx((expected.fx, expected.cy))
     oracle = cv.keypoints_from_msg(last["/kil/keypoints/oracle"])
     assert oracle.method == "oracle" and "rim" in oracle.names and oracle.valid.all()
-    assert (tmp_path / "calibration.yaml").exists()
+    # TF: the camera's pose on /tf_static (latched), the gripper's on /tf, as the state reports it.
+    assert _spin_until(node, lambda: "/tf_static" in last and "/tf" in last, 30.0)
+    (camera,) = [cv.transform_from_msg(t) for t in last["/tf_static"].transforms]
+    truth = CameraConfig(width=WIDTH, height=HEIGHT).extrinsics("link_base")
+    assert (camera.parent_frame, camera.child_frame) == ("link_base", "camera_color_optical_frame")
+    assert np.allclose(camera.matrix, truth.matrix, atol=1e-9)
+    (tcp,) = [cv.transform_from_msg(t) for t in last["/tf"].transforms]
+    state = cv.robot_state_from_msg(last["/kil/robot_state"])
+    assert (tcp.parent_frame, tcp.child_frame) == ("link_base", "link_tcp")
+    assert np.linalg.norm(tcp.translation - state.position) < 0.02  # (the state may be a step newer)
 
     # Servo targets move the TCP; the gripper command closes the fingers.
     start = cv.robot_state_from_msg(last["/kil/robot_state"])

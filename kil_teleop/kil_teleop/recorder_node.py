@@ -8,6 +8,11 @@ written under ``.partial/`` and only appears under its name once complete; on sh
 unfinished episode is closed and moved to ``<output_dir>/interrupted/`` (readable, kept out of
 training until moved back). ``~/recording`` (std_msgs/Bool, transient local) says whether an
 episode is being recorded; ``max_duration_s`` stops runaway episodes.
+Crashes: the bag is split every ``segment_s`` (0.5 s) and its metadata rewritten each time, so a
+SIGKILL leaves under ``.partial/`` a bag readable up to half a second before the kill; at start-up
+the node recovers such leftovers into ``interrupted/`` (as ``python -m kil_teleop.recover``
+does). A failed write (a full disk) ends the episode with an error naming the bag, keeps what
+was written, and the node keeps running; nothing is deleted unless ``~/discard`` asks.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from kil_teleop.recording import (
     DEMONSTRATION_TOPICS,
     INTERRUPTED_DIR,
     OPTIONAL_TOPICS,
+    PARTIAL_DIR,
     EpisodeWriter,
     RecordingError,
     episode_name,
     next_episode_index,
     parse_topics,
+    recover_partial_episodes,
 )
 
 _IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -47,12 +54,14 @@ class RecorderNode(Node):
         topics = p(
             "topics",
             [*DEMONSTRATION_TOPICS, *OPTIONAL_TOPICS],
-            "topics to record: /name (known kil/camera topics) or /name:package/msg/Type",
+            "topics to record: /name (known kil/camera topics) or /name:package/msg/Type; each is subscribed "
+            "relative to the node's namespace and stored under /name",
         )
         self.task = p("task", "", "task name stored in each bag's metadata")
         self.storage = p("storage", "mcap", "bag storage: mcap, or sqlite3 for Humble tools")
         self.compress = p("compress", True, "zstd-compress MCAP chunks")
         self.max_duration_s = p("max_duration_s", 0.0, "stop an episode after this long (s; 0 = no limit)")
+        self.segment_s = p("segment_s", 0.5, "split the bag every this many seconds (what a crash can lose)")
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         if not output:
             raise ValueError("parameter 'output_dir' is required")
@@ -62,6 +71,10 @@ class RecorderNode(Node):
         self.output.mkdir(parents=True, exist_ok=True)
         self.topics = parse_topics(list(topics))
         self.typestore = kil_typestore()
+        for path, salvaged in recover_partial_episodes(self.output, self.typestore):
+            self.get_logger().warning(
+                f"recovered an interrupted recording into {path} ({salvaged} messages salvaged from its open file)"
+            )
         unknown = [f"{t} ({m})" for t, m in self.topics.items() if m not in self.typestore.types]
         if unknown:
             raise ValueError(f"message types unknown to the bag writer: {', '.join(unknown)}")
@@ -72,9 +85,15 @@ class RecorderNode(Node):
         )
         for topic, msgtype in self.topics.items():
             qos = image_qos if msgtype in _IMAGE_TYPES else QoSProfile(depth=50)
-            events = qos_event_callbacks(self, topic, qos, "subscription")
+            # Subscribed relative to the node's namespace; stored under the bag's (root) name.
+            events = qos_event_callbacks(self, topic.lstrip("/"), qos, "subscription")
             self.create_subscription(
-                types.get(msgtype), topic, partial(self._on_message, topic), qos, raw=True, event_callbacks=events
+                types.get(msgtype),
+                topic.lstrip("/"),
+                partial(self._on_message, topic),
+                qos,
+                raw=True,
+                event_callbacks=events,
             )
         self.writer: EpisodeWriter | None = None
         self.started_wall = 0.0
@@ -83,7 +102,7 @@ class RecorderNode(Node):
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(Trigger, "~/stop", self._on_stop)
         self.create_service(Trigger, "~/discard", self._on_discard)
-        self.create_timer(0.1, self._check_duration)
+        self.create_timer(0.1, self._on_timer)
         self._publish_status()
         self.get_logger().info(f"recording {len(self.topics)} topics into {self.output} on ~/start")
 
@@ -92,7 +111,20 @@ class RecorderNode(Node):
 
     def _on_message(self, topic: str, data: bytes) -> None:
         if self.writer is not None:
-            self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
+            try:
+                self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
+            except OSError as error:
+                self._fail(error)
+
+    def _fail(self, error: OSError) -> None:
+        """A write failed (a full disk): end the episode, keep what was written, stay alive."""
+        writer, self.writer = self.writer, None
+        kept = writer.abandon()
+        self._publish_status()
+        self.get_logger().error(
+            f"recording stopped: writing {writer.path.name} failed ({error.strerror or error}); what was written "
+            f"is kept readable in {kept}: free space, then run python -m kil_teleop.recover {self.output}"
+        )
 
     # --- episodes ---------------------------------------------------------------------------------
 
@@ -101,7 +133,9 @@ class RecorderNode(Node):
             raise RecordingError(f"already recording {self.writer.path.name}")
         path = self.output / episode_name(next_episode_index(self.output))
         metadata = {"task": self.task, "recorded_by": "kil_teleop.recorder_node"}
-        self.writer = EpisodeWriter(path, self.topics, self.typestore, self.compress, metadata, self.storage)
+        self.writer = EpisodeWriter(
+            path, self.topics, self.typestore, self.compress, metadata, self.storage, self.segment_s or None
+        )
         self.started_wall = time.monotonic()
         self._publish_status()
         return path
@@ -112,7 +146,14 @@ class RecorderNode(Node):
         writer, self.writer = self.writer, None
         writer.set_metadata("ended_by", reason)
         writer.set_metadata("duration_s", f"{time.monotonic() - self.started_wall:.2f}")
-        path = writer.close()
+        try:
+            path = writer.close()
+        except OSError as error:
+            writer.abandon()
+            raise RecordingError(
+                f"closing {writer.path.name} failed ({error.strerror or error}); what was written is kept in "
+                f"{self.output / PARTIAL_DIR / writer.path.name}"
+            ) from error
         if publish:
             self._publish_status()
         empty = [t for t, n in writer.counts.items() if n == 0 and t in DEMONSTRATION_TOPICS]
@@ -149,7 +190,12 @@ class RecorderNode(Node):
         response.success, response.message = True, f"discarded {writer.path.name}"
         return response
 
-    def _check_duration(self) -> None:
+    def _on_timer(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.rotate_if_due(self.get_clock().now().nanoseconds)
+            except OSError as error:
+                self._fail(error)
         if self.writer is not None and self.max_duration_s > 0:
             if time.monotonic() - self.started_wall > self.max_duration_s:
                 path = self.stop_episode("max_duration_s")
@@ -159,7 +205,11 @@ class RecorderNode(Node):
         """At shutdown: keep an unfinished episode, readable, under ``interrupted/``."""
         if self.writer is None:
             return
-        path = self.stop_episode("shutdown", publish=False)  # (the ROS context may be gone already)
+        try:
+            path = self.stop_episode("shutdown", publish=False)  # (the ROS context may be gone already)
+        except RecordingError as error:
+            print(f"recorder_node: {error}", file=sys.stderr)
+            return
         target = self.output / INTERRUPTED_DIR / path.name
         target.parent.mkdir(exist_ok=True)
         path.rename(target)

@@ -39,7 +39,11 @@ class TeleopNode(Node):
         input_type = p("input_type", "quest2ros", "button message: quest2ros (OVR2ROSInputs) or joy (sensor_msgs/Joy)")
         rate = p("control_rate_hz", 10.0, "target rate (Hz); demonstrations are recorded on this clock")
         self.max_age_ns = round(p("max_input_age_s", 0.3, "inputs older than this stop targets (s)") * _NS)
-        recorder = p("recorder", "/recorder_node", "recorder_node whose ~/start, ~/stop, ~/discard the buttons call")
+        recorder = p(
+            "recorder",
+            "recorder_node",
+            "recorder_node (relative: in this namespace) whose ~/start, ~/stop, ~/discard the buttons call",
+        )
         config = TeleopConfig(
             scale=p("scale", 1.0, "robot translation per controller translation"),
             controller_to_base_rpy=tuple(
@@ -56,7 +60,7 @@ class TeleopNode(Node):
         self.recording = False
         self._buttons = (False, False)
         self.warn = WarnOnce(self.get_logger())
-        self.create_subscription(PoseStamped, "/q2r_right_hand_pose", self._on_pose, 10)
+        self.create_subscription(PoseStamped, "q2r_right_hand_pose", self._on_pose, 10)
         if input_type == "quest2ros":
             try:
                 from quest2ros.msg import OVR2ROSInputs
@@ -65,18 +69,18 @@ class TeleopNode(Node):
                     "input_type quest2ros needs the quest2ros message package (github.com/Quest2ROS/quest2ros, "
                     "built in this workspace); or bridge the buttons to sensor_msgs/Joy and set input_type:=joy"
                 ) from None
-            self.create_subscription(OVR2ROSInputs, "/q2r_right_hand_inputs", self._on_quest_inputs, 10)
+            self.create_subscription(OVR2ROSInputs, "q2r_right_hand_inputs", self._on_quest_inputs, 10)
         elif input_type == "joy":
-            self.create_subscription(Joy, "/q2r_right_hand_inputs", self._on_joy, 10)
+            self.create_subscription(Joy, "q2r_right_hand_inputs", self._on_joy, 10)
         else:
             raise ValueError(f"parameter input_type must be quest2ros or joy, got {input_type!r}")
-        self.create_subscription(RobotState, "/kil/robot_state", self._on_state, 10)
+        self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(Bool, f"{recorder}/recording", self._on_recording, latched)
         self.recorder_clients = {
             name: self.create_client(Trigger, f"{recorder}/{name}") for name in ("start", "stop", "discard")
         }
-        self.publisher = self.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+        self.publisher = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self.get_logger().info(f"teleop at {rate} Hz from /q2r_right_hand_pose ({input_type} buttons)")
 

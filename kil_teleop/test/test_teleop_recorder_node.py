@@ -78,12 +78,20 @@ class Publishers:
             time.sleep(0.02)
 
 
-def _call(node, name: str) -> Trigger.Response:
+def _call(node, name: str, timeout_s: float = 60.0) -> Trigger.Response:
+    """Call a recorder service, retrying while no answer comes (a killed node's endpoints linger in
+    discovery until their lease ends)."""
     client = node.create_client(Trigger, f"/recorder_node/{name}")
-    assert client.wait_for_service(timeout_sec=20.0), f"/recorder_node/{name} not available"
-    future = client.call_async(Trigger.Request())
-    rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
-    return future.result()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not client.wait_for_service(timeout_sec=1.0):
+            continue
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(node, future, timeout_sec=5.0)
+        if future.result() is not None:
+            return future.result()
+        client.remove_pending_request(future)
+    raise AssertionError(f"/recorder_node/{name} did not answer within {timeout_s} s")
 
 
 def _messages(bag: Path) -> dict[str, list]:
@@ -152,6 +160,115 @@ def test_shutdown_mid_episode_keeps_a_readable_bag(recorder) -> None:
     messages = _messages(bag)
     assert len(messages["/kil/robot_state"]) >= sent_during // 2  # what arrived before the shutdown is kept
     assert "unfinished episode kept" in output and "Traceback" not in output
+
+
+def _start_recorder(out: Path, preexec_fn=None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "kil_teleop.recorder_node", "--ros-args", "-p", f"output_dir:={out}"]
+    command += ["-p", "task:=place_mug", "-p", f"topics:=[{','.join(repr(t) for t in TOPICS)}]"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
+
+
+def _big_images(publishers: Publishers) -> None:
+    """Incompressible 320x240 images (230 kB each), so the bag writes real chunks."""
+    publishers.image_data = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+
+def test_sigkill_mid_episode_leaves_a_readable_bag_recovered_at_the_next_start(recorder) -> None:
+    """SIGKILL 4 s into an episode: the partial bag is readable as it is (rosbags, and each listed
+    file by the independent mcap reader) up to less than a second before the kill; the next
+    recorder_node recovers it into interrupted/ and records the next episode normally."""
+    import mcap.reader
+
+    process, node, out = recorder
+    publishers = Publishers(node)
+    _big_images(publishers)
+    assert _call(node, "start").success
+    publishers.run(4.0)
+    killed_ns = node.get_clock().now().nanoseconds
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=20)
+    partial = out / ".partial" / "episode_0000"
+    assert list_episodes(out) == [] and (partial / "metadata.yaml").exists()
+    with Reader(partial) as reader:
+        stamps = {c.topic: [] for c in reader.connections}
+        for connection, stamp, _ in reader.messages():
+            stamps[connection.topic].append(stamp)
+    newest = max(max(v) for v in stamps.values() if v)
+    assert killed_ns - newest < 1.0e9, (killed_ns - newest) / 1e9  # every message older than 1 s is there
+    assert len(stamps["/camera/color/image_raw"]) >= 20 and len(stamps["/kil/robot_state"]) >= 60
+    info = yaml.safe_load((partial / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    independent = 0
+    for name in info["relative_file_paths"]:
+        with (partial / name).open("rb") as stream:
+            independent += sum(1 for _ in mcap.reader.make_reader(stream).iter_messages())
+    assert independent == sum(len(v) for v in stamps.values())
+    restarted = _start_recorder(out)
+    try:
+        assert _call(node, "start").success
+        publishers.run(1.0)
+        stopped = _call(node, "stop")
+        assert stopped.success and "episode_0001" in stopped.message, stopped.message
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        output, _ = restarted.communicate(timeout=20)
+    assert "recovered an interrupted recording into" in output, output
+    assert [p.name for p in list_episodes(out)] == ["episode_0001"]
+    (recovered,) = list_episodes(out / "interrupted")
+    with Reader(recovered) as reader:
+        assert reader.message_count >= independent  # the closed files, plus what the open one held
+    assert not (out / ".partial").exists()
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    """A 3 MB tmpfs where mounting is allowed (root), else a 3 MB file-size limit on the recorder
+    process (writes then fail with EFBIG instead of ENOSPC: the same error path)."""
+    import resource
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode == 0:
+        yield mount, None
+        subprocess.run(["umount", str(mount)], check=False)
+        return
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+
+    yield mount, limit
+
+
+def test_a_full_disk_ends_the_episode_with_a_clear_error_and_the_node_lives(small_disk) -> None:
+    out, preexec = small_disk
+    process = _start_recorder(out, preexec)
+    rclpy.init()
+    node = rclpy.create_node("recorder_disk_test")
+    status: list[bool] = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(Bool, "/recorder_node/recording", lambda m: status.append(m.data), latched)
+    try:
+        publishers = Publishers(node)
+        _big_images(publishers)
+        assert _call(node, "start").success
+        deadline = time.monotonic() + 60
+        while not (status and status[-1] is False and len(status) > 1) and time.monotonic() < deadline:
+            publishers.run(0.5)  # 3.4 MB/s of images: the disk fills within seconds
+        assert status[-1] is False, "the episode did not stop when the disk filled"
+        assert process.poll() is None, "recorder_node died"
+        answer = _call(node, "stop")
+        assert not answer.success and answer.message == "not recording"  # and it still answers
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    assert "recording stopped: writing episode_0000 failed (" in output, output
+    assert "python -m kil_teleop.recover" in output
+    partial = out / ".partial" / "episode_0000"
+    with Reader(partial) as reader:  # what was written before the disk filled stays readable
+        assert reader.message_count > 0
 
 
 def test_topic_list_parsing() -> None:
