@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+import yaml
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
-import yaml
 
 #: The topics of a demonstration (DESIGN.md), with their message types.
 DEMONSTRATION_TOPICS: dict[str, str] = {
@@ -207,7 +207,7 @@ class EpisodeWriter:
                 self._segment = None
                 try:
                     writer.close()
-                except Exception:  # noqa: BLE001  (the disk is full: the open file stays as it is)
+                except Exception:
                     pass
         return self.partial_path
 

@@ -24,14 +24,14 @@ MAGIC = b"\x89MCAP0\r\n"
 _SCHEMA, _CHANNEL, _MESSAGE, _CHUNK = 0x03, 0x04, 0x05, 0x06
 
 
-class _Cut(Exception):
+class _CutError(Exception):
     """The data ends (or turns invalid) inside a record."""
 
 
 def _take(stream: BytesIO, size: int) -> bytes:
     data = stream.read(size)
     if len(data) != size:
-        raise _Cut
+        raise _CutError
     return data
 
 
@@ -88,7 +88,7 @@ def scan(data: bytes) -> tuple[dict[int, str], dict[int, tuple[str, str]], list[
     for opcode, content in _records(stream):
         try:
             handle(opcode, content)
-        except Exception:  # noqa: BLE001  (a corrupt record: everything before it is kept)
+        except Exception:
             break
     return schemas, channels, messages
 

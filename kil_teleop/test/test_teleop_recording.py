@@ -136,7 +136,7 @@ def test_salvage_reads_every_complete_chunk_of_a_cut_file(tmp_path: Path) -> Non
                 stamps = [stamp for _, stamp, _ in reader.messages()]
             assert stamps == list(range(salvaged))  # a prefix, in order, nothing invented
     assert counts[0] == 0 and counts == sorted(counts) and 0 < counts[2] < 40 and counts[3] > counts[1]
-    with pytest.raises(ValueError, match="x.mcap: not an MCAP file"):
+    with pytest.raises(ValueError, match=r"x\.mcap: not an MCAP file"):
         (tmp_path / "x.mcap").write_bytes(b"SQLite format 3" + bytes(100))
         salvage_mcap([tmp_path / "x.mcap"], tmp_path / "none", TYPESTORE)
 
