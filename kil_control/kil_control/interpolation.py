@@ -119,23 +119,35 @@ class ChunkInterpolator:
         self._quaternions: np.ndarray | None = None
         self._grippers: np.ndarray | None = None
         self._last_chunk_received_ns: int | None = None
+        self._last_chunk_stamp_ns: int | None = None
         self._last_time_ns: int | None = None
+        #: Why the last refused chunk was refused ('' after an accepted one).
+        self.last_refusal = ""
 
     @property
     def has_plan(self) -> bool:
         return self._times is not None
 
     def add_chunk(self, chunk: ActionChunkData, now_ns: int) -> bool:
-        """Replace the plan from the chunk's first target on; returns False for a stale chunk.
+        """Replace the plan from the chunk's first target on; returns False (reason in
+        ``last_refusal``) for a refused chunk.
 
-        A chunk whose last executable target is already more than ``stale_after_s`` in the past
-        is ignored (it was delayed, e.g. by a stalled policy).
+        Refused: a chunk whose last executable target is already more than ``stale_after_s`` in
+        the past (it was delayed, e.g. by a stalled policy), and one whose stamp is not newer than
+        the last accepted chunk's (delivered out of order, or repeated).
         """
         steps = chunk.execute_steps or chunk.num_steps
         times = chunk.times_ns()[:steps]
         stale_ns = round(self.config.limits.stale_after_s * 1e9)
         if now_ns - int(times[-1]) > stale_ns:
+            self.last_refusal = "it arrived already stale"
             return False
+        if self._last_chunk_stamp_ns is not None and chunk.stamp_ns <= self._last_chunk_stamp_ns:
+            kind = "repeats" if chunk.stamp_ns == self._last_chunk_stamp_ns else "is older than"
+            self.last_refusal = f"its stamp {kind} the previous chunk's"
+            return False
+        self._last_chunk_stamp_ns = chunk.stamp_ns
+        self.last_refusal = ""
         # Knot 0 is the current setpoint at the moment the chunk takes over.
         start = max(now_ns, self._last_time_ns or now_ns)
         keep = times > start

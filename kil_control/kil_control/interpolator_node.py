@@ -19,7 +19,7 @@ from std_msgs.msg import Float32
 from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 from kil_interfaces import conversion
 from kil_interfaces.msg import ActionChunk, RobotState
-from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, spin_node
 
 
 class InterpolatorNode(Node):
@@ -50,6 +50,7 @@ class InterpolatorNode(Node):
         self.create_timer(1.0 / rate, self._on_timer)
         self._holding = False
         self._warn_once = WarnOnce(self.get_logger())
+        self._warn = ThrottledWarning(self.get_logger(), 5.0)
 
     def _on_state(self, msg: RobotState) -> None:
         if self.interpolator is not None:
@@ -69,13 +70,21 @@ class InterpolatorNode(Node):
         try:
             chunk = conversion.action_chunk_from_msg(msg, what="/kil/action_chunk")
         except conversion.ConversionError as error:
-            self._warn_once("chunk", f"dropped: {error}")
+            self._warn("chunk", f"action chunk dropped: {error}")
             return
         if chunk.frame_id not in ("", self.base_frame):
             self._warn_once("frame", f"action chunk in frame {chunk.frame_id!r} dropped; expected {self.base_frame!r}")
             return
+        limits = self.config.limits
+        outside = (chunk.positions < limits.workspace_min) | (chunk.positions > limits.workspace_max)
+        if outside.any():
+            self._warn(
+                "workspace",
+                f"action chunk targets outside the workspace box {limits.workspace_min}..{limits.workspace_max} "
+                "are clamped into it",
+            )
         if not self.interpolator.add_chunk(chunk, self.get_clock().now().nanoseconds):
-            self._warn_once("stale", "an action chunk arrived already stale and was ignored")
+            self._warn("refused", f"action chunk refused: {self.interpolator.last_refusal}")
 
     def _on_timer(self) -> None:
         if self.interpolator is None:

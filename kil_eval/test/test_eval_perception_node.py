@@ -87,13 +87,20 @@ class CameraFeed:
     def send_pose(self, extrinsics) -> None:
         self.static_tf.send([replace(extrinsics, child_frame="cam")], 0)
 
-    def publish(self, color: np.ndarray, depth: np.ndarray, color_encoding="rgb8", mask: np.ndarray | None = None):
+    def publish(
+        self,
+        color: np.ndarray,
+        depth: np.ndarray,
+        color_encoding="rgb8",
+        mask: np.ndarray | None = None,
+        depth_encoding="16UC1",
+    ):
         self.stamp += 50_000_000
         self.info_pub.publish(cv.camera_info_to_msg(self.intrinsics, 0))
         if mask is not None:
             self.pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", self.stamp, "cam"))
         self.pubs["/camera/color/image_raw"].publish(cv.numpy_to_image(color, color_encoding, self.stamp, "cam"))
-        self.pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, "16UC1", self.stamp, "cam"))
+        self.pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, depth_encoding, self.stamp, "cam"))
 
 
 def keypoints(msg: KeypointArray):
@@ -129,6 +136,7 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
         def bad() -> None:
             feed.publish(rgb, depth[::2, ::2].copy())  # size mismatch
             feed.publish(rgb[..., 0].copy(), depth, color_encoding="mono8")  # not a colour image
+            feed.publish(rgb, (depth // 256).astype(np.uint8), depth_encoding="mono8")  # depth of the wrong encoding
 
         first_results(node, results, good)
         first_results(node, markers, None, timeout_s=5.0)  # (published right after the keypoints)
@@ -145,6 +153,8 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
         spin_for(node, 1.5, good)
         assert len(results) > count  # and good ones still work
     assert "frame dropped" in log["output"] and "Traceback" not in log["output"]
+    assert "depth encoding 'mono8' is not supported; use 16UC1 (mm) or 32FC1 (m)" in log["output"]
+    assert "sizes differ: colour 640x480, depth 320x240, CameraInfo 640x480" in log["output"]
 
 
 def test_keypoint_node_waits_for_the_camera_transform_then_publishes_in_the_base_frame(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ descriptions, ``WarnOnce`` for warnings logged once per kind, and
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -110,17 +111,23 @@ class WarnOnce:
 
 
 class ThrottledWarning:
-    """Logs a warning per key at most once every ``period_s`` seconds, prefixed by ``prefix``."""
+    """Logs a warning per kind at most once every ``period_s`` seconds, prefixed by ``prefix``.
+    The kind is ``key`` plus the text with its numbers blanked, so different problems of one input
+    are each reported, while one problem repeated with changing values is throttled."""
 
     def __init__(self, logger, period_s: float, prefix: str = "") -> None:
         self.logger, self.period_s, self.prefix = logger, period_s, prefix
         self.last: dict[str, float] = {}
 
     def __call__(self, key: str, text: str) -> None:
+        kind = key + "|" + _NUMBERS.sub("#", text)
         now = time.monotonic()
-        if now - self.last.get(key, -1e9) >= self.period_s:
-            self.last[key] = now
+        if now - self.last.get(kind, -1e9) >= self.period_s:
+            self.last[kind] = now
             self.logger.warning(self.prefix + text)
+
+
+_NUMBERS = re.compile(r"[-+]?\d[\d.e+-]*")
 
 
 def qos_event_callbacks(node, topic: str, qos, side: str):

@@ -25,7 +25,7 @@ from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.node_runtime import declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_policy.checkpoint import load_policy
 from kil_policy.runner import PolicyRunner
 
@@ -73,6 +73,7 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self._blocked: str | None = None
+        self._warn = ThrottledWarning(self.get_logger(), 5.0)
         self.get_logger().info(
             f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
@@ -83,15 +84,29 @@ class PolicyNode(Node):
 
     def _on_keypoints(self, msg: KeypointArray) -> None:
         try:
-            self.keypoints = conversion.keypoints_from_msg(msg, what="/kil/keypoints")
+            keypoints = conversion.keypoints_from_msg(msg, what="/kil/keypoints")
         except conversion.ConversionError as error:
-            self._block("bad keypoints", f"bad keypoints dropped: {error}")
+            self._warn("keypoints", f"dropped: {error}")
+            return
+        if self._in_order("/kil/keypoints", self.keypoints, keypoints):
+            self.keypoints = keypoints
 
     def _on_state(self, msg: RobotState) -> None:
         try:
-            self.state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
+            state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
         except conversion.ConversionError as error:
-            self._block("bad state", f"bad robot state dropped: {error}")
+            self._warn("state", f"dropped: {error}")
+            return
+        if self._in_order("/kil/robot_state", self.state, state):
+            self.state = state
+
+    def _in_order(self, topic: str, previous, new) -> bool:
+        """A message whose stamp is not newer than the previous one's is dropped (a warning, throttled)."""
+        if previous is None or new.stamp_ns > previous.stamp_ns:
+            return True
+        kind = "repeats" if new.stamp_ns == previous.stamp_ns else "goes back from"
+        self._warn(f"{topic} order", f"{topic} dropped: its stamp {kind} the previous one ({previous.stamp_ns} ns)")
+        return False
 
     def _block(self, kind: str, reason: str) -> None:
         """Warn once per kind of problem (not per frame) that no chunks are produced."""

@@ -178,7 +178,7 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
     )
     state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
     kp_pub = ros_node.create_publisher(KeypointArray, "/kil/keypoints", 10)
-    inputs = {"count": K, "valid": 3}
+    inputs = {"count": K, "valid": 3, "fault": "", "backwards_from": 0}
 
     def publish() -> None:
         now = ros_node.get_clock().now().nanoseconds
@@ -186,10 +186,17 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
         k = inputs["count"]
         valid = np.arange(k) < inputs["valid"]
         names, points = [f"k{i}" for i in range(k)], np.full((k, 3), 0.3)
+        stamp = now
+        if inputs["fault"] == "backwards":  # each stamp older than the last one accepted
+            inputs["backwards_from"] -= 1_000_000
+            stamp = inputs["backwards_from"]
         keypoints = KeypointArrayData(
-            now, "link_base", "oracle", "", names, ["x"] * k, np.zeros(k), np.zeros((k, 2)), points, np.ones(k), valid
+            stamp, "link_base", "oracle", "", names, ["x"] * k, np.zeros(k), np.zeros((k, 2)), points, np.ones(k), valid
         )
-        kp_pub.publish(cv.keypoints_to_msg(keypoints))
+        msg = cv.keypoints_to_msg(keypoints)
+        if inputs["fault"] == "nan":
+            msg.keypoints[0].point.x = float("nan")
+        kp_pub.publish(msg)
 
     def call(name: str) -> None:
         client = ros_node.create_client(Trigger, f"/policy_node/{name}")
@@ -225,8 +232,19 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
         assert len(chunks) == count
         inputs["count"] = K
         assert until_chunks(count + 1), "no chunks after the inputs recovered"
+        for fault in ("nan", "backwards"):  # dropped: the last good keypoints go stale, chunks stop
+            inputs["fault"], inputs["backwards_from"] = fault, ros_node.get_clock().now().nanoseconds
+            _spin(ros_node, 3.0, publish)
+            count = len(chunks)
+            _spin(ros_node, 2.0, publish)
+            assert len(chunks) == count, fault
+            assert process.poll() is None
+            inputs["fault"] = ""
+            assert until_chunks(count + 1), f"no chunks after the {fault} keypoints stopped"
     finally:
         output = _stop(process)
     assert "only 1 valid keypoints (min_valid_keypoints 3)" in output
     assert f"{K - 1} keypoints given; the checkpoint expects {K}" in output
     assert "inputs recovered; producing action chunks again" in output  # after the refusals
+    assert "dropped: /kil/keypoints" in output and "NaN or infinite" in output
+    assert "/kil/keypoints dropped: its stamp goes back from the previous one" in output

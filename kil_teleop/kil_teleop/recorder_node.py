@@ -36,6 +36,7 @@ from kil_teleop.recording import (
     OPTIONAL_TOPICS,
     PARTIAL_DIR,
     EpisodeWriter,
+    QueuedWriter,
     RecordingError,
     episode_name,
     next_episode_index,
@@ -63,6 +64,7 @@ class RecorderNode(Node):
         self.max_duration_s = p("max_duration_s", 0.0, "stop an episode after this long (s; 0 = no limit)")
         self.segment_s = p("segment_s", 0.5, "split the bag every this many seconds (what a crash can lose)")
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        queue_depth = p("image_queue_depth", 30, "image subscription history depth (frames a stall may queue)")
         if not output:
             raise ValueError("parameter 'output_dir' is required")
         if reliability not in ("reliable", "best_effort"):
@@ -80,7 +82,7 @@ class RecorderNode(Node):
             raise ValueError(f"message types unknown to the bag writer: {', '.join(unknown)}")
         types = MessageTypes.rclpy()
         image_qos = QoSProfile(
-            depth=5,
+            depth=queue_depth,
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
         for topic, msgtype in self.topics.items():
@@ -95,7 +97,7 @@ class RecorderNode(Node):
                 raw=True,
                 event_callbacks=events,
             )
-        self.writer: EpisodeWriter | None = None
+        self.writer: QueuedWriter | None = None
         self.started_wall = 0.0
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status = self.create_publisher(Bool, "~/recording", latched)
@@ -110,11 +112,8 @@ class RecorderNode(Node):
         self.status.publish(Bool(data=self.writer is not None))
 
     def _on_message(self, topic: str, data: bytes) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
-            except OSError as error:
-                self._fail(error)
+        if self.writer is not None:  # (queued: the writer's thread compresses and writes)
+            self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
 
     def _fail(self, error: OSError) -> None:
         """A write failed (a full disk): end the episode, keep what was written, stay alive."""
@@ -133,8 +132,10 @@ class RecorderNode(Node):
             raise RecordingError(f"already recording {self.writer.path.name}")
         path = self.output / episode_name(next_episode_index(self.output))
         metadata = {"task": self.task, "recorded_by": "kil_teleop.recorder_node"}
-        self.writer = EpisodeWriter(
-            path, self.topics, self.typestore, self.compress, metadata, self.storage, self.segment_s or None
+        self.writer = QueuedWriter(
+            EpisodeWriter(
+                path, self.topics, self.typestore, self.compress, metadata, self.storage, self.segment_s or None
+            )
         )
         self.started_wall = time.monotonic()
         self._publish_status()
@@ -146,6 +147,10 @@ class RecorderNode(Node):
         writer, self.writer = self.writer, None
         writer.set_metadata("ended_by", reason)
         writer.set_metadata("duration_s", f"{time.monotonic() - self.started_wall:.2f}")
+        writer.drain()
+        if writer.dropped:
+            writer.set_metadata("dropped_messages", str(writer.dropped))
+            self.get_logger().warning(f"{writer.path.name}: the disk fell behind; {writer.dropped} messages dropped")
         try:
             path = writer.close()
         except OSError as error:
@@ -191,11 +196,10 @@ class RecorderNode(Node):
         return response
 
     def _on_timer(self) -> None:
+        if self.writer is not None and self.writer.error is not None:
+            self._fail(self.writer.error)
         if self.writer is not None:
-            try:
-                self.writer.rotate_if_due(self.get_clock().now().nanoseconds)
-            except OSError as error:
-                self._fail(error)
+            self.writer.rotate_if_due(self.get_clock().now().nanoseconds)
         if self.writer is not None and self.max_duration_s > 0:
             if time.monotonic() - self.started_wall > self.max_duration_s:
                 path = self.stop_episode("max_duration_s")

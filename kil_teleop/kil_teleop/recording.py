@@ -15,7 +15,9 @@ turns it into a complete bag under ``interrupted/``.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -228,6 +230,87 @@ class EpisodeWriter:
             self.close()
         else:
             self.abandon()
+
+
+class QueuedWriter:
+    """An :class:`EpisodeWriter` fed from a queue by its own thread, so that whoever calls
+    :meth:`write_serialized` (a subscription callback) never waits on compression or the disk.
+
+    A write error (a full disk) stops the writing and is kept in :attr:`error` for the owner to
+    report; what was written stays readable. ``max_queued_bytes`` bounds the memory when the disk
+    is slower than the input: beyond it messages are dropped and counted in :attr:`dropped`.
+    """
+
+    def __init__(self, writer: EpisodeWriter, max_queued_bytes: int = 1 << 30) -> None:
+        self.writer = writer
+        self.error: OSError | None = None
+        self.dropped = 0
+        self.max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"writer {writer.path.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.writer.counts
+
+    def write_serialized(self, topic: str, stamp_ns: int, data: bytes) -> None:
+        with self._lock:
+            if self._queued_bytes + len(data) > self.max_queued_bytes:
+                self.dropped += 1
+                return
+            self._queued_bytes += len(data)
+        self._queue.put((topic, stamp_ns, data))
+
+    def rotate_if_due(self, now_ns: int) -> None:
+        self._queue.put((None, now_ns, b""))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _STOP:
+            topic, stamp_ns, data = item
+            with self._lock:
+                self._queued_bytes -= len(data)
+            if self.error is not None:
+                continue  # (drain after a failure)
+            try:
+                if topic is None:
+                    self.writer.rotate_if_due(stamp_ns)
+                else:
+                    self.writer.write_serialized(topic, stamp_ns, data)
+            except OSError as error:
+                self.error = error
+
+    def drain(self) -> None:
+        """Write everything queued and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def set_metadata(self, key: str, value: str) -> None:
+        self.writer.set_metadata(key, value)
+
+    def close(self) -> Path:
+        self.drain()
+        if self.error is not None:
+            raise self.error
+        return self.writer.close()
+
+    def abandon(self) -> Path:
+        self.drain()
+        return self.writer.abandon()
+
+    def abort(self) -> None:
+        self.drain()
+        self.writer.abort()
+
+
+_STOP = object()
 
 
 def _remove_if_empty(directory: Path) -> None:
