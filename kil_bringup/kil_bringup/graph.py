@@ -20,7 +20,7 @@ CAMERAS = ("sim", "femto_bolt", "zed2i")
 #: keypoint_node methods and policy_node inference modes (kept equal to kil_perception.pipeline.METHODS
 #: and kil_policy.runner.INFERENCE_MODES by a test; not imported, so a launch file stays light).
 METHODS = ("image", "instance", "track")
-INFERENCE_MODES = ("module", "packed", "compiled")
+INFERENCE_MODES = ("module", "packed", "compiled", "graph")
 #: QoS reliability of the image topics (keypoint_node, sim_node and recorder_node take it).
 RELIABILITY = ("reliable", "best_effort")
 #: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
@@ -358,7 +358,7 @@ def rollout_graph(
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
         method: keypoint_node's extraction method (image, instance with SAM3, track).
-        inference: policy_node's UNet execution (packed, compiled, module).
+        inference: policy_node's UNet execution (packed, compiled, graph on CUDA, module).
         keypoints: ``perception`` (keypoint_node on the camera, needs ``spec``) or ``oracle`` (the
             simulator's ground-truth keypoints routed to policy_node; sim only).
         image_size: (width, height) of the simulated camera (the spec's reference image size).

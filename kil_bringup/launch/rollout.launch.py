@@ -30,7 +30,7 @@ ARGUMENTS = {
     "backend": ("effnet_lite0", "feature backend of keypoint_node"),
     "device": ("cpu", "torch device for perception and policy"),
     "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
-    "inference": ("packed", "policy UNet execution: packed, compiled (lowest latency) or module"),
+    "inference": ("packed", "policy execution: packed, compiled, graph (CUDA: one graph per chunk) or module"),
     "keypoints": ("perception", "keypoint_node (perception) or the simulator's ground truth (oracle, sim only)"),
     "width": ("", "simulated camera width in px (sim only; the spec's reference image size)"),
     "height": ("", "simulated camera height in px (sim only)"),

@@ -8,9 +8,13 @@ Inference: batch 1, 14 DDIM steps, p50/p95 over repeated chunks, all from the sa
 straightforward implementation does; "module" is ``predict_action_chunk`` with FiLM parameters of
 all steps precomputed once per chunk (the condition is constant over the loop); "packed" adds
 the time-major packed UNet (``kil_policy.packed_unet``); "optimised" is that packed step under
-``torch.compile`` (CUDA graphs on CUDA), what ``policy_node inference:=compiled`` runs. The
-compile time is reported separately.
-Training: samples/s for batch 128 (forward, backward, AdamW step; bf16 autocast on CUDA).
+``torch.compile`` (CUDA graphs on CUDA), what ``policy_node inference:=compiled`` runs; on CUDA
+"graph" is the whole chunk as one captured CUDA graph (``kil_policy.graphed``, ``inference:=graph``).
+The compile time is reported separately. Batched: the cost per chunk when B chunks are sampled
+together (B = 1, 8, 64: several simulated environments, or an ensemble), with the graph sampler on
+CUDA and the packed sampler on the CPU.
+Training: samples/s for batch 128 (forward, backward, AdamW step; bf16 autocast on CUDA) and the
+time 250k such steps (the paper's schedule) would take.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 import torch
 
 from kil_policy.config import PolicyConfig
+from kil_policy.graphed import GraphedSampler
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 
@@ -126,6 +131,9 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict
         "module": lambda: policy.predict_action_chunk(batch, steps=steps),
         "reference": lambda: reference_predict(policy, batch, steps),
     }
+    if device.type == "cuda":
+        graphed = GraphedSampler(policy, batch, steps)
+        functions = {"graph": lambda: graphed(batch), **functions}
     results = _latencies(functions, device, repeats)
     return {
         "parameters_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 2),
@@ -137,6 +145,30 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict
     }
 
 
+def _batched(config: PolicyConfig, device: torch.device, repeats: int, sizes=(1, 8, 64)) -> dict:
+    """ms per call and per chunk when B chunks are sampled at once (graph sampler on CUDA, packed
+    sampler elsewhere)."""
+    policy = KeypointDiffusionPolicy(config).to(device).eval()
+    packed = Denoiser(policy.unet)
+    steps = config.head.inference_steps
+    functions = {}
+    for size in sizes:
+        batch = _batch(config, size, device, with_action=False)
+        if device.type == "cuda":
+            sampler = GraphedSampler(policy, batch, steps, denoiser=packed)
+            functions[size] = lambda sampler=sampler, batch=batch: sampler(batch)
+        else:
+            functions[size] = lambda batch=batch: policy.predict_action_chunk(batch, steps=steps, denoiser=packed)
+    timed = _latencies(functions, device, repeats)
+    return {
+        "sampler": "graph" if device.type == "cuda" else "packed",
+        **{
+            f"batch_{size}": {"p50_ms": t["p50_ms"], "per_chunk_ms": round(t["p50_ms"] / size, 3)}
+            for size, t in timed.items()
+        },
+    }
+
+
 def _training(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int) -> dict:
     optimised = _train_rate(config, device, batch_size, iterations, optimised=True)
     reference = _train_rate(config, device, batch_size, iterations, optimised=False)
@@ -145,6 +177,7 @@ def _training(config: PolicyConfig, device: torch.device, batch_size: int, itera
         "optimised_samples_per_s": optimised,
         "reference_samples_per_s": reference,
         "speedup": round(optimised / reference, 2),
+        "projected_250k_steps_h": round(250_000 * batch_size / optimised / 3600, 2),
     }
 
 
@@ -193,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(),
         },
-        "targets": {"kil_head_p50_ms_cpu": 60.0, "kil_head_p50_ms_h100": 3.0},
+        "targets": {"kil_head_p50_ms_cpu": 60.0, "kil_head_p50_ms_h100": 3.0, "kil_250k_steps_h_h100": 0.5},
     }
     for name in devices:
         device = torch.device(name)
@@ -202,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["gpu"] = torch.cuda.get_device_name(device)
         with torch.inference_mode(False):
             entry["kil_inference"] = _inference(kil, device, args.repeats)
+            entry["kil_batched"] = _batched(kil, device, max(3, args.repeats // 4))
             entry["rgb_inference"] = _inference(rgb, device, max(3, args.repeats // 4))
             entry["kil_training"] = _training(kil, device, 128, args.train_iterations)
             entry["rgb_training"] = _training(rgb, device, 128 if device.type == "cuda" else 16, args.train_iterations)

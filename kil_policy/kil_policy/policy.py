@@ -63,7 +63,7 @@ class KeypointDiffusionPolicy(nn.Module):
         )
         self.train_scheduler = DDPMScheduler(**schedule)
         self.inference_scheduler = DDIMScheduler(**schedule)  # its numbers, precomputed: self.ddim(steps)
-        self._ddim: dict[int, DdimCoefficients] = {}
+        self._ddim: dict[tuple, DdimCoefficients] = {}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """The training loss (so that DistributedDataParallel's hooks see a forward call)."""
@@ -119,11 +119,19 @@ class KeypointDiffusionPolicy(nn.Module):
             return (loss * weight).sum() / weight.sum().clamp_min(1.0)
         return loss.mean()
 
-    def ddim(self, steps: int) -> DdimCoefficients:
-        """The DDIM coefficients for ``steps`` inference steps (computed once per step count)."""
-        cached = self._ddim.get(steps)
+    def ddim(
+        self, steps: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> DdimCoefficients:
+        """The DDIM coefficients for ``steps`` inference steps, on ``device`` (None: the CPU
+        originals); computed and moved once per (steps, device, dtype), so a sampling loop makes
+        no host-to-device copy (a CUDA graph capture could not)."""
+        key = (steps, None if device is None else str(torch.device(device)), dtype)
+        cached = self._ddim.get(key)
         if cached is None:
-            cached = self._ddim[steps] = ddim_coefficients(self.inference_scheduler, steps)
+            original = self._ddim.get((steps, None, torch.float32))
+            if original is None:
+                original = self._ddim[(steps, None, torch.float32)] = ddim_coefficients(self.inference_scheduler, steps)
+            cached = self._ddim[key] = original if device is None else original.to(device, dtype)
         return cached
 
     @torch.no_grad()
@@ -146,7 +154,7 @@ class KeypointDiffusionPolicy(nn.Module):
             noise: (B, horizon, 10) initial noise (default: drawn with ``generator``).
         """
         cond = self.encode(batch)
-        coefficients = self.ddim(steps or self.config.head.inference_steps).to(cond.device, cond.dtype)
+        coefficients = self.ddim(steps or self.config.head.inference_steps, cond.device, cond.dtype)
         sample = noise
         if sample is None:
             shape = (cond.shape[0], self.config.horizon, ACTION_DIM)

@@ -46,8 +46,8 @@ class PolicyNode(Node):
         inference = p(
             "inference",
             "packed",
-            "UNet execution: packed (default), compiled (torch.compile at startup; lowest latency, "
-            "CUDA graphs on GPU) or module (the training module)",
+            "UNet execution: packed (default), compiled (torch.compile at startup, CUDA graphs on GPU), "
+            "graph (CUDA only: the whole chunk as one CUDA graph; lowest latency) or module (the training module)",
         )
         spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
         if not checkpoint:

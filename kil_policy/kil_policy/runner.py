@@ -21,11 +21,12 @@ import torch
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import Layout, layout_of_message, mismatch
 from kil_policy.data import resize_nearest
+from kil_policy.graphed import GraphedSampler
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
 
-InferenceMode = Literal["module", "packed", "compiled"]
+InferenceMode = Literal["module", "packed", "compiled", "graph"]
 INFERENCE_MODES = get_args(InferenceMode)
 #: What a tick observes besides the robot state: keypoints (KIL), or an (H, W, 3) uint8 RGB frame
 #: (the RGB baseline).
@@ -43,7 +44,8 @@ class PolicyRunner:
         inference: how the UNet runs: "module" (the training module), "packed" (same numbers,
             faster: ``kil_policy.packed_unet``) or "compiled" (packed + ``torch.compile``, fastest;
             compiles and runs one warm-up chunk here, tens of seconds on a small CPU; CUDA graphs
-            on CUDA).
+            on CUDA) or "graph" (CUDA only: the whole chunk, encoder and sampling loop included, as
+            one CUDA graph captured here; ``kil_policy.graphed``).
         layout: the keypoint layout the policy was trained on (``keypoint_layout.read_layout`` of
             its checkpoint); keypoints in another layout are refused. None: only the count is checked.
         layout_source: how to name the trained layout in that refusal (e.g. the checkpoint path).
@@ -74,12 +76,17 @@ class PolicyRunner:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.history: deque[tuple[RobotStateData, Observation]] = deque(maxlen=self.n_obs)
         self.ticks = 0
+        if inference == "graph" and self.device.type != "cuda":
+            raise ValueError(f"inference graph needs a CUDA device; the policy is on {self.device} (use packed)")
         self.denoiser = None if inference == "module" else Denoiser(policy.unet, compile=inference == "compiled")
+        self.graphed: GraphedSampler | None = None
         if inference == "compiled":
             self._warm_up()
+        elif inference == "graph":
+            self.graphed = GraphedSampler(policy, self._example_batch(), ddim_steps, denoiser=self.denoiser)
 
-    def _warm_up(self) -> None:
-        """One chunk on made-up inputs, so that compilation happens now and not on the robot."""
+    def _example_batch(self) -> dict[str, torch.Tensor]:
+        """Made-up inputs of the shapes :meth:`batch` produces."""
         n, k = self.n_obs, self.num_keypoints
         batch = {BatchKeys.PROPRIO: torch.zeros(1, n, 7)}
         if self.rgb:
@@ -89,7 +96,11 @@ class PolicyRunner:
             batch[BatchKeys.VALID] = torch.ones(1, n, k, dtype=torch.bool)
         if self.use_similarities and not self.rgb:
             batch[BatchKeys.SIMILARITIES] = torch.zeros(1, n, k, k)
-        batch = {key: value.to(self.device) for key, value in batch.items()}
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _warm_up(self) -> None:
+        """One chunk on made-up inputs, so that compilation happens now and not on the robot."""
+        batch = self._example_batch()
         for _ in range(2):  # CUDA graphs record on the second call
             self.policy.predict_action_chunk(batch, steps=self.ddim_steps, denoiser=self.denoiser)
 
@@ -169,9 +180,12 @@ class PolicyRunner:
 
     def predict(self, now_ns: int) -> ActionChunkData:
         """Sample a chunk from the current history."""
-        actions = self.policy.predict_action_chunk(
-            self.batch(), steps=self.ddim_steps, generator=self.generator, denoiser=self.denoiser
-        )
+        if self.graphed is not None:
+            actions = self.graphed(self.batch(), generator=self.generator)
+        else:
+            actions = self.policy.predict_action_chunk(
+                self.batch(), steps=self.ddim_steps, generator=self.generator, denoiser=self.denoiser
+            )
         positions, quaternions, gripper = pose_from_action(actions[0].double().cpu().numpy())
         state, observation = self.history[-1]
         newest = state.stamp_ns

@@ -108,5 +108,5 @@ def test_runner_inference_modes_give_the_same_chunk() -> None:
 
 
 def test_runner_rejects_unknown_inference_mode() -> None:
-    with pytest.raises(ValueError, match="inference must be one of module, packed, compiled"):
+    with pytest.raises(ValueError, match="inference must be one of module, packed, compiled, graph"):
         PolicyRunner(_small_policy(), inference="onnx")

@@ -72,3 +72,52 @@ def test_predict_action_chunk_equals_the_scheduler_loop(batch_size: int) -> None
     # The generator path draws the same initial noise as before.
     a = policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(1))
     assert (a - expected).abs().max() <= 1e-5
+
+
+def _small_policy_and_batch(batch_size: int):
+    torch.manual_seed(0)
+    config = PolicyConfig(
+        encoder=EncoderConfig(num_keypoints=5, d_model=32, num_layers=1, num_heads=2, mlp_dim=64),
+        head=HeadConfig(down_dims=(32, 64, 128), inference_steps=14),
+    )
+    policy = KeypointDiffusionPolicy(config).eval()
+    policy.fit_normalizers(
+        torch.rand(64, 10), torch.rand(64, 7), torch.rand(64, 5, 3), torch.ones(64, 5, dtype=torch.bool)
+    )
+    valid = torch.ones(batch_size, 2, 5, dtype=torch.bool)
+    valid[:, :, -1] = False  # a missing keypoint: the padding mask is part of the captured work
+    batch = {
+        BatchKeys.PROPRIO: torch.rand(batch_size, 2, 7),
+        BatchKeys.KEYPOINTS: torch.rand(batch_size, 2, 5, 3),
+        BatchKeys.VALID: valid,
+    }
+    return policy, batch
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_graphed_sampler_buffers_give_the_chunks_of_predict_action_chunk(batch_size: int) -> None:
+    """The graph sampler's static-buffer path (eager here, captured on CUDA) equals
+    predict_action_chunk on the same noise, call after call with new inputs."""
+    from kil_policy.graphed import GraphedSampler
+
+    policy, batch = _small_policy_and_batch(batch_size)
+    sampler = GraphedSampler(policy, batch, capture=False)
+    packed = Denoiser(policy.unet)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        inputs = {k: (torch.rand(v.shape, generator=g) if v.dtype != torch.bool else v) for k, v in batch.items()}
+        noise = torch.randn(batch_size, 16, 10, generator=g)
+        expected = policy.predict_action_chunk(inputs, noise=noise, denoiser=packed)
+        assert (sampler(inputs, noise=noise) - expected).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match=r"batch\['proprio'\] has shape \(2, 2, 7\); this sampler was built for"):
+        sampler({**batch, BatchKeys.PROPRIO: torch.rand(2, 2, 7)})
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        GraphedSampler(policy, batch, capture=True)
+
+
+def test_runner_graph_mode_needs_cuda() -> None:
+    from kil_policy.runner import PolicyRunner
+
+    policy, _ = _small_policy_and_batch(1)
+    with pytest.raises(ValueError, match="inference graph needs a CUDA device; the policy is on cpu"):
+        PolicyRunner(policy, inference="graph")

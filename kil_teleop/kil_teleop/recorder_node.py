@@ -86,7 +86,7 @@ class RecorderNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
         )
         for topic, msgtype in self.topics.items():
-            qos = image_qos if msgtype in _IMAGE_TYPES else QoSProfile(depth=50)
+            qos = image_qos if msgtype in _IMAGE_TYPES else QoSProfile(depth=200)  # 1 s of 200 Hz states
             # Subscribed relative to the node's namespace; stored under the bag's (root) name.
             events = qos_event_callbacks(self, topic.lstrip("/"), qos, "subscription")
             self.create_subscription(

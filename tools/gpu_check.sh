@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU checks of issue #13 in one run, sized for one H100/H200 lease (< 8 minutes): the CUDA
+# tests (pytest -m cuda), then the CUDA sections of the policy benchmark (graph sampler, batched
+# chunks at B = 1/8/64, training throughput and the projected 250k-step time) and of the
+# perception benchmark. JSON and logs go to $OUT (the device tool's output folder) or
+# outputs/gpu_check.
+#
+# On a ROS-free GPU machine (the device tool's): the packages are used from source (PYTHONPATH),
+# and what the machine lacks travels as wheels in .whl/ (see /work/.library/device/README.md):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#       diffusers==0.42.1 rosbags==0.11.9 ruamel.yaml ruamel.yaml.clib lz4 backports.zstd apsw
+# then run with carry [".whl"]:  bash tools/gpu_check.sh
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out=${OUT:-outputs/gpu_check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ] && ! python3 -c "import diffusers, rosbags" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+for package in kil_interfaces kil_control kil_perception kil_policy kil_teleop; do
+    PYTHONPATH=$root/$package${PYTHONPATH:+:$PYTHONPATH}
+done
+export PYTHONPATH
+started=$(date +%s)
+status=0
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
+
+echo "== CUDA tests" | tee "$out/cuda_tests.txt"
+timeout 180 python3 -m pytest -q -p no:cacheprovider -m cuda kil_policy/test/test_policy_cuda.py 2>&1 \
+    | tee -a "$out/cuda_tests.txt" || status=1
+
+echo "== policy benchmark (CUDA)"
+timeout 240 python3 -m kil_policy.bench --json --devices cuda --repeats 50 --train-iterations 20 \
+    > "$out/policy_bench.json" 2> "$out/policy_bench.log" || status=1
+
+echo "== perception benchmark"
+timeout 120 python3 -m kil_perception.bench --json > "$out/perception_bench.json" 2> "$out/perception_bench.log" || status=1
+
+echo "gpu_check: $(( $(date +%s) - started )) s, status $status" | tee -a "$out/gpu.txt"
+exit $status
