@@ -7,6 +7,11 @@
   call (each measured in a fresh process), and whether the argmax agrees.
 - per_frame: latency of one 640 x 480 frame, extraction + lifting to 3-D, for each method (image
   matching, instance matching with given masks, tracking) x each backend available here.
+- paper_sized (CUDA by default; ``--paper-models`` forces it): the paper's models at their
+  published sizes with random weights (``kil_perception.paper_models``; latency does not depend on
+  weights): image matching per frame with RADIO-B and DINOv3-B (features 448 short side +
+  matching + lifting, 12 keypoints), DIFT features at SD 2.1's UNet size (768 short side, ensemble
+  2, bf16 on CUDA) and SAM3's instance masks for two text prompts.
 """
 
 from __future__ import annotations
@@ -150,16 +155,91 @@ def per_frame(repeats: int) -> dict:
     return out
 
 
+def _cuda_ms(fn, device: torch.device, repeats: int) -> float:
+    """Median ms of ``fn`` (synchronised on CUDA), after two warm-up calls."""
+
+    def timed() -> None:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    timed()
+    return _median_ms(timed, repeats)
+
+
+def paper_sized(device: torch.device, repeats: int) -> dict:
+    """Per-frame latency of the paper's models at their published sizes (random weights)."""
+    from kil_interfaces.data import CameraIntrinsics
+    from kil_perception import paper_models
+    from kil_perception.backends.dift import DiftBackend
+    from kil_perception.backends.vit import DinoV3Backend, RadioBackend
+    from kil_perception.extraction import ImageMatcher, keypoints_message
+    from kil_perception.instances import Sam3Instances
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((*SIZE, 3)) * 255).astype(np.uint8)
+    depth = np.full(SIZE, 0.8, np.float32)
+    intrinsics = CameraIntrinsics(SIZE[1], SIZE[0], 500, 500, 319.5, 239.5)
+    out: dict = {"device": str(device), "image": f"{SIZE[1]}x{SIZE[0]}"}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    with tempfile.TemporaryDirectory() as directory:
+        spec = _bench_spec(directory, image)
+        for name, backend in (
+            ("radio_b", lambda: RadioBackend(device, paper_models.radio_base())),
+            ("dinov3_b", lambda: DinoV3Backend(device, paper_models.dinov3_base())),
+        ):
+            feature_backend = backend()
+            matcher = ImageMatcher(spec, feature_backend)
+
+            def frame(matcher=matcher, name=name) -> None:
+                found = matcher.extract(image)
+                keypoints_message(spec, found, depth, intrinsics, None, 0, "image", name)
+
+            out[f"image_matching/{name}"] = {
+                "frame_ms": _cuda_ms(frame, device, repeats),
+                "features_ms": _cuda_ms(lambda b=feature_backend: b.features(image), device, repeats),
+                "parameters_m": round(sum(p.numel() for p in feature_backend.model.parameters()) / 1e6, 1),
+            }
+        components = paper_models.sd21_components(Path(directory))
+        dift = DiftBackend(device, components, ensemble_size=2)
+        out["dift2_features/sd21_unet"] = {
+            "features_ms": _cuda_ms(lambda: dift.features(image), device, max(3, repeats // 2)),
+            "unet_parameters_m": round(sum(p.numel() for p in components[0].parameters()) / 1e6, 1),
+        }
+        sam3 = Sam3Instances(device, paper_models.sam3_full(Path(directory)))
+
+        def two_prompts() -> None:
+            sam3(image, "mug", "a mug")
+            sam3(image, "tray", "a tray")
+
+        out["sam3_instances/two_prompts"] = {
+            "ms": _cuda_ms(two_prompts, device, max(3, repeats // 2)),
+            "parameters_m": round(sum(p.numel() for p in sam3.model.parameters()) / 1e6, 1),
+        }
+    out["targets_ms"] = {"image_matching_frame": 5.0, "sam3_two_prompts": 40.0}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_perception.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--paper-models",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time the paper-sized models (auto: on CUDA only; on the CPU they take minutes)",
+    )
     args = parser.parse_args(argv)
     results = {
         "torch_threads": torch.get_num_threads(),
         "matching": matching(args.repeats),
         "per_frame": per_frame(args.repeats),
     }
+    cuda = torch.cuda.is_available()
+    if args.paper_models == "on" or (args.paper_models == "auto" and cuda):
+        results["paper_sized"] = paper_sized(torch.device("cuda" if cuda else "cpu"), args.repeats)
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
     return 0
 

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-#: Words of the tiny CLIP vocabulary (whole words only; anything else becomes <|endoftext|>).
-WORDS = ("a", "mug", "shoe", "paper", "box", "photo", "of")
+from kil_perception.paper_models import WORDS, clip_tokenizer
 
-
-def tiny_clip_tokenizer(folder: Path, max_length: int = 8):
-    """A CLIPTokenizer with a handful of whole-word tokens, written to ``folder``."""
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {f"{w}</w>": i + 2 for i, w in enumerate(WORDS)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length, pad_token="<|endoftext|>"
-    )
+# The small CLIP tokenizer is the product's (kil_perception.paper_models); tests call it tiny.
+tiny_clip_tokenizer = clip_tokenizer
 
 
 def tiny_clip_text_config(hidden: int = 32, max_length: int = 8):

@@ -172,13 +172,55 @@ def _batched(config: PolicyConfig, device: torch.device, repeats: int, sizes=(1,
 def _training(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int) -> dict:
     optimised = _train_rate(config, device, batch_size, iterations, optimised=True)
     reference = _train_rate(config, device, batch_size, iterations, optimised=False)
-    return {
+    result = {
         "batch_size": batch_size,
         "optimised_samples_per_s": optimised,
         "reference_samples_per_s": reference,
         "speedup": round(optimised / reference, 2),
         "projected_250k_steps_h": round(250_000 * batch_size / optimised / 3600, 2),
     }
+    if device.type == "cuda":  # the whole step (forward, backward, capturable fused AdamW) as one graph
+        graph = _graph_train_rate(config, device, batch_size, max(iterations, 20))
+        result |= {
+            "graph_samples_per_s": graph,
+            "graph_projected_250k_steps_h": round(250_000 * batch_size / graph / 3600, 2),
+        }
+    return result
+
+
+def _graph_train_rate(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int) -> float:
+    """Samples/s of the training step captured as one CUDA graph (bf16 autocast), as
+    ``train.py cuda_graph=true`` runs it (``kil_policy.train_step``), on a fixed batch."""
+    torch.manual_seed(0)
+    policy = KeypointDiffusionPolicy(config).to(device).train()
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=torch.tensor(1e-4, device=device), fused=True, capturable=True
+    )
+    batch = _batch(config, batch_size, device, with_action=True)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = policy(batch)
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        optimizer.step()
+
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    graph.replay()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        graph.replay()
+    _sync(device)
+    return round(batch_size * iterations / (time.perf_counter() - start), 1)
 
 
 def _train_rate(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int, optimised: bool) -> float:

@@ -34,12 +34,13 @@ from tqdm import tqdm
 
 from kil_interfaces import keypoint_layout
 from kil_perception.spec import load_spec
-from kil_policy.augmentation import AugmentationConfig, augment
+from kil_policy.augmentation import AugmentationConfig
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import PolicyConfig, from_dict, to_dict
 from kil_policy.data import TensorWindows, TopicConfig, load_episodes
 from kil_policy.keypoint_cache import ExtractionConfig
 from kil_policy.policy import KeypointDiffusionPolicy
+from kil_policy.train_step import TrainStep
 
 log = logging.getLogger("kil_policy.train")
 TRAIN_STATE = "train_state.pt"
@@ -60,6 +61,8 @@ class TrainConfig:
     warmup_steps: linear warm-up before the cosine decay.
     checkpoint_every: steps between kept checkpoints. log_every: steps between loss records.
     device: "auto", "cpu" or "cuda[:i]". seed: RNG seed. resume: continue from checkpoint_last.
+    cuda_graph: replay each training step as one captured CUDA graph (CUDA, single process;
+        ``kil_policy.train_step``).
     """
 
     data: list[str] = field(default_factory=list)
@@ -77,6 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     log_every: int = 50
     device: str = "auto"
+    cuda_graph: bool = False
     seed: int = 0
     resume: bool = False
 
@@ -215,12 +219,16 @@ def train(config: TrainConfig) -> TrainResult:
         valid = torch.from_numpy(np.concatenate([e.valid for e in episodes]))
     policy.fit_normalizers(all_actions, all_proprio, keypoints, valid)
     policy.to(device)
+    if config.cuda_graph and (device.type != "cuda" or distributed):
+        raise SystemExit(f"error: cuda_graph=true needs one CUDA process; this run is on {device}"
+                         + (" with torchrun" if distributed else ""))  # fmt: skip
     optimizer = torch.optim.AdamW(
         policy.parameters(),
-        lr=config.lr,
+        lr=torch.tensor(config.lr, device=device) if config.cuda_graph else config.lr,
         weight_decay=config.weight_decay,
         foreach=device.type == "cpu",
         fused=device.type == "cuda",
+        capturable=config.cuda_graph,
     )
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, rows = 0, []
@@ -240,7 +248,18 @@ def train(config: TrainConfig) -> TrainResult:
         if distributed
         else policy
     )
-    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
+    generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank + start)
+    lr_lambda = schedule.lr_lambdas[0]
+    train_step = TrainStep(
+        model,
+        optimizer,
+        lambda s: config.lr * lr_lambda(s),
+        dataset,
+        config.batch_size,
+        config.augmentation,
+        generator,
+        graph=config.cuda_graph,
+    )
     bar = tqdm(
         total=config.steps,
         initial=start,
@@ -258,22 +277,14 @@ def train(config: TrainConfig) -> TrainResult:
             len(dataset),
             sum(p.numel() for p in policy.parameters()) / 1e6,
         )
-    running, t0 = [], time.perf_counter()
+    t0 = time.perf_counter()
     policy.train()
     for step in range(start, config.steps):
-        indices = torch.randint(len(dataset), (config.batch_size,), generator=generator)
-        batch = augment(dataset.batch(indices), config.augmentation, None)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = model(batch)  # forward() is the loss; DDP syncs gradients through it
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(step)  # no host synchronisation: the loss is read every log_every steps
         schedule.step()
-        running.append(loss.item())
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            mean = float(np.mean(running))
-            rows.append((step + 1, mean, schedule.get_last_lr()[0]))
-            running = []
+            mean = train_step.take_mean_loss()
+            rows.append((step + 1, mean, config.lr * lr_lambda(step + 1)))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{rows[-1][2]:.2e}")
         bar.update(1)
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):

@@ -157,3 +157,51 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     weights_4 = first.policy.state_dict()
     weights_8 = load_policy(tmp_path / "run" / "checkpoint_last").state_dict()
     assert any(not torch.equal(weights_4[k], weights_8[k]) for k in weights_8 if weights_8[k].is_floating_point())
+
+
+def _step_parts(tmp_path: Path, device: str = "cpu"):
+    """A small policy, its optimiser and the windows of four synthetic episodes, on ``device``."""
+    from kil_policy.augmentation import AugmentationConfig
+    from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
+    from kil_policy.data import TensorWindows
+    from kil_policy.policy import KeypointDiffusionPolicy
+
+    episodes = load_episodes([d.parent for d in write_episodes(tmp_path, count=4, seed=3)][:1], min_length=16)
+    torch.manual_seed(0)
+    config = PolicyConfig(
+        encoder=EncoderConfig(num_keypoints=4, d_model=32, num_layers=1, num_heads=2, mlp_dim=64),
+        head=HeadConfig(down_dims=(32, 64, 128)),
+    )
+    policy = KeypointDiffusionPolicy(config)
+    windows = TensorWindows(episodes, config.n_obs_steps, config.horizon, device=device)
+    policy.fit_normalizers(
+        *(torch.rand(32, n) for n in (10, 7)), torch.rand(32, 4, 3), torch.ones(32, 4, dtype=torch.bool)
+    )
+    return policy.to(device).train(), windows, AugmentationConfig()
+
+
+def test_the_loss_is_read_every_n_steps_not_every_step(tmp_path: Path) -> None:
+    """TrainStep keeps the loss on the device: the mean it reports every N steps equals the mean of
+    the per-step losses (recomputed here from the same batches), and nothing else is read."""
+    from kil_policy.augmentation import augment
+    from kil_policy.train_step import TrainStep
+
+    policy, windows, augmentation = _step_parts(tmp_path)
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.0)  # weights fixed: each loss is reproducible
+    step = TrainStep(policy, optimizer, lambda s: 0.0, windows, 8, augmentation, torch.Generator().manual_seed(5))
+    for s in range(4):
+        torch.manual_seed(100 + s)  # (the loss's own noise uses the global generator: the same below)
+        step(s)
+    assert step.count == 4
+    got = step.take_mean_loss()
+    generator = torch.Generator().manual_seed(5)
+    expected = []
+    for s in range(4):
+        torch.manual_seed(100 + s)
+        indices = torch.randint(len(windows), (8,), generator=generator)
+        with torch.no_grad():
+            expected.append(float(policy(augment(windows.batch(indices), augmentation, generator))))
+    assert step.count == 0 and abs(got - float(np.mean(expected))) < 1e-5, (got, expected)
+    assert step.take_mean_loss() == 0.0  # read and reset
+    with pytest.raises(ValueError, match="a CUDA graph training step needs CUDA; training runs on cpu"):
+        TrainStep(policy, optimizer, lambda s: 0.0, windows, 8, augmentation, torch.Generator(), graph=True)
