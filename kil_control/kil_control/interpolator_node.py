@@ -83,7 +83,11 @@ class InterpolatorNode(Node):
                 f"action chunk targets outside the workspace box {limits.workspace_min}..{limits.workspace_max} "
                 "are clamped into it",
             )
-        if not self.interpolator.add_chunk(chunk, self.get_clock().now().nanoseconds):
+        now = self.get_clock().now().nanoseconds
+        if now == 0:  # use_sim_time before the first /clock message: no time to plan against
+            self._warn_once("clock", "action chunk before the first /clock message (use_sim_time); dropped")
+            return
+        if not self.interpolator.add_chunk(chunk, now):
             self._warn("refused", f"action chunk refused: {self.interpolator.last_refusal}")
 
     def _on_timer(self) -> None:

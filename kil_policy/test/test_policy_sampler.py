@@ -46,34 +46,6 @@ def test_unsupported_schedules_are_refused() -> None:
         ddim_coefficients(_scheduler(), 0)
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_predict_action_chunk_equals_the_scheduler_loop(batch_size: int) -> None:
-    torch.manual_seed(0)
-    config = PolicyConfig(
-        encoder=EncoderConfig(num_keypoints=5, d_model=32, num_layers=1, num_heads=2, mlp_dim=64),
-        head=HeadConfig(down_dims=(32, 64, 128), inference_steps=14),
-    )
-    policy = KeypointDiffusionPolicy(config).eval()
-    policy.fit_normalizers(
-        torch.rand(64, 10), torch.rand(64, 7), torch.rand(64, 5, 3), torch.ones(64, 5, dtype=torch.bool)
-    )
-    batch = {
-        BatchKeys.PROPRIO: torch.rand(batch_size, 2, 7),
-        BatchKeys.KEYPOINTS: torch.rand(batch_size, 2, 5, 3),
-        BatchKeys.VALID: torch.ones(batch_size, 2, 5, dtype=torch.bool),
-    }
-    noise = torch.randn(batch_size, 16, 10, generator=torch.Generator().manual_seed(1))
-    expected = scheduler_predict(policy, batch, 14, noise=noise)
-    got = policy.predict_action_chunk(batch, noise=noise)
-    assert (got - expected).abs().max() <= 1e-5
-    packed = Denoiser(policy.unet)
-    got_packed = policy.predict_action_chunk(batch, noise=noise, denoiser=packed)
-    assert (got_packed - scheduler_predict(policy, batch, 14, noise=noise, denoiser=packed)).abs().max() <= 1e-5
-    # The generator path draws the same initial noise as before.
-    a = policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(1))
-    assert (a - expected).abs().max() <= 1e-5
-
-
 def _small_policy_and_batch(batch_size: int):
     torch.manual_seed(0)
     config = PolicyConfig(
@@ -92,6 +64,21 @@ def _small_policy_and_batch(batch_size: int):
         BatchKeys.VALID: valid,
     }
     return policy, batch
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_predict_action_chunk_equals_the_scheduler_loop(batch_size: int) -> None:
+    policy, batch = _small_policy_and_batch(batch_size)
+    noise = torch.randn(batch_size, 16, 10, generator=torch.Generator().manual_seed(1))
+    expected = scheduler_predict(policy, batch, 14, noise=noise)
+    got = policy.predict_action_chunk(batch, noise=noise)
+    assert (got - expected).abs().max() <= 1e-5
+    packed = Denoiser(policy.unet)
+    got_packed = policy.predict_action_chunk(batch, noise=noise, denoiser=packed)
+    assert (got_packed - scheduler_predict(policy, batch, 14, noise=noise, denoiser=packed)).abs().max() <= 1e-5
+    # The generator path draws the same initial noise as before.
+    a = policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(1))
+    assert (a - expected).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
