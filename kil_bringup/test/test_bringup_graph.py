@@ -155,6 +155,7 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
     node.create_subscription(
         RobotState, "/kil/robot_state", lambda m: seen["states"].append(cv.robot_state_from_msg(m)), 10
     )
+
     def moved() -> float:
         first = seen["states"][0].position if seen["states"] else None
         return max((np.linalg.norm(s.position - first) for s in seen["states"]), default=0.0)
