@@ -80,7 +80,7 @@ class OutcomeListener:
         from kil_interfaces.msg import ActionChunk, EpisodeOutcome
         from kil_interfaces.srv import ResetEpisode
 
-        rclpy.init()
+        rclpy.init(args=[])  # (not sys.argv: run_graph's own flags are not ROS arguments)
         # On the simulator's /clock, like the graph's nodes: outcomes are stamped in simulated time.
         # In the graph's namespace, with its /clock (moved into the namespace by the graph).
         self.node = rclpy.create_node(

@@ -59,7 +59,16 @@ def _call(node, client, timeout_s: float = 60.0):
     raise RuntimeError(f"{client.srv_name} did not answer")
 
 
-def run(duration_s: float, width: int, height: int, camera_hz: float, state_hz: float, out: Path) -> dict:
+def run(
+    duration_s: float,
+    width: int,
+    height: int,
+    camera_hz: float,
+    state_hz: float,
+    out: Path,
+    publisher_depth: int = 10,
+    recorder_params: tuple[str, ...] = (),
+) -> dict:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
@@ -75,11 +84,13 @@ def run(duration_s: float, width: int, height: int, camera_hz: float, state_hz: 
 
     command = [sys.executable, "-m", "kil_teleop.recorder_node", "--ros-args", "-p", f"output_dir:={out / 'dds'}"]
     command += ["-p", f"topics:=[{','.join(repr(t) for t in TOPICS)}]", "-p", "task:=bench"]
+    for param in recorder_params:
+        command += ["-p", param]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    rclpy.init()
+    rclpy.init(args=[])  # (not sys.argv: this command's own flags are not ROS arguments)
     node = rclpy.create_node("recorder_bench")
     # As the camera drivers publish by default (the ROS 2 default profile: reliable, keep last 10).
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    qos = QoSProfile(depth=publisher_depth, reliability=ReliabilityPolicy.RELIABLE)
     color_pub = node.create_publisher(Image, TOPICS[0], qos)
     depth_pub = node.create_publisher(Image, TOPICS[1], qos)
     state_pub = node.create_publisher(RobotState, TOPICS[2], 50)
@@ -166,10 +177,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--camera-hz", type=float, default=30.0)
     parser.add_argument("--state-hz", type=float, default=200.0)
+    parser.add_argument("--publisher-depth", type=int, default=10, help="image publishers' history depth (drivers: 10)")
+    parser.add_argument(
+        "--recorder-param", action="append", default=[], help="extra recorder_node parameter NAME:=VALUE (repeatable)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kil_recorder_bench_") as tmp:
-        result = run(args.duration, args.width, args.height, args.camera_hz, args.state_hz, Path(tmp))
+        result = run(
+            args.duration,
+            args.width,
+            args.height,
+            args.camera_hz,
+            args.state_hz,
+            Path(tmp),
+            args.publisher_depth,
+            tuple(args.recorder_param),
+        )
     if args.json:
         print(json.dumps(result))
     else:
