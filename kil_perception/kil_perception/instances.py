@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from kil_perception.backends import FeatureBackend, WeightsUnavailableError
 from kil_perception.extraction import Extraction2D
@@ -82,10 +83,35 @@ class Sam3Instances:
     @torch.inference_mode()
     def _vision_embeds(self, image: np.ndarray):
         if image is not self._image:  # (the array is kept, so its identity cannot be reused)
-            pixels = self.processor(images=image, return_tensors="pt")["pixel_values"]
-            self._vision = self.model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+            self._vision = self.model.get_vision_features(pixel_values=self.pixels(image))
             self._image = image
         return self._vision
+
+    def pixels(self, image: np.ndarray) -> torch.Tensor:
+        """(1, 3, H, W) model input for an (h, w, 3) uint8 RGB image, resized and normalised on the
+        model's device (the upload is the uint8 image, not a host-resized float 1008x1008 copy) as
+        the image processor does: bilinear with antialiasing, rescale, normalise. Processors
+        configured otherwise (padding, shortest-edge sizes) run as they are."""
+        ip = self.processor.image_processor
+        simple = (
+            getattr(ip, "do_resize", False)
+            and getattr(ip.size, "height", None)
+            and getattr(ip.size, "width", None)
+            and int(getattr(ip, "resample", 2)) == 2  # bilinear
+            and not getattr(ip, "do_pad", False)
+        )
+        if not simple:
+            pixels = self.processor(images=image, return_tensors="pt")["pixel_values"]
+            return pixels.to(self.device, self.dtype)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        x = F.interpolate(x, size=(ip.size.height, ip.size.width), mode="bilinear", align_corners=False, antialias=True)
+        if ip.do_rescale:
+            x = x * ip.rescale_factor
+        if ip.do_normalize:
+            mean = torch.tensor(ip.image_mean, device=self.device)[:, None, None]
+            std = torch.tensor(ip.image_std, device=self.device)[:, None, None]
+            x = (x - mean) / std
+        return x.to(self.dtype)
 
     def _text(self, prompt: str) -> dict:
         if prompt not in self._prompts:

@@ -42,6 +42,24 @@ def test_vision_encoder_runs_once_per_image(tmp_path: Path) -> None:
     assert len(calls) == 2
 
 
+def test_the_input_is_resized_on_the_device_as_the_processor_does(tmp_path: Path) -> None:
+    """Sam3Instances.pixels (resize + normalise with torch on the model's device) equals the image
+    processor's pixel_values to within one grey level, and the instances found from it match those
+    found from the processor's input."""
+    import torch
+
+    model, processor = tiny_sam3(tmp_path)
+    source = Sam3Instances(model=(model, processor))
+    expected = processor(images=IMAGE, return_tensors="pt")["pixel_values"]
+    got = source.pixels(IMAGE)
+    assert got.shape == expected.shape and (got - expected).abs().max() < 2 / 255 / 0.5
+    with torch.inference_mode():
+        ours = model.get_vision_features(pixel_values=got)
+        theirs = model.get_vision_features(pixel_values=expected)
+    a, b = ours.fpn_hidden_states[-1], theirs.fpn_hidden_states[-1]
+    assert (a - b).abs().max() < 0.05 * b.abs().max()
+
+
 def test_local_folder_round_trip(tmp_path: Path) -> None:
     model, processor = tiny_sam3(tmp_path)
     model.save_pretrained(tmp_path / "sam3")
