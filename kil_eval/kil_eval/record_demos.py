@@ -8,7 +8,8 @@ ground-truth keypoints on ``/kil/keypoints/oracle``) and
 starts from the task's ``train`` configuration k (training variants, seeds disjoint from the
 evaluation configurations). Only successful demonstrations are kept: a failed attempt is
 discarded and retried from another configuration. Interrupting (Ctrl-C) keeps every finished
-episode; running the same command again resumes after the last one.
+episode; running the same command again resumes after the last one (the unfinished episode is
+kept under ``interrupted/`` and recorded again).
 """
 
 from __future__ import annotations
