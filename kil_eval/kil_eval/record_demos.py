@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -55,10 +56,13 @@ def record(
     compress: bool = True,
     progress: bool = True,
     masks: bool = False,
+    check_interrupt: Callable[[], None] | None = None,
 ) -> list[Path]:
     """Record until ``out`` holds ``episodes`` successful episodes; returns their paths.
 
     Args:
+        check_interrupt: called before every recorded state and frame and between episodes; it
+            raises KeyboardInterrupt to stop (see :class:`DeferredInterrupt`).
         masks: also record the simulator's instance masks (``/camera/instance_mask``, with the
             mask values' categories in the bag's ``instance_categories`` custom data), for
             instance matching without SAM3.
@@ -83,6 +87,8 @@ def record(
         bar.write(f"an unfinished episode of an earlier run was kept as {path} (recorded again here)")
     index = len(existing)
     while index < episodes:
+        if check_interrupt is not None:
+            check_interrupt()
         for attempt in range(MAX_ATTEMPTS):
             config = sample_configuration(task, "train", index + ATTEMPT_STRIDE * attempt, scene=scene)
             metadata = {
@@ -96,10 +102,13 @@ def record(
             with EpisodeWriter(out / episode_name(index), topics, typestore, compress, metadata) as writer:
                 world = config.make_world()
                 oracle = partial(oracle_keypoints, world)
+                sink = BagSink(writer, types, world.camera_intrinsics, oracle)
+                if check_interrupt is not None:
+                    sink = _CheckedSink(sink, check_interrupt)
                 result = run_episode(
                     config,
                     config=rollout,
-                    sink=BagSink(writer, types, world.camera_intrinsics, oracle),
+                    sink=sink,
                     world=world,
                     rng=np.random.default_rng(config.seed),
                 )
@@ -120,6 +129,42 @@ def record(
     return list_episodes(out)[:episodes]
 
 
+class _CheckedSink:
+    """A sink that asks ``check`` before passing each state, frame and action on."""
+
+    def __init__(self, sink: BagSink, check: Callable[[], None]) -> None:
+        self.sink, self.check = sink, check
+
+    def on_camera(self, frame, stamp_ns: int) -> None:
+        self.check()
+        self.sink.on_camera(frame, stamp_ns)
+
+    def on_state(self, state) -> None:
+        self.check()
+        self.sink.on_state(state)
+
+    def on_action(self, chunk) -> None:
+        self.sink.on_action(chunk)
+
+
+class DeferredInterrupt:
+    """SIGINT handler that only sets a flag; :meth:`check` raises KeyboardInterrupt at a safe point.
+    A Ctrl-C raised inside a native call (MuJoCo making its EGL context) would otherwise surface
+    as a ``ctypes.ArgumentError`` instead of a clean stop. A second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_eval.record_demos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=sorted(TASKS), help="task to demonstrate")
@@ -133,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
-    # Ctrl-C must stop cleanly even when started from a shell that ignores SIGINT in background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C must stop cleanly (also when started from a shell that ignores SIGINT in background
+    # jobs): it is noted and acted on at the next state or frame.
+    interrupt = DeferredInterrupt()
+    signal.signal(signal.SIGINT, interrupt)
     try:
         paths = record(
             args.task,
@@ -145,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             args.height,
             not args.no_compress,
             masks=args.masks,
+            check_interrupt=interrupt.check,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted: {len(list_episodes(args.out))} complete episode(s) kept in {args.out}", file=sys.stderr)
