@@ -140,7 +140,10 @@ def test_extract_cli_json_overlay_and_3d(tmp_path: Path, scene) -> None:
     assert report["frame_id"] == "link_base" and len(report["keypoints"]) == 4
     for kp in report["keypoints"]:
         uv, point = truth[kp["name"]]
-        assert abs(kp["u"] - uv[0]) <= 1.0 and abs(kp["v"] - uv[1]) <= 1.0  # the reference image itself
+        # The reference image itself: integer-pixel matches of sub-pixel references. Where the
+        # descriptor is flat a neighbouring pixel can win by float rounding, which varies with the
+        # thread count (seen once in CI: 1.34 px), hence 1.5 px.
+        assert abs(kp["u"] - uv[0]) <= 1.5 and abs(kp["v"] - uv[1]) <= 1.5
         assert kp["valid"] and np.linalg.norm(np.array(kp["point"]) - point) < 0.01
     assert cv2.imread(str(tmp_path / "overlay.png")).shape == rgb.shape
     bad = subprocess.run([*command[:4], str(tmp_path / "nope.yaml"), *command[5:7]], capture_output=True, text=True)
