@@ -137,11 +137,8 @@ class EpisodeWriter:
         if self._segment_start_ns is None and not keep_empty:
             shutil.rmtree(work)  # nothing in it
             return
-        info = yaml.safe_load((work / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        for name in info["relative_file_paths"]:
-            os.replace(work / name, self.partial_path / name)
+        self._closed_segments.append(_move_bag_files(work, self.partial_path))
         shutil.rmtree(work)
-        self._closed_segments.append(info)
         write_bag_metadata(self.partial_path, self._closed_segments, self._metadata)
 
     def rotate_if_due(self, now_ns: int) -> None:
@@ -313,6 +310,20 @@ class QueuedWriter:
 _STOP = object()
 
 
+def _read_bag_metadata(bag: Path) -> dict:
+    """The ``rosbag2_bagfile_information`` of ``bag/metadata.yaml``."""
+    return yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+
+
+def _move_bag_files(bag: Path, episode: Path) -> dict:
+    """Move the storage files of the single-file ``bag`` into ``episode``; returns the bag's
+    rosbag2 metadata (which names them), for :func:`write_bag_metadata`."""
+    info = _read_bag_metadata(bag)
+    for name in info["relative_file_paths"]:
+        os.replace(bag / name, episode / name)
+    return info
+
+
 def _remove_if_empty(directory: Path) -> None:
     try:
         directory.rmdir()
@@ -386,7 +397,7 @@ def recover_partial_episodes(directory: str | Path, typestore: Typestore) -> lis
     for partial in partial_episodes(directory):
         segments = []
         if (partial / "metadata.yaml").exists():
-            info = yaml.safe_load((partial / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+            info = _read_bag_metadata(partial)
             custom = dict(info.get("custom_data") or {})
             segments = [info]  # the closed files, counted as one
         else:
@@ -399,10 +410,7 @@ def recover_partial_episodes(directory: str | Path, typestore: Typestore) -> lis
             except ValueError:  # not MCAP (e.g. sqlite3 storage): left where it is
                 continue
             if messages:
-                info = yaml.safe_load((target / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-                for name in info["relative_file_paths"]:
-                    os.replace(target / name, partial / name)
-                segments.append(info)
+                segments.append(_move_bag_files(target, partial))
                 salvaged += messages
             shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(work)
