@@ -28,7 +28,7 @@ import time
 import torch
 
 from kil_policy.config import PolicyConfig
-from kil_policy.graphed import GraphedSampler
+from kil_policy.graphed import GraphedSampler, capture_cuda_graph
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 
@@ -205,15 +205,7 @@ def _graph_train_rate(config: PolicyConfig, device: torch.device, batch_size: in
         loss.backward()
         optimizer.step()
 
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream(device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    graph, _ = capture_cuda_graph(step, device)
     graph.replay()
     _sync(device)
     start = time.perf_counter()

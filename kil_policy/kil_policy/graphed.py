@@ -14,11 +14,44 @@ the CPU tests check against ``predict_action_chunk``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import KeypointDiffusionPolicy
+
+
+def capture_cuda_graph(
+    fn: Callable[[], object],
+    device: torch.device,
+    warmups: int = 3,
+    after_warmup: Callable[[], None] | None = None,
+    generators: tuple[torch.Generator, ...] = (),
+) -> tuple[torch.cuda.CUDAGraph, object]:
+    """Capture one call of ``fn`` as a CUDA graph: ``warmups`` calls on a side stream first (lazy
+    initialisation, cuBLAS workspaces and autotuning happen outside the graph), then
+    ``after_warmup``, then the capture (which records kernels without running them), with
+    ``generators`` registered so each replay advances them.
+
+    Returns:
+        (the graph, what the captured call returned: its output buffers, refreshed by each replay).
+    """
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmups):
+            fn()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    if after_warmup is not None:
+        after_warmup()
+    graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
+    with torch.cuda.graph(graph):
+        output = fn()
+    return graph, output
 
 
 class GraphedSampler:
@@ -65,15 +98,7 @@ class GraphedSampler:
         fastpath = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)  # (nested tensors have data-dependent shapes)
         try:
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(3):  # warm-up: lazy initialisation and autotuning happen outside the graph
-                    self._run()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.output = self._run()
+            self.graph, self.output = capture_cuda_graph(self._run, self.device)
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)
 

@@ -249,11 +249,9 @@ def train(config: TrainConfig) -> TrainResult:
         else policy
     )
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank + start)
-    lr_lambda = schedule.lr_lambdas[0]
     train_step = TrainStep(
         model,
         optimizer,
-        lambda s: config.lr * lr_lambda(s),
         dataset,
         config.batch_size,
         config.augmentation,
@@ -280,11 +278,11 @@ def train(config: TrainConfig) -> TrainResult:
     t0 = time.perf_counter()
     policy.train()
     for step in range(start, config.steps):
-        train_step(step)  # no host synchronisation: the loss is read every log_every steps
+        train_step()  # no host synchronisation: the loss is read every log_every steps
         schedule.step()
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             mean = train_step.take_mean_loss()
-            rows.append((step + 1, mean, config.lr * lr_lambda(step + 1)))
+            rows.append((step + 1, mean, float(schedule.get_last_lr()[0])))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{rows[-1][2]:.2e}")
         bar.update(1)
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):

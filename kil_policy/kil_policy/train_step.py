@@ -2,7 +2,7 @@
 
 A step draws the batch indices on the data's device, gathers the windows from the device-resident
 dataset (``TensorWindows``), augments them there, runs forward (bf16 autocast on CUDA), backward
-and AdamW, and sets the next learning rate. The loss stays on the device, summed; it is read (one
+and AdamW at the learning rate the schedule set. The loss stays on the device, summed; it is read (one
 synchronisation) only when the caller asks for the mean, every ``log_every`` steps. At the policy's
 size a step is launch-bound (issue #13): with ``graph=True`` (CUDA only) the whole step is captured
 once, with a capturable fused AdamW and the learning rate as a device tensor, and each call
@@ -11,22 +11,22 @@ replays it. Distributed training (DDP) keeps the eager step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
 from kil_policy.augmentation import AugmentationConfig, augment
 from kil_policy.data import TensorWindows
+from kil_policy.graphed import capture_cuda_graph
 
 
 class TrainStep:
     """Calls run training steps; :meth:`take_mean_loss` reads the mean loss since the last read.
+    The learning rate is the optimiser's, set by its schedule between calls (``LRScheduler`` fills
+    a tensor learning rate in place, which a captured graph then reads).
 
     Args:
         model: what computes the loss from a batch (the policy, or its DDP wrapper).
         optimizer: its optimiser (``capturable=True`` and a tensor learning rate for ``graph``).
-        lr_at: step -> learning rate (the schedule, evaluated on the host; no synchronisation).
         dataset: the training windows, on the training device.
         batch_size: windows per step.
         augmentation: the batch augmentation.
@@ -38,14 +38,13 @@ class TrainStep:
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        lr_at: Callable[[int], float],
         dataset: TensorWindows,
         batch_size: int,
         augmentation: AugmentationConfig,
         generator: torch.Generator,
         graph: bool = False,
     ) -> None:
-        self.model, self.optimizer, self.lr_at = model, optimizer, lr_at
+        self.model, self.optimizer = model, optimizer
         self.dataset, self.batch_size, self.augmentation = dataset, batch_size, augmentation
         self.generator = generator
         self.device = generator.device
@@ -55,14 +54,6 @@ class TrainStep:
         self.count = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._want_graph = graph
-
-    def _set_lr(self, step: int) -> None:
-        lr = self.lr_at(step)
-        for group in self.optimizer.param_groups:
-            if isinstance(group["lr"], Tensor):
-                group["lr"].fill_(lr)  # in place: a captured graph reads this tensor
-            else:
-                group["lr"] = lr
 
     def _step(self) -> None:
         indices = torch.randint(len(self.dataset), (self.batch_size,), generator=self.generator, device=self.device)
@@ -76,38 +67,33 @@ class TrainStep:
 
     def _capture(self) -> None:
         """Warm up (optimiser state, cuBLAS workspaces) with a zero learning rate, so the weights do
-        not move; put the optimiser state and the loss back as they were; then capture (a capture
-        records kernels without running them)."""
+        not move; put the learning rate, the optimiser state and the loss back as they were; then
+        capture."""
+        lrs = [group["lr"].clone() for group in self.optimizer.param_groups]
         saved = {
             p: {k: v.clone() for k, v in s.items() if isinstance(v, Tensor)} for p, s in self.optimizer.state.items()
         }
         for group in self.optimizer.param_groups:
             group["lr"].fill_(0.0)
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self._step()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        for parameter, state in self.optimizer.state.items():
-            for key, value in state.items():
-                if isinstance(value, Tensor):
-                    value.copy_(saved[parameter][key]) if parameter in saved else value.zero_()
-        self.loss_sum.zero_()
-        self._graph = torch.cuda.CUDAGraph()
-        self._graph.register_generator_state(self.generator)
-        with torch.cuda.graph(self._graph):
-            self._step()
 
-    def __call__(self, step: int) -> None:
-        """Run training step ``step`` (0-based; its learning rate comes from ``lr_at``)."""
+        def restore() -> None:
+            for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                group["lr"].copy_(lr)
+            for parameter, state in self.optimizer.state.items():
+                for key, value in state.items():
+                    if isinstance(value, Tensor):
+                        value.copy_(saved[parameter][key]) if parameter in saved else value.zero_()
+            self.loss_sum.zero_()
+
+        self._graph, _ = capture_cuda_graph(self._step, self.device, after_warmup=restore, generators=(self.generator,))
+
+    def __call__(self) -> None:
+        """Run one training step at the optimiser's current learning rate."""
         if self._want_graph:
             if self._graph is None:
                 self._capture()
-            self._set_lr(step)
             self._graph.replay()
         else:
-            self._set_lr(step)
             self._step()
         self.count += 1
 

@@ -82,15 +82,16 @@ def test_the_captured_training_step_trains_like_the_eager_one(tmp_path: Path) ->
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=torch.tensor(1e-3, device=CUDA), fused=True, capturable=True
         )
-        step = TrainStep(model, optimizer, lambda s: 1e-3, windows, 32, augmentation,
+        step = TrainStep(model, optimizer, windows, 32, augmentation,
                          torch.Generator(device=CUDA).manual_seed(1), graph=graph)  # fmt: skip
         if graph:
             step._capture()
             assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())  # warm-up moved nothing
             assert all(float(s["exp_avg"].abs().sum()) == 0 for s in optimizer.state.values())
+            assert float(optimizer.param_groups[0]["lr"]) == pytest.approx(1e-3)  # the warm-up's zero undone
         losses = []
         for s in range(150):
-            step(s)
+            step()
             if (s + 1) % 10 == 0:
                 losses.append(step.take_mean_loss())
         runs[graph] = losses

@@ -188,10 +188,10 @@ def test_the_loss_is_read_every_n_steps_not_every_step(tmp_path: Path) -> None:
 
     policy, windows, augmentation = _step_parts(tmp_path)
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.0)  # weights fixed: each loss is reproducible
-    step = TrainStep(policy, optimizer, lambda s: 0.0, windows, 8, augmentation, torch.Generator().manual_seed(5))
+    step = TrainStep(policy, optimizer, windows, 8, augmentation, torch.Generator().manual_seed(5))
     for s in range(4):
         torch.manual_seed(100 + s)  # (the loss's own noise uses the global generator: the same below)
-        step(s)
+        step()
     assert step.count == 4
     got = step.take_mean_loss()
     generator = torch.Generator().manual_seed(5)
@@ -204,4 +204,4 @@ def test_the_loss_is_read_every_n_steps_not_every_step(tmp_path: Path) -> None:
     assert step.count == 0 and abs(got - float(np.mean(expected))) < 1e-5, (got, expected)
     assert step.take_mean_loss() == 0.0  # read and reset
     with pytest.raises(ValueError, match="a CUDA graph training step needs CUDA; training runs on cpu"):
-        TrainStep(policy, optimizer, lambda s: 0.0, windows, 8, augmentation, torch.Generator(), graph=True)
+        TrainStep(policy, optimizer, windows, 8, augmentation, torch.Generator(), graph=True)
