@@ -146,10 +146,6 @@ class SimNode(Node):
             values = ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(self.world.objects))
             self.get_logger().info(f"/camera/instance_mask values (keypoint_node mask_categories): {values}")
 
-    def _now_ns(self) -> int:
-        """The simulated time (ns)."""
-        return self.sim_ns
-
     def _stamp(self):
         return conversion.ns_to_time(self.sim_ns)
 
@@ -187,7 +183,7 @@ class SimNode(Node):
         if self._ended:
             return
         completion = task(self.task).success(self.world, self._success_state)
-        duration = (self._now_ns() - self._episode_start_ns) / _NS
+        duration = (self.sim_ns - self._episode_start_ns) / _NS
         if completion >= 1.0:
             self._end(True, completion, duration, "task complete")
         elif duration >= self.max_episode_s:
@@ -205,7 +201,7 @@ class SimNode(Node):
         (self.get_logger().info if success else self.get_logger().warning)(text)
 
     def _on_camera(self) -> None:
-        stamp = self._now_ns()
+        stamp = self.sim_ns
         frame = self.world.render(instance_mask=self.publish_mask)
         intrinsics = self.world.camera_intrinsics
         optical = intrinsics.frame_id
