@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of issue #13 in one run, sized for one H100/H200 lease (< 8 minutes): the CUDA
-# tests (pytest -m cuda), then the CUDA sections of the policy benchmark (graph sampler, batched
-# chunks at B = 1/8/64, training throughput and the projected 250k-step time) and of the
-# perception benchmark. JSON and logs go to $OUT (the device tool's output folder) or
+# tests (pytest -m cuda), then the CUDA sections of the policy benchmark (graph sampler, the
+# inductor-fused graph in fp32/TF32/bf16 with each one's error, batched chunks at B = 1/8/64,
+# training throughput and the projected 250k-step time) and of the perception benchmark (matching
+# on the GPU, the paper-sized RADIO-B, DINOv3-B, DIFT2 and SAM3). JSON and logs go to $OUT (the device tool's output folder) or
 # outputs/gpu_check.
 #
 # On a ROS-free GPU machine (the device tool's): the packages are used from source (PYTHONPATH),
@@ -33,7 +34,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 
 echo "== CUDA tests" | tee "$out/cuda_tests.txt"
-timeout 180 python3 -m pytest -q -p no:cacheprovider -m cuda kil_policy/test/test_policy_cuda.py 2>&1 \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda kil_policy/test/test_policy_cuda.py 2>&1 \
     | tee -a "$out/cuda_tests.txt" || status=1
 
 echo "== policy benchmark (CUDA)"
@@ -41,7 +42,7 @@ timeout 240 python3 -m kil_policy.bench --json --devices cuda --repeats 50 --tra
     > "$out/policy_bench.json" 2> "$out/policy_bench.log" || status=1
 
 echo "== perception benchmark"
-timeout 120 python3 -m kil_perception.bench --json > "$out/perception_bench.json" 2> "$out/perception_bench.log" || status=1
+timeout 150 python3 -m kil_perception.bench --json --repeats 5 > "$out/perception_bench.json" 2> "$out/perception_bench.log" || status=1
 
 echo "gpu_check: $(( $(date +%s) - started )) s, status $status" | tee -a "$out/gpu.txt"
 exit $status

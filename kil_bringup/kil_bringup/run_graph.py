@@ -25,6 +25,7 @@ from kil_bringup.graph import (
     INFERENCE_MODES,
     KEYPOINTS,
     METHODS,
+    PRECISIONS,
     RELIABILITY,
     ROBOTS,
     NodeSpec,
@@ -151,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="image", choices=METHODS, help="keypoint extraction method")
     parser.add_argument("--inference", default="packed", choices=INFERENCE_MODES, help="policy_node's UNet execution")
     parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="policy_node's precision (--inference graph only)"
+    )
+    parser.add_argument(
+        "--fuse-kernels", action="store_true", help="policy_node's inductor-fused kernels (--inference graph only)"
+    )
+    parser.add_argument(
         "--keypoints", default="perception", choices=KEYPOINTS, help="keypoint_node, or the sim's ground truth (oracle)"
     )
     parser.add_argument(
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             args.max_input_age,
             method=args.method,
             inference=args.inference,
+            precision=args.precision,
+            fuse_kernels=args.fuse_kernels,
             keypoints=args.keypoints,
             image_size=(args.width, args.height) if args.width else None,
             max_episode_s=args.max_episode,

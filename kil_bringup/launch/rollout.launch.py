@@ -31,6 +31,8 @@ ARGUMENTS = {
     "device": ("cpu", "torch device for perception and policy"),
     "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
     "inference": ("packed", "policy execution: packed, compiled, graph (CUDA: one graph per chunk) or module"),
+    "precision": ("fp32", "inference graph only: fp32, tf32 or bf16 (kept within policy_node's precision_tolerance)"),
+    "fuse_kernels": ("false", "inference graph only: inductor-fused UNet kernels inside the graph (compiles at start)"),
     "keypoints": ("perception", "keypoint_node (perception) or the simulator's ground truth (oracle, sim only)"),
     "width": ("", "simulated camera width in px (sim only; the spec's reference image size)"),
     "height": ("", "simulated camera height in px (sim only)"),
@@ -55,6 +57,8 @@ def _graph(values: dict[str, str]):
         values["device"],
         method=values["method"],
         inference=values["inference"],
+        precision=values["precision"],
+        fuse_kernels=_flag(values["fuse_kernels"], "fuse_kernels"),
         keypoints=values["keypoints"],
         image_size=(int(values["width"]), int(values["height"])) if values["width"] else None,
         max_episode_s=float(values["max_episode_s"]),
@@ -62,6 +66,12 @@ def _graph(values: dict[str, str]):
         real_time_factor=float(values["real_time_factor"]),
         namespace=values["namespace"],
     )
+
+
+def _flag(text: str, name: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _drivers(values: dict[str, str]):

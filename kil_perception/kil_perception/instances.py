@@ -11,7 +11,7 @@ simulator's segmentation, weights-free; also what a 16UC1 instance-mask topic gi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,12 +23,49 @@ from kil_perception.matching import descriptors_at, match_keypoints
 from kil_perception.spec import KeypointSpec
 
 
-@dataclass
 class Instance:
-    """One detected object: a (H, W) bool mask and a confidence in [0, 1]."""
+    """One detected object: a confidence in [0, 1] and its (H, W) bool mask.
 
-    mask: np.ndarray
-    score: float
+    The mask may be given as a numpy array, as a tensor (kept on its device, so a GPU source and
+    the matcher never copy it through the host), or as a zero-argument callable that makes that
+    tensor on first use: SAM3 gives up to 200 candidates per prompt and the matcher keeps a few,
+    so only the kept ones are ever upsampled to the image size.
+
+    Args:
+        mask: (H, W) bool array or tensor, or a callable returning the tensor.
+        score: the source's confidence.
+    """
+
+    def __init__(self, mask: np.ndarray | torch.Tensor | Callable[[], torch.Tensor], score: float) -> None:
+        self.score = float(score)
+        self._source = mask
+        self._tensor: torch.Tensor | None = None
+        self._array: np.ndarray | None = None
+        if isinstance(mask, np.ndarray):
+            self._array = mask.astype(bool, copy=False)
+        elif isinstance(mask, torch.Tensor):
+            self._tensor = mask.bool()
+        elif not callable(mask):
+            raise TypeError(f"Instance mask must be an array, a tensor or a callable, not {type(mask).__name__}")
+
+    def tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """(H, W) bool mask as a tensor on ``device`` (None: where it was made)."""
+        if self._tensor is None:
+            if self._array is not None:
+                self._tensor = torch.from_numpy(self._array)
+            else:
+                self._tensor = self._source().bool()
+        return self._tensor if device is None else self._tensor.to(device)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool numpy mask (copied to the host on first use if the source made a tensor)."""
+        if self._array is None:
+            self._array = self.tensor().cpu().numpy()
+        return self._array
+
+    def __repr__(self) -> str:
+        return f"Instance(score={self.score:.3f})"
 
 
 InstanceSource = Callable[[np.ndarray, str, str], list[Instance]]
@@ -123,12 +160,23 @@ class Sam3Instances:
     def __call__(self, image: np.ndarray, category: str, prompt: str) -> list[Instance]:
         """Every instance SAM3 finds for ``prompt`` (the matcher applies its own threshold)."""
         outputs = self.model(vision_embeds=self._vision_embeds(image), **self._text(prompt or category))
-        result = self.processor.post_process_instance_segmentation(
-            outputs, threshold=0.0, mask_threshold=self.mask_threshold, target_sizes=[image.shape[:2]]
-        )[0]
-        masks = result["masks"].bool().cpu().numpy()
-        scores = result["scores"].float().cpu().numpy()
-        return [Instance(mask, float(score)) for mask, score in zip(masks, scores, strict=True)]
+        scores = outputs.pred_logits[0].float().sigmoid()  # (Q,), as the processor's post-processing
+        if outputs.presence_logits is not None:
+            scores = scores * outputs.presence_logits[0].float().sigmoid()
+        low_res = outputs.pred_masks[0]  # (Q, h, w) logits
+        size = tuple(image.shape[:2])
+        return [
+            Instance(partial(self._upsample, low_res[q], size), score)
+            for q, score in enumerate(scores.cpu().tolist())  # (the one host copy: Q scores)
+        ]
+
+    @torch.inference_mode()
+    def _upsample(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(h, w) mask logits -> (H, W) bool on the model's device: sigmoid, bilinear upsampling,
+        threshold, as ``post_process_instance_segmentation`` does (computed in float32)."""
+        probability = logits.float().sigmoid()[None, None]
+        upsampled = F.interpolate(probability, size=size, mode="bilinear", align_corners=False)[0, 0]
+        return upsampled > self.mask_threshold
 
 
 def _load_sam3(model_id: str):
@@ -192,12 +240,19 @@ class InstanceMatcher:
             k = len(queries)
             kept = [i for i in self.source(image, category.name, category.prompt) if i.score >= self.threshold]
             kept = sorted(kept, key=lambda i: -i.score)[: category.instances]
+            # Only the kept instances' masks are made, on the features' device.
+            masks = [instance.tensor(features.device) for instance in kept]
+            for mask in masks:
+                if tuple(mask.shape) != size:
+                    raise ValueError(
+                        f"instance source gave a {tuple(mask.shape)} mask for category {category.name!r}; "
+                        f"the image is {size}"
+                    )
             # A stable order for the policy: the instance nearest the camera (lowest in the image) first.
-            kept.sort(key=lambda i: -np.nonzero(i.mask)[0].mean() if i.mask.any() else 0.0)
+            masks.sort(key=lambda m: -_mean_row(m))
             for slot in range(category.instances):
-                if slot < len(kept) and kept[slot].mask.any():
-                    masks = torch.from_numpy(kept[slot].mask).to(features.device)[None].expand(k, *size)
-                    result = match_keypoints(features, queries, size, masks)
+                if slot < len(masks) and bool(masks[slot].any()):
+                    result = match_keypoints(features, queries, size, masks[slot][None].expand(k, *size))
                     uv.append(result.uv.cpu().numpy())
                     scores.append(result.scores.cpu().numpy())
                     found.append(result.found.cpu().numpy())
@@ -208,6 +263,16 @@ class InstanceMatcher:
                     found.append(np.zeros(k, bool))
                     sims.append(np.zeros((k, k), np.float32))
         return Extraction2D(np.concatenate(uv), np.concatenate(scores), np.concatenate(found), _block_diag(sims))
+
+
+def _mean_row(mask: torch.Tensor) -> float:
+    """Mean row index of a (H, W) bool mask's pixels (0 for an empty mask)."""
+    per_row = mask.sum(dim=1, dtype=torch.float32)
+    total = per_row.sum()
+    if total == 0:
+        return 0.0
+    rows = torch.arange(mask.shape[0], device=mask.device, dtype=torch.float32)
+    return float((per_row * rows).sum() / total)
 
 
 def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:

@@ -11,8 +11,12 @@ of a pixel's (up to) 4 low-resolution neighbours:
   dot products (4 squared norms, 2 horizontal, 2 vertical, 2 diagonal), computed once per frame.
 
 So a frame costs O(C h w) plus O(K H W) instead of O(C H W); ``match_keypoints_naive`` is the
-straightforward reference. Upsampling follows ``torch.nn.functional.interpolate(...,
-mode="bilinear", align_corners=False)`` exactly, borders included.
+straightforward reference. Both upsamplings are products with per-axis interpolation matrices made
+once per (image size, feature size, device): the dot maps are ``R_y (q . F) R_x^T`` and the norm map
+is two products over the stacked neighbour maps (``upsampled_norm_squared``), so a frame is a few
+GEMMs and reductions, which a GPU runs as a handful of kernels. Upsampling follows
+``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)`` exactly, borders
+included.
 
 Shapes: features (C, h, w); queries (K, C); image size (H, W); masks (K, H, W) bool or None.
 """
@@ -54,8 +58,57 @@ def _axis(size_out: int, size_in: int, device) -> tuple[Tensor, Tensor, Tensor]:
     return i0, i1, (src - i0).to(torch.float32)
 
 
+@dataclass(frozen=True)
+class _AxisOperators:
+    """One axis's bilinear upsampling (size_in -> size_out) as dense matrices, so that a frame's
+    upsampling is a few GEMMs (tensor cores on a GPU, a handful of kernels) instead of gathers.
+
+    Attributes:
+        i0, i1, w: :func:`_axis`.
+        blend: (size_out, size_in) the interpolation, ``blend @ m`` = upsampling of m along the axis.
+        norm: (size_out, 2 size_in) [squares | cross] for the |f|^2 expansion: squares has
+            (1-w)^2 at i0 and w^2 at i1 (same-cell products), cross has 2 w (1-w) at i0 (the product
+            of cell i0 with its next cell, replicated at the border, as the neighbour maps are).
+    """
+
+    i0: Tensor
+    i1: Tensor
+    w: Tensor
+    blend: Tensor
+    norm: Tensor
+
+
+_OPERATORS: dict[tuple, _AxisOperators] = {}
+
+
+def _operators(size_out: int, size_in: int, device: torch.device) -> _AxisOperators:
+    """:class:`_AxisOperators`, made once per (sizes, device) (a camera's frames share them)."""
+    key = (size_out, size_in, str(device))
+    cached = _OPERATORS.get(key)
+    if cached is None:
+        i0, i1, w = _axis(size_out, size_in, device)
+        rows = torch.arange(size_out, device=device)
+        blend = torch.zeros(size_out, size_in, device=device)
+        blend.index_put_((rows, i0), 1 - w, accumulate=True)
+        blend.index_put_((rows, i1), w, accumulate=True)
+        squares = torch.zeros(size_out, size_in, device=device)
+        squares.index_put_((rows, i0), (1 - w) ** 2, accumulate=True)
+        squares.index_put_((rows, i1), w**2, accumulate=True)
+        cross = torch.zeros(size_out, size_in, device=device)
+        cross[rows, i0] = 2 * w * (1 - w)
+        if len(_OPERATORS) > 16:  # (a few cameras and feature sizes at most)
+            _OPERATORS.clear()
+        cached = _OPERATORS[key] = _AxisOperators(i0, i1, w, blend, torch.cat([squares, cross], dim=1))
+    return cached
+
+
 def upsampled_norm_squared(features: Tensor, size: tuple[int, int]) -> Tensor:
-    """|f(p)|^2 of the bilinearly upsampled features at every pixel, (H, W), without (C, H, W)."""
+    """|f(p)|^2 of the bilinearly upsampled features at every pixel, (H, W), without (C, H, W).
+
+    With S/X the per-axis square/cross weights (:class:`_AxisOperators`), N the cells' squared
+    norms, Hz/V their products with the right/lower neighbour and D half the sum of both diagonal
+    products: |f|^2 = [S_y X_y] [[N, Hz], [V, D]] [S_x X_x]^T, two matrix products.
+    """
     _, h, w = features.shape
     f = features.float()
     down = torch.cat([f[:, 1:], f[:, -1:]], dim=1)  # F[i+1, j], replicated at the border
@@ -64,36 +117,19 @@ def upsampled_norm_squared(features: Tensor, size: tuple[int, int]) -> Tensor:
     norm = (f * f).sum(0)
     horizontal = (f * right).sum(0)
     vertical = (f * down).sum(0)
-    diagonal = (f * down_right).sum(0)
-    anti = (right * down).sum(0)
-    y0, y1, wy = _axis(size[0], h, f.device)
-    x0, x1, wx = _axis(size[1], w, f.device)
-    wy, wx = wy[:, None], wx[None, :]
-    a, b = (1 - wy) * (1 - wx), (1 - wy) * wx  # weights of F00, F01
-    cw, d = wy * (1 - wx), wy * wx  # weights of F10, F11
-
-    def at(m: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        return m[rows][:, cols]
-
-    return (
-        a * a * at(norm, y0, x0)
-        + b * b * at(norm, y0, x1)
-        + cw * cw * at(norm, y1, x0)
-        + d * d * at(norm, y1, x1)
-        + 2 * a * b * at(horizontal, y0, x0)
-        + 2 * cw * d * at(horizontal, y1, x0)
-        + 2 * a * cw * at(vertical, y0, x0)
-        + 2 * b * d * at(vertical, y0, x1)
-        + 2 * a * d * at(diagonal, y0, x0)
-        + 2 * b * cw * at(anti, y0, x0)
-    )
+    diagonals = 0.5 * ((f * down_right).sum(0) + (right * down).sum(0))
+    middle = torch.cat([torch.cat([norm, horizontal], 1), torch.cat([vertical, diagonals], 1)], 0)  # (2h, 2w)
+    rows = _operators(size[0], h, f.device).norm
+    cols = _operators(size[1], w, f.device).norm
+    return rows @ middle @ cols.T
 
 
 def _feature_at(features: Tensor, uv: Tensor, size: tuple[int, int]) -> Tensor:
     """(K, C) upsampled features at integer pixels uv (K, 2)."""
     _, h, w = features.shape
-    y0, y1, wy = _axis(size[0], h, features.device)
-    x0, x1, wx = _axis(size[1], w, features.device)
+    rows, cols = _operators(size[0], h, features.device), _operators(size[1], w, features.device)
+    y0, y1, wy = rows.i0, rows.i1, rows.w
+    x0, x1, wx = cols.i0, cols.i1, cols.w
     v, u = uv[:, 1].long(), uv[:, 0].long()
     fy, fx = wy[v][:, None], wx[u][:, None]
     f = features.float()
@@ -123,9 +159,11 @@ def match_keypoints(
     features: Tensor, queries: Tensor, size: tuple[int, int], masks: Tensor | None = None
 ) -> MatchResult:
     """Exact argmax of the upsampled cosine similarity, without materialising (C, H, W)."""
+    c, h, w = features.shape
     q = F.normalize(queries.float(), dim=1)
-    dots = torch.einsum("kc,chw->khw", q, features.float())
-    upsampled = F.interpolate(dots[None], size=size, mode="bilinear", align_corners=False)[0]
+    dots = (q @ features.float().reshape(c, h * w)).reshape(-1, h, w)
+    rows, cols = _operators(size[0], h, features.device), _operators(size[1], w, features.device)
+    upsampled = rows.blend @ dots @ cols.blend.T  # (K, H, W): the bilinear upsampling, as GEMMs
     norm = upsampled_norm_squared(features, size).clamp_min(_EPS).sqrt()
     return _finish(upsampled / norm, masks, queries, features, size)
 

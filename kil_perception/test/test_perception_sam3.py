@@ -11,7 +11,7 @@ import pytest
 from perception_tiny_models import tiny_sam3
 
 from kil_perception.backends import WeightsUnavailableError, make_backend
-from kil_perception.instances import InstanceMatcher, Sam3Instances
+from kil_perception.instances import Instance, InstanceMatcher, Sam3Instances
 from kil_perception.spec import load_spec
 
 IMAGE = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
@@ -58,6 +58,63 @@ def test_the_input_is_resized_on_the_device_as_the_processor_does(tmp_path: Path
         theirs = model.get_vision_features(pixel_values=expected)
     a, b = ours.fpn_hidden_states[-1], theirs.fpn_hidden_states[-1]
     assert (a - b).abs().max() < 0.05 * b.abs().max()
+
+
+def test_masks_and_scores_equal_the_processors_post_processing(tmp_path: Path) -> None:
+    """The lazily upsampled masks are the processor's (sigmoid, bilinear to the image size,
+    threshold), query by query, and so are the scores."""
+    import torch
+
+    model, processor = tiny_sam3(tmp_path)
+    source = Sam3Instances(model=(model, processor), mask_threshold=0.5)
+    instances = source(IMAGE, "box", "paper box")
+    with torch.inference_mode():
+        outputs = model(vision_embeds=source._vision_embeds(IMAGE), **source._text("paper box"))
+    expected = processor.post_process_instance_segmentation(
+        outputs, threshold=0.0, mask_threshold=0.5, target_sizes=[IMAGE.shape[:2]]
+    )[0]
+    assert [i.score for i in instances] == pytest.approx(expected["scores"].tolist(), abs=1e-6)
+    for instance, mask in zip(instances, expected["masks"].bool(), strict=True):
+        assert torch.equal(instance.tensor(), mask)
+        assert np.array_equal(instance.mask, mask.numpy())
+    assert any(i.mask.any() for i in instances) and not all(i.mask.all() for i in instances)
+
+
+def test_only_the_kept_instances_masks_are_upsampled(tmp_path: Path, spec_file: Path, monkeypatch) -> None:
+    """SAM3 gives every query; the matcher keeps one instance per category (the spec's count) and
+    only those masks are made at image size."""
+    source = Sam3Instances(model=tiny_sam3(tmp_path))
+    upsampled = []
+    original = source._upsample
+    monkeypatch.setattr(source, "_upsample", lambda *a: upsampled.append(1) or original(*a))
+    spec = load_spec(spec_file)
+    InstanceMatcher(spec, make_backend("classic"), source, threshold=0.0).extract(IMAGE)
+    assert len(upsampled) == sum(c.instances for c in spec.categories) == 2
+
+
+def test_instance_masks_from_arrays_tensors_and_callables() -> None:
+    import torch
+
+    array = np.zeros((4, 5), bool)
+    array[1, 2] = True
+    made = []
+    lazy = Instance(lambda: made.append(1) or torch.from_numpy(array), 0.5)
+    assert made == []  # nothing made before use
+    for instance in (Instance(array, 0.5), Instance(torch.from_numpy(array), 0.5), lazy):
+        assert np.array_equal(instance.mask, array) and instance.mask.dtype == bool
+        assert torch.equal(instance.tensor("cpu"), torch.from_numpy(array))
+    assert made == [1]  # made once, then kept
+    with pytest.raises(TypeError, match="Instance mask must be an array, a tensor or a callable, not list"):
+        Instance([[True]], 0.5)
+
+
+def test_a_mask_of_the_wrong_size_names_the_category(tmp_path: Path, spec_file: Path) -> None:
+    def source(image, category, prompt):
+        return [Instance(np.ones((60, 80), bool), 0.9)]
+
+    matcher = InstanceMatcher(load_spec(spec_file), make_backend("classic"), source, threshold=0.0)
+    with pytest.raises(ValueError, match=r"\(60, 80\) mask for category 'mug'; the image is \(120, 160\)"):
+        matcher.extract(IMAGE)
 
 
 def test_local_folder_round_trip(tmp_path: Path) -> None:

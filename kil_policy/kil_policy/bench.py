@@ -9,7 +9,10 @@ straightforward implementation does; "module" is ``predict_action_chunk`` with F
 all steps precomputed once per chunk (the condition is constant over the loop); "packed" adds
 the time-major packed UNet (``kil_policy.packed_unet``); "optimised" is that packed step under
 ``torch.compile`` (CUDA graphs on CUDA), what ``policy_node inference:=compiled`` runs; on CUDA
-"graph" is the whole chunk as one captured CUDA graph (``kil_policy.graphed``, ``inference:=graph``).
+"graph" is the whole chunk as one captured CUDA graph (``kil_policy.graphed``, ``inference:=graph``)
+and "graph_fused_{fp32,tf32,bf16}" the same around the inductor-compiled step in each precision,
+with each one's largest difference from float32 (normalised actions; kept by ``inference:=graph``
+only within ``precision_tolerance``).
 The compile time is reported separately. Batched: the cost per chunk when B chunks are sampled
 together (B = 1, 8, 64: several simulated environments, or an ensemble), with the graph sampler on
 CUDA and the packed sampler on the CPU.
@@ -28,7 +31,7 @@ import time
 import torch
 
 from kil_policy.config import PolicyConfig
-from kil_policy.graphed import GraphedSampler, capture_cuda_graph
+from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler, capture_cuda_graph
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 
@@ -115,7 +118,7 @@ def _latencies(fns: dict, device: torch.device, repeats: int) -> dict[str, dict]
     return result
 
 
-def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict:
+def _inference(config: PolicyConfig, device: torch.device, repeats: int, fused_rows: bool = False) -> dict:
     policy = KeypointDiffusionPolicy(config).to(device).eval()
     batch = _batch(config, 1, device, with_action=False)
     steps = config.head.inference_steps
@@ -131,10 +134,21 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int) -> dict
         "module": lambda: policy.predict_action_chunk(batch, steps=steps),
         "reference": lambda: reference_predict(policy, batch, steps),
     }
+    precision_errors = {}
     if device.type == "cuda":
-        graphed = GraphedSampler(policy, batch, steps)
-        functions = {"graph": lambda: graphed(batch), **functions}
+        graphs = {"graph": GraphedSampler(policy, batch, steps)}
+        # Inductor kernels inside the graph (what fuse=True builds; one compiled step shared by the three
+        # precisions, so each compiles once), error always reported (tolerance inf).
+        fused = Denoiser(policy.unet, compile=True, cuda_graphs=False) if fused_rows else None
+        for precision in ("fp32", "tf32", "bf16") if fused_rows else ():
+            sampler = GraphedSampler(policy, batch, steps, fused, precision=precision, tolerance=float("inf"))
+            graphs[f"graph_fused_{precision}"] = sampler
+            precision_errors[f"graph_fused_{precision}"] = round(sampler.precision_error, 5)
+        functions = {name: (lambda g=g: g(batch)) for name, g in graphs.items()} | functions
     results = _latencies(functions, device, repeats)
+    if precision_errors:
+        results["precision_max_abs_error_normalised"] = precision_errors
+        results["precision_tolerance"] = DEFAULT_TOLERANCE
     return {
         "parameters_m": round(sum(p.numel() for p in policy.parameters()) / 1e6, 2),
         "head_parameters_m": round(sum(p.numel() for p in policy.unet.parameters()) / 1e6, 2),
@@ -268,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             entry["gpu"] = torch.cuda.get_device_name(device)
         with torch.inference_mode(False):
-            entry["kil_inference"] = _inference(kil, device, args.repeats)
+            entry["kil_inference"] = _inference(kil, device, args.repeats, fused_rows=True)
             entry["kil_batched"] = _batched(kil, device, max(3, args.repeats // 4))
             entry["rgb_inference"] = _inference(rgb, device, max(3, args.repeats // 4))
             entry["kil_training"] = _training(kil, device, 128, args.train_iterations)

@@ -197,19 +197,25 @@ class Denoiser:
     Args:
         unet: the trained module.
         compile: ``torch.compile`` the step (first call compiles: tens of seconds on a small CPU;
-            needs a C++ compiler). On CUDA this uses CUDA graphs ("reduce-overhead").
+            needs a C++ compiler, Triton on CUDA): the GroupNorm/Mish/FiLM chains between the
+            products become fused kernels.
+        cuda_graphs: on CUDA, let the compiled step replay its own CUDA graphs ("reduce-overhead");
+            False when the caller captures the whole chunk itself (``kil_policy.graphed``).
     """
 
-    def __init__(self, unet: ConditionalUnet1D, compile: bool = False) -> None:
+    def __init__(self, unet: ConditionalUnet1D, compile: bool = False, cuda_graphs: bool = True) -> None:
         self.packed = PackedUnet1D(unet)
         self.compiled = compile
         self._step = self.packed
+        # (a step that replays its own graphs overwrites its output on the next call: copied out)
+        self._copy_out = False
         if compile:
-            cuda = next(unet.parameters()).device.type == "cuda"
-            self._step = torch.compile(self.packed.__call__, mode="reduce-overhead" if cuda else None, dynamic=False)
+            self._copy_out = cuda_graphs and next(unet.parameters()).device.type == "cuda"
+            mode = "reduce-overhead" if self._copy_out else None
+            self._step = torch.compile(self.packed.__call__, mode=mode, dynamic=False)
 
     @torch.no_grad()
     def __call__(self, sample: Tensor, films: list[Tensor]) -> Tensor:
         """sample (B, T, A), films per block (B, 2 C_i) -> predicted noise (B, T, A)."""
         out = self._step(sample, films)
-        return out.clone() if self.compiled else out
+        return out.clone() if self._copy_out else out

@@ -154,11 +154,13 @@ class KeypointDiffusionPolicy(nn.Module):
             noise: (B, horizon, 10) initial noise (default: drawn with ``generator``).
         """
         cond = self.encode(batch)
-        coefficients = self.ddim(steps or self.config.head.inference_steps, cond.device, cond.dtype)
+        # The sample and the DDIM update keep the weights' dtype, also under autocast (bf16 GEMMs).
+        dtype = next(self.unet.parameters()).dtype
+        coefficients = self.ddim(steps or self.config.head.inference_steps, cond.device, dtype)
         sample = noise
         if sample is None:
             shape = (cond.shape[0], self.config.horizon, ACTION_DIM)
-            sample = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
+            sample = torch.randn(shape, generator=generator, device=cond.device, dtype=dtype)
         cache = self.unet.precompute(coefficients.timesteps, cond)
         for k in range(coefficients.steps):
             if denoiser is None:

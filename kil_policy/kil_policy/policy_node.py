@@ -27,6 +27,7 @@ from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_l
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_policy.checkpoint import load_policy
+from kil_policy.graphed import DEFAULT_TOLERANCE
 from kil_policy.runner import PolicyRunner
 
 _NS = 1_000_000_000
@@ -49,6 +50,23 @@ class PolicyNode(Node):
             "UNet execution: packed (default), compiled (torch.compile at startup, CUDA graphs on GPU), "
             "graph (CUDA only: the whole chunk as one CUDA graph; lowest latency) or module (the training module)",
         )
+        precision = p(
+            "precision",
+            "fp32",
+            "inference graph only: fp32, tf32 (TF32 tensor cores) or bf16 (autocast); a reduced precision is kept "
+            "only if a made-up chunk stays within precision_tolerance of fp32 (checked at startup)",
+        )
+        tolerance = p(
+            "precision_tolerance",
+            DEFAULT_TOLERANCE,
+            "largest difference from fp32 (normalised actions, range [-1, 1]) a reduced precision may make",
+        )
+        fuse = p(
+            "fuse_kernels",
+            False,
+            "inference graph only: compile the UNet step with inductor (fused GroupNorm/Mish/FiLM kernels) "
+            "inside the captured graph; compiles at startup",
+        )
         spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
@@ -61,8 +79,21 @@ class PolicyNode(Node):
                 raise ValueError(problem)
         self.step_ns = round(_NS / rate)
         self.runner = PolicyRunner(
-            policy, self.step_ns, self.ddim_steps or None, inference=inference, layout=layout, layout_source=checkpoint
+            policy,
+            self.step_ns,
+            self.ddim_steps or None,
+            inference=inference,
+            layout=layout,
+            layout_source=checkpoint,
+            precision=precision,
+            fuse=fuse,
+            tolerance=tolerance,
         )
+        if self.runner.graphed is not None and self.runner.graphed.precision != precision:
+            self.get_logger().warning(
+                f"precision {precision} moved a made-up chunk by {self.runner.graphed.precision_error:.4f} "
+                f"(> precision_tolerance {tolerance}): sampling in fp32"
+            )
         self.keypoints: KeypointArrayData | None = None
         self.state: RobotStateData | None = None
         self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10)
@@ -77,7 +108,7 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
-            f"{inference} UNet"
+            f"{inference} UNet" + (f" ({self.runner.graphed.precision})" if self.runner.graphed is not None else "")
         )
 
     # --- inputs -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import Layout, layout_of_message, mismatch
 from kil_policy.data import resize_nearest
-from kil_policy.graphed import GraphedSampler
+from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler, Precision
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
@@ -49,6 +49,9 @@ class PolicyRunner:
         layout: the keypoint layout the policy was trained on (``keypoint_layout.read_layout`` of
             its checkpoint); keypoints in another layout are refused. None: only the count is checked.
         layout_source: how to name the trained layout in that refusal (e.g. the checkpoint path).
+        precision, fuse, tolerance: the graph sampler's reduced precision ("fp32", "tf32", "bf16";
+            kept only within ``tolerance`` of float32) and kernel fusion (inference "graph" only;
+            ``kil_policy.graphed``).
     """
 
     def __init__(
@@ -60,9 +63,16 @@ class PolicyRunner:
         inference: InferenceMode = "packed",
         layout: Layout | None = None,
         layout_source: str = "the checkpoint",
+        precision: Precision = "fp32",
+        fuse: bool = False,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         if inference not in INFERENCE_MODES:
             raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
+        if inference != "graph" and (precision != "fp32" or fuse):
+            raise ValueError(
+                f"precision {precision!r} and fuse {fuse} apply to inference graph only (inference is {inference!r})"
+            )
         self.policy = policy
         config = policy.config
         self.n_obs, self.n_exec = config.n_obs_steps, config.n_action_steps
@@ -78,21 +88,31 @@ class PolicyRunner:
         self.ticks = 0
         if inference == "graph" and self.device.type != "cuda":
             raise ValueError(f"inference graph needs a CUDA device; the policy is on {self.device} (use packed)")
-        self.denoiser = None if inference == "module" else Denoiser(policy.unet, compile=inference == "compiled")
+        self.denoiser = None
+        if inference in ("packed", "compiled"):
+            self.denoiser = Denoiser(policy.unet, compile=inference == "compiled")
         self.graphed: GraphedSampler | None = None
         if inference == "compiled":
             self._warm_up()
         elif inference == "graph":
-            self.graphed = GraphedSampler(policy, self._example_batch(), ddim_steps, denoiser=self.denoiser)
+            self.graphed = GraphedSampler(
+                policy, self._example_batch(), ddim_steps, precision=precision, fuse=fuse, tolerance=tolerance
+            )
+            self.denoiser = self.graphed.denoiser
 
     def _example_batch(self) -> dict[str, torch.Tensor]:
-        """Made-up inputs of the shapes :meth:`batch` produces."""
+        """Made-up inputs of the shapes :meth:`batch` produces: robot state and keypoints in the
+        middle of the training range (what the graph sampler checks a reduced precision on)."""
         n, k = self.n_obs, self.num_keypoints
-        batch = {BatchKeys.PROPRIO: torch.zeros(1, n, 7)}
+        zeros = torch.zeros  # (normalised 0 is the middle of the training range)
+        with torch.no_grad():
+            proprio = self.policy.proprio_normalizer.unnormalize(zeros(1, n, 7, device=self.device))
+            keypoints = self.policy.keypoint_normalizer.unnormalize(zeros(1, n, k, 3, device=self.device))
+        batch = {BatchKeys.PROPRIO: proprio}
         if self.rgb:
-            batch[BatchKeys.IMAGE] = torch.zeros(1, n, 3, *self.policy.config.image_size)
+            batch[BatchKeys.IMAGE] = torch.full((1, n, 3, *self.policy.config.image_size), 0.5)
         else:
-            batch[BatchKeys.KEYPOINTS] = torch.zeros(1, n, k, 3)
+            batch[BatchKeys.KEYPOINTS] = keypoints
             batch[BatchKeys.VALID] = torch.ones(1, n, k, dtype=torch.bool)
         if self.use_similarities and not self.rgb:
             batch[BatchKeys.SIMILARITIES] = torch.zeros(1, n, k, k)

@@ -40,6 +40,33 @@ def test_the_captured_chunk_equals_the_eager_one(batch_size: int) -> None:
         assert (got - expected).abs().max() <= 2e-3  # (cuDNN convolutions may use TF32 either way)
 
 
+@pytest.mark.parametrize(("precision", "fuse"), [("fp32", True), ("tf32", False)])
+def test_fused_and_tf32_captured_chunks_stay_within_tolerance_of_fp32(precision: str, fuse: bool) -> None:
+    """fuse=True (inductor kernels inside the captured graph) and TF32: captured, kept within the
+    tolerance of the float32 eager chunk, and the process-wide TF32 flags restored. (One compile
+    only: the bench times the fused step in each precision.)"""
+    policy, batch = _small_policy_and_batch(8)
+    policy = policy.to(CUDA)
+    batch = {k: v.to(CUDA) for k, v in batch.items()}
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    sampler = GraphedSampler(policy, batch, precision=precision, fuse=fuse)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+    assert sampler.graph is not None and sampler.precision == precision and sampler.precision_error <= 0.01
+    noise = torch.randn(8, 16, 10, generator=torch.Generator(device=CUDA).manual_seed(5), device=CUDA)
+    expected = policy.action_normalizer.normalize(policy.predict_action_chunk(batch, noise=noise))
+    got = policy.action_normalizer.normalize(sampler(batch, noise=noise))
+    assert (got - expected).abs().max() <= 0.01
+
+
+def test_bf16_capture_reports_its_difference() -> None:
+    policy, batch = _small_policy_and_batch(1)
+    policy = policy.to(CUDA)
+    batch = {k: v.to(CUDA) for k, v in batch.items()}
+    sampler = GraphedSampler(policy, batch, precision="bf16", tolerance=1.0)
+    assert sampler.graph is not None and sampler.precision == "bf16" and 0 < sampler.precision_error < 1.0
+    assert sampler(batch).dtype == torch.float32 and torch.isfinite(sampler(batch)).all()
+
+
 def test_runner_graph_mode_gives_the_packed_modes_chunks() -> None:
     policy, _ = _small_policy_and_batch(1)
     policy = policy.to(CUDA)

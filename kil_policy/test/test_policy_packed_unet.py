@@ -107,6 +107,20 @@ def test_runner_inference_modes_give_the_same_chunk() -> None:
         np.testing.assert_allclose(chunks[mode].gripper, chunks["module"].gripper, atol=1e-5)
 
 
+def test_fused_graph_sampler_gives_the_modules_chunk() -> None:
+    """GraphedSampler(fuse=True): the packed step compiled by inductor (no CUDA graphs of its own,
+    so an outer capture can hold it) samples the module's chunk (eager buffers on the CPU)."""
+    from kil_policy.graphed import GraphedSampler
+
+    policy = _small_policy()
+    batch = _observations(policy)
+    sampler = GraphedSampler(policy, batch, capture=False, fuse=True)
+    assert sampler.denoiser.compiled
+    noise = torch.randn(1, policy.config.horizon, 10, generator=torch.Generator().manual_seed(2))
+    expected = policy.predict_action_chunk(batch, noise=noise)
+    torch.testing.assert_close(sampler(batch, noise=noise), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_runner_rejects_unknown_inference_mode() -> None:
     with pytest.raises(ValueError, match="inference must be one of module, packed, compiled, graph"):
         PolicyRunner(_small_policy(), inference="onnx")

@@ -102,9 +102,48 @@ def test_graphed_sampler_buffers_give_the_chunks_of_predict_action_chunk(batch_s
         GraphedSampler(policy, batch, capture=True)
 
 
+def test_bf16_is_kept_within_its_tolerance_and_refused_beyond_it() -> None:
+    """precision bf16 (autocast) is measured against float32 on the example batch: kept where the
+    normalised actions stay within the tolerance, float32 (with a warning) where they do not."""
+    from kil_policy.graphed import GraphedSampler
+
+    policy, batch = _small_policy_and_batch(2)
+    packed = Denoiser(policy.unet)
+    noise = torch.randn(2, 16, 10, generator=torch.Generator().manual_seed(3))
+    fp32 = policy.predict_action_chunk(batch, noise=noise, denoiser=packed)
+    loose = GraphedSampler(policy, batch, capture=False, precision="bf16", tolerance=0.5)
+    assert loose.precision == "bf16" and 0.0 < loose.precision_error <= 0.5
+    got = loose(batch, noise=noise)
+    assert got.dtype == torch.float32 and 0.0 < (got - fp32).abs().max() < 0.5
+    assert not torch.is_autocast_enabled("cpu")  # the autocast region ended with the call
+    refused = r"precision bf16 moved the actions by 0\.\d+ .*tolerance 1e-06: sampling in fp32"
+    with pytest.warns(UserWarning, match=refused):
+        strict = GraphedSampler(policy, batch, capture=False, precision="bf16", tolerance=1e-6)
+    assert strict.precision == "fp32" and strict.precision_error == pytest.approx(loose.precision_error, rel=1e-3)
+    assert (strict(batch, noise=noise) - fp32).abs().max() <= 1e-5
+
+
+def test_graphed_sampler_refuses_bad_settings() -> None:
+    from kil_policy.graphed import GraphedSampler
+
+    policy, batch = _small_policy_and_batch(1)
+    with pytest.raises(ValueError, match="precision tf32 needs CUDA tensor cores; the policy is on cpu"):
+        GraphedSampler(policy, batch, capture=False, precision="tf32")
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16, got 'fp16'"):
+        GraphedSampler(policy, batch, capture=False, precision="fp16")
+    with pytest.raises(ValueError, match="tolerance must be > 0, got 0"):
+        GraphedSampler(policy, batch, capture=False, precision="bf16", tolerance=0)
+    with pytest.raises(ValueError, match="pass fuse=True or a denoiser, not both"):
+        GraphedSampler(policy, batch, capture=False, fuse=True, denoiser=Denoiser(policy.unet))
+
+
 def test_runner_graph_mode_needs_cuda() -> None:
     from kil_policy.runner import PolicyRunner
 
     policy, _ = _small_policy_and_batch(1)
     with pytest.raises(ValueError, match="inference graph needs a CUDA device; the policy is on cpu"):
         PolicyRunner(policy, inference="graph")
+    with pytest.raises(ValueError, match="precision 'bf16' and fuse False apply to inference graph only"):
+        PolicyRunner(policy, inference="packed", precision="bf16")
+    with pytest.raises(ValueError, match="precision 'fp32' and fuse True apply to inference graph only"):
+        PolicyRunner(policy, inference="compiled", fuse=True)
