@@ -10,8 +10,11 @@
 # and what the machine lacks travels as wheels in .whl/ (see /work/.library/device/README.md):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
-#       diffusers==0.42.1 rosbags==0.11.9 ruamel.yaml ruamel.yaml.clib lz4 backports.zstd apsw
-# then run with carry [".whl"]:  bash tools/gpu_check.sh
+#       diffusers==0.42.1 rosbags==0.11.9 ruamel.yaml ruamel.yaml.clib lz4 backports.zstd apsw \
+#       transformers==5.24.0 huggingface_hub==2.4.0
+# (transformers: the RadioModel/Sam3Model/DINOv3 classes this repository is tested with; the
+# machine's own may be older) then run with carry [".whl"]:  bash tools/gpu_check.sh
+# Checked on the CPU with ROS blocked from import: the CUDA tests collect and both benchmarks run.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +22,7 @@ cd "$root"
 out=${OUT:-outputs/gpu_check}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-if [ -d .whl ] && ! python3 -c "import diffusers, rosbags" 2>/dev/null; then
+if [ -d .whl ] && ! python3 -c "import diffusers, rosbags; from transformers import RadioModel, Sam3Model" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi

@@ -19,6 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import KeypointArray
+from kil_interfaces.testing import call_trigger
 from kil_interfaces.tf import StaticTransformBroadcaster
 from kil_perception.synchronization import LatestPairSynchronizer
 
@@ -258,7 +259,6 @@ def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_pa
 def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) -> None:
     """method:=track: the first frame is matched (cosine scores), later ones tracked (scores 1 or
     0 for visible / lost); ~/reset makes the next frame matched again."""
-    from std_srvs.srv import Trigger
 
     rgb, depth, world = rendered_scene()
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
@@ -278,11 +278,7 @@ def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) 
         while len(results) < 3 and time.monotonic() < deadline:
             spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
         assert results[0].method == "track" and matched(results[0]) and not matched(results[-1])
-        client = node.create_client(Trigger, "/keypoint_node/reset")
-        assert client.wait_for_service(timeout_sec=20)
-        future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, future, timeout_sec=10)
-        assert future.result().success
+        assert call_trigger(node, "/keypoint_node/reset").success
         count = len(results)
         deadline = time.monotonic() + 60
         while len(results) <= count and time.monotonic() < deadline:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
+from kil_interfaces.testing import call_trigger
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
@@ -133,11 +133,7 @@ def test_policy_node_publishes_chunks_and_stops_on_stale_inputs(checkpoint: Path
         _spin(ros_node, 2.0)
         assert len(chunks) == count, "chunks kept coming after the inputs went stale"
         # The stop service also halts production while inputs flow.
-        client = ros_node.create_client(Trigger, "/policy_node/stop")
-        assert client.wait_for_service(timeout_sec=10)
-        future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(ros_node, future, timeout_sec=10)
-        assert future.result().success
+        assert call_trigger(ros_node, "/policy_node/stop").success
         count = len(chunks)
         _spin(ros_node, 2.0, publish)
         assert len(chunks) == count
@@ -202,11 +198,7 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
         kp_pub.publish(msg)
 
     def call(name: str) -> None:
-        client = ros_node.create_client(Trigger, f"/policy_node/{name}")
-        assert client.wait_for_service(timeout_sec=60)
-        future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(ros_node, future, timeout_sec=10)
-        assert future.result().success
+        assert call_trigger(ros_node, f"/policy_node/{name}").success
 
     def until_chunks(count: int, seconds: float = 60) -> bool:
         deadline = time.monotonic() + seconds

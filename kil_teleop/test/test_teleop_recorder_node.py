@@ -23,6 +23,7 @@ from std_srvs.srv import Trigger
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, RobotStateData
 from kil_interfaces.msg import ActionChunk, RobotState
+from kil_interfaces.testing import call_trigger
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import list_episodes, parse_topics
 
@@ -79,19 +80,8 @@ class Publishers:
 
 
 def _call(node, name: str, timeout_s: float = 60.0) -> Trigger.Response:
-    """Call a recorder service, retrying while no answer comes (a killed node's endpoints linger in
-    discovery until their lease ends)."""
-    client = node.create_client(Trigger, f"/recorder_node/{name}")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not client.wait_for_service(timeout_sec=1.0):
-            continue
-        future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, future, timeout_sec=5.0)
-        if future.result() is not None:
-            return future.result()
-        client.remove_pending_request(future)
-    raise AssertionError(f"/recorder_node/{name} did not answer within {timeout_s} s")
+    """Call a recorder service (retried while a killed node's endpoints linger in discovery)."""
+    return call_trigger(node, f"/recorder_node/{name}", timeout_s)
 
 
 def _messages(bag: Path) -> dict[str, list]:
