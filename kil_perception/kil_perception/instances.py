@@ -94,7 +94,7 @@ class Sam3Instances:
     """Text-prompted instance masks from SAM3 (transformers ``Sam3Model`` + ``Sam3Processor``).
 
     The vision encoder runs once per image (its output is reused for every category prompt of
-    the same image array); text inputs are tokenised once per prompt.
+    the same image array); the text encoder runs once per prompt (its output is kept).
 
     Args:
         device: torch device (bf16 on CUDA, fp32 on CPU).
@@ -150,10 +150,15 @@ class Sam3Instances:
             x = (x - mean) / std
         return x.to(self.dtype)
 
+    @torch.inference_mode()
     def _text(self, prompt: str) -> dict:
+        """The model's text inputs for ``prompt``: its encoded text (``text_embeds``, computed once
+        per prompt: a spec's prompts do not change between frames) and attention mask."""
         if prompt not in self._prompts:
             tokens = self.processor(text=prompt, return_tensors="pt")
-            self._prompts[prompt] = {k: tokens[k].to(self.device) for k in ("input_ids", "attention_mask")}
+            ids, mask = (tokens[k].to(self.device) for k in ("input_ids", "attention_mask"))
+            embeds = self.model.get_text_features(input_ids=ids, attention_mask=mask, return_dict=True)
+            self._prompts[prompt] = {"text_embeds": embeds, "attention_mask": mask}
         return self._prompts[prompt]
 
     @torch.inference_mode()

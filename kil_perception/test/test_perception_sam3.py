@@ -42,6 +42,17 @@ def test_vision_encoder_runs_once_per_image(tmp_path: Path) -> None:
     assert len(calls) == 2
 
 
+def test_the_text_encoder_runs_once_per_prompt(tmp_path: Path) -> None:
+    model, processor = tiny_sam3(tmp_path)
+    calls = []
+    model.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    source = Sam3Instances(model=(model, processor))
+    for image in (IMAGE, IMAGE.copy(), IMAGE[::-1].copy()):
+        for prompt in ("mug", "paper box"):
+            source(image, prompt, prompt)
+    assert len(calls) == 2
+
+
 def test_the_input_is_resized_on_the_device_as_the_processor_does(tmp_path: Path) -> None:
     """Sam3Instances.pixels (resize + normalise with torch on the model's device) equals the image
     processor's pixel_values to within one grey level, and the instances found from it match those
@@ -68,8 +79,9 @@ def test_masks_and_scores_equal_the_processors_post_processing(tmp_path: Path) -
     model, processor = tiny_sam3(tmp_path)
     source = Sam3Instances(model=(model, processor), mask_threshold=0.5)
     instances = source(IMAGE, "box", "paper box")
-    with torch.inference_mode():
-        outputs = model(vision_embeds=source._vision_embeds(IMAGE), **source._text("paper box"))
+    tokens = processor(text="paper box", return_tensors="pt")
+    with torch.inference_mode():  # the uncached path: pixels and token ids through the whole model
+        outputs = model(pixel_values=source.pixels(IMAGE), **tokens)
     expected = processor.post_process_instance_segmentation(
         outputs, threshold=0.0, mask_threshold=0.5, target_sizes=[IMAGE.shape[:2]]
     )[0]
