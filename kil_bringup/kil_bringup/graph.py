@@ -23,6 +23,8 @@ METHODS = ("image", "instance", "track")
 INFERENCE_MODES = ("module", "packed", "compiled", "graph")
 #: policy_node's precisions for inference graph (kept equal to kil_policy.graphed.PRECISIONS by a test).
 PRECISIONS = ("fp32", "tf32", "bf16")
+#: policy_node's kernel fusion for inference graph (kept equal to kil_policy.graphed.FUSIONS by a test).
+FUSIONS = ("none", "inductor", "triton")
 #: QoS reliability of the image topics (keypoint_node, sim_node and recorder_node take it).
 RELIABILITY = ("reliable", "best_effort")
 #: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
@@ -343,7 +345,7 @@ def rollout_graph(
     method: str = "image",
     inference: str = "packed",
     precision: str = "fp32",
-    fuse_kernels: bool = False,
+    fuse_kernels: str = "none",
     keypoints: str = "perception",
     image_size: tuple[int, int] | None = None,
     max_episode_s: float = 40.0,
@@ -364,7 +366,8 @@ def rollout_graph(
         method: keypoint_node's extraction method (image, instance with SAM3, track).
         inference: policy_node's UNet execution (packed, compiled, graph on CUDA, module).
         precision, fuse_kernels: policy_node's tensor-core precision (fp32, tf32, bf16; kept only
-            within its tolerance of fp32) and inductor-fused kernels, both for inference graph only.
+            within its tolerance of fp32) and kernel fusion (none, inductor, triton), both for
+            inference graph only.
         keypoints: ``perception`` (keypoint_node on the camera, needs ``spec``) or ``oracle`` (the
             simulator's ground-truth keypoints routed to policy_node; sim only).
         image_size: (width, height) of the simulated camera (the spec's reference image size).
@@ -380,13 +383,14 @@ def rollout_graph(
         ("method", method, METHODS),
         ("inference", inference, INFERENCE_MODES),
         ("precision", precision, PRECISIONS),
+        ("fuse_kernels", fuse_kernels, FUSIONS),
         ("keypoints", keypoints, KEYPOINTS),
         ("image_reliability", image_reliability, RELIABILITY),
     )
     if real_time_factor <= 0:
         raise ValueError(f"real_time_factor must be > 0, got {real_time_factor}")
-    if inference != "graph" and (precision != "fp32" or fuse_kernels):
-        raise ValueError(f"precision:={precision} and fuse_kernels:={str(fuse_kernels).lower()} need inference:=graph")
+    if inference != "graph" and (precision != "fp32" or fuse_kernels != "none"):
+        raise ValueError(f"precision:={precision} and fuse_kernels:={fuse_kernels} need inference:=graph")
     sim = {
         "max_episode_s": float(max_episode_s),
         "image_reliability": image_reliability,
@@ -422,7 +426,7 @@ def rollout_graph(
         )
     policy = {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference}
     if inference == "graph":
-        policy |= {"precision": precision, "fuse_kernels": bool(fuse_kernels)}
+        policy |= {"precision": precision, "fuse_kernels": fuse_kernels}
     nodes += [
         NodeSpec(
             "policy_node",

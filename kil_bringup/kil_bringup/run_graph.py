@@ -22,6 +22,7 @@ import time
 
 from kil_bringup.graph import (
     CAMERAS,
+    FUSIONS,
     INFERENCE_MODES,
     KEYPOINTS,
     METHODS,
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", default="fp32", choices=PRECISIONS, help="policy_node's precision (--inference graph only)"
     )
     parser.add_argument(
-        "--fuse-kernels", action="store_true", help="policy_node's inductor-fused kernels (--inference graph only)"
+        "--fuse-kernels", default="none", choices=FUSIONS, help="policy_node's kernel fusion (--inference graph only)"
     )
     parser.add_argument(
         "--keypoints", default="perception", choices=KEYPOINTS, help="keypoint_node, or the sim's ground truth (oracle)"

@@ -32,7 +32,7 @@ ARGUMENTS = {
     "method": ("image", "keypoint extraction method: image, instance (SAM3) or track"),
     "inference": ("packed", "policy execution: packed, compiled, graph (CUDA: one graph per chunk) or module"),
     "precision": ("fp32", "inference graph only: fp32, tf32 or bf16 (kept within policy_node's precision_tolerance)"),
-    "fuse_kernels": ("false", "inference graph only: inductor-fused UNet kernels inside the graph (compiles at start)"),
+    "fuse_kernels": ("none", "inference graph only: none, inductor (compiled at start) or triton (fused UNet blocks)"),
     "keypoints": ("perception", "keypoint_node (perception) or the simulator's ground truth (oracle, sim only)"),
     "width": ("", "simulated camera width in px (sim only; the spec's reference image size)"),
     "height": ("", "simulated camera height in px (sim only)"),
@@ -58,7 +58,7 @@ def _graph(values: dict[str, str]):
         method=values["method"],
         inference=values["inference"],
         precision=values["precision"],
-        fuse_kernels=_flag(values["fuse_kernels"], "fuse_kernels"),
+        fuse_kernels=values["fuse_kernels"],
         keypoints=values["keypoints"],
         image_size=(int(values["width"]), int(values["height"])) if values["width"] else None,
         max_episode_s=float(values["max_episode_s"]),
@@ -66,12 +66,6 @@ def _graph(values: dict[str, str]):
         real_time_factor=float(values["real_time_factor"]),
         namespace=values["namespace"],
     )
-
-
-def _flag(text: str, name: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(f"{name} must be true or false, got {text!r}")
-    return text.lower() == "true"
 
 
 def _drivers(values: dict[str, str]):

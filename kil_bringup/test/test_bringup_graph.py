@@ -60,11 +60,15 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
         rollout_graph("sim", method="flow")
     with pytest.raises(ValueError, match="inference must be one of"):
         rollout_graph("sim", inference="onnx")
-    graphed = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", inference="graph", precision="tf32", fuse_kernels=1)
+    graphed = rollout_graph(
+        "sim", spec="/s.yaml", checkpoint="/c", inference="graph", precision="tf32", fuse_kernels="triton"
+    )
     policy = graphed[2].parameters
-    assert policy | {"inference": "graph", "precision": "tf32", "fuse_kernels": True} == policy
+    assert policy | {"inference": "graph", "precision": "tf32", "fuse_kernels": "triton"} == policy
     assert "precision" not in tracked[2].parameters  # (the node's default, fp32, where there is no graph)
-    with pytest.raises(ValueError, match="precision:=bf16 and fuse_kernels:=false need inference:=graph"):
+    with pytest.raises(ValueError, match="fuse_kernels must be one of none, inductor, triton"):
+        rollout_graph("sim", spec="/s.yaml", checkpoint="/c", inference="graph", fuse_kernels="true")
+    with pytest.raises(ValueError, match="precision:=bf16 and fuse_kernels:=none need inference:=graph"):
         rollout_graph("sim", spec="/s.yaml", checkpoint="/c", precision="bf16")
     with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16"):
         rollout_graph("sim", spec="/s.yaml", checkpoint="/c", inference="graph", precision="fp16")
@@ -109,12 +113,13 @@ def test_run_graph_refuses_a_spec_of_another_layout_before_starting(tmp_path: Pa
 
 def test_graph_choices_match_the_nodes() -> None:
     """The graph lists the choices without importing torch; they must stay those of the nodes."""
-    from kil_bringup.graph import INFERENCE_MODES, METHODS, PRECISIONS
+    from kil_bringup.graph import FUSIONS, INFERENCE_MODES, METHODS, PRECISIONS
     from kil_perception.pipeline import METHODS as PERCEPTION_METHODS
-    from kil_policy.graphed import PRECISIONS as SAMPLER_PRECISIONS
+    from kil_policy import graphed
     from kil_policy.runner import INFERENCE_MODES as RUNNER_MODES
 
-    assert METHODS == PERCEPTION_METHODS and INFERENCE_MODES == RUNNER_MODES and PRECISIONS == SAMPLER_PRECISIONS
+    assert METHODS == PERCEPTION_METHODS and INFERENCE_MODES == RUNNER_MODES
+    assert PRECISIONS == graphed.PRECISIONS and FUSIONS == graphed.FUSIONS
 
 
 def _spec_and_checkpoint(tmp_path: Path) -> tuple[Path, Path]:

@@ -83,12 +83,12 @@ def test_drivers_false_attaches_to_running_drivers_and_robot_ip_is_required() ->
     with pytest.raises(KeyError, match="not declared"):
         launch_standin.run(LAUNCH / "rollout.launch.py", robot_address="10.0.0.7")
     graphed = launch_standin.run(
-        LAUNCH / "rollout.launch.py", spec="/s.yaml", checkpoint="/c", inference="graph", precision="bf16",
-        fuse_kernels="True",
+        LAUNCH / "rollout.launch.py", spec="/s.yaml", checkpoint="/c", inference="graph", precision="tf32",
+        fuse_kernels="triton",
     )  # fmt: skip
     policy = graphed.node("policy_node")["parameters"][0]
-    assert (policy["inference"], policy["precision"], policy["fuse_kernels"]) == ("graph", "bf16", True)
-    with pytest.raises(ValueError, match="fuse_kernels must be true or false, got 'yes'"):
+    assert (policy["inference"], policy["precision"], policy["fuse_kernels"]) == ("graph", "tf32", "triton")
+    with pytest.raises(ValueError, match="fuse_kernels must be one of none, inductor, triton, got 'yes'"):
         launch_standin.run(LAUNCH / "rollout.launch.py", spec="/s.yaml", inference="graph", fuse_kernels="yes")
 
 

@@ -11,8 +11,9 @@ the time-major packed UNet (``kil_policy.packed_unet``); "optimised" is that pac
 ``torch.compile`` (CUDA graphs on CUDA), what ``policy_node inference:=compiled`` runs; on CUDA
 "graph" is the whole chunk as one captured CUDA graph (``kil_policy.graphed``, ``inference:=graph``)
 and "graph_fused_{fp32,tf32,bf16}" the same around the inductor-compiled step in each precision,
-with each one's largest difference from float32 (normalised actions; kept by ``inference:=graph``
-only within ``precision_tolerance``).
+"graph_triton_{fp32,tf32}" around the hand-written fused residual-block kernels
+(``kil_policy.fused_blocks``), each with its largest difference from float32 (normalised actions;
+kept by ``inference:=graph`` only within ``precision_tolerance``).
 The compile time is reported separately. Batched: the cost per chunk when B chunks are sampled
 together (B = 1, 8, 64: several simulated environments, or an ensemble), with the graph sampler on
 CUDA and the packed sampler on the CPU.
@@ -144,6 +145,11 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int, fused_r
             sampler = GraphedSampler(policy, batch, steps, fused, precision=precision, tolerance=float("inf"))
             graphs[f"graph_fused_{precision}"] = sampler
             precision_errors[f"graph_fused_{precision}"] = round(sampler.precision_error, 5)
+        triton = Denoiser(policy.unet, triton=True) if fused_rows else None
+        for precision in ("fp32", "tf32") if fused_rows else ():
+            sampler = GraphedSampler(policy, batch, steps, triton, precision=precision, tolerance=float("inf"))
+            graphs[f"graph_triton_{precision}"] = sampler
+            precision_errors[f"graph_triton_{precision}"] = round(sampler.precision_error, 5)
         functions = {name: (lambda g=g: g(batch)) for name, g in graphs.items()} | functions
     results = _latencies(functions, device, repeats)
     if precision_errors:
@@ -160,27 +166,32 @@ def _inference(config: PolicyConfig, device: torch.device, repeats: int, fused_r
 
 
 def _batched(config: PolicyConfig, device: torch.device, repeats: int, sizes=(1, 8, 64)) -> dict:
-    """ms per call and per chunk when B chunks are sampled at once (graph sampler on CUDA, packed
-    sampler elsewhere)."""
+    """ms per call and per chunk when B chunks are sampled at once: on CUDA the graph sampler with
+    the packed torch step and with the Triton residual-block kernels (B x G programs: they pay
+    where the batch fills the GPU), the packed sampler elsewhere."""
     policy = KeypointDiffusionPolicy(config).to(device).eval()
-    packed = Denoiser(policy.unet)
+    cuda = device.type == "cuda"
+    denoisers = {"graph": Denoiser(policy.unet)}
+    if cuda:
+        denoisers["graph_triton"] = Denoiser(policy.unet, triton=True)
     steps = config.head.inference_steps
     functions = {}
     for size in sizes:
         batch = _batch(config, size, device, with_action=False)
-        if device.type == "cuda":
-            sampler = GraphedSampler(policy, batch, steps, denoiser=packed)
-            functions[size] = lambda sampler=sampler, batch=batch: sampler(batch)
-        else:
-            functions[size] = lambda batch=batch: policy.predict_action_chunk(batch, steps=steps, denoiser=packed)
+        for name, denoiser in denoisers.items():
+            if cuda:
+                sampler = GraphedSampler(policy, batch, steps, denoiser=denoiser)
+                functions[name, size] = lambda sampler=sampler, batch=batch: sampler(batch)
+            else:
+                functions[name, size] = lambda batch=batch, d=denoiser: policy.predict_action_chunk(
+                    batch, steps=steps, denoiser=d
+                )
     timed = _latencies(functions, device, repeats)
-    return {
-        "sampler": "graph" if device.type == "cuda" else "packed",
-        **{
-            f"batch_{size}": {"p50_ms": t["p50_ms"], "per_chunk_ms": round(t["p50_ms"] / size, 3)}
-            for size, t in timed.items()
-        },
-    }
+    result: dict = {"sampler": "graph" if cuda else "packed"}
+    for (name, size), t in timed.items():
+        key = f"batch_{size}" if name == "graph" else f"{name}_batch_{size}"
+        result[key] = {"p50_ms": t["p50_ms"], "per_chunk_ms": round(t["p50_ms"] / size, 3)}
+    return result
 
 
 def _training(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int) -> dict:

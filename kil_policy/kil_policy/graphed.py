@@ -13,9 +13,11 @@ the CPU tests check against ``predict_action_chunk``.
 
 Two ways to cut the kernels inside the graph (issue #13: ~30 small GEMMs per step bound the chunk):
 
-- ``fuse=True`` runs the packed step through ``torch.compile`` (inductor) without its own CUDA
-  graphs, so the GroupNorm-Mish-FiLM chains and the bias/residual additions become fused kernels,
-  and the outer graph captures those.
+- ``fuse="inductor"`` runs the packed step through ``torch.compile`` (inductor) without its own
+  CUDA graphs, so the GroupNorm-Mish-FiLM chains and the bias/residual additions become fused
+  kernels, and the outer graph captures those. ``fuse="triton"`` runs each residual block as two
+  hand-written Triton kernels, the convolution with its GroupNorm-Mish-FiLM (or residual)
+  epilogue in one (``kil_policy.fused_blocks``); float32 or TF32 only.
 - ``precision`` "tf32" (CUDA only: TF32 tensor-core GEMMs and convolutions, chosen at capture
   and kept by the graph; the process-wide flags are restored afterwards) or "bf16" (autocast: bf16
   GEMMs, float32 reductions and DDIM update). Either is kept only where it stays within
@@ -42,6 +44,8 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: Default largest difference from float32 (normalised actions, range [-1, 1]) a reduced precision
 #: may make: 0.5 % of the range, 1.5 mm on a 0.6 m workspace axis.
 DEFAULT_TOLERANCE = 0.01
+Fusion = Literal["none", "inductor", "triton"]
+FUSIONS: tuple[str, ...] = get_args(Fusion)
 
 
 def capture_cuda_graph(
@@ -83,10 +87,11 @@ class GraphedSampler:
         example: a batch of the shapes every later call will have (``B`` included); also the input
             on which a reduced precision is checked against float32.
         steps: DDIM steps (None: the policy's setting).
-        denoiser: the packed UNet step (None: a fresh ``Denoiser(policy.unet, compile=fuse)``).
+        denoiser: the packed UNet step (None: a fresh ``Denoiser`` as ``fuse`` says).
         capture: None: capture on CUDA only; False: run eagerly from the same buffers.
         precision: "fp32", "tf32" (CUDA only) or "bf16" (see the module docstring).
-        fuse: compile the packed step with inductor (fused kernels) inside the graph.
+        fuse: "none" (the packed torch step), "inductor" (compiled, fused kernels) or "triton"
+            (two fused kernels per residual block) inside the graph.
         tolerance: largest normalised-action difference from float32 a reduced precision may make.
     """
 
@@ -98,7 +103,7 @@ class GraphedSampler:
         denoiser: Denoiser | None = None,
         capture: bool | None = None,
         precision: Precision = "fp32",
-        fuse: bool = False,
+        fuse: Fusion = "none",
         tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         device = next(policy.parameters()).device
@@ -108,11 +113,17 @@ class GraphedSampler:
             raise ValueError(f"precision tf32 needs CUDA tensor cores; the policy is on {device} (use fp32 or bf16)")
         if not tolerance > 0:
             raise ValueError(f"tolerance must be > 0, got {tolerance}")
-        if fuse and denoiser is not None:
-            raise ValueError("pass fuse=True or a denoiser, not both (fuse builds its own compiled denoiser)")
+        if fuse not in FUSIONS:
+            raise ValueError(f"fuse must be one of {', '.join(FUSIONS)}, got {fuse!r}")
+        if fuse != "none" and denoiser is not None:
+            raise ValueError(f"pass fuse={fuse!r} or a denoiser, not both (fuse builds its own denoiser)")
+        if fuse == "triton" and precision == "bf16":
+            raise ValueError("fuse triton computes in fp32 or tf32; precision bf16 needs fuse none or inductor")
         self.policy = policy
         self.steps = steps or policy.config.head.inference_steps
-        self.denoiser = denoiser or Denoiser(policy.unet, compile=fuse, cuda_graphs=False)
+        self.denoiser = denoiser or Denoiser(
+            policy.unet, compile=fuse == "inductor", cuda_graphs=False, triton=fuse == "triton"
+        )
         self.device = device
         self.inputs = {key: torch.zeros_like(value, device=device) for key, value in example.items()}
         batch_size = next(iter(example.values())).shape[0]

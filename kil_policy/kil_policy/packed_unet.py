@@ -176,18 +176,27 @@ class PackedUnet1D:
             (B, T, A).
         """
         films_iter = iter(films)
+        residual = self.residual_block
         x = sample
         skips = []
         for block1, block2, down in self.down:
-            x = block2(block1(x, next(films_iter)), next(films_iter))
+            x = residual(block2, residual(block1, x, next(films_iter)), next(films_iter))
             skips.append(x)
             x = down(x) if down is not None else x
         for block in self.mid:
-            x = block(x, next(films_iter))
+            x = residual(block, x, next(films_iter))
         for block1, block2, up in self.up:
             x = torch.cat([x, skips.pop()], dim=2)
-            x = up(block2(block1(x, next(films_iter)), next(films_iter)))
-        return self.final_conv(self.final_block(x))
+            x = up(residual(block2, residual(block1, x, next(films_iter)), next(films_iter)))
+        return self.final_conv(self.conv_block(self.final_block, x))
+
+    def residual_block(self, block: _ResidualBlock, x: Tensor, film: Tensor) -> Tensor:
+        """One residual block (a subclass may run it otherwise: ``kil_policy.fused_blocks``)."""
+        return block(x, film)
+
+    def conv_block(self, block: _ConvBlock, x: Tensor) -> Tensor:
+        """One Conv1d -> GroupNorm -> Mish block."""
+        return block(x)
 
 
 class Denoiser:
@@ -201,10 +210,19 @@ class Denoiser:
             products become fused kernels.
         cuda_graphs: on CUDA, let the compiled step replay its own CUDA graphs ("reduce-overhead");
             False when the caller captures the whole chunk itself (``kil_policy.graphed``).
+        triton: run each residual block as two fused Triton kernels (``kil_policy.fused_blocks``;
+            CUDA, or Triton's interpreter in tests).
     """
 
-    def __init__(self, unet: ConditionalUnet1D, compile: bool = False, cuda_graphs: bool = True) -> None:
-        self.packed = PackedUnet1D(unet)
+    def __init__(
+        self, unet: ConditionalUnet1D, compile: bool = False, cuda_graphs: bool = True, triton: bool = False
+    ) -> None:
+        if triton:
+            from kil_policy.fused_blocks import TritonUnet1D  # (imports Triton only when asked)
+
+            self.packed: PackedUnet1D = TritonUnet1D(unet)
+        else:
+            self.packed = PackedUnet1D(unet)
         self.compiled = compile
         self._step = self.packed
         # (a step that replays its own graphs overwrites its output on the next call: copied out)

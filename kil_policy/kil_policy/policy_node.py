@@ -63,9 +63,9 @@ class PolicyNode(Node):
         )
         fuse = p(
             "fuse_kernels",
-            False,
-            "inference graph only: compile the UNet step with inductor (fused GroupNorm/Mish/FiLM kernels) "
-            "inside the captured graph; compiles at startup",
+            "none",
+            "inference graph only: none, inductor (the UNet step compiled at startup: fused GroupNorm/Mish/FiLM "
+            "kernels) or triton (each residual block as two hand-written kernels; fp32/tf32) inside the graph",
         )
         spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
         if not checkpoint:

@@ -21,7 +21,7 @@ import torch
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import Layout, layout_of_message, mismatch
 from kil_policy.data import resize_nearest
-from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler, Precision
+from kil_policy.graphed import DEFAULT_TOLERANCE, Fusion, GraphedSampler, Precision
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 from kil_policy.representation import pose_from_action, proprio_from_pose
@@ -50,8 +50,8 @@ class PolicyRunner:
             its checkpoint); keypoints in another layout are refused. None: only the count is checked.
         layout_source: how to name the trained layout in that refusal (e.g. the checkpoint path).
         precision, fuse, tolerance: the graph sampler's reduced precision ("fp32", "tf32", "bf16";
-            kept only within ``tolerance`` of float32) and kernel fusion (inference "graph" only;
-            ``kil_policy.graphed``).
+            kept only within ``tolerance`` of float32) and kernel fusion ("none", "inductor",
+            "triton"), inference "graph" only (``kil_policy.graphed``).
     """
 
     def __init__(
@@ -64,14 +64,14 @@ class PolicyRunner:
         layout: Layout | None = None,
         layout_source: str = "the checkpoint",
         precision: Precision = "fp32",
-        fuse: bool = False,
+        fuse: Fusion = "none",
         tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         if inference not in INFERENCE_MODES:
             raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
-        if inference != "graph" and (precision != "fp32" or fuse):
+        if inference != "graph" and (precision != "fp32" or fuse != "none"):
             raise ValueError(
-                f"precision {precision!r} and fuse {fuse} apply to inference graph only (inference is {inference!r})"
+                f"precision {precision!r} and fuse {fuse!r} apply to inference graph only (inference is {inference!r})"
             )
         self.policy = policy
         config = policy.config

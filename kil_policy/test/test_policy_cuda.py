@@ -40,11 +40,13 @@ def test_the_captured_chunk_equals_the_eager_one(batch_size: int) -> None:
         assert (got - expected).abs().max() <= 2e-3  # (cuDNN convolutions may use TF32 either way)
 
 
-@pytest.mark.parametrize(("precision", "fuse"), [("fp32", True), ("tf32", False)])
-def test_fused_and_tf32_captured_chunks_stay_within_tolerance_of_fp32(precision: str, fuse: bool) -> None:
-    """fuse=True (inductor kernels inside the captured graph) and TF32: captured, kept within the
-    tolerance of the float32 eager chunk, and the process-wide TF32 flags restored. (One compile
-    only: the bench times the fused step in each precision.)"""
+@pytest.mark.parametrize(
+    ("precision", "fuse"), [("fp32", "inductor"), ("tf32", "none"), ("fp32", "triton"), ("tf32", "triton")]
+)
+def test_fused_and_tf32_captured_chunks_stay_within_tolerance_of_fp32(precision: str, fuse: str) -> None:
+    """Inductor kernels, Triton residual-block kernels and TF32 inside the captured graph: captured,
+    kept within the tolerance of the float32 eager chunk, and the process-wide TF32 flags
+    restored. (One inductor compile only: the bench times the fused step in each precision.)"""
     policy, batch = _small_policy_and_batch(8)
     policy = policy.to(CUDA)
     batch = {k: v.to(CUDA) for k, v in batch.items()}

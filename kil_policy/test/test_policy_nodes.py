@@ -163,7 +163,7 @@ def test_policy_node_refuses_a_spec_of_another_layout_at_start(tmp_path: Path) -
     assert "mug[0]: rim, handle, opening" in done.stderr
     done = subprocess.run([*command, "-p", "precision:=bf16"], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
-    assert "precision 'bf16' and fuse False apply to inference graph only (inference is 'packed')" in done.stderr
+    assert "precision 'bf16' and fuse 'none' apply to inference graph only (inference is 'packed')" in done.stderr
 
 
 def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> None:

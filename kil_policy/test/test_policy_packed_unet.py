@@ -108,13 +108,13 @@ def test_runner_inference_modes_give_the_same_chunk() -> None:
 
 
 def test_fused_graph_sampler_gives_the_modules_chunk() -> None:
-    """GraphedSampler(fuse=True): the packed step compiled by inductor (no CUDA graphs of its own,
+    """GraphedSampler(fuse="inductor"): the packed step compiled by inductor (no CUDA graphs of its own,
     so an outer capture can hold it) samples the module's chunk (eager buffers on the CPU)."""
     from kil_policy.graphed import GraphedSampler
 
     policy = _small_policy()
     batch = _observations(policy)
-    sampler = GraphedSampler(policy, batch, capture=False, fuse=True)
+    sampler = GraphedSampler(policy, batch, capture=False, fuse="inductor")
     assert sampler.denoiser.compiled
     noise = torch.randn(1, policy.config.horizon, 10, generator=torch.Generator().manual_seed(2))
     expected = policy.predict_action_chunk(batch, noise=noise)

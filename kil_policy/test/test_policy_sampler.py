@@ -133,8 +133,14 @@ def test_graphed_sampler_refuses_bad_settings() -> None:
         GraphedSampler(policy, batch, capture=False, precision="fp16")
     with pytest.raises(ValueError, match="tolerance must be > 0, got 0"):
         GraphedSampler(policy, batch, capture=False, precision="bf16", tolerance=0)
-    with pytest.raises(ValueError, match="pass fuse=True or a denoiser, not both"):
-        GraphedSampler(policy, batch, capture=False, fuse=True, denoiser=Denoiser(policy.unet))
+    with pytest.raises(ValueError, match="pass fuse='inductor' or a denoiser, not both"):
+        GraphedSampler(policy, batch, capture=False, fuse="inductor", denoiser=Denoiser(policy.unet))
+    with pytest.raises(ValueError, match="fuse must be one of none, inductor, triton, got True"):
+        GraphedSampler(policy, batch, capture=False, fuse=True)
+    with pytest.raises(ValueError, match="fuse triton computes in fp32 or tf32; precision bf16 needs"):
+        GraphedSampler(policy, batch, capture=False, fuse="triton", precision="bf16")
+    with pytest.raises(ValueError, match=r"Triton kernels need a CUDA device; the policy is on cpu .*TRITON_INTERPRET"):
+        GraphedSampler(policy, batch, capture=False, fuse="triton")
 
 
 def test_runner_graph_mode_needs_cuda() -> None:
@@ -143,7 +149,7 @@ def test_runner_graph_mode_needs_cuda() -> None:
     policy, _ = _small_policy_and_batch(1)
     with pytest.raises(ValueError, match="inference graph needs a CUDA device; the policy is on cpu"):
         PolicyRunner(policy, inference="graph")
-    with pytest.raises(ValueError, match="precision 'bf16' and fuse False apply to inference graph only"):
+    with pytest.raises(ValueError, match="precision 'bf16' and fuse 'none' apply to inference graph only"):
         PolicyRunner(policy, inference="packed", precision="bf16")
-    with pytest.raises(ValueError, match="precision 'fp32' and fuse True apply to inference graph only"):
-        PolicyRunner(policy, inference="compiled", fuse=True)
+    with pytest.raises(ValueError, match="precision 'fp32' and fuse 'inductor' apply to inference graph only"):
+        PolicyRunner(policy, inference="compiled", fuse="inductor")
