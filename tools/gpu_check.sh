@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks of issue #13 in one run, sized for one H100/H200 lease (< 8 minutes): the CUDA
-# tests (pytest -m cuda), then the CUDA sections of the policy benchmark (graph sampler, the
+# tests (pytest -m cuda: policy graphs and kernels, perception graphs and matching), then the CUDA sections of the policy benchmark (graph sampler, the
 # inductor-fused graph in fp32/TF32/bf16 and the Triton residual-block kernels in fp32/TF32 with
 # each one's error, batched chunks at B = 1/8/64 (packed and Triton blocks),
 # training throughput and the projected 250k-step time) and of the perception benchmark (matching
@@ -38,7 +38,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 
 echo "== CUDA tests" | tee "$out/cuda_tests.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda kil_policy/test/test_policy_cuda.py 2>&1 \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda kil_policy/test/test_policy_cuda.py \
+    kil_perception/test/test_perception_cuda.py 2>&1 \
     | tee -a "$out/cuda_tests.txt" || status=1
 
 echo "== policy benchmark (CUDA)"

@@ -36,13 +36,14 @@ class CalibrationNode(Node):
             parent_frame=prefixed(prefix, transform.parent_frame),
             child_frame=prefixed(prefix, transform.child_frame),
         )
-        self.broadcaster = StaticTransformBroadcaster(self)
-        self.broadcaster.send([transform], self.get_clock().now().nanoseconds)
         t = transform.translation
+        # (logged first: whoever sees the transform may stop the node at once)
         self.get_logger().info(
             f"{path}: publishing {transform.parent_frame} -> {transform.child_frame} "
             f"(translation [{t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}] m) on /tf_static"
         )
+        self.broadcaster = StaticTransformBroadcaster(self)
+        self.broadcaster.send([transform], self.get_clock().now().nanoseconds)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kil_perception.backends import FeatureBackend, WeightsUnavailableError
+from kil_perception.cuda_graph import GraphedCall
 from kil_perception.extraction import Extraction2D
 from kil_perception.matching import descriptors_at, match_keypoints
 from kil_perception.spec import KeypointSpec
@@ -101,9 +102,11 @@ class Sam3Instances:
         model: hub id or local folder (None = ``facebook/sam3``, gated: accept its licence on the
             hub and download it), or a ``(Sam3Model, Sam3Processor)`` pair.
         mask_threshold: logit-probability threshold that binarises each mask.
+        cuda_graphs: on CUDA, replay the vision encoder from a CUDA graph (captured on the first
+            frame; eager with a warning if it cannot be captured).
     """
 
-    def __init__(self, device="cpu", model=None, mask_threshold: float = 0.5) -> None:
+    def __init__(self, device="cpu", model=None, mask_threshold: float = 0.5, cuda_graphs: bool = True) -> None:
         if model is None or isinstance(model, str):
             model = _load_sam3(model or SAM3_DEFAULT)
         network, self.processor = model
@@ -113,6 +116,9 @@ class Sam3Instances:
         if self.dtype != torch.float32:
             self.model = self.model.to(self.dtype)
         self.mask_threshold = mask_threshold
+        self._encoder = GraphedCall(
+            lambda pixels: self.model.get_vision_features(pixel_values=pixels), "SAM3 vision encoder", cuda_graphs
+        )
         self._image: np.ndarray | None = None
         self._vision = None
         self._prompts: dict[str, dict] = {}
@@ -120,7 +126,7 @@ class Sam3Instances:
     @torch.inference_mode()
     def _vision_embeds(self, image: np.ndarray):
         if image is not self._image:  # (the array is kept, so its identity cannot be reused)
-            self._vision = self.model.get_vision_features(pixel_values=self.pixels(image))
+            self._vision = self._encoder(self.pixels(image))  # (on CUDA: valid until the next frame's replay)
             self._image = image
         return self._vision
 

@@ -31,8 +31,9 @@ import time
 
 import torch
 
+from kil_perception.cuda_graph import capture_cuda_graph
 from kil_policy.config import PolicyConfig
-from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler, capture_cuda_graph
+from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 

@@ -29,13 +29,14 @@ Two ways to cut the kernels inside the graph (issue #13: ~30 small GEMMs per ste
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+from kil_perception.cuda_graph import capture_cuda_graph
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import KeypointDiffusionPolicy
 
@@ -46,37 +47,6 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_TOLERANCE = 0.01
 Fusion = Literal["none", "inductor", "triton"]
 FUSIONS: tuple[str, ...] = get_args(Fusion)
-
-
-def capture_cuda_graph(
-    fn: Callable[[], object],
-    device: torch.device,
-    warmups: int = 3,
-    after_warmup: Callable[[], None] | None = None,
-    generators: tuple[torch.Generator, ...] = (),
-) -> tuple[torch.cuda.CUDAGraph, object]:
-    """Capture one call of ``fn`` as a CUDA graph: ``warmups`` calls on a side stream first (lazy
-    initialisation, cuBLAS workspaces and autotuning happen outside the graph), then
-    ``after_warmup``, then the capture (which records kernels without running them), with
-    ``generators`` registered so each replay advances them.
-
-    Returns:
-        (the graph, what the captured call returned: its output buffers, refreshed by each replay).
-    """
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(warmups):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(stream)
-    if after_warmup is not None:
-        after_warmup()
-    graph = torch.cuda.CUDAGraph()
-    for generator in generators:
-        graph.register_generator_state(generator)
-    with torch.cuda.graph(graph):
-        output = fn()
-    return graph, output
 
 
 class GraphedSampler:

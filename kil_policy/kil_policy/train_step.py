@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kil_perception.cuda_graph import capture_cuda_graph
 from kil_policy.augmentation import AugmentationConfig, augment
 from kil_policy.data import TensorWindows
-from kil_policy.graphed import capture_cuda_graph
 
 
 class TrainStep:

@@ -3,7 +3,9 @@
 Weights come from a Hugging Face hub id or a local directory (``save_pretrained`` layout); RADIO
 also loads through torch.hub (``model="torchhub:radio_v2.5-b"`` -> ``NVlabs/RADIO``). The image is
 resized so that both sides are multiples of the patch size (keeping the aspect ratio close to
-the requested short side), and the patch tokens are reshaped to a (C, h, w) grid.
+the requested short side), and the patch tokens are reshaped to a (C, h, w) grid. On CUDA the
+backbone is replayed from a CUDA graph per input size (``kil_perception.cuda_graph.GraphedCall``;
+``cuda_graphs=False`` runs it eagerly).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from kil_perception.backends.base import FeatureBackend, WeightsUnavailableError
+from kil_perception.cuda_graph import GraphedCall
 
 RADIO_DEFAULT = "nvidia/RADIO-B"
 DINOV3_DEFAULT = "facebook/dinov3-vitb16-pretrain-lvd1689m"
@@ -36,9 +39,16 @@ class PatchTokenBackend(FeatureBackend):
     """Shared part: preprocessing, resizing to the patch grid, token -> grid reshaping."""
 
     def __init__(
-        self, model: torch.nn.Module, patch_size: int, device="cpu", short_side: int = 448, normalize: bool = True
+        self,
+        model: torch.nn.Module,
+        patch_size: int,
+        device="cpu",
+        short_side: int = 448,
+        normalize: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         super().__init__(device)
+        self._backbone = GraphedCall(self._tokens, f"{self.name} backbone", cuda_graphs)
         self.model = model.to(self.device, self.dtype).eval()
         self.patch = patch_size
         self.stride = patch_size
@@ -63,8 +73,8 @@ class PatchTokenBackend(FeatureBackend):
         x = F.interpolate(x, size=(h * self.patch, w * self.patch), mode="bilinear", align_corners=False)
         if self.normalize:
             x = (x - self.mean) / self.std
-        tokens = self._tokens(x.to(self.dtype))
-        return tokens[0].float().T.reshape(-1, h, w)
+        tokens = self._backbone(x.to(self.dtype))  # (on CUDA a graph's output buffer: copied below)
+        return tokens[0].float().T.reshape(-1, h, w).clone()
 
 
 class DinoV3Backend(PatchTokenBackend):
@@ -72,13 +82,19 @@ class DinoV3Backend(PatchTokenBackend):
 
     name = "dinov3"
 
-    def __init__(self, device="cpu", model: str | torch.nn.Module | None = None, short_side: int = 448) -> None:
+    def __init__(
+        self,
+        device="cpu",
+        model: str | torch.nn.Module | None = None,
+        short_side: int = 448,
+        cuda_graphs: bool = True,
+    ) -> None:
         from transformers import DINOv3ViTModel
 
         if model is None or isinstance(model, str):
             model = _load_pretrained(DINOv3ViTModel, model or DINOV3_DEFAULT, "DINOv3")
         self.skip = 1 + model.config.num_register_tokens
-        super().__init__(model, model.config.patch_size, device, short_side)
+        super().__init__(model, model.config.patch_size, device, short_side, cuda_graphs=cuda_graphs)
 
     def _tokens(self, pixels: Tensor) -> Tensor:
         return self.model(pixel_values=pixels).last_hidden_state[:, self.skip :]
@@ -92,7 +108,13 @@ class RadioBackend(PatchTokenBackend):
 
     name = "radio"
 
-    def __init__(self, device="cpu", model: str | torch.nn.Module | None = None, short_side: int = 448) -> None:
+    def __init__(
+        self,
+        device="cpu",
+        model: str | torch.nn.Module | None = None,
+        short_side: int = 448,
+        cuda_graphs: bool = True,
+    ) -> None:
         self.hub = isinstance(model, str) and model.startswith("torchhub:")
         if self.hub:
             version = model.split(":", 1)[1]
@@ -110,7 +132,7 @@ class RadioBackend(PatchTokenBackend):
             if model is None or isinstance(model, str):
                 model = _load_pretrained(RadioModel, model or RADIO_DEFAULT, "RADIO")
             patch = model.config.patch_size
-        super().__init__(model, patch, device, short_side, normalize=False)
+        super().__init__(model, patch, device, short_side, normalize=False, cuda_graphs=cuda_graphs)
 
     def _tokens(self, pixels: Tensor) -> Tensor:
         if self.hub:
