@@ -27,6 +27,7 @@ THIRD_PARTY = {
     "mujoco": "python3-mujoco-pip",
     "torch": "python3-torch-pip",
     "torchvision": "python3-torchvision-pip",
+    "triton": "python3-triton-pip",
     "diffusers": "python3-diffusers-pip",
     "transformers": "python3-transformers-pip",
     "timm": "python3-timm-pip",
