@@ -1,6 +1,6 @@
 """CUDA-only checks of perception, run by tools/gpu_check.sh on a GPU machine (``pytest -m
 cuda``); CI, which has no GPU, deselects them. Tiny randomly initialised models: the backbones and
-SAM3's vision encoder replayed from CUDA graphs give the eager results, frame after frame; an
+SAM3's vision encoder and DIFT replayed from CUDA graphs give the eager results, frame after frame; an
 uncapturable function falls back to eager with one warning; matching on the GPU agrees with the
 naive path."""
 
@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from perception_tiny_models import tiny_sam3
+from perception_tiny_models import tiny_dift_components, tiny_sam3
 from test_perception_vit_backends import IMAGE, _tiny_dinov3, _tiny_radio
 
+from kil_perception.backends.dift import DiftBackend
 from kil_perception.backends.vit import DinoV3Backend, RadioBackend
 from kil_perception.cuda_graph import GraphedCall
 from kil_perception.instances import Sam3Instances
@@ -33,6 +34,16 @@ def test_graphed_backbones_give_the_eager_features(cls, build) -> None:
         torch.testing.assert_close(features, eager.features(frame), atol=2e-2, rtol=2e-2)
     assert graphed._backbone.captured == 1 and eager._backbone.captured == 0
     assert not torch.allclose(kept[0], kept[1])
+
+
+def test_graphed_dift_gives_the_eager_features(tmp_path: Path) -> None:
+    graphed = DiftBackend(CUDA, tiny_dift_components(tmp_path / "a"), ensemble_size=2, short_side=64)
+    eager = DiftBackend(CUDA, tiny_dift_components(tmp_path / "b"), ensemble_size=2, short_side=64, cuda_graphs=False)
+    frames = [IMAGE, np.roll(IMAGE, 40, axis=1)]
+    kept = [graphed.features(frame) for frame in frames]
+    for frame, features in zip(frames, kept, strict=True):
+        torch.testing.assert_close(features, eager.features(frame), atol=3e-2, rtol=3e-2)
+    assert graphed._extract.captured == 1 and not torch.allclose(kept[0], kept[1])
 
 
 def test_graphed_sam3_encoder_gives_the_eager_instances(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ The image is encoded by the VAE, noised to timestep ``t`` (261 for semantic corr
 and denoised once by the UNet conditioned on a text prompt; the output of ``up_blocks[up_index]``
 (1, the 1/16-resolution block, 1280 channels for SD 2.1) is the dense descriptor. The noise makes
 single features random, so ``ensemble_size`` noise samples are run as one batch and averaged
-(the paper's DIFT2 and DIFT8). The noise generator is re-seeded per image: the same image gives
-the same features.
+(the paper's DIFT2 and DIFT8). The noise is drawn from ``seed`` once per input size and reused:
+the same image gives the same features. On CUDA the whole extraction (resize, VAE encoding,
+noising, the UNet up to the block read) is replayed from a CUDA graph per camera size
+(``kil_perception.cuda_graph.GraphedCall``; ``cuda_graphs=False`` runs it eagerly).
 
 Weights: a diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``,
 ``tokenizer/``, ``scheduler/``) by hub id or local path. The original
@@ -21,6 +23,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from kil_perception.backends.base import FeatureBackend, WeightsUnavailableError
+from kil_perception.cuda_graph import GraphedCall
 
 DIFT_DEFAULT = "stabilityai/stable-diffusion-2-1"
 
@@ -68,7 +71,8 @@ class DiftBackend(FeatureBackend):
         prompt: text conditioning ("" in DIFT's correspondence experiments).
         short_side: the image is resized to this short side, both sides multiples of the UNet's
             total downsampling (64 for SD), aspect ratio kept.
-        seed: seed of the noise, reset for every image.
+        seed: seed of the noise (the same noise for every image of a size).
+        cuda_graphs: on CUDA, replay the extraction from a CUDA graph.
     """
 
     name = "dift"
@@ -83,6 +87,7 @@ class DiftBackend(FeatureBackend):
         prompt: str = "",
         short_side: int = 768,
         seed: int = 0,
+        cuda_graphs: bool = True,
     ) -> None:
         super().__init__(device)
         if ensemble_size < 1:
@@ -107,6 +112,8 @@ class DiftBackend(FeatureBackend):
         self.stride = vae_factor * 2 ** (n_down - up_index - 1)
         self.prompt_embeds = self._encode_prompt(text_encoder.to(self.device).eval(), tokenizer, prompt)
         unet.up_blocks[up_index].register_forward_hook(self._hook)
+        self._noise: dict[tuple, Tensor] = {}
+        self._extract = GraphedCall(self._features_of, "DIFT", cuda_graphs)
 
     @staticmethod
     def _hook(module, inputs, output) -> None:
@@ -128,13 +135,25 @@ class DiftBackend(FeatureBackend):
 
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> Tensor:
-        h, w = self.size(*image.shape[:2])
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) * 2.0 - 1.0
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        return self._extract(x).clone()  # (on CUDA the graph's output buffer: copied)
+
+    def _noise_for(self, latents: Tensor) -> Tensor:
+        """The ensemble's noise for latents of this shape, drawn from ``seed`` once (outside any
+        graph capture: the warm-up calls make it)."""
+        key = (tuple(latents.shape), latents.dtype)
+        if key not in self._noise:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed)
+            self._noise[key] = torch.randn(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
+        return self._noise[key]
+
+    def _features_of(self, x: Tensor) -> Tensor:
+        """(1, 3, H, W) float image in [0, 255] on the device -> (C, h, w) features."""
+        h, w = self.size(x.shape[2], x.shape[3])
+        x = F.interpolate(x / 255.0, size=(h, w), mode="bilinear", align_corners=False) * 2.0 - 1.0
         latents = self.vae.encode(x.to(self.dtype)).latent_dist.mode() * self.vae.config.scaling_factor
         latents = latents.expand(self.ensemble_size, -1, -1, -1)
-        generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        noise = torch.randn(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
+        noise = self._noise_for(latents)
         t = torch.full((self.ensemble_size,), self.timestep, device=self.device, dtype=torch.long)
         noisy = self.scheduler.add_noise(latents, noise, t)
         try:
