@@ -205,3 +205,39 @@ def test_the_loss_is_read_every_n_steps_not_every_step(tmp_path: Path) -> None:
     assert step.take_mean_loss() == 0.0  # read and reset
     with pytest.raises(ValueError, match="a CUDA graph training step needs CUDA; training runs on cpu"):
         TrainStep(policy, optimizer, windows, 8, augmentation, torch.Generator(), graph=True)
+
+
+def test_the_device_resident_batches_are_the_per_item_pipelines_for_the_same_seed(tmp_path: Path) -> None:
+    """What TrainStep trains on (indices drawn, windows gathered and augmented on the data's
+    device) equals the per-item pipeline for the same seed: the same indices from the same
+    generator, ``WindowDataset`` items collated, then the same augmentation draws."""
+    from kil_policy.augmentation import augment
+    from kil_policy.train_step import TrainStep
+
+    policy, windows, augmentation = _step_parts(tmp_path)
+    episodes = load_episodes([d.parent for d in write_episodes(tmp_path / "again", count=4, seed=3)][:1], min_length=16)
+    per_item = WindowDataset(episodes, policy.config.n_obs_steps, policy.config.horizon)
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, batch):
+            seen.append({k: v.clone() for k, v in batch.items()})
+            return self.policy(batch)
+
+    model = Recording()
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), windows, 16, augmentation,
+                     torch.Generator().manual_seed(11))  # fmt: skip
+    for _ in range(3):
+        step()
+    generator = torch.Generator().manual_seed(11)
+    for batch in seen:
+        indices = torch.randint(len(per_item), (16,), generator=generator)
+        expected = augment(default_collate([per_item[int(i)] for i in indices]), augmentation, generator)
+        assert set(batch) == set(expected)
+        for key in batch:
+            torch.testing.assert_close(batch[key], expected[key], msg=key)
+    assert not torch.equal(seen[0]["keypoints"], seen[1]["keypoints"])  # a new batch each step
