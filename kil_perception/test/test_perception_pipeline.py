@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kil_perception.backends import make_backend
 from kil_perception.extraction import ImageMatcher, TrackingExtractor
 from kil_perception.instances import InstanceMatcher, SimulatorMasks, parse_mask_categories
 from kil_perception.pipeline import ExtractorConfig, build_extractor
@@ -90,3 +91,26 @@ def test_min_score_marks_weak_matches_not_found(spec) -> None:
     assert tracked.initializer.min_score == threshold  # tracks start from gated matches
     with pytest.raises(ValueError, match="min_score must be a cosine similarity"):
         ExtractorConfig(min_score=2.0)
+
+
+@pytest.mark.parametrize("backend", ["classic", "effnet_lite0"])
+def test_weights_free_backends_take_any_frame_size(spec, backend: str) -> None:
+    """Real cameras and crops give sizes that are not multiples of a backend's stride (the
+    classic backend once failed on them in OpenCV): features for every size, keypoints inside the
+    frame, and a frame that is the reference minus its last row and column matches where the
+    reference keypoints are."""
+    import cv2
+
+    reference = spec.categories[0].references[0].image()
+    matcher = ImageMatcher(spec, make_backend(backend))
+    for h, w in ((59, 81), (61, 79), (18, 23), (3, 5), (1, 1), (243, 321)):
+        frame = cv2.resize(reference, (w, h), interpolation=cv2.INTER_LINEAR)
+        features = matcher.backend.features(frame)
+        assert features.ndim == 3 and features.shape[1] >= 1 and features.shape[2] >= 1
+        found = matcher.extract(frame)
+        assert np.isfinite(found.uv).all() and (found.uv >= 0).all(), (h, w)
+        assert (found.uv[:, 0] <= w - 1).all() and (found.uv[:, 1] <= h - 1).all(), (h, w, found.uv)
+    cropped = np.ascontiguousarray(reference[:-1, :-1])
+    found = matcher.extract(cropped)
+    expected = np.array(list(spec.categories[0].references[0].keypoints.values()), float)
+    assert np.abs(found.uv - expected).max() <= 4.0, found.uv

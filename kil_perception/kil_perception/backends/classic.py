@@ -23,7 +23,7 @@ class ClassicBackend(FeatureBackend):
 
     def features(self, image: np.ndarray) -> Tensor:
         h, w = image.shape[:2]
-        size = (w // self.stride, h // self.stride)
+        size = (max(1, w // self.stride), max(1, h // self.stride))
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
@@ -40,7 +40,10 @@ class ClassicBackend(FeatureBackend):
             blocks.append(np.stack([cv2.GaussianBlur(hist[..., b], (0, 0), sigma) for b in range(_BINS)], -1))
         cells = []
         for block in blocks:
-            small = cv2.resize(block, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+            # (per channel: OpenCV's area resampling takes at most 4 channels at non-integer scales)
+            small = np.stack(
+                [cv2.resize(block[..., c], size, interpolation=cv2.INTER_AREA) for c in range(block.shape[2])], -1
+            )
             small = small - small.mean(axis=(0, 1), keepdims=True)
             small /= np.linalg.norm(small, axis=2, keepdims=True) + 1e-6
             cells.append(small)
