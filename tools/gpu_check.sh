@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU checks of issue #13 in one run, sized for one H100/H200 lease (expected under 8 minutes;
 # the three steps' timeouts add up to 10, so a lease of 15 leaves time for the start): the CUDA
-# tests (pytest -m cuda: policy graphs and kernels, perception graphs and matching), then the CUDA sections of the policy benchmark (graph sampler, the
-# inductor-fused graph in fp32/TF32/bf16 and the Triton residual-block kernels in fp32/TF32 with
-# each one's error, batched chunks at B = 1/8/64 (packed and Triton blocks),
-# training throughput and the projected 250k-step time) and of the perception benchmark (matching
-# on the GPU, the paper-sized RADIO-B, DINOv3-B, DIFT2 and SAM3). JSON and logs go to $OUT (the device tool's output folder) or
+# tests (pytest -m cuda: policy graphs and kernels, perception graphs and matching), then the CUDA
+# sections of the policy benchmark (graph sampler, the inductor-fused graph in fp32/TF32/bf16 and
+# the Triton residual-block kernels in fp32/TF32 with each one's error, batched chunks at
+# B = 1/8/64 (packed and Triton blocks), training throughput and the projected 250k-step time) and
+# of the perception benchmark (matching on the GPU, the paper-sized RADIO-B, DINOv3-B, DIFT2 and
+# SAM3). JSON and logs go to $OUT (the device tool's output folder) or
 # outputs/gpu_check.
 #
 # On a ROS-free GPU machine (the device tool's): the packages are used from source (PYTHONPATH),
