@@ -3,7 +3,8 @@ the top instances above a confidence threshold are kept, in a stable order, and 
 keypoints are matched inside each instance's mask. Missing instances are padded with
 ``found=False`` so the keypoint count stays fixed.
 
-Instance sources share one call: ``source(image, category, prompt) -> [Instance]``:
+Instance sources share one call: ``source(image, category, prompt) -> [Instance]`` (and may
+offer ``prepare(image, prompts)``, called first with all of a frame's prompts, to batch them):
 ``Sam3Instances`` (SAM3 through transformers, text-prompted) and ``SimulatorMasks`` (the
 simulator's segmentation, weights-free; also what a 16UC1 instance-mask topic gives).
 """
@@ -95,7 +96,9 @@ class Sam3Instances:
     """Text-prompted instance masks from SAM3 (transformers ``Sam3Model`` + ``Sam3Processor``).
 
     The vision encoder runs once per image (its output is reused for every category prompt of
-    the same image array); the text encoder runs once per prompt (its output is kept).
+    the same image array); the text encoder runs once per prompt (its output is kept); and
+    :meth:`prepare` runs all of a frame's prompts through the detector in one batched pass (the
+    instance matcher calls it), so a two-category spec costs one decoder call, not two.
 
     Args:
         device: torch device (bf16 on CUDA, fp32 on CPU).
@@ -122,13 +125,35 @@ class Sam3Instances:
         self._image: np.ndarray | None = None
         self._vision = None
         self._prompts: dict[str, dict] = {}
+        self._detections: dict[str, tuple] = {}  # this frame's (logits, presence, masks) per prompt
 
     @torch.inference_mode()
     def _vision_embeds(self, image: np.ndarray):
         if image is not self._image:  # (the array is kept, so its identity cannot be reused)
             self._vision = self._encoder(self.pixels(image))  # (on CUDA: valid until the next frame's replay)
             self._image = image
+            self._detections = {}
         return self._vision
+
+    @torch.inference_mode()
+    def prepare(self, image: np.ndarray, prompts: list[str]) -> None:
+        """Detect every prompt of this frame in one batched pass (the frame's vision features
+        expanded to the prompts, their text stacked); :meth:`__call__` then reads the results."""
+        vision = self._vision_embeds(image)
+        pending = [p for p in dict.fromkeys(prompts) if p not in self._detections]
+        texts = [self._text(p) for p in pending]
+        if len(pending) < 2 or len({t["attention_mask"].shape for t in texts}) > 1:
+            return  # nothing to batch (or prompts of different lengths: one by one)
+        n = len(pending)
+        expanded = type(vision)(**{key: _expand(value, n) for key, value in vision.items()})
+        outputs = self.model(
+            vision_embeds=expanded,
+            text_embeds=_TextEmbeds(torch.cat([t["text_embeds"].pooler_output for t in texts])),
+            attention_mask=torch.cat([t["attention_mask"] for t in texts]),
+        )
+        for i, prompt in enumerate(pending):
+            presence = None if outputs.presence_logits is None else outputs.presence_logits[i]
+            self._detections[prompt] = (outputs.pred_logits[i], presence, outputs.pred_masks[i])
 
     def pixels(self, image: np.ndarray) -> torch.Tensor:
         """(1, 3, H, W) model input for an (h, w, 3) uint8 RGB image, resized and normalised on the
@@ -170,11 +195,16 @@ class Sam3Instances:
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, category: str, prompt: str) -> list[Instance]:
         """Every instance SAM3 finds for ``prompt`` (the matcher applies its own threshold)."""
-        outputs = self.model(vision_embeds=self._vision_embeds(image), **self._text(prompt or category))
-        scores = outputs.pred_logits[0].float().sigmoid()  # (Q,), as the processor's post-processing
-        if outputs.presence_logits is not None:
-            scores = scores * outputs.presence_logits[0].float().sigmoid()
-        low_res = outputs.pred_masks[0]  # (Q, h, w) logits
+        vision = self._vision_embeds(image)
+        prompt = prompt or category
+        if prompt not in self._detections:
+            outputs = self.model(vision_embeds=vision, **self._text(prompt))
+            presence = None if outputs.presence_logits is None else outputs.presence_logits[0]
+            self._detections[prompt] = (outputs.pred_logits[0], presence, outputs.pred_masks[0])
+        logits, presence, low_res = self._detections[prompt]  # (Q,), (1,) or None, (Q, h, w) mask logits
+        scores = logits.float().sigmoid()  # as the processor's post-processing
+        if presence is not None:
+            scores = scores * presence.float().sigmoid()
         size = tuple(image.shape[:2])
         return [
             Instance(partial(self._upsample, low_res[q], size), score)
@@ -188,6 +218,22 @@ class Sam3Instances:
         probability = logits.float().sigmoid()[None, None]
         upsampled = F.interpolate(probability, size=size, mode="bilinear", align_corners=False)[0, 0]
         return upsampled > self.mask_threshold
+
+
+class _TextEmbeds:
+    """Stacked prompt encodings in the form ``Sam3Model.forward`` reads (``text_embeds.pooler_output``)."""
+
+    def __init__(self, pooler_output: torch.Tensor) -> None:
+        self.pooler_output = pooler_output
+
+
+def _expand(value, n: int):
+    """A batch-1 tensor (or tuple of them) expanded to batch n without copying."""
+    if isinstance(value, torch.Tensor):
+        return value.expand(n, *value.shape[1:])
+    if isinstance(value, (tuple, list)):
+        return type(value)(_expand(v, n) for v in value)
+    return value
 
 
 def _load_sam3(model_id: str):
@@ -246,6 +292,9 @@ class InstanceMatcher:
     def extract(self, image: np.ndarray) -> Extraction2D:
         features = self.backend.features(image)
         size = image.shape[:2]
+        prepare = getattr(self.source, "prepare", None)  # (a source that batches a frame's prompts)
+        if prepare is not None:
+            prepare(image, [category.prompt or category.name for category in self.spec.categories])
         uv, scores, found, sims = [], [], [], []
         for category, queries in zip(self.spec.categories, self.queries, strict=True):
             k = len(queries)

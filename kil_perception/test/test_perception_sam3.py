@@ -42,6 +42,28 @@ def test_vision_encoder_runs_once_per_image(tmp_path: Path) -> None:
     assert len(calls) == 2
 
 
+def test_a_frames_prompts_are_detected_in_one_batched_pass(tmp_path: Path, spec_file: Path) -> None:
+    """prepare() (which the instance matcher calls) runs both categories' prompts through the
+    detector once per frame, with the instances of one-by-one calls."""
+    model, processor = tiny_sam3(tmp_path)
+    decoder_calls = []
+    model.detr_decoder.register_forward_hook(lambda *_: decoder_calls.append(1))
+    batched, single = Sam3Instances(model=(model, processor)), Sam3Instances(model=(model, processor))
+    frame = IMAGE.copy()
+    batched.prepare(frame, ["mug", "paper box", "mug"])
+    assert len(decoder_calls) == 1
+    for prompt in ("mug", "paper box"):
+        a, b = batched(frame, prompt, prompt), single(frame, prompt, prompt)
+        assert [i.score for i in a] == pytest.approx([i.score for i in b], abs=1e-6)
+        assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b, strict=True))
+    assert len(decoder_calls) == 3  # the batched results were read, not recomputed (2 are the single ones)
+    decoder_calls.clear()
+    matcher = InstanceMatcher(load_spec(spec_file), make_backend("classic"), batched, threshold=0.0)
+    for image in (IMAGE, IMAGE[::-1].copy()):
+        matcher.extract(image)
+    assert len(decoder_calls) == 2  # one per frame for the spec's two categories
+
+
 def test_the_text_encoder_runs_once_per_prompt(tmp_path: Path) -> None:
     model, processor = tiny_sam3(tmp_path)
     calls = []
