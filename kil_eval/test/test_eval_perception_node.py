@@ -286,3 +286,51 @@ def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) 
         assert any(matched(frame) for frame in results[count:]), "no frame matched again after ~/reset"
         assert process.poll() is None
     assert "Traceback" not in log["output"]
+
+
+def test_an_extraction_failure_drops_the_frame_and_the_node_goes_on(tmp_path: Path) -> None:
+    """keypoint_node in this process (real rclpy and DDS) with a fault injected into its
+    extractor: the failing frame is dropped with one line naming the error, the node keeps
+    running and the next frames are published."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from kil_perception.keypoint_node import KeypointNode
+
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
+    spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
+    world.close()
+    rclpy.init(args=["--ros-args", "-p", f"spec:={spec}", "-p", "backend:=classic", "-p", "target_frame:=''"])
+    executor = SingleThreadedExecutor()
+    try:
+        node = KeypointNode()
+        test = rclpy.create_node("extraction_fault_test")
+        for n in (node, test):
+            executor.add_node(n)
+        faults = []
+        original = node.matcher.extract
+
+        def failing_once(image):
+            if not faults:
+                faults.append(image.shape)
+                raise RuntimeError("injected extractor fault")
+            return original(image)
+
+        node.matcher.extract = failing_once
+        logged = []
+        node._warn.logger = type("Log", (), {"warning": lambda self, text: logged.append(text)})()
+        feed = CameraFeed(test, intr)
+        results = []
+        test.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
+        deadline = time.monotonic() + 60
+        while len(results) < 2 and time.monotonic() < deadline:
+            feed.publish(rgb, depth)
+            spun = time.monotonic() + 0.3  # (one executor for both nodes: let it serve every callback)
+            while time.monotonic() < spun:
+                executor.spin_once(timeout_sec=0.02)
+        assert faults and len(results) >= 2
+        assert logged.count("frame dropped: extraction failed (RuntimeError: injected extractor fault)") == 1
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown()

@@ -86,7 +86,8 @@ class ScoreGate:
 class TrackingExtractor:
     """Tracking (T): image or instance matching (``initializer``) on the first frame after a reset,
     then a tracker; the tracker's visibility gives the found flags (and the score: 1 visible,
-    0 lost)."""
+    0 lost). A frame of another size than the tracked ones (the camera was reconfigured) starts
+    again from matching: tracks cannot follow a change of resolution."""
 
     method = "track"
 
@@ -94,16 +95,17 @@ class TrackingExtractor:
         self.initializer = initializer
         self.tracker = tracker
         self.started = False
+        self._size: tuple[int, ...] = ()
 
     def reset(self) -> None:
         """The next frame re-initialises the tracks by matching."""
         self.started = False
 
     def extract(self, image: np.ndarray) -> Extraction2D:
-        if not self.started:
+        if not self.started or image.shape[:2] != self._size:
             first = self.initializer.extract(image)
             self.tracker.start(image, first.uv)
-            self.started = True
+            self.started, self._size = True, image.shape[:2]
             return first
         uv, visible = self.tracker.track(image)
         return Extraction2D(uv, visible.astype(np.float32), visible, None)

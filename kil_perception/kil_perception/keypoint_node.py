@@ -178,6 +178,9 @@ class KeypointNode(Node):
         except (conversion.ConversionError, ValueError) as error:
             self._warn("frame", str(error))
             return
+        except Exception as error:  # (a model or OpenCV failing on one frame must not end the node)
+            self._warn("extraction", f"extraction failed ({type(error).__name__}: {error})")
+            return
         self.keypoint_pub.publish(conversion.keypoints_to_msg(result))
         self.marker_pub.publish(self._markers(result))
         if self.publish_image:

@@ -114,3 +114,22 @@ def test_weights_free_backends_take_any_frame_size(spec, backend: str) -> None:
     found = matcher.extract(cropped)
     expected = np.array(list(spec.categories[0].references[0].keypoints.values()), float)
     assert np.abs(found.uv - expected).max() <= 4.0, found.uv
+
+
+def test_tracking_restarts_from_matching_when_the_frame_size_changes(spec) -> None:
+    """A reconfigured camera (another resolution mid-stream) cannot be tracked across: the first
+    frame of the new size is matched (cosine scores), later ones are tracked again (scores 1)."""
+    import cv2
+
+    reference = spec.categories[0].references[0].image()
+    extractor = build_extractor(spec, ExtractorConfig(method="track", backend="classic"))
+    calls = []
+    original = extractor.initializer.extract
+    extractor.initializer.extract = lambda image: calls.append(image.shape[:2]) or original(image)
+    larger = cv2.resize(reference, (160, 120), interpolation=cv2.INTER_LINEAR)
+    for frame in (reference, reference, larger, larger, reference):
+        found = extractor.extract(np.ascontiguousarray(frame))
+        assert (found.uv[:, 0] <= frame.shape[1] - 1).all() and (found.uv[:, 1] <= frame.shape[0] - 1).all()
+    assert calls == [(60, 80), (120, 160), (60, 80)]
+    expected = np.array(list(spec.categories[0].references[0].keypoints.values()), float)
+    np.testing.assert_allclose(extractor.extract(reference).uv, expected, atol=1.0)  # tracked on
