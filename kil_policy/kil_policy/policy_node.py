@@ -177,9 +177,14 @@ class PolicyNode(Node):
             self.runner.reset()  # never mix observations across a gap
             self._block(*problem)
             return
-        self._unblock()
         start = time.perf_counter()
-        chunk = self.runner.tick(self.state, self.keypoints, now)
+        try:
+            chunk = self.runner.tick(self.state, self.keypoints, now)
+        except Exception as error:  # (e.g. out of GPU memory: this tick makes no chunk, the next tries again)
+            self.runner.reset()
+            self._block("inference", f"inference failed ({type(error).__name__}: {error})")
+            return
+        self._unblock()
         if chunk is None:
             return
         self.publisher.publish(conversion.action_chunk_to_msg(chunk))

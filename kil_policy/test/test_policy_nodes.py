@@ -243,3 +243,47 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
     assert "inputs recovered; producing action chunks again" in output  # after the refusals
     assert "dropped: /kil/keypoints" in output and "NaN or infinite" in output
     assert "/kil/keypoints dropped: its stamp goes back from the previous one" in output
+
+
+def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> None:
+    """policy_node in this process (real rclpy and DDS) with a fault injected into inference (as
+    an out-of-memory error would raise): one warning naming it, no chunk from that tick, and the
+    chunks resume on the following ticks."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    from kil_policy.policy_node import PolicyNode
+
+    rclpy.init(args=["--ros-args", "-p", f"checkpoint:={checkpoint}"])
+    executor = SingleThreadedExecutor()
+    try:
+        node = PolicyNode()
+        test = rclpy.create_node("inference_fault_test")
+        for n in (node, test):
+            executor.add_node(n)
+        faults, lines = [], []
+        original = node.runner.tick
+
+        def failing_once(*args):
+            if not faults:
+                faults.append(1)
+                raise RuntimeError("CUDA out of memory (injected)")
+            return original(*args)
+
+        node.runner.tick = failing_once
+        logger = type("Log", (), {"warning": lambda s, t: lines.append(t), "info": lambda s, t: lines.append(t)})()
+        node.get_logger = lambda: logger
+        publish = _inputs(test)
+        chunks = []
+        test.create_subscription(ActionChunk, "/kil/action_chunk", chunks.append, 10)
+        deadline = time.monotonic() + 60
+        while len(chunks) < 2 and time.monotonic() < deadline:
+            publish()
+            spun = time.monotonic() + 0.05
+            while time.monotonic() < spun:
+                executor.spin_once(timeout_sec=0.01)
+        assert faults and len(chunks) >= 2
+        assert "not producing action chunks: inference failed (RuntimeError: CUDA out of memory (injected))" in lines
+        assert "inputs recovered; producing action chunks again" in lines
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown()
