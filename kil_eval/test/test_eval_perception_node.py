@@ -19,7 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.testing import call_trigger
+from kil_interfaces.testing import call_trigger, in_process, spin_executor
 from kil_interfaces.tf import StaticTransformBroadcaster
 from kil_perception.synchronization import LatestPairSynchronizer
 
@@ -292,8 +292,6 @@ def test_an_extraction_failure_drops_the_frame_and_the_node_goes_on(tmp_path: Pa
     """keypoint_node in this process (real rclpy and DDS) with a fault injected into its
     extractor: the failing frame is dropped with one line naming the error, the node keeps
     running and the next frames are published."""
-    from rclpy.executors import SingleThreadedExecutor
-
     from kil_perception.keypoint_node import KeypointNode
 
     rgb, depth, world = rendered_scene()
@@ -301,13 +299,8 @@ def test_an_extraction_failure_drops_the_frame_and_the_node_goes_on(tmp_path: Pa
     uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
     spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
     world.close()
-    rclpy.init(args=["--ros-args", "-p", f"spec:={spec}", "-p", "backend:=classic", "-p", "target_frame:=''"])
-    executor = SingleThreadedExecutor()
-    try:
-        node = KeypointNode()
-        test = rclpy.create_node("extraction_fault_test")
-        for n in (node, test):
-            executor.add_node(n)
+    parameters = {"spec": spec, "backend": "classic", "target_frame": "''"}
+    with in_process(KeypointNode, parameters) as (node, test, executor):
         faults = []
         original = node.matcher.extract
 
@@ -326,11 +319,6 @@ def test_an_extraction_failure_drops_the_frame_and_the_node_goes_on(tmp_path: Pa
         deadline = time.monotonic() + 60
         while len(results) < 2 and time.monotonic() < deadline:
             feed.publish(rgb, depth)
-            spun = time.monotonic() + 0.3  # (one executor for both nodes: let it serve every callback)
-            while time.monotonic() < spun:
-                executor.spin_once(timeout_sec=0.02)
+            spin_executor(executor, 0.3)  # (one executor for both nodes: let it serve every callback)
         assert faults and len(results) >= 2
         assert logged.count("frame dropped: extraction failed (RuntimeError: injected extractor fault)") == 1
-    finally:
-        executor.shutdown()
-        rclpy.try_shutdown()

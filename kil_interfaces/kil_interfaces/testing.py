@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def call_trigger(node, service: str, timeout_s: float = 60.0):
@@ -30,3 +32,36 @@ def call_trigger(node, service: str, timeout_s: float = 60.0):
         raise AssertionError(f"{service} did not answer within {timeout_s} s")
     finally:
         node.destroy_client(client)
+
+
+@contextmanager
+def in_process(factory, parameters: dict[str, object]) -> Iterator[tuple]:
+    """A node made by ``factory`` in this process (its parameters given as ``-p name:=value``
+    overrides; write ``''`` for an empty string), a test node, and one executor serving both, for
+    tests that reach into a running node (e.g. to inject a fault). rclpy is shut down at exit.
+
+    Yields:
+        (node, test node, executor).
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    args = ["--ros-args", *(a for name, value in parameters.items() for a in ("-p", f"{name}:={value}"))]
+    rclpy.init(args=args)
+    executor = SingleThreadedExecutor()
+    try:
+        node = factory()
+        test = rclpy.create_node(f"{node.get_name()}_test")
+        executor.add_node(node)
+        executor.add_node(test)
+        yield node, test, executor
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown()
+
+
+def spin_executor(executor, seconds: float) -> None:
+    """Let ``executor`` serve every ready callback for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.01)

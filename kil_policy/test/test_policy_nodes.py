@@ -16,7 +16,7 @@ import torch
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.testing import call_trigger
+from kil_interfaces.testing import call_trigger, in_process, spin_executor
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
@@ -249,17 +249,9 @@ def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> N
     """policy_node in this process (real rclpy and DDS) with a fault injected into inference (as
     an out-of-memory error would raise): one warning naming it, no chunk from that tick, and the
     chunks resume on the following ticks."""
-    from rclpy.executors import SingleThreadedExecutor
-
     from kil_policy.policy_node import PolicyNode
 
-    rclpy.init(args=["--ros-args", "-p", f"checkpoint:={checkpoint}"])
-    executor = SingleThreadedExecutor()
-    try:
-        node = PolicyNode()
-        test = rclpy.create_node("inference_fault_test")
-        for n in (node, test):
-            executor.add_node(n)
+    with in_process(PolicyNode, {"checkpoint": checkpoint}) as (node, test, executor):
         faults, lines = [], []
         original = node.runner.tick
 
@@ -278,12 +270,7 @@ def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> N
         deadline = time.monotonic() + 60
         while len(chunks) < 2 and time.monotonic() < deadline:
             publish()
-            spun = time.monotonic() + 0.05
-            while time.monotonic() < spun:
-                executor.spin_once(timeout_sec=0.01)
+            spin_executor(executor, 0.05)
         assert faults and len(chunks) >= 2
         assert "not producing action chunks: inference failed (RuntimeError: CUDA out of memory (injected))" in lines
         assert "inputs recovered; producing action chunks again" in lines
-    finally:
-        executor.shutdown()
-        rclpy.try_shutdown()
