@@ -19,7 +19,8 @@ Two ways to cut the kernels inside the graph (issue #13: ~30 small GEMMs per ste
   hand-written Triton kernels, the convolution with its GroupNorm-Mish-FiLM (or residual)
   epilogue in one (``kil_policy.fused_blocks``); float32 or TF32 only.
 - ``precision`` "tf32" (CUDA only: TF32 tensor-core GEMMs and convolutions, chosen at capture
-  and kept by the graph; the process-wide flags are restored afterwards) or "bf16" (autocast: bf16
+  and kept by the graph; the process-wide flags are restored afterwards; "fp32" turns TF32 off the
+  same way, cuDNN's default included) or "bf16" (autocast: bf16
   GEMMs, float32 reductions and DDIM update). Either is kept only where it stays within
   ``tolerance`` of float32: at construction the sampler draws one chunk of the example batch both
   ways from the same noise and compares the normalised actions (range [-1, 1]); beyond the
@@ -135,9 +136,10 @@ class GraphedSampler:
             # (no weight-cast cache: a captured graph must not keep tensors made in one call)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False):
                 yield
-        elif self.precision == "tf32":
+        elif self.device.type == "cuda":  # TF32 on for tf32, off for fp32 (cuDNN has it on by default)
             saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            allow = self.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
             try:
                 yield
             finally:
