@@ -51,19 +51,24 @@ class GraphedCall:
     """``fn(x)`` replayed from a CUDA graph captured per input shape and dtype.
 
     The result is the graph's output (a tensor, or a model output holding tensors): it is valid
-    until the next call with the same shape, which overwrites it; copy what must outlive that.
-    Inputs not on CUDA, and every call after a failed capture, run ``fn`` eagerly.
+    until the next call with the same shape, which overwrites it, unless ``copy_output`` asks for
+    a copy of a tensor output. Inputs not on CUDA, and every call after a failed capture, run
+    ``fn`` eagerly (its own fresh result, never copied).
 
     Args:
         fn: a function of one (fixed-shape) tensor, without host synchronisation.
         name: what to call it in the warning when it cannot be captured.
         enabled: False runs eagerly always.
+        copy_output: return a copy of the replayed tensor output (for results kept across frames).
     """
 
-    def __init__(self, fn: Callable[[Tensor], object], name: str, enabled: bool = True) -> None:
+    def __init__(
+        self, fn: Callable[[Tensor], object], name: str, enabled: bool = True, copy_output: bool = False
+    ) -> None:
         self.fn = fn
         self.name = name
         self.enabled = enabled
+        self.copy_output = copy_output
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, object]] = {}
 
     @property
@@ -89,4 +94,4 @@ class GraphedCall:
         graph, static, output = entry
         static.copy_(x)
         graph.replay()
-        return output
+        return output.clone() if self.copy_output else output

@@ -104,10 +104,9 @@ class PolicyRunner:
         """Made-up inputs of the shapes :meth:`batch` produces: robot state and keypoints in the
         middle of the training range (what the graph sampler checks a reduced precision on)."""
         n, k = self.n_obs, self.num_keypoints
-        zeros = torch.zeros  # (normalised 0 is the middle of the training range)
-        with torch.no_grad():
-            proprio = self.policy.proprio_normalizer.unnormalize(zeros(1, n, 7, device=self.device))
-            keypoints = self.policy.keypoint_normalizer.unnormalize(zeros(1, n, k, 3, device=self.device))
+        with torch.no_grad():  # (normalised 0 is the middle of the training range)
+            proprio = self.policy.proprio_normalizer.unnormalize(torch.zeros(1, n, 7, device=self.device))
+            keypoints = self.policy.keypoint_normalizer.unnormalize(torch.zeros(1, n, k, 3, device=self.device))
         batch = {BatchKeys.PROPRIO: proprio}
         if self.rgb:
             batch[BatchKeys.IMAGE] = torch.full((1, n, 3, *self.policy.config.image_size), 0.5)

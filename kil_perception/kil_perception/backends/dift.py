@@ -113,7 +113,7 @@ class DiftBackend(FeatureBackend):
         self.prompt_embeds = self._encode_prompt(text_encoder.to(self.device).eval(), tokenizer, prompt)
         unet.up_blocks[up_index].register_forward_hook(self._hook)
         self._noise: dict[tuple, Tensor] = {}
-        self._extract = GraphedCall(self._features_of, "DIFT", cuda_graphs)
+        self._extract = GraphedCall(self._features_of, "DIFT", cuda_graphs, copy_output=True)
 
     @staticmethod
     def _hook(module, inputs, output) -> None:
@@ -136,7 +136,7 @@ class DiftBackend(FeatureBackend):
     @torch.inference_mode()
     def features(self, image: np.ndarray) -> Tensor:
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
-        return self._extract(x).clone()  # (on CUDA the graph's output buffer: copied)
+        return self._extract(x)
 
     def _noise_for(self, latents: Tensor) -> Tensor:
         """The ensemble's noise for latents of this shape, drawn from ``seed`` once (outside any

@@ -48,7 +48,7 @@ class PatchTokenBackend(FeatureBackend):
         cuda_graphs: bool = True,
     ) -> None:
         super().__init__(device)
-        self._backbone = GraphedCall(self._tokens, f"{self.name} backbone", cuda_graphs)
+        self._backbone = GraphedCall(self._tokens, f"{self.name} backbone", cuda_graphs, copy_output=True)
         self.model = model.to(self.device, self.dtype).eval()
         self.patch = patch_size
         self.stride = patch_size
@@ -73,8 +73,8 @@ class PatchTokenBackend(FeatureBackend):
         x = F.interpolate(x, size=(h * self.patch, w * self.patch), mode="bilinear", align_corners=False)
         if self.normalize:
             x = (x - self.mean) / self.std
-        tokens = self._backbone(x.to(self.dtype))  # (on CUDA a graph's output buffer: copied below)
-        return tokens[0].float().T.reshape(-1, h, w).clone()
+        tokens = self._backbone(x.to(self.dtype))
+        return tokens[0].float().T.reshape(-1, h, w)
 
 
 class DinoV3Backend(PatchTokenBackend):
