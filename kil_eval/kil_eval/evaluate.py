@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from kil_eval.failures import FAILURE_CLASSES, FailureMonitor, keypoint_fault
 from kil_eval.intervals import clopper_pearson, wald
 from kil_eval.specs import with_camera
 from kil_perception.pipeline import ExtractorConfig
@@ -49,7 +50,9 @@ PCK_PX = 10.0
 @dataclass
 class SettingResult:
     """One task and setting: counts, rate (success rate, or mean completion for two-object
-    tasks), its 95 % interval, and the keypoint pixel error over every perceived frame."""
+    tasks), its 95 % interval, the keypoint pixel error over every perceived frame (all
+    keypoints; per object, the manipulated one apart from the fixture, in ``keypoint_objects``;
+    per keypoint in ``keypoint_names``) and the episodes' failure classes (``kil_eval.failures``)."""
 
     task: str
     setting: str
@@ -62,6 +65,9 @@ class SettingResult:
     keypoint_median_px: float | None = None
     keypoint_pck10: float | None = None
     keypoint_frames: int = 0
+    keypoint_objects: dict[str, dict] = field(default_factory=dict)
+    keypoint_names: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,16 +127,62 @@ class InputMismatchError(ValueError):
     """The policy cannot be fed these inputs (keypoint layout, camera size); the text says why."""
 
 
-def summarise(task: str, setting: str, completions: list[float], errors: list[np.ndarray]) -> SettingResult:
-    """A setting's row from its episodes' completions and perceived frames' pixel errors."""
+def error_stats(errors: np.ndarray) -> dict:
+    """Median pixel error and PCK@10px of the finite values of ``errors`` (None when there are none)."""
+    flat = errors[np.isfinite(errors)]
+    if not flat.size:
+        return {"median_px": None, "pck10": None, "values": 0}
+    return {"median_px": float(np.median(flat)), "pck10": float(np.mean(flat <= PCK_PX)), "values": int(flat.size)}
+
+
+def object_roles(task: str) -> dict[str, str]:
+    """Category -> "manipulated" or "fixture" for a task's objects."""
+    spec = TASKS[task]
+    return {spec.category: "manipulated", spec.target().category: "fixture"}
+
+
+def errors_by_object(errors: np.ndarray, categories: list[str], task: str) -> dict[str, dict]:
+    """Per object category of the layout: its role in the task and :func:`error_stats` of its
+    keypoints over the frames of ``errors`` (F, K)."""
+    roles = object_roles(task)
+    out = {}
+    for category in dict.fromkeys(categories):
+        columns = np.array([c == category for c in categories])
+        values = errors[:, columns] if errors.size else np.zeros((0, 0))
+        out[category] = {"role": roles.get(category, "other"), **error_stats(values)}
+    return out
+
+
+def errors_by_keypoint(errors: np.ndarray, categories: list[str], names: list[str]) -> dict[str, dict]:
+    """'category/name' -> :func:`error_stats` of that keypoint (instances together)."""
+    out = {}
+    for key in dict.fromkeys(f"{c}/{n}" for c, n in zip(categories, names, strict=True)):
+        columns = np.array([f"{c}/{n}" == key for c, n in zip(categories, names, strict=True)])
+        out[key] = error_stats(errors[:, columns] if errors.size else np.zeros((0, 0)))
+    return out
+
+
+def summarise(
+    task: str,
+    setting: str,
+    completions: list[float],
+    errors: list[np.ndarray],
+    categories: list[str] | None = None,
+    names: list[str] | None = None,
+    failures: list[str] | None = None,
+) -> SettingResult:
+    """A setting's row from its episodes' completions, perceived frames' pixel errors ((F, K)
+    per episode, in the layout ``categories``/``names``) and failure classes."""
     if TASKS[task].multi_instance:
         low, high = wald(completions)
         rate, interval = sum(completions) / len(completions), "wald"
     else:
         low, high = clopper_pearson(sum(c >= 1.0 for c in completions), len(completions))
         rate, interval = sum(c >= 1.0 for c in completions) / len(completions), "clopper-pearson"
-    flat = np.concatenate([e.ravel() for e in errors]) if errors else np.zeros(0)
-    flat = flat[np.isfinite(flat)]
+    frames = [e for e in errors if e.size]
+    stacked = np.concatenate(frames) if frames else np.zeros((0, 0))
+    overall = error_stats(stacked)
+    counted = {kind: (failures or []).count(kind) for kind in FAILURE_CLASSES}
     return SettingResult(
         task,
         setting,
@@ -140,9 +192,12 @@ def summarise(task: str, setting: str, completions: list[float], errors: list[np
         float(low),
         float(high),
         interval,
-        float(np.median(flat)) if flat.size else None,
-        float(np.mean(flat <= PCK_PX)) if flat.size else None,
+        overall["median_px"],
+        overall["pck10"],
         int(sum(len(e) for e in errors)),
+        errors_by_object(stacked, categories, task) if categories and stacked.size else {},
+        errors_by_keypoint(stacked, categories, names) if categories and names and stacked.size else {},
+        {kind: n for kind, n in counted.items() if n},
     )
 
 
@@ -237,39 +292,52 @@ class Evaluation:
         for task in c.tasks:
             self.check_inputs(task)
             for setting in c.settings:
-                completions, errors = [], []
+                completions, errors, failures = [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
                 bar = tqdm(configs, desc=f"{c.name} {task}/{setting}", unit="ep", disable=not progress, leave=False)
                 for episode in bar:
                     film = Film() if c.gif and out is not None and episode.index == 0 else None
                     controller = self.controller(film)
                     marks = self._marks()
-                    result = run_episode(with_camera(episode, c.camera), controller, rollout)
-                    episode_errors = self._errors_since(marks)
+                    monitor = FailureMonitor(TASKS[task])
+                    result = run_episode(with_camera(episode, c.camera), controller, rollout, observer=monitor)
+                    episode_errors, episode_valid = self._since(marks, "errors"), self._since(marks, "valid")
+                    fault = ""
+                    if episode_errors.size and self.source is not None:
+                        moving = np.array([x == TASKS[task].category for x in self.source.categories])
+                        valid = episode_valid if episode_valid.shape == episode_errors.shape else None
+                        fault = keypoint_fault(episode_errors, valid, moving, c.width, monitor.thresholds)
+                    failure = monitor.classify(result.completion, result.ended, fault)
                     errors.append(episode_errors)
                     completions.append(result.completion)
-                    lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks))
+                    failures.append(failure.kind)
+                    lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks, failure))
                     bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}")
                     if film is not None:
-                        self._write_gif(out, task, setting, film, result)
-                rows.append(summarise(task, setting, completions, errors))
+                        self._write_gif(out, task, setting, film, result, failure.kind)
+                categories = list(getattr(self.source, "categories", []) or [])
+                names = list(getattr(self.source, "names", []) or [])
+                rows.append(summarise(task, setting, completions, errors, categories, names, failures))
         if out is not None:
             self._write(out, rows, lines, time.perf_counter() - started)
         return rows
 
-    def _marks(self) -> tuple[int, int]:
-        source = self.source
-        return len(getattr(source, "errors", [])), len(getattr(source, "seconds", []))
+    def _marks(self) -> dict[str, int]:
+        """How many per-frame records the source holds so far (an episode's are those after)."""
+        return {name: len(getattr(self.source, name, [])) for name in ("errors", "valid", "seconds")}
 
-    def _errors_since(self, marks: tuple[int, int]) -> np.ndarray:
-        errors = getattr(self.source, "errors", None)
-        if not errors or len(errors) == marks[0]:
+    def _since(self, marks: dict[str, int], name: str) -> np.ndarray:
+        """(F, K) per-frame records ``name`` of the source since ``marks`` ((0, 0) when none)."""
+        records = getattr(self.source, name, None)
+        if not records or len(records) == marks[name]:
             return np.zeros((0, 0))
-        return np.stack(errors[marks[0] :])
+        return np.stack(records[marks[name] :])
 
-    def _line(self, task, setting, episode, result, controller, errors, marks) -> dict:
-        finite = errors[np.isfinite(errors)] if errors.size else np.zeros(0)
-        seconds = getattr(self.source, "seconds", [])[marks[1] :]
+    def _line(self, task, setting, episode, result, controller, errors, marks, failure) -> dict:
+        overall = error_stats(errors) if errors.size else error_stats(np.zeros(0))
+        categories = list(getattr(self.source, "categories", []) or [])
+        by_object = errors_by_object(errors, categories, task) if errors.size and categories else {}
+        seconds = getattr(self.source, "seconds", [])[marks["seconds"] :]
         predict = getattr(controller, "predict_s", [])
         return {
             "method": self.config.name,
@@ -281,17 +349,22 @@ class Evaluation:
             "completion": float(result.completion),
             "duration_s": round(result.duration_s, 3),
             "ended": result.ended,
+            "failure": failure.kind,
+            "failure_detail": failure.detail,
             "control_steps": result.control_steps,
-            "keypoint_median_px": float(np.median(finite)) if finite.size else None,
-            "keypoint_pck10": float(np.mean(finite <= PCK_PX)) if finite.size else None,
+            "keypoint_median_px": overall["median_px"],
+            "keypoint_pck10": overall["pck10"],
+            "keypoint_objects": {
+                category: {k: stats[k] for k in ("role", "median_px", "pck10")} for category, stats in by_object.items()
+            },
             "perceive_ms": round(1000 * float(np.median(seconds)), 2) if seconds else None,
             "predict_ms": round(1000 * float(np.median(predict)), 2) if predict else None,
         }
 
-    def _write_gif(self, out: Path, task: str, setting: str, film, result) -> None:
+    def _write_gif(self, out: Path, task: str, setting: str, film, result, failure: str) -> None:
         from kil_eval.animation import write_gif
 
-        outcome = "success" if result.success else f"failure ({result.ended}, completion {result.completion:.1f})"
+        outcome = "success" if result.success else f"failure: {failure}"
         title = f"{self.config.name} | {task} | {setting} #0 | {outcome}"
         write_gif(film.frames, out / f"rollout_{task}_{setting}.gif", title)
 

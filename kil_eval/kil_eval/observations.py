@@ -48,6 +48,7 @@ class PerceivedKeypoints:
         self.names = [name for _, _, name in self.spec.layout()]
         self.categories = [category for category, _, _ in self.spec.layout()]
         self.errors: list[np.ndarray] = []  # (K,) px per perceived frame, NaN where not visible
+        self.valid: list[np.ndarray] = []  # (K,) bool per perceived frame: perception found it
         self.seconds: list[float] = []  # extraction + lifting time per frame
         self.last_rgb: np.ndarray | None = None
         self.last_uv: np.ndarray | None = None
@@ -79,6 +80,7 @@ class PerceivedKeypoints:
         truth_uv, truth_points, present = ground_truth(world, self.spec)
         seen = present & world.visible(truth_points, frame.depth_mm)
         self.errors.append(pixel_errors(self.spec, found.uv, truth_uv, seen))
+        self.valid.append(np.asarray(keypoints.valid, bool).copy())
         self.last_rgb, self.last_uv = frame.rgb, found.uv
         return keypoints
 

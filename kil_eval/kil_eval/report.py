@@ -6,8 +6,9 @@ Each RESULTS argument is a directory written by ``python -m kil_eval.evaluate --
 ``summary.json`` and ``episodes.jsonl``). Writes into ``--out``:
 
 - ``report.md``: per task a table of methods x settings (successes/episodes, rate, 95 %
-  interval), the keypoint pixel error against the simulator's ground truth during the rollouts
-  (median, PCK@10px), timings, links to the figures, and the notes given with ``--notes``;
+  interval), each failure class's episode count, the keypoint pixel error per object against the
+  simulator's ground truth during the rollouts (median, PCK@10px), timings, links to the
+  figures, and the notes given with ``--notes``;
 - ``success.png``: success rate per method and setting with the interval as whiskers;
 - ``loss.png``: each policy's training loss curve (from the ``loss.csv`` beside its checkpoint);
 - ``gifs/``: the rollout animations, one per method, task and setting.
@@ -29,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from kil_eval.evaluate import EPISODES, SUMMARY
+from kil_eval.failures import FAILURE_CLASSES, SUCCESS
 
 SETTING_TITLES = {
     "in_distribution": "In-distribution",
@@ -105,25 +107,60 @@ def success_table(methods: list[MethodResults], task: str, settings: list[str]) 
     return lines
 
 
+def _error_cell(stats: dict | None) -> str:
+    if not stats or stats.get("median_px") is None:
+        return "–"
+    return f"{stats['median_px']:.1f} px / {100 * stats['pck10']:.0f} %"
+
+
 def keypoint_table(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
+    """Per method and object (the manipulated one first, then the fixture): median pixel error /
+    PCK@10px per setting. A fixture's keypoints sit at the same pixels in every episode, so one
+    median over all keypoints would hide the moving object's error."""
     rows = []
+    order = {"manipulated": 0, "fixture": 1}
     for method in methods:
-        cells = []
+        objects: dict[str, str] = {}
         for setting in settings:
-            row = method.row(task, setting)
-            if row is None or row.get("keypoint_median_px") is None:
-                cells.append("–")
-            else:
-                cells.append(
-                    f"{row['keypoint_median_px']:.1f} px / {100 * row['keypoint_pck10']:.0f} % "
-                    f"({row['keypoint_frames']} frames)"
-                )
-        if any(c != "–" for c in cells):
-            rows.append(f"| {method.name} | " + " | ".join(cells) + " |")
+            row = method.row(task, setting) or {}
+            for category, stats in (row.get("keypoint_objects") or {}).items():
+                objects.setdefault(category, stats.get("role", "other"))
+        for category in sorted(objects, key=lambda c: (order.get(objects[c], 2), c)):
+            cells = [
+                _error_cell(((method.row(task, s) or {}).get("keypoint_objects") or {}).get(category)) for s in settings
+            ]
+            if any(c != "–" for c in cells):
+                rows.append(f"| {method.name} | {category} ({objects[category]}) | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    head = "| method | " + " | ".join(SETTING_TITLES.get(s, s) for s in settings) + " |"
-    return [head, "|---" * (len(settings) + 1) + "|", *rows]
+    head = "| method | object | " + " | ".join(SETTING_TITLES.get(s, s) for s in settings) + " |"
+    return [head, "|---" * (len(settings) + 2) + "|", *rows]
+
+
+def failure_table(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
+    """Episodes per failure class (``kil_eval.failures``), per method and setting."""
+    kinds = [k for k in FAILURE_CLASSES if k != SUCCESS]
+    seen = [
+        k
+        for k in kinds
+        if any(((m.row(task, s) or {}).get("failures") or {}).get(k) for m in methods for s in settings)
+    ]
+    if not seen:
+        return []
+    head = "| method | setting | " + " | ".join(seen) + " |"
+    lines = [head, "|---" * (len(seen) + 2) + "|"]
+    for method in methods:
+        for setting in settings:
+            row = method.row(task, setting)
+            if row is None or "failures" not in row:
+                continue
+            counts = row["failures"]
+            lines.append(
+                f"| {method.name} | {SETTING_TITLES.get(setting, setting)} | "
+                + " | ".join(str(counts.get(k, 0)) for k in seen)
+                + " |"
+            )
+    return lines
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -213,12 +250,27 @@ def write_report(result_dirs: list[Path], out: Path, notes: str = "", title: str
         lines += [notes.strip(), ""]
     for task in tasks:
         lines += [f"## {task}: success (Table I layout)", "", *success_table(methods, task, settings), ""]
+        failures = failure_table(methods, task, settings)
+        if failures:
+            lines += [
+                f"### {task}: why episodes failed",
+                "",
+                "Each failed episode's class, read from the simulator's state (`kil_eval.failures`): the first that "
+                "applies of left the scene, keypoints lost or jumped (perceived keypoints of the manipulated object "
+                "off or missing on over a quarter of the frames), dropped, knocked over, imprecise placement, held "
+                "at the time limit, imprecise grasp (closed near the object, never lifted it), time-out without a "
+                "grasp.",
+                "",
+                *failures,
+                "",
+            ]
         keypoints = keypoint_table(methods, task, settings)
         if keypoints:
             lines += [
-                f"### {task}: keypoint pixel error during the rollouts (median / PCK@10px)",
+                f"### {task}: keypoint pixel error during the rollouts, per object (median / PCK@10px)",
                 "",
-                "Every perceived frame against the simulator's ground truth, keypoints visible in that frame only.",
+                "Every perceived frame against the simulator's ground truth, keypoints visible in that frame only; "
+                "the fixture stays where it is, so its error is reported apart from the manipulated object's.",
                 "",
                 *keypoints,
                 "",

@@ -5,6 +5,7 @@ episode, and skipping unused observations changes nothing but the time spent."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,29 @@ class _Chunks:
 
     def on_action(self, chunk) -> None:
         self.chunks.append(chunk)
+
+
+def test_keypoint_error_per_object_equals_a_hand_computation(spec, checkpoint, tmp_path: Path) -> None:
+    """The episode line's and the summary's per-object errors are the medians of that object's
+    keypoints over the episode's perceived frames; failure classes are counted per setting."""
+    config = _config(
+        name="KIL-IM", checkpoint=str(checkpoint), keypoints="perception", spec=str(spec), settings=("in_distribution",)
+    )
+    evaluation = Evaluation(replace(config, episodes=1))
+    rows = evaluation.run(tmp_path, progress=False)
+    errors = np.stack(evaluation.source.errors)  # (F, K) of the one episode
+    categories = evaluation.source.categories
+    line = json.loads((tmp_path / EPISODES).read_text().splitlines()[0])
+    for category, role in (("mug", "manipulated"), ("tray", "fixture")):
+        columns = np.array([c == category for c in categories])
+        values = errors[:, columns]
+        expected = float(np.median(values[np.isfinite(values)]))
+        assert line["keypoint_objects"][category]["median_px"] == pytest.approx(expected)
+        assert line["keypoint_objects"][category]["role"] == role
+        assert rows[0].keypoint_objects[category]["median_px"] == pytest.approx(expected)
+    k = categories.index("tray")
+    name = f"tray/{evaluation.source.names[k]}"
+    column = errors[:, k][np.isfinite(errors[:, k])]
+    assert rows[0].keypoint_names[name]["median_px"] == pytest.approx(float(np.median(column)))
+    assert line["failure"] in ("time-out without a grasp", "imprecise grasp", "keypoints lost or jumped")
+    assert rows[0].failures == {line["failure"]: 1}

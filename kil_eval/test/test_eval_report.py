@@ -19,7 +19,15 @@ from kil_eval.report import cell, main, write_report
 def _results(directory: Path, name: str, counts: dict[str, tuple[int, int]], loss: bool = False) -> Path:
     directory.mkdir(parents=True)
     rows = [
-        summarise("place_mug", setting, [1.0] * ok + [0.0] * (n - ok), [np.array([[2.0, 12.0, np.nan]])])
+        summarise(
+            "place_mug",
+            setting,
+            [1.0] * ok + [0.0] * (n - ok),
+            [np.array([[2.0, 12.0, np.nan, 1.0]])],
+            ["mug", "mug", "mug", "tray"],
+            ["rim", "handle", "body", "centre"],
+            ["success"] * ok + ["dropped object"] * (n - ok - 1) + ["imprecise grasp"],
+        )
         for setting, (ok, n) in counts.items()
     ]
     loss_csv = None
@@ -54,7 +62,11 @@ def test_table_equals_the_results_with_known_intervals(tmp_path: Path) -> None:
         for row in json.loads((method / SUMMARY).read_text())["results"]:
             assert cell(row) in text  # every cell is its result, nothing else
     assert "| In-distribution | Scene variation |" in text
-    assert re.search(r"\| KIL-IM \| 7\.0 px / 50 % \(1 frames\)", text)  # median of 2 and 12, PCK@10 1/2
+    # Per object: the mug's median of 2 and 12 px (PCK@10 1/2), the fixture's apart.
+    assert re.search(r"\| KIL-IM \| mug \(manipulated\) \| 7\.0 px / 50 % \|", text)
+    assert re.search(r"\| KIL-IM \| tray \(fixture\) \| 1\.0 px / 100 % \|", text)
+    assert "| method | setting | dropped object | imprecise grasp |" in text
+    assert "| KIL-IM | In-distribution | 36 | 1 |" in text and "| RGB | Scene variation | 6 | 1 |" in text
     for figure in ("success.png", "loss.png", "gifs/KIL-IM_rollout_place_mug_in_distribution.gif"):
         assert (tmp_path / "report" / figure).is_file(), figure
         assert figure in text

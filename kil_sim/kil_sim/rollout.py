@@ -8,6 +8,7 @@ would carry (camera frames, robot state, action chunks) for recording demonstrat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +17,7 @@ import numpy as np
 from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig
 from kil_interfaces.data import ActionChunkData, RobotStateData
 from kil_sim.expert import ScriptedExpert
-from kil_sim.tasks import EpisodeConfig, task
+from kil_sim.tasks import EpisodeConfig, left_scene, task
 from kil_sim.world import CameraFrame, SimWorld
 
 _NS = 1_000_000_000
@@ -105,7 +106,8 @@ class ExpertController:
 @dataclass
 class EpisodeResult:
     """Outcome of one episode: completion in [0, 1] (success = 1), duration (s), control steps,
-    and why it ended: ``"task complete"``, ``"controller finished"`` or ``"time limit"``."""
+    and why it ended: ``"task complete"``, ``"controller finished"``, ``"time limit"`` or, when an
+    object fell off the table or physics blew up, ``kil_sim.tasks.left_scene``'s reason."""
 
     completion: float
     duration_s: float
@@ -124,6 +126,7 @@ def run_episode(
     sink: EpisodeSink | None = None,
     world: SimWorld | None = None,
     rng: np.random.Generator | None = None,
+    observer: Callable[[SimWorld, int], None] | None = None,
 ) -> EpisodeResult:
     """Run one episode from ``episode``'s initial configuration.
 
@@ -133,6 +136,8 @@ def run_episode(
         sink: receives camera frames, robot states and action chunks as they happen.
         world: reuse a world built from ``episode`` (it is reset); default: a new one.
         rng: randomness of the default expert; default: seeded by the episode's seed.
+        observer: called with (world, stamp_ns) at every control tick, before the controller acts
+            (e.g. ``kil_eval.failures.FailureMonitor``).
     """
     config = config or RolloutConfig()
     spec = task(episode.task)
@@ -161,7 +166,13 @@ def run_episode(
     while now < end_ns:
         if now >= next_control:
             next_control += control_ns
+            if observer is not None:
+                observer(world, now)
             completion = spec.success(world, success_state)
+            gone = left_scene(world) if completion < 1.0 else None
+            if gone is not None:
+                ended = gone
+                break
             complete = config.stop_on_success and completion >= 1.0
             if controller.done or complete:
                 finished_at = finished_at or now

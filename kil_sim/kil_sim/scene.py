@@ -27,6 +27,10 @@ GRIPPER_ACTUATORS = ("finger_left", "finger_right")
 #: Finger mass (kg) including the reflected drive inertia; heavier fingers make the squeeze contact
 #: stiffer (MuJoCo scales contact stiffness with the effective mass), so thin walls hold.
 FINGER_MASS = 0.2
+#: The table top (z = 0): centre (x, y) and half-extents (m, base frame).
+TABLE_GEOM = "table"
+TABLE_CENTRE = (0.4, 0.0)
+TABLE_HALF_SIZE = (0.5, 0.6)
 #: TCP orientation pointing straight down, fingers closing along the base y axis (x, y, z, w).
 TCP_DOWN = (1.0, 0.0, 0.0, 0.0)
 
@@ -173,7 +177,8 @@ def build_mjcf(objects: list[PlacedObject], config: SceneConfig) -> str:
   <worldbody>
     <light name="ceiling" pos="0.4 0.0 2.0" dir="0 0 -1" diffuse="0.55 0.55 0.55" castshadow="false"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.45 0.45 0.47 1"/>
-    <geom name="table" type="box" size="0.5 0.6 0.02" pos="0.4 0 -0.02" rgba="{_vec(config.table_rgba)}"
+    <geom name="{TABLE_GEOM}" type="box" size="{_vec(TABLE_HALF_SIZE)} 0.02" pos="{_vec(TABLE_CENTRE)} -0.02"
+          rgba="{_vec(config.table_rgba)}"
           friction="0.8 0.01 0.001"/>
     <geom name="robot_pedestal" type="cylinder" size="0.06 0.05" pos="0 0 0.05" rgba="0.9 0.9 0.92 1"/>
     <camera name="{CAMERA_NAME}" pos="{_vec(cam.position)}" xyaxes="{cam.mujoco_xyaxes()}" fovy="{cam.fovy_deg}"/>

@@ -53,7 +53,7 @@ from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
 from kil_sim.rollout import ExpertController
 from kil_sim.scene import SceneConfig
-from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, sample_configuration, task
+from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, left_scene, sample_configuration, task
 
 _NS = 1_000_000_000
 
@@ -184,8 +184,11 @@ class SimNode(Node):
             return
         completion = task(self.task).success(self.world, self._success_state)
         duration = (self.sim_ns - self._episode_start_ns) / _NS
+        gone = left_scene(self.world) if completion < 1.0 else None
         if completion >= 1.0:
             self._end(True, completion, duration, "task complete")
+        elif gone is not None:
+            self._end(False, completion, duration, gone)
         elif duration >= self.max_episode_s:
             reason = f"time limit of {self.max_episode_s:.0f} s reached; {explain(self.world, task(self.task))}"
             self._end(False, completion, duration, reason)

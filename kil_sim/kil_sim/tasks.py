@@ -23,7 +23,7 @@ import numpy as np
 
 from kil_interfaces.rotations import quat_to_matrix
 from kil_sim import objects as obj
-from kil_sim.scene import PlacedObject, SceneConfig
+from kil_sim.scene import TABLE_CENTRE, TABLE_HALF_SIZE, PlacedObject, SceneConfig
 from kil_sim.world import SimWorld
 
 SETTINGS = ("train", "in_distribution", "unseen_object", "scene_variation")
@@ -132,6 +132,33 @@ def explain(world: SimWorld, spec: TaskSpec) -> str:
         tilt = math.degrees(_tilt(world, name))
         parts.append(f"{name} {100 * distance:.0f} cm from the {fixture} centre, tilted {tilt:.0f} deg, {held}")
     return "; ".join(parts)
+
+
+#: An object this far below the table top has fallen off it; this far above, physics blew up (m).
+_BELOW_TABLE_M = 0.05
+_ABOVE_TABLE_M = 1.0
+LEFT_SCENE = "object left the scene"
+
+
+def left_scene(world: SimWorld) -> str | None:
+    """Why a movable object has left the tabletop scene (fallen off the table, thrown beyond its
+    edge or far above it, or a non-finite pose after a physics blow-up), or None while every
+    movable object is on or above the table. The text starts with ``LEFT_SCENE``."""
+    (cx, cy), (hx, hy) = TABLE_CENTRE, TABLE_HALF_SIZE
+    for placed in world.objects:
+        if not placed.model.movable:
+            continue
+        position = world.object_pose(placed.name)[0]
+        where = f"{placed.name} at ({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) m"
+        if not np.all(np.isfinite(position)):
+            return f"{LEFT_SCENE}: {placed.name} has a non-finite position (physics blew up)"
+        if position[2] < -_BELOW_TABLE_M:
+            return f"{LEFT_SCENE}: {where}, below the table top (fell off the table)"
+        if abs(position[0] - cx) > hx or abs(position[1] - cy) > hy:
+            return f"{LEFT_SCENE}: {where}, beyond the table's edge"
+        if position[2] > _ABOVE_TABLE_M:
+            return f"{LEFT_SCENE}: {where}, {_ABOVE_TABLE_M:.0f} m above the table (physics blew up)"
+    return None
 
 
 def _fraction(done: list[bool]) -> float:

@@ -23,6 +23,7 @@ from kil_sim.scene import (
     GRIPPER_ACTUATORS,
     GRIPPER_BODY,
     GRIPPER_TARGET_BODY,
+    TABLE_GEOM,
     PlacedObject,
     SceneConfig,
     build_mjcf,
@@ -84,6 +85,7 @@ class SimWorld:
             mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, name) for name in GRIPPER_ACTUATORS
         ]
         self._half_open = 0.5 * self.config.gripper.max_opening_m
+        self._table = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, TABLE_GEOM)
         self._body_ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, o.name) for o in self.objects]
         # geom id -> object index + 1 (0 for the table, robot, gripper).
         self._geom_instance = np.zeros(self.model.ngeom + 1, np.int16)
@@ -154,6 +156,10 @@ class SimWorld:
         """The speed-limited TCP setpoint the gripper is being pulled to (base frame)."""
         return self.data.mocap_pos[self._mocap].copy(), _xyzw(self.data.mocap_quat[self._mocap])
 
+    def gripper_command(self) -> float:
+        """Commanded opening, 0 (close) .. 1 (fully open): what the fingers are driven towards."""
+        return float(np.clip(np.mean(self.data.ctrl[self._actuators]) / self._half_open, 0.0, 1.0))
+
     def gripper_opening(self) -> float:
         """Measured opening, 0 (closed) .. 1 (fully open)."""
         q = np.mean([self.data.qpos[i] for i in self._finger_qpos])
@@ -191,6 +197,16 @@ class SimWorld:
         for contact in self.data.contact[: self.data.ncon]:
             pair = (bodies[contact.geom1], bodies[contact.geom2])
             if body in pair and any(b in self._gripper_bodies for b in pair):
+                return True
+        return False
+
+    def on_table(self, name: str) -> bool:
+        """True when any geom of object ``name`` touches the table top."""
+        body = self._body_ids[self.object_index(name)]
+        bodies = self.model.geom_bodyid
+        for contact in self.data.contact[: self.data.ncon]:
+            geoms = (contact.geom1, contact.geom2)
+            if self._table in geoms and body in (bodies[contact.geom1], bodies[contact.geom2]):
                 return True
         return False
 

@@ -1,0 +1,204 @@
+"""Why an episode failed (paper §IV-E), read from the simulator's state while it runs.
+
+:class:`FailureMonitor` watches every control tick (``run_episode(observer=...)``): whether each
+manipulated object was lifted in the gripper, fell out of it, ended up tipped over or still held,
+and whether the gripper ever closed near it. :meth:`FailureMonitor.classify` then gives the
+episode one class, the first of ``FAILURE_CLASSES`` that applies, and a line saying why:
+
+- ``success``;
+- ``object left the scene``: an object fell off the table or physics blew up (the episode
+  ended there: ``kil_sim.tasks.left_scene``);
+- ``keypoints lost or jumped``: with perceived keypoints only, the manipulated object's keypoints
+  were off the ground truth by more than ``jump_fraction`` of the image width, or not found while
+  visible, on more than ``lost_fraction`` of the frames (the policy was steered by wrong inputs);
+- ``dropped object``: lifted in the gripper (off the table), then out of it while the gripper
+  was still commanded closed;
+- ``object knocked over``: never lifted, ends tilted more than ``tipped_deg``;
+- ``imprecise placement``: carried and released, but not as the task wants it (beside the tray,
+  tipped on its rim, facing the wrong way);
+- ``held at the time limit``: still in the gripper when the time ran out (never placed or poured);
+- ``imprecise grasp``: the gripper closed near the object (within ``near_m`` of one of its
+  keypoints) but never lifted it;
+- ``time-out without a grasp``: the gripper never closed near the object.
+
+Multi-object tasks take the class of the first object that was not handled correctly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kil_interfaces.rotations import quat_to_matrix
+from kil_sim.tasks import LEFT_SCENE, TaskSpec
+from kil_sim.world import SimWorld
+
+SUCCESS = "success"
+FAILURE_CLASSES = (
+    SUCCESS,
+    LEFT_SCENE,
+    "keypoints lost or jumped",
+    "dropped object",
+    "object knocked over",
+    "imprecise placement",
+    "held at the time limit",
+    "imprecise grasp",
+    "time-out without a grasp",
+)
+
+
+@dataclass(frozen=True)
+class FailureThresholds:
+    """Attributes:
+    lift_m: an object held this far above its starting height, off the table, counts as lifted (m).
+    near_m: the gripper closing within this distance of one of an object's keypoints is a grasp
+        attempt (m).
+    tipped_deg: an object tilted more than this at the end has been knocked over (deg).
+    closed_below: commanded gripper opening (0..1) under which the gripper counts as closing.
+    jump_fraction: a perceived keypoint farther than this fraction of the image width from the
+        ground truth has jumped (0.05: 16 px at 320x240).
+    lost_fraction: perception is at fault when more than this fraction of the frames had the
+        manipulated object's keypoints jumped or lost.
+    """
+
+    lift_m: float = 0.02
+    near_m: float = 0.05
+    tipped_deg: float = 45.0
+    closed_below: float = 0.5
+    jump_fraction: float = 0.05
+    lost_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("lift_m", "near_m", "tipped_deg", "jump_fraction", "lost_fraction"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FailureThresholds.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.closed_below < 1:
+            raise ValueError(f"FailureThresholds.closed_below must be in (0, 1), got {self.closed_below}")
+
+
+@dataclass
+class ObjectHistory:
+    """What happened to one manipulated object during an episode."""
+
+    start_z: float | None = None
+    lifted: bool = False
+    dropped: bool = False
+    grasp_attempted: bool = False
+    held_now: bool = False
+    lifted_now: bool = False
+    tilt_deg: float = 0.0
+
+
+@dataclass
+class Failure:
+    """An episode's class (one of ``FAILURE_CLASSES``) and why, in words."""
+
+    kind: str
+    detail: str = ""
+    objects: dict[str, dict] = field(default_factory=dict)
+
+
+def _tilt_deg(world: SimWorld, name: str) -> float:
+    rotation = quat_to_matrix(world.object_pose(name)[1])
+    return math.degrees(math.acos(float(np.clip(rotation[2, 2], -1.0, 1.0))))
+
+
+class FailureMonitor:
+    """Watches one episode of ``spec`` (call it at every control tick), then :meth:`classify`.
+
+    Args:
+        spec: the task (its manipulated objects are ``spec.object_names()``).
+        thresholds: the rules' numbers.
+    """
+
+    def __init__(self, spec: TaskSpec, thresholds: FailureThresholds | None = None) -> None:
+        self.spec = spec
+        self.thresholds = thresholds or FailureThresholds()
+        self.history = {name: ObjectHistory() for name in spec.object_names()}
+
+    def __call__(self, world: SimWorld, stamp_ns: int) -> None:
+        t = self.thresholds
+        closed = world.gripper_command() < t.closed_below
+        tcp = world.tcp_pose()[0]
+        for name, h in self.history.items():
+            z = float(world.object_pose(name)[0][2])
+            if h.start_z is None:
+                h.start_z = z
+            held = world.in_contact_with_gripper(name)
+            lifted_now = held and z > h.start_z + t.lift_m and not world.on_table(name)
+            if h.lifted_now and not held and closed:
+                h.dropped = True  # out of the closed fingers: it slipped, nobody let it go
+            h.lifted = h.lifted or lifted_now
+            h.held_now, h.lifted_now = held, lifted_now
+            if closed and not h.grasp_attempted:
+                distance = min(np.linalg.norm(p - tcp) for p in world.keypoints(name).values())
+                h.grasp_attempted = distance < t.near_m
+            h.tilt_deg = _tilt_deg(world, name)
+
+    def classify(self, completion: float, ended: str, keypoint_fault: str = "") -> Failure:
+        """The episode's class.
+
+        Args:
+            completion: the task's completion at the end (1 = success).
+            ended: why the episode ended (``EpisodeResult.ended``).
+            keypoint_fault: why perception was at fault ('' = it was not, or keypoints were not
+                perceived), from :func:`keypoint_fault`.
+        """
+        objects = {name: vars(h).copy() for name, h in self.history.items()}
+        if completion >= 1.0:
+            return Failure(SUCCESS, ended, objects)
+        if ended.startswith(LEFT_SCENE):
+            return Failure(LEFT_SCENE, ended[len(LEFT_SCENE) :].lstrip(": "), objects)
+        if keypoint_fault:
+            return Failure("keypoints lost or jumped", keypoint_fault, objects)
+        t = self.thresholds
+        for name, h in self.history.items():
+            if h.dropped:
+                return Failure("dropped object", f"{name} fell out of the closed gripper after being lifted", objects)
+            if not h.lifted and h.tilt_deg > t.tipped_deg:
+                return Failure("object knocked over", f"{name} tilted {h.tilt_deg:.0f} deg, never lifted", objects)
+            if h.lifted and h.held_now:
+                return Failure("held at the time limit", f"{name} still in the gripper", objects)
+            if h.lifted:
+                return Failure("imprecise placement", f"{name} released, tilted {h.tilt_deg:.0f} deg", objects)
+        # Nothing was lifted (completion < 1 with every object handled does not reach here for
+        # single-object tasks; for multi-object tasks the first unhandled object decides).
+        for name, h in self.history.items():
+            if not h.lifted:
+                if h.grasp_attempted:
+                    return Failure("imprecise grasp", f"the gripper closed near {name} but never lifted it", objects)
+                return Failure("time-out without a grasp", f"the gripper never closed near {name}", objects)
+        return Failure("imprecise placement", "every object was lifted and released", objects)
+
+
+def keypoint_fault(
+    errors: np.ndarray, valid: np.ndarray | None, moving: np.ndarray, width: int, thresholds: FailureThresholds
+) -> str:
+    """Why the manipulated object's perceived keypoints misled the policy ('' = they did not).
+
+    Args:
+        errors: (F, K) pixel error of every perceived frame's keypoints (NaN: no ground truth,
+            e.g. hidden).
+        valid: (F, K) whether perception found each keypoint, or None.
+        moving: (K,) True for the manipulated object's keypoints.
+        width: image width (px).
+    """
+    if errors.size == 0 or not moving.any():
+        return ""
+    limit = thresholds.jump_fraction * width
+    visible = np.isfinite(errors[:, moving])
+    jumped = visible & (np.nan_to_num(errors[:, moving], nan=0.0) > limit)
+    lost = visible & ~valid[:, moving] if valid is not None else np.zeros_like(jumped)
+    frames = visible.any(axis=1)
+    bad = (jumped | lost).any(axis=1) & frames
+    if not frames.any():
+        return ""
+    fraction = bad.sum() / frames.sum()
+    if fraction <= thresholds.lost_fraction:
+        return ""
+    return (
+        f"on {bad.sum()}/{frames.sum()} frames a keypoint of the manipulated object was over {limit:.0f} px off "
+        f"({jumped.any(axis=1).sum()} frames) or not found while visible ({lost.any(axis=1).sum()} frames)"
+    )
