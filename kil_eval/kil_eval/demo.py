@@ -7,10 +7,11 @@ Stages (each with a progress bar and a one-line summary; a rerun reuses finished
   2. spec: the mug's and the tray's keypoints annotated once on a reference frame with
      ``python -m kil_perception.annotate``;
   3. extract: keypoints found in every recorded frame by image matching (``effnet_lite0``);
-  4. train: the KIL policy on those keypoints, and the RGB baseline (ResNet-18) on the frames;
-  5. evaluate: both with their inputs in the loop — keypoints re-extracted from the rendered
-     frame at the policy's 10 Hz, or the frame itself — on 10 fixed in-distribution, unseen-object
-     and scene-variation configurations each;
+  4. train: the KIL policy on those keypoints, the RGB baseline (ResNet-18) on the frames and S2
+     (the same encoder on a task-object mask + relative depth);
+  5. evaluate: each with its inputs in the loop — keypoints re-extracted from the rendered
+     frame at the policy's 10 Hz, the frame itself, or its mask and depth — on the same 10 fixed
+     in-distribution, unseen-object and scene-variation configurations each;
   6. report: ``report.md`` (Table I layout, intervals, keypoint errors, loss curves, GIFs);
   7. live: one episode of the ROS node graph (sim_node -> keypoint_node -> policy_node ->
      interpolator_node, as ``ros2 launch kil_bringup rollout.launch.py robot:=sim`` starts it)
@@ -53,7 +54,7 @@ def full_config(out: Path, device: str) -> PipelineConfig:
         demos=50,
         width=320,
         height=240,
-        methods=("KIL-IM", "RGB"),
+        methods=("KIL-IM", "RGB", "S2"),
         min_score=MIN_SCORE,
         episodes=10,
         max_duration_s=25.0,
@@ -77,7 +78,7 @@ def quick_config(out: Path, device: str) -> PipelineConfig:
         camera_hz=5.0,
         width=160,
         height=120,
-        methods=("KIL-IM", "RGB"),
+        methods=("KIL-IM", "RGB", "S2"),
         min_score=MIN_SCORE,
         episodes=2,
         max_duration_s=3.0,
@@ -103,6 +104,9 @@ def _notes(demos: int, kil: TrainingSize, rgb: TrainingSize, width: int, height:
             f"- RGB: ResNet-18 trained from scratch on {rgb.image_size[1]}x{rgb.image_size[0]} frames (paper: 224x224, "
             f"same backbone), UNet down dims {list(rgb.down_dims)} (paper: [256, 512, 1024]), {rgb.steps} steps at "
             f"batch {rgb.batch_size};",
+            "- S2: the same ResNet-18 encoder, head and budget as RGB on two channels: the mask of the task's objects "
+            "(the simulator's instance masks, standing in for Grounded-SAM2 as they do for KIL-IN) and the relative "
+            "depth (the sensor's inverse depth, min-max normalised per frame, standing in for Depth Anything V2);",
             "- 10 configurations per setting, as in the paper; episodes end at success or after 25 s.",
             "",
             "Reproduce: `make demo` (or `python -m kil_eval.demo --out outputs/demo`). On a GPU machine the study "
@@ -161,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = (quick_config if args.quick else full_config)(args.out, args.device)
     started = time.perf_counter()
-    print(f"== KIL demo ({'quick' if args.quick else 'full'}): {TASK}, KIL through perception vs RGB, in {args.out}")
+    size = "quick" if args.quick else "full"
+    print(f"== KIL demo ({size}): {TASK}, KIL through perception vs RGB and S2, in {args.out}")
     report, checkpoints = Pipeline(config).run(f"KIL demo: {TASK} ({'quick' if args.quick else 'CPU-sized'})")
     if not args.no_live:
         live_started = time.perf_counter()

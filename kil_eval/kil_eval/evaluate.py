@@ -138,7 +138,7 @@ def error_stats(errors: np.ndarray) -> dict:
 def object_roles(task: str) -> dict[str, str]:
     """Category -> "manipulated" or "fixture" for a task's objects."""
     spec = TASKS[task]
-    return {spec.category: "manipulated", spec.target().category: "fixture"}
+    return {spec.category: "manipulated", spec.fixture_category: "fixture"}
 
 
 def errors_by_object(errors: np.ndarray, categories: list[str], task: str) -> dict[str, dict]:
@@ -218,14 +218,17 @@ class Evaluation:
             self.source = self._source()
 
     @property
-    def rgb(self) -> bool:
-        return self.policy is not None and self.policy.config.observation == "rgb"
+    def images(self) -> bool:
+        """The policy sees images (the RGB or S2 baseline), not keypoints."""
+        return self.policy is not None and self.policy.config.uses_images
 
     def _source(self):
-        from kil_eval.observations import CameraFrames, OracleKeypoints, PerceivedKeypoints
+        from kil_eval.observations import CameraFrames, OracleKeypoints, PerceivedKeypoints, S2Frames
 
         c = self.config
-        if self.rgb:
+        if self.policy.config.observation == "s2":
+            return S2Frames(self.policy.config.mask_categories)
+        if self.images:
             return CameraFrames()
         if c.keypoints == "perception":
             return PerceivedKeypoints(c.spec, replace(c.perception, device=c.device))
@@ -240,7 +243,7 @@ class Evaluation:
         from kil_interfaces.keypoint_layout import layout_of_message, mismatch
         from kil_perception.spec import KeypointSpec
 
-        if self.policy is None or self.rgb:
+        if self.policy is None or self.images:
             return
         spec: KeypointSpec | None = getattr(self.source, "spec", None)
         if spec is not None:
@@ -377,7 +380,9 @@ class Evaluation:
         summary = {
             "name": c.name,
             "config": {k: v for k, v in asdict(c).items() if k != "extra"} | {"tasks": list(c.tasks)},
-            "observation": "expert" if self.policy is None else ("rgb" if self.rgb else f"keypoints ({c.keypoints})"),
+            "observation": "expert"
+            if self.policy is None
+            else (self.policy.config.observation if self.images else f"keypoints ({c.keypoints})"),
             "checkpoint": str(Path(c.checkpoint).resolve()) if c.checkpoint else None,
             "loss_csv": _loss_csv(c.checkpoint),
             "results": [asdict(r) for r in rows],

@@ -4,7 +4,9 @@
   ``keypoint_node`` would publish for it (any method and backend; instance matching takes the
   simulator's instance masks as ``sim_node``'s mask topic would);
 - :class:`OracleKeypoints`: the simulator's ground truth, in a spec's layout or every object's;
-- :class:`CameraFrames`: the rendered colour frame (the RGB baseline).
+- :class:`CameraFrames`: the rendered colour frame (the RGB baseline);
+- :class:`S2Frames`: a mask of the task's objects and the relative depth (the S2 baseline;
+  the simulator's instance masks stand in for text-prompted segmentation).
 
 A source is called ``(world, stamp_ns)`` and returns the observation. It keeps the frame it last
 rendered (``last_rgb``) and the pixels it drew its keypoints from (``last_uv``), so a rollout
@@ -150,3 +152,34 @@ class CameraFrames:
     def __call__(self, world: SimWorld, stamp_ns: int) -> np.ndarray:
         self.last_rgb = world.render().rgb
         return self.last_rgb
+
+
+class S2Frames:
+    """The S2 baseline's (H, W, 2) uint8 frame: the task objects' mask from the simulator's
+    instance masks (standing in for text-prompted segmentation, as KIL-IN's masks do) and the
+    rendered depth as a relative image (``kil_policy.s2_observation``).
+
+    Args:
+        categories: the object categories the mask shows (the checkpoint's ``mask_categories``).
+    """
+
+    stateful = False
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        self.categories_shown = tuple(categories)
+        self.names: list[str] = []
+        self.categories: list[str] = []
+        self.last_rgb: np.ndarray | None = None
+        self.last_uv = None
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, world: SimWorld, stamp_ns: int) -> np.ndarray:
+        from kil_policy.s2_observation import s2_frame, task_mask
+
+        frame = world.render(instance_mask=True)
+        values = {i + 1: o.model.category for i, o in enumerate(world.objects)}
+        mask = task_mask(frame.instance_mask, values, self.categories_shown)
+        self.last_rgb = frame.rgb
+        return s2_frame(mask, depth_in_metres(frame.depth_mm, "16UC1"))

@@ -24,16 +24,21 @@ from kil_eval.report import write_report
 from kil_eval.specs import make_spec
 from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
+from kil_sim.tasks import TASKS
 
 #: The compared methods (paper §IV-C, §IV-F): KIL with image matching (IM), instance matching
 #: (IN, the simulator's masks standing in for SAM3) or tracking (T, Lucas-Kanade started by image
-#: matching), and the RGB diffusion baseline.
+#: matching), the RGB diffusion baseline and S2 (task-object mask + relative depth, the
+#: simulator's masks standing in for Grounded-SAM2).
 METHODS: dict[str, dict] = {
     "KIL-IM": {"method": "image"},
     "KIL-IN": {"method": "instance", "instance_source": "masks"},
     "KIL-T": {"method": "track", "tracker": "lk", "track_init": "image"},
     "RGB": {},
+    "S2": {},
 }
+#: The baselines that see images, and their ``PolicyConfig.observation``.
+IMAGE_METHODS = {"RGB": "rgb", "S2": "s2"}
 SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
 
 
@@ -50,7 +55,9 @@ class TrainingSize:
     num_layers: int = 4
     image_size: tuple[int, int] = (72, 96)
 
-    def overrides(self, rgb: bool) -> list[str]:
+    def overrides(self, observation: str = "keypoints", mask_categories: tuple[str, ...] = ()) -> list[str]:
+        """``kil_policy.train`` overrides for a policy observing ``observation`` (keypoints, rgb or
+        s2, whose mask shows ``mask_categories``)."""
         dims = ",".join(str(d) for d in self.down_dims)
         out = [
             f"steps={self.steps}",
@@ -61,8 +68,13 @@ class TrainingSize:
             f"checkpoint_every={max(1, self.steps)}",
             f"log_every={max(1, min(50, self.steps // 20))}",
         ]
-        if rgb:
-            out += ["policy.observation=rgb", f"policy.image_size=[{self.image_size[0]},{self.image_size[1]}]"]
+        if observation != "keypoints":
+            out += [
+                f"policy.observation={observation}",
+                f"policy.image_size=[{self.image_size[0]},{self.image_size[1]}]",
+            ]
+            if mask_categories:
+                out.append(f"policy.mask_categories=[{','.join(mask_categories)}]")
         else:
             out += [f"policy.encoder.d_model={self.d_model}", f"policy.encoder.num_layers={self.num_layers}",
                     f"policy.encoder.mlp_dim={4 * self.d_model}"]  # fmt: skip
@@ -81,7 +93,8 @@ class PipelineConfig:
             min_score: weaker matches are invalid (``ExtractorConfig.min_score``; 0 = off).
         settings, episodes: the evaluation grid (configurations per setting).
         max_duration_s: episode time limit in evaluation (s).
-        kil, rgb: training sizes. device: torch device. gif: film one episode per setting.
+        kil, rgb: training sizes (rgb: of both image baselines, RGB and S2, as in the paper).
+            device: torch device. gif: film one episode per setting.
         notes: extra lines for the report (what was scaled down, and why).
     """
 
@@ -131,6 +144,12 @@ class PipelineConfig:
         return self.out / "results" / method
 
 
+def task_categories(task: str) -> tuple[str, ...]:
+    """The categories of a task's objects: the manipulated one and the fixture (S2's prompts)."""
+    spec = TASKS[task]
+    return (spec.category, spec.fixture_category)
+
+
 def stage(name: str, text: str, started: float) -> None:
     """The one summary line of a finished stage."""
     print(f"[{name}] {text} ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -148,7 +167,7 @@ class Pipeline:
 
     def record(self) -> list[Path]:
         c, started = self.config, time.perf_counter()
-        masks = any(METHODS[m].get("instance_source") == "masks" for m in c.methods)
+        masks = any(METHODS[m].get("instance_source") == "masks" or m == "S2" for m in c.methods)
         bags = record(c.task, c.demos, c.demos_dir, c.camera_hz, c.width, c.height, masks=masks)
         stage(
             "record", f"{len(bags)} {c.task} demonstrations in {c.demos_dir} ({_size_mb(c.demos_dir):.0f} MB)", started
@@ -194,11 +213,12 @@ class Pipeline:
         from kil_policy.train import parse_config, train
 
         c, started = self.config, time.perf_counter()
-        rgb = method == "RGB"
-        size = c.rgb if rgb else c.kil
+        observation = IMAGE_METHODS.get(method, "keypoints")
+        size = c.rgb if method in IMAGE_METHODS else c.kil
         run = c.run_dir(method)
-        overrides = [f"data=[{c.demos_dir}]", f"out={run}", f"device={c.device}", *size.overrides(rgb)]
-        if not rgb:
+        shown = task_categories(c.task) if observation == "s2" else ()
+        overrides = [f"data=[{c.demos_dir}]", f"out={run}", f"device={c.device}", *size.overrides(observation, shown)]
+        if method not in IMAGE_METHODS:
             overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
         config = parse_config(None, overrides)
         last = run / "checkpoint_last"
@@ -214,11 +234,11 @@ class Pipeline:
         """Evaluate one method with its inputs in the loop; returns its results directory."""
         c, started = self.config, time.perf_counter()
         out = c.results_dir(method)
-        extraction = self.extraction(method) if method != "RGB" else {}
+        extraction = self.extraction(method) if method not in IMAGE_METHODS else {}
         config = EvaluationConfig(
             name=method,
             checkpoint=str(checkpoint),
-            keypoints="perception" if method != "RGB" else "oracle",
+            keypoints="perception" if method not in IMAGE_METHODS else "oracle",
             spec=extraction.pop("spec", ""),
             perception=ExtractorConfig(**extraction) if extraction else ExtractorConfig(instance_source="masks"),
             tasks=(c.task,),
@@ -229,7 +249,7 @@ class Pipeline:
             max_duration_s=c.max_duration_s,
             device=c.device,
             gif=c.gif,
-            extra={"training": asdict(c.rgb if method == "RGB" else c.kil)},
+            extra={"training": asdict(c.rgb if method in IMAGE_METHODS else c.kil)},
         )
         summary = out / SUMMARY
         if summary.is_file() and _same_evaluation(summary, config, checkpoint):
@@ -253,7 +273,7 @@ class Pipeline:
         self.spec()
         checkpoints, results = {}, []
         for method in self.config.methods:
-            if method != "RGB":
+            if method not in IMAGE_METHODS:
                 self.extract(method, bags)
             checkpoints[method] = self.train(method)
             results.append(self.evaluate(method, checkpoints[method]))

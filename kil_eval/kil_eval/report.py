@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 
 from kil_eval.evaluate import EPISODES, SUMMARY
 from kil_eval.failures import FAILURE_CLASSES, SUCCESS
+from kil_eval.paper_results import paper_successes
 
 SETTING_TITLES = {
     "in_distribution": "In-distribution",
@@ -100,10 +101,49 @@ def _tasks_and_settings(methods: list[MethodResults]) -> tuple[list[str], list[s
 
 
 def success_table(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
+    """Methods x settings; each cell ours, then the paper's Table I cell (real robot) where it
+    has one."""
     head = "| method | " + " | ".join(SETTING_TITLES.get(s, s) for s in settings) + " |"
     lines = [head, "|---" * (len(settings) + 1) + "|"]
     for method in methods:
-        lines.append(f"| {method.name} | " + " | ".join(cell(method.row(task, s)) for s in settings) + " |")
+        cells = []
+        for setting in settings:
+            paper = paper_successes(method.name, task, setting)
+            cells.append(cell(method.row(task, setting)) + (f" · paper {paper}/10" if paper is not None else ""))
+        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def pattern_lines(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
+    """Per setting, whether our methods rank as the paper's Table I cells do for this task, and
+    which pairs do not: reversed, or tied here where the paper's cells differ by 2 or more."""
+    lines = []
+    for setting in settings:
+        ours = {m.name: m.row(task, setting) for m in methods}
+        pairs = []
+        names = [n for n, row in ours.items() if row is not None and paper_successes(n, task, setting) is not None]
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                paper = paper_successes(a, task, setting) - paper_successes(b, task, setting)
+                here = ours[a]["rate"] - ours[b]["rate"]
+                if here == 0 and abs(paper) >= 2:
+                    pairs.append(
+                        f"{a} and {b} tie here ({100 * here + 100 * ours[b]['rate']:.0f} %), the paper has "
+                        f"{paper_successes(a, task, setting)} vs {paper_successes(b, task, setting)}/10"
+                    )
+                elif paper * here < 0:
+                    pairs.append(
+                        f"{a} {'above' if paper > 0 else 'below'} {b} in the paper "
+                        f"({paper_successes(a, task, setting)} vs {paper_successes(b, task, setting)}/10), "
+                        f"{'below' if paper > 0 else 'above'} it here "
+                        f"({100 * ours[a]['rate']:.0f} vs {100 * ours[b]['rate']:.0f} %)"
+                    )
+        if len(names) < 2:
+            continue
+        title = SETTING_TITLES.get(setting, setting)
+        lines.append(
+            f"- {title}: " + ("the paper's order holds." if not pairs else "differs: " + "; ".join(pairs) + ".")
+        )
     return lines
 
 
@@ -249,7 +289,18 @@ def write_report(result_dirs: list[Path], out: Path, notes: str = "", title: str
     if notes:
         lines += [notes.strip(), ""]
     for task in tasks:
-        lines += [f"## {task}: success (Table I layout)", "", *success_table(methods, task, settings), ""]
+        lines += [
+            f"## {task}: success (Table I layout)",
+            "",
+            "Each cell: ours (simulation), then the paper's Table I cell for the same method, task and setting "
+            "(real robot, 10 rollouts).",
+            "",
+            *success_table(methods, task, settings),
+            "",
+        ]
+        pattern = pattern_lines(methods, task, settings)
+        if pattern:
+            lines += [f"How the methods rank against the paper's on {task}:", "", *pattern, ""]
         failures = failure_table(methods, task, settings)
         if failures:
             lines += [

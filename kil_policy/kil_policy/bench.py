@@ -43,9 +43,9 @@ K = 8
 def _batch(config: PolicyConfig, size: int, device: torch.device, with_action: bool) -> dict[str, torch.Tensor]:
     n = config.n_obs_steps
     batch = {BatchKeys.PROPRIO: torch.rand(size, n, 7, device=device)}
-    if config.observation == "rgb":
+    if config.uses_images:
         h, w = config.image_size
-        batch[BatchKeys.IMAGE] = torch.rand(size, n, 3, h, w, device=device)
+        batch[BatchKeys.IMAGE] = torch.rand(size, n, config.image_channels, h, w, device=device)
     else:
         batch[BatchKeys.KEYPOINTS] = torch.rand(size, n, config.encoder.num_keypoints, 3, device=device)
         batch[BatchKeys.VALID] = torch.ones(size, n, config.encoder.num_keypoints, dtype=torch.bool, device=device)
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     kil = PolicyConfig()
     kil.encoder.num_keypoints = K
     rgb = PolicyConfig.rgb_baseline()
+    s2 = PolicyConfig(observation="s2", head=rgb.head, mask_categories=("mug", "tray"))
     results: dict = {
         "machine": {
             "python": platform.python_version(),
@@ -298,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             entry["kil_batched"] = _batched(kil, device, max(3, args.repeats // 4))
             entry["rgb_inference"] = _inference(rgb, device, max(3, args.repeats // 4))
             entry["kil_training"] = _training(kil, device, 128, args.train_iterations)
-            entry["rgb_training"] = _training(rgb, device, 128 if device.type == "cuda" else 16, args.train_iterations)
+            image_batch = 128 if device.type == "cuda" else 16
+            entry["rgb_training"] = _training(rgb, device, image_batch, args.train_iterations)
+            entry["s2_training"] = _training(s2, device, image_batch, args.train_iterations)
         results[name] = entry
     if args.json:
         print(json.dumps(results))

@@ -97,15 +97,20 @@ class PolicyConfig:
     """The whole policy.
 
     Attributes:
-        observation: "keypoints" (KIL) or "rgb" (the ResNet-18 baseline).
+        observation: "keypoints" (KIL), "rgb" (the ResNet-18 baseline) or "s2" (the same image
+            encoder on a task-object mask + relative depth, ``kil_policy.s2_observation``).
         n_obs_steps: observation history (2). horizon: predicted actions (16).
         n_action_steps: actions executed per chunk (8).
         encoder: keypoint encoder. head: diffusion head.
-        image_size: (H, W) of the RGB baseline's input (ours: 224 x 224).
-        rgb_weights: local ImageNet ResNet-18 weights for the baseline ("" = random init).
+        image_size: (H, W) of the RGB / S2 baselines' input (paper: 224 x 224).
+        rgb_weights: local ImageNet ResNet-18 weights for the baselines ("" = random init).
+        image_norm: normalisation layers of the image encoder's ResNet: "group" (GroupNorm, as
+            diffusion policy's ResNets) or "batch" (torchvision's BatchNorm).
+        mask_categories: S2 only: the object categories its mask shows (S2's text prompts; the
+            task's manipulated object and fixture).
     """
 
-    observation: Literal["keypoints", "rgb"] = "keypoints"
+    observation: Literal["keypoints", "rgb", "s2"] = "keypoints"
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
@@ -113,6 +118,8 @@ class PolicyConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     image_size: tuple[int, int] = (224, 224)
     rgb_weights: str = ""
+    image_norm: Literal["group", "batch"] = "group"
+    mask_categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
@@ -120,8 +127,13 @@ class PolicyConfig:
         if isinstance(self.head, dict):
             self.head = HeadConfig(**self.head)
         self.image_size = tuple(int(v) for v in self.image_size)
-        if self.observation not in ("keypoints", "rgb"):
-            raise ValueError(f"observation must be keypoints or rgb, got {self.observation!r}")
+        self.mask_categories = tuple(str(c) for c in self.mask_categories)
+        if self.observation not in ("keypoints", "rgb", "s2"):
+            raise ValueError(f"observation must be keypoints, rgb or s2, got {self.observation!r}")
+        if self.image_norm not in ("group", "batch"):
+            raise ValueError(f"image_norm must be group or batch, got {self.image_norm!r}")
+        if self.observation == "s2" and not self.mask_categories:
+            raise ValueError("observation s2 needs mask_categories: the object categories its mask shows")
         if self.n_obs_steps < 1:
             raise ValueError(f"n_obs_steps must be >= 1, got {self.n_obs_steps}")
         if not 1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1:
@@ -134,6 +146,16 @@ class PolicyConfig:
             raise ValueError(
                 f"horizon {self.horizon} must be divisible by 2**(len(down_dims) - 1) = {2**levels} (UNet downsampling)"
             )
+
+    @property
+    def uses_images(self) -> bool:
+        """The RGB and S2 baselines see images; KIL sees keypoints."""
+        return self.observation in ("rgb", "s2")
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the image observation: 3 (RGB), 2 (S2: mask, relative depth), 0 (KIL)."""
+        return {"rgb": 3, "s2": 2}.get(self.observation, 0)
 
     @classmethod
     def rgb_baseline(cls) -> PolicyConfig:

@@ -38,6 +38,8 @@ class TopicConfig:
     robot_state: str = "/kil/robot_state"
     keypoints: str = "/kil/keypoints"
     color: str = "/camera/color/image_raw"
+    depth: str = "/camera/depth/image_raw"
+    instance_mask: str = "/camera/instance_mask"
 
 
 @dataclass
@@ -50,7 +52,8 @@ class Episode:
         actions: (T, 10). proprio: (T, 7).
         keypoints: (T, K, 3) base-frame positions (m), zero where invalid, or None.
         valid: (T, K) bool, or None. similarities: (T, K, K) or None.
-        images: (T, H, W, 3) uint8 colour frames (only when requested), or None.
+        images: (T, H, W, 3) uint8 colour frames, or (T, H, W, 2) S2 frames (mask, relative depth;
+            ``kil_policy.s2_observation``), only when requested; else None.
         layout: the keypoints' (category, instance, name) slots, or None.
     """
 
@@ -85,18 +88,23 @@ def read_episode(
     image_size: tuple[int, int] | None = None,
     max_age_s: float = 0.5,
     extraction=None,
+    s2_categories: tuple[str, ...] = (),
 ) -> Episode:
     """Read one bag onto the action clock.
 
     Args:
         path: the bag directory.
         topics: topic names.
-        need_keypoints / need_images: the topics that must be present.
+        need_keypoints / need_images: the topics that must be present (images: colour frames, or
+            S2 frames when ``s2_categories`` is given).
         image_size: resize colour frames to (H, W) (nearest pixel) when reading them.
         max_age_s: a step whose newest observation is older than this is dropped (start of
             the episode) ; keypoints older than this are marked invalid.
         extraction: ``keypoint_cache.ExtractionConfig``; when its spec is set and the bag has no
             keypoint topic, keypoints are extracted from the images (and cached beside the bag).
+        s2_categories: S2's object categories: the images are S2 frames built from the depth and
+            instance-mask topics (the mask values' categories from the bag's
+            ``instance_categories`` custom data, as ``kil_eval.record_demos --masks`` writes it).
 
     Raises:
         EpisodeError: naming the bag: unreadable, truncated, or a required topic missing.
@@ -107,8 +115,9 @@ def read_episode(
     wanted = {topics.action, topics.robot_state}
     if need_keypoints:
         wanted.add(topics.keypoints)
+    s2 = need_images and bool(s2_categories)
     if need_images:
-        wanted.add(topics.color)
+        wanted |= {topics.depth, topics.instance_mask} if s2 else {topics.color}
     can_extract = need_keypoints and extraction is not None and bool(extraction.spec)
     extract = False
     try:
@@ -178,7 +187,10 @@ def read_episode(
                 conversion.keypoints_from_msg(m, what=f"{path}:{topics.keypoints}") for _, m in data[topics.keypoints]
             ]
         _attach_keypoints(episode, frames, path, topics.keypoints, max_age_ns)
-    if need_images:
+    if s2:
+        mask_text = str(bag_custom_data(path).get("instance_categories", ""))
+        _attach_s2(episode, data, topics, path, image_size, mask_text, s2_categories)
+    elif need_images:
         _attach_images(episode, data[topics.color], path, topics.color, image_size)
     return episode
 
@@ -225,6 +237,57 @@ def _attach_images(episode: Episode, messages: list, path: Path, topic: str, siz
     episode.images = np.stack(images)
 
 
+def _attach_s2(episode, data, topics, path: Path, size, mask_text: str, s2_categories: tuple[str, ...]) -> None:
+    """S2 frames at each action step from the newest depth image and instance mask."""
+    from kil_perception.instances import parse_mask_categories
+    from kil_perception.lifting import depth_in_metres
+    from kil_policy.s2_observation import s2_frame, task_mask
+
+    if not mask_text:
+        raise EpisodeError(
+            f"{path}: S2 needs the instance masks' categories (custom data instance_categories, written by "
+            "kil_eval.record_demos --masks)"
+        )
+    try:
+        categories = parse_mask_categories(mask_text)
+    except ValueError as error:
+        raise EpisodeError(f"{path}: instance_categories: {error}") from None
+    missing = sorted(set(s2_categories) - set(categories.values()))
+    if missing:
+        raise EpisodeError(
+            f"{path}: S2 mask categories {', '.join(missing)} are not in the bag's masks "
+            f"({', '.join(sorted(set(categories.values())))})"
+        )
+    streams = {}
+    for topic in (topics.depth, topics.instance_mask):
+        if not data[topic]:
+            raise EpisodeError(f"{path}: no messages on {topic}")
+        streams[topic] = (np.array([stamp for stamp, _ in data[topic]], np.int64), data[topic])
+    frames, cache = [], {}
+    for time_ns in episode.times_ns:
+        picked = []
+        for topic in (topics.depth, topics.instance_mask):
+            stamps = streams[topic][0]
+            picked.append(int(max(_latest_indices(stamps, np.array([time_ns]))[0], 0)))
+        key = tuple(picked)
+        if key not in cache:
+            depth_msg = streams[topics.depth][1][picked[0]][1]
+            mask_msg = streams[topics.instance_mask][1][picked[1]][1]
+            depth = depth_in_metres(
+                conversion.image_to_numpy(depth_msg, what=f"{path}:{topics.depth}"), depth_msg.encoding
+            )
+            index_map = conversion.image_to_numpy(mask_msg, what=f"{path}:{topics.instance_mask}")
+            if index_map.shape[:2] != depth.shape:
+                raise EpisodeError(
+                    f"{path}: {topics.instance_mask} is {index_map.shape[1]}x{index_map.shape[0]}, "
+                    f"{topics.depth} {depth.shape[1]}x{depth.shape[0]}"
+                )
+            frame = s2_frame(task_mask(index_map, categories, s2_categories), depth)
+            cache[key] = resize_nearest(frame, size) if size is not None else frame
+        frames.append(cache[key])
+    episode.images = np.stack(frames)
+
+
 def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, C) -> (size[0], size[1], C) by nearest pixel: how the RGB baseline's frames are
     shrunk, in training and at inference alike."""
@@ -233,13 +296,20 @@ def resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[rows][:, cols])
 
 
+def bag_custom_data(bag: Path) -> dict:
+    """A bag's ``custom_data`` from its ``metadata.yaml`` ({} when there is none or the file is
+    unreadable: ``read_episode`` reports that)."""
+    try:
+        info = yaml.safe_load((Path(bag) / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        custom = info.get("custom_data") or {}
+        return dict(custom) if isinstance(custom, dict) else {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def recorded_task(bag: Path) -> str:
     """The task name a bag was recorded for (its ``custom_data.task``; '' when none is stored)."""
-    try:
-        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        return str((info.get("custom_data") or {}).get("task", ""))
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        return ""  # an unreadable metadata file is reported by read_episode
+    return str(bag_custom_data(bag).get("task", ""))
 
 
 def load_episodes(

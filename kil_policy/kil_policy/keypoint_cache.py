@@ -20,6 +20,7 @@ from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData
 from kil_interfaces.typestore import kil_typestore
 from kil_perception.pipeline import ExtractorConfig
+from kil_policy.data import bag_custom_data
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
         categories = {}
         if config.uses_given_masks:
             wanted.add(config.instance_mask)
-            text = config.mask_categories or (reader.metadata.custom or {}).get("instance_categories", "")
+            text = config.mask_categories or str(bag_custom_data(bag).get("instance_categories", ""))
             if not text:
                 raise ValueError(f"{bag}: instance masks need their categories (keypoint_extraction.mask_categories)")
             categories = parse_mask_categories(text)

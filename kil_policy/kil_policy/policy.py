@@ -5,7 +5,7 @@ Batches are dicts of tensors (key names in ``BatchKeys``):
     valid        (B, n_obs, K)     bool, False for missing/padded keypoints
     similarities (B, n_obs, K, K)  cosine similarities (encoder kind "sim" only)
     proprio      (B, n_obs, 7)     position, roll/pitch/yaw, gripper
-    image        (B, n_obs, 3, H, W) float in [0, 1] (RGB baseline only)
+    image        (B, n_obs, C, H, W) float in [0, 1] (RGB: C = 3; S2: C = 2, mask and relative depth)
     action       (B, horizon, 10)  training targets
     action_is_pad (B, horizon)     bool, True where the window ran past the episode end
 
@@ -39,7 +39,7 @@ class BatchKeys:
 
 
 class KeypointDiffusionPolicy(nn.Module):
-    """KIL policy (or the RGB baseline when ``config.observation == "rgb"``)."""
+    """KIL policy (or the RGB / S2 baseline when ``config.observation`` is "rgb" / "s2")."""
 
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
@@ -47,10 +47,10 @@ class KeypointDiffusionPolicy(nn.Module):
         self.action_normalizer = MinMaxNormalizer(ACTION_DIM)
         self.proprio_normalizer = MinMaxNormalizer(PROPRIO_DIM)
         self.keypoint_normalizer = MinMaxNormalizer(3)
-        if config.observation == "rgb":
-            from kil_policy.rgb_encoder import RgbEncoder
+        if config.uses_images:
+            from kil_policy.image_encoder import ImageEncoder
 
-            self.encoder = RgbEncoder(config)
+            self.encoder = ImageEncoder(config)
         else:
             self.encoder = make_encoder(config.encoder, PROPRIO_DIM)
         self.unet = ConditionalUnet1D(ACTION_DIM, config.n_obs_steps * self.encoder.output_dim, config.head)
@@ -91,7 +91,7 @@ class KeypointDiffusionPolicy(nn.Module):
         """Observation history -> (B, n_obs * D) global condition."""
         proprio = self.proprio_normalizer.normalize(batch[BatchKeys.PROPRIO])
         b, n = proprio.shape[:2]
-        if self.config.observation == "rgb":
+        if self.config.uses_images:
             features = self.encoder(batch[BatchKeys.IMAGE].flatten(0, 1), proprio.flatten(0, 1))
         else:
             keypoints = self.keypoint_normalizer.normalize(batch[BatchKeys.KEYPOINTS])

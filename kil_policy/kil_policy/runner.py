@@ -76,7 +76,8 @@ class PolicyRunner:
         self.policy = policy
         config = policy.config
         self.n_obs, self.n_exec = config.n_obs_steps, config.n_action_steps
-        self.rgb = config.observation == "rgb"
+        self.images = config.uses_images
+        self.channels = config.image_channels
         self.num_keypoints = config.encoder.num_keypoints
         self.use_similarities = config.encoder.kind == "sim"
         self.layout, self.layout_source = layout, layout_source
@@ -108,12 +109,12 @@ class PolicyRunner:
             proprio = self.policy.proprio_normalizer.unnormalize(torch.zeros(1, n, 7, device=self.device))
             keypoints = self.policy.keypoint_normalizer.unnormalize(torch.zeros(1, n, k, 3, device=self.device))
         batch = {BatchKeys.PROPRIO: proprio}
-        if self.rgb:
-            batch[BatchKeys.IMAGE] = torch.full((1, n, 3, *self.policy.config.image_size), 0.5)
+        if self.images:
+            batch[BatchKeys.IMAGE] = torch.full((1, n, self.channels, *self.policy.config.image_size), 0.5)
         else:
             batch[BatchKeys.KEYPOINTS] = keypoints
             batch[BatchKeys.VALID] = torch.ones(1, n, k, dtype=torch.bool)
-        if self.use_similarities and not self.rgb:
+        if self.use_similarities and not self.images:
             batch[BatchKeys.SIMILARITIES] = torch.zeros(1, n, k, k)
         return {key: value.to(self.device) for key, value in batch.items()}
 
@@ -130,9 +131,12 @@ class PolicyRunner:
 
     def check(self, observation: Observation) -> str | None:
         """Why this observation cannot be used, or None."""
-        if self.rgb:
-            if not (isinstance(observation, np.ndarray) and observation.ndim == 3 and observation.shape[2] == 3):
-                return "the RGB policy needs an (H, W, 3) colour frame"
+        if self.images:
+            c = self.channels
+            if not (isinstance(observation, np.ndarray) and observation.ndim == 3 and observation.shape[2] == c):
+                what = "colour frame" if c == 3 else "S2 frame (mask, relative depth; kil_policy.s2_observation)"
+                shape = getattr(observation, "shape", type(observation).__name__)
+                return f"the {self.policy.config.observation} policy needs an (H, W, {c}) uint8 {what}, got {shape}"
             return None
         if not isinstance(observation, KeypointArrayData):
             return "the keypoint policy needs keypoints (KeypointArrayData)"
@@ -183,9 +187,9 @@ class PolicyRunner:
             np.array([s.gripper for s in states]),
         )
         batch = {BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None]}
-        if self.rgb:
+        if self.images:
             size = self.policy.config.image_size
-            images = np.stack([resize_nearest(f, size) for f in frames])  # (n_obs, H, W, 3), as in training
+            images = np.stack([resize_nearest(f, size) for f in frames])  # (n_obs, H, W, C), as in training
             batch[BatchKeys.IMAGE] = torch.from_numpy(images).permute(0, 3, 1, 2).float()[None] / 255.0
             return {k: v.to(self.device) for k, v in batch.items()}
         points = np.stack([np.where(k.valid[:, None], k.points, 0.0) for k in frames])

@@ -183,20 +183,21 @@ def train(config: TrainConfig) -> TrainResult:
     torch.manual_seed(config.seed)
     out = Path(config.out)
     policy_config = config.policy
-    rgb = policy_config.observation == "rgb"
+    images = policy_config.uses_images
     episodes = load_episodes(
         config.data,
         min_length=policy_config.horizon,
         topics=config.topics,
         task=config.task,
-        need_keypoints=not rgb,
-        need_images=rgb,
-        image_size=policy_config.image_size if rgb else None,
+        need_keypoints=not images,
+        need_images=images,
+        image_size=policy_config.image_size if images else None,
         extraction=config.keypoint_extraction,
+        s2_categories=policy_config.mask_categories if policy_config.observation == "s2" else (),
     )
     layout = spec = None
     layout_source = ""
-    if not rgb:
+    if not images:
         layout = episodes[0].layout
         for episode in episodes[1:]:
             problem = keypoint_layout.mismatch(layout, episode.layout, episodes[0].name, episode.name)
@@ -209,12 +210,12 @@ def train(config: TrainConfig) -> TrainResult:
             layout_source = f"keypoints extracted with {extraction.spec} ({extraction.method}, {extraction.backend})"
         else:
             layout_source = f"topic {config.topics.keypoints}"
-    dataset = TensorWindows(episodes, policy_config.n_obs_steps, policy_config.horizon, not rgb, rgb, device)
+    dataset = TensorWindows(episodes, policy_config.n_obs_steps, policy_config.horizon, not images, images, device)
     policy = KeypointDiffusionPolicy(policy_config)
     all_actions = torch.from_numpy(np.concatenate([e.actions for e in episodes])).float()
     all_proprio = torch.from_numpy(np.concatenate([e.proprio for e in episodes])).float()
     keypoints = valid = None
-    if not rgb:
+    if not images:
         keypoints = torch.from_numpy(np.concatenate([e.keypoints for e in episodes])).float()
         valid = torch.from_numpy(np.concatenate([e.valid for e in episodes]))
     policy.fit_normalizers(all_actions, all_proprio, keypoints, valid)

@@ -64,6 +64,11 @@ class TaskSpec:
         return [self.category] if self.count == 1 else [f"{self.category}_{i}" for i in range(self.count)]
 
     @property
+    def fixture_category(self) -> str:
+        """The category of the task's fixed target (tray, box, mouse_pad, cup)."""
+        return self.target().category
+
+    @property
     def multi_instance(self) -> bool:
         return self.count > 1
 
