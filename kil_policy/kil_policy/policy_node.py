@@ -1,6 +1,11 @@
-"""``policy_node``: keypoints + robot state in, 10 Hz action chunks out.
+"""``policy_node``: keypoints (or images) + robot state in, 10 Hz action chunks out.
 
-Subscribes /kil/keypoints (KeypointArray) and /kil/robot_state (RobotState); every control tick
+Subscribes /kil/robot_state (RobotState) and what the checkpoint observes (its config says which):
+/kil/keypoints (KeypointArray) for KIL; /camera/color/image_raw for the RGB baseline;
+/camera/depth/image_raw and an instance mask (/camera/instance_mask, 16UC1 object values named by
+``mask_categories``, e.g. "1:mug,2:tray", as ``sim_node`` publishes them or a segmentation node
+would) for S2, whose frame is the mask of the checkpoint's ``mask_categories`` and the relative
+depth (``kil_policy.s2_observation``). Every control tick
 (10 Hz) it appends the newest of each to the observation history, and every ``n_action_steps``
 ticks it runs the policy and publishes /kil/action_chunk: the whole predicted horizon (16 poses,
 due every 0.1 s from ``header.stamp``) with ``execute_steps`` = the actions a rollout executes
@@ -18,14 +23,17 @@ import sys
 import time
 from functools import partial
 
+import numpy as np
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_policy.checkpoint import load_policy
 from kil_policy.graphed import DEFAULT_TOLERANCE
 from kil_policy.runner import PolicyRunner
@@ -68,6 +76,9 @@ class PolicyNode(Node):
             "kernels) or triton (each residual block as two hand-written kernels; fp32/tf32) inside the graph",
         )
         spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
+        reliability = p("image_reliability", "reliable", "image QoS reliability (RGB/S2): reliable or best_effort")
+        mask_categories = p("mask_categories", "", "S2: instance mask values to categories, e.g. '1:mug,2:tray'")
+        self.slop_ns = round(p("slop_s", 0.02, "S2: largest depth/mask stamp difference (s)") * _NS)
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
@@ -94,10 +105,16 @@ class PolicyNode(Node):
                 f"precision {precision} moved a made-up chunk by {self.runner.graphed.precision_error:.4f} "
                 f"(> precision_tolerance {tolerance}): sampling in fp32"
             )
-        self.keypoints: KeypointArrayData | None = None
+        self.observation_kind = cfg.observation
+        self.observation: KeypointArrayData | np.ndarray | None = None  # the newest keypoints or frame
+        self.observation_ns = 0
         self.state: RobotStateData | None = None
-        self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10)
         self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
+        if cfg.observation == "keypoints":
+            self.inputs = "/kil/keypoints"
+            self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10)
+        else:
+            self._subscribe_images(cfg, reliability, mask_categories)
         self.publisher = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
         self.create_service(Trigger, "~/start", self._on_start)
         self.create_service(Trigger, "~/stop", self._on_stop)
@@ -105,13 +122,96 @@ class PolicyNode(Node):
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self._blocked: str | None = None
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
+        observes = (
+            f"{cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}"
+            if cfg.observation == "keypoints"
+            else f"{cfg.observation} baseline on {self.inputs}"
+        )
         self.get_logger().info(
-            f"loaded {checkpoint}: {cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}, "
+            f"loaded {checkpoint}: {observes}, "
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
             f"{inference} UNet" + (f" ({self.runner.graphed.precision})" if self.runner.graphed is not None else "")
         )
 
     # --- inputs -----------------------------------------------------------------------------------
+
+    def _subscribe_images(self, cfg, reliability: str, mask_categories: str) -> None:
+        """The RGB baseline's colour frames, or S2's depth images and instance masks."""
+        if reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
+        qos = QoSProfile(
+            depth=2,
+            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        )
+        if cfg.observation == "rgb":
+            topics = {"camera/color/image_raw": self._on_color}
+        else:
+            from kil_perception.instances import parse_mask_categories
+
+            self.mask_values = parse_mask_categories(mask_categories)  # raises naming the parameter
+            missing = sorted(set(cfg.mask_categories) - set(self.mask_values.values()))
+            if missing:
+                raise ValueError(
+                    f"parameter mask_categories {mask_categories!r} names no mask value for "
+                    f"{', '.join(missing)} (the checkpoint's S2 mask shows {', '.join(cfg.mask_categories)})"
+                )
+            self.depths: list[tuple[int, Image]] = []
+            self.masks: list[tuple[int, Image]] = []
+            topics = {"camera/depth/image_raw": self._on_depth, "camera/instance_mask": self._on_mask}
+        self.inputs = ", ".join(f"/{t}" for t in topics)
+        for topic, callback in topics.items():
+            events = qos_event_callbacks(self, topic, qos, "subscription")
+            self.create_subscription(Image, topic, callback, qos, event_callbacks=events)
+
+    def _on_color(self, msg: Image) -> None:
+        try:
+            frame = conversion.image_to_rgb(msg, what="/camera/color/image_raw")
+        except conversion.ConversionError as error:
+            self._warn("color", f"frame dropped: {error}")
+            return
+        self._set_observation(frame, conversion.time_to_ns(msg.header.stamp), "/camera/color/image_raw")
+
+    def _on_depth(self, msg: Image) -> None:
+        self.depths = [*self.depths[-4:], (conversion.time_to_ns(msg.header.stamp), msg)]
+        self._pair_s2()
+
+    def _on_mask(self, msg: Image) -> None:
+        self.masks = [*self.masks[-4:], (conversion.time_to_ns(msg.header.stamp), msg)]
+        self._pair_s2()
+
+    def _pair_s2(self) -> None:
+        """The newest depth image with a mask within ``slop_s`` becomes S2's frame."""
+        from kil_perception.lifting import depth_in_metres
+        from kil_policy.s2_observation import s2_frame, task_mask
+
+        if not self.depths or not self.masks:
+            return
+        stamp, depth_msg = self.depths[-1]
+        mask_stamp, mask_msg = min(self.masks, key=lambda item: abs(item[0] - stamp))
+        if abs(mask_stamp - stamp) > self.slop_ns or stamp <= self.observation_ns:
+            return
+        try:
+            depth = depth_in_metres(
+                conversion.image_to_numpy(depth_msg, what="/camera/depth/image_raw"), depth_msg.encoding
+            )
+            index_map = conversion.image_to_numpy(mask_msg, what="/camera/instance_mask")
+            if index_map.ndim != 2 or index_map.shape != depth.shape:
+                raise conversion.ConversionError(
+                    f"/camera/instance_mask is {mask_msg.width}x{mask_msg.height} {mask_msg.encoding}; expected a "
+                    f"single-channel mask of the depth image's size {depth.shape[1]}x{depth.shape[0]}"
+                )
+        except (conversion.ConversionError, ValueError) as error:
+            self._warn("s2", f"frame dropped: {error}")
+            return
+        mask = task_mask(index_map, self.mask_values, self.runner.policy.config.mask_categories)
+        self._set_observation(s2_frame(mask, depth), stamp, "/camera/depth/image_raw")
+
+    def _set_observation(self, frame, stamp_ns: int, topic: str) -> None:
+        if stamp_ns <= self.observation_ns:
+            kind = "repeats" if stamp_ns == self.observation_ns else "goes back from"
+            self._warn(f"{topic} order", f"{topic} dropped: its stamp {kind} the previous one")
+            return
+        self.observation, self.observation_ns = frame, stamp_ns
 
     def _on_keypoints(self, msg: KeypointArray) -> None:
         try:
@@ -119,8 +219,8 @@ class PolicyNode(Node):
         except conversion.ConversionError as error:
             self._warn("keypoints", f"dropped: {error}")
             return
-        if self._in_order("/kil/keypoints", self.keypoints, keypoints):
-            self.keypoints = keypoints
+        if self._in_order("/kil/keypoints", self.observation, keypoints):
+            self.observation, self.observation_ns = keypoints, keypoints.stamp_ns
 
     def _on_state(self, msg: RobotState) -> None:
         try:
@@ -154,16 +254,19 @@ class PolicyNode(Node):
 
     def _inputs_problem(self, now_ns: int) -> tuple[str, str] | None:
         """(kind, description) of why the inputs cannot be used now, or None."""
-        if self.state is None or self.keypoints is None:
-            return "waiting", "waiting for /kil/robot_state and /kil/keypoints"
-        for name, stamp in (("robot state", self.state.stamp_ns), ("keypoints", self.keypoints.stamp_ns)):
+        if self.state is None or self.observation is None:
+            return "waiting", f"waiting for /kil/robot_state and {self.inputs}"
+        observed = "keypoints" if self.observation_kind == "keypoints" else f"{self.observation_kind} frame"
+        for name, stamp in (("robot state", self.state.stamp_ns), (observed, self.observation_ns)):
             if now_ns - stamp > self.max_age_ns:
                 age = (now_ns - stamp) / _NS
                 return "stale", f"{name} is {age:.2f} s old (max_input_age_s {self.max_age_ns / _NS})"
-        unusable = self.runner.check(self.keypoints)
+        unusable = self.runner.check(self.observation)
         if unusable is not None:
-            return "mismatch", f"/kil/keypoints: {unusable}"
-        valid = int(self.keypoints.valid.sum())
+            return "mismatch", f"{self.inputs}: {unusable}"
+        if self.observation_kind != "keypoints":
+            return None
+        valid = int(self.observation.valid.sum())
         if valid < self.min_valid:
             return "few keypoints", f"only {valid} valid keypoints (min_valid_keypoints {self.min_valid})"
         return None
@@ -179,7 +282,7 @@ class PolicyNode(Node):
             return
         start = time.perf_counter()
         try:
-            chunk = self.runner.tick(self.state, self.keypoints, now)
+            chunk = self.runner.tick(self.state, self.observation, now)
         except Exception as error:  # (e.g. out of GPU memory: this tick makes no chunk, the next tries again)
             self.runner.reset()
             self._block("inference", f"inference failed ({type(error).__name__}: {error})")
@@ -204,7 +307,7 @@ class PolicyNode(Node):
 
     def _on_reset(self, request, response):
         self.runner.reset()
-        self.keypoints = self.state = None
+        self.observation = self.state = None
         response.success, response.message = True, "observation history cleared"
         return response
 

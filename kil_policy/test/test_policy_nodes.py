@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
+from sensor_msgs.msg import Image
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
@@ -274,3 +275,73 @@ def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> N
         assert faults and len(chunks) >= 2
         assert "not producing action chunks: inference failed (RuntimeError: CUDA out of memory (injected))" in lines
         assert "inputs recovered; producing action chunks again" in lines
+
+
+def _image_checkpoint(directory: Path, observation: str) -> Path:
+    config = PolicyConfig(
+        observation=observation,
+        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=3),
+        image_size=(24, 32),
+        mask_categories=("mug", "tray") if observation == "s2" else (),
+    )
+    policy = KeypointDiffusionPolicy(config)
+    rng = torch.Generator().manual_seed(0)
+    actions = torch.rand(64, 10, generator=rng) * 0.2 + torch.tensor([0.3, 0, 0.1, 1, 0, 0, 0, -1, 0, 0])
+    policy.fit_normalizers(actions, torch.rand(64, 7, generator=rng) * 0.2, None, None)
+    return save_policy(directory, policy)
+
+
+@pytest.mark.parametrize("observation", ["rgb", "s2"])
+def test_policy_node_runs_image_baselines(observation: str, tmp_path: Path, ros_node) -> None:
+    """An RGB checkpoint takes colour frames, an S2 checkpoint depth images + instance masks (its
+    mask from mask_categories); each publishes chunks over DDS, and not before its inputs come."""
+    checkpoint = _image_checkpoint(tmp_path / "checkpoint", observation)
+    params = [f"checkpoint:={checkpoint}"] + (
+        ["mask_categories:=1:mug,2:tray,3:distractor"] if observation == "s2" else []
+    )
+    process = _start("kil_policy.policy_node", *params)
+    chunks: list[ActionChunkData] = []
+    ros_node.create_subscription(
+        ActionChunk, "/kil/action_chunk", lambda m: chunks.append(cv.action_chunk_from_msg(m)), 10
+    )
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    image_pubs = {
+        topic: ros_node.create_publisher(Image, topic, 2)
+        for topic in ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/instance_mask")
+    }
+    rng = np.random.default_rng(0)
+
+    def publish(frames: bool) -> None:
+        now = ros_node.get_clock().now().nanoseconds
+        state_pub.publish(cv.robot_state_to_msg(RobotStateData(now, "link_base", [0.3, 0.0, 0.2], DOWN, 1.0)))
+        if not frames:
+            return
+        if observation == "rgb":
+            rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            image_pubs["/camera/color/image_raw"].publish(cv.numpy_to_image(rgb, "rgb8", now, "camera"))
+        else:
+            depth = rng.integers(400, 1500, (48, 64)).astype(np.uint16)
+            mask = rng.integers(0, 4, (48, 64)).astype(np.uint16)
+            image_pubs["/camera/depth/image_raw"].publish(cv.numpy_to_image(depth, "16UC1", now, "camera"))
+            image_pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", now, "camera"))
+
+    try:
+        _spin(ros_node, 8.0, lambda: publish(False))  # state only: no chunk without the frames
+        assert not chunks
+        deadline = time.monotonic() + 90
+        while len(chunks) < 2 and time.monotonic() < deadline:
+            _spin(ros_node, 0.2, lambda: publish(True))
+        assert len(chunks) >= 2, "policy_node produced no chunks from image inputs"
+        assert all(c.num_steps == 16 and c.frame_id == "link_base" for c in chunks)
+    finally:
+        output = _stop(process)
+    assert f"{observation} baseline on /camera/" in output
+    assert "waiting for /kil/robot_state and /camera/" in output
+
+
+def test_policy_node_refuses_s2_without_its_mask_categories(tmp_path: Path) -> None:
+    checkpoint = _image_checkpoint(tmp_path / "checkpoint", "s2")
+    command = [sys.executable, "-m", "kil_policy.policy_node", "--ros-args", "-p", f"checkpoint:={checkpoint}"]
+    done = subprocess.run([*command, "-p", "mask_categories:=1:mug"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "names no mask value for tray (the checkpoint's S2 mask shows mug, tray)" in done.stderr
