@@ -7,18 +7,36 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-BAND_PX = 18
+LINE_PX = 13
+MARGIN_PX = 4
 MAX_WIDTH = 320
 
 
+def wrap(title: str, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    """``title`` broken at spaces into lines that fit ``width`` pixels (a word longer than a line
+    gets a line of its own)."""
+    lines: list[str] = []
+    for word in title.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def titled(frame: np.ndarray, title: str) -> Image.Image:
-    """(H, W, 3) uint8 RGB, shrunk to at most MAX_WIDTH wide, under a black band with ``title``."""
+    """(H, W, 3) uint8 RGB, shrunk to at most MAX_WIDTH wide, under a black band holding all of
+    ``title`` (wrapped onto as many lines as it needs)."""
     image = Image.fromarray(frame)
     if image.width > MAX_WIDTH:
         image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.Resampling.BILINEAR)
-    canvas = Image.new("RGB", (image.width, image.height + BAND_PX), (0, 0, 0))
-    canvas.paste(image, (0, BAND_PX))
-    ImageDraw.Draw(canvas).text((4, 3), title, fill=(255, 255, 255))
+    lines = wrap(title, image.width - 2 * MARGIN_PX, ImageDraw.Draw(image))
+    band = len(lines) * LINE_PX + 2 * MARGIN_PX
+    canvas = Image.new("RGB", (image.width, image.height + band), (0, 0, 0))
+    canvas.paste(image, (0, band))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((MARGIN_PX, MARGIN_PX + i * LINE_PX), line, fill=(255, 255, 255))
     return canvas
 
 

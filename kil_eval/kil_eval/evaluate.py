@@ -297,8 +297,10 @@ class Evaluation:
             for setting in c.settings:
                 completions, errors, failures = [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
-                bar = tqdm(configs, desc=f"{c.name} {task}/{setting}", unit="ep", disable=not progress, leave=False)
-                for episode in bar:
+                bar = tqdm(
+                    total=len(configs), desc=f"{c.name} {task}/{setting}", unit="ep", disable=not progress, leave=False
+                )
+                for episode in configs:
                     film = Film() if c.gif and out is not None and episode.index == 0 else None
                     controller = self.controller(film)
                     marks = self._marks()
@@ -315,11 +317,14 @@ class Evaluation:
                     completions.append(result.completion)
                     failures.append(failure.kind)
                     lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks, failure))
-                    bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}")
+                    # The count and the successes move together: the bar counts finished episodes.
+                    bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}", refresh=False)
+                    bar.update(1)
                     if film is not None:
                         self._write_gif(out, task, setting, film, result, failure.kind)
                 categories = list(getattr(self.source, "categories", []) or [])
                 names = list(getattr(self.source, "names", []) or [])
+                bar.close()
                 rows.append(summarise(task, setting, completions, errors, categories, names, failures))
         if out is not None:
             self._write(out, rows, lines, time.perf_counter() - started)

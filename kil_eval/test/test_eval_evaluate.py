@@ -170,3 +170,26 @@ def test_keypoint_error_per_object_equals_a_hand_computation(spec, checkpoint, t
     assert rows[0].keypoint_names[name]["median_px"] == pytest.approx(float(np.median(column)))
     assert line["failure"] in ("time-out without a grasp", "imprecise grasp", "keypoints lost or jumped")
     assert rows[0].failures == {line["failure"]: 1}
+
+
+def test_the_progress_bar_counts_finished_episodes(spec, checkpoint, monkeypatch) -> None:
+    """Whenever the bar shows successes, its count is the number of episodes they were counted over."""
+    import kil_eval.evaluate as evaluate_module
+
+    shown = []
+
+    class Recording(evaluate_module.tqdm):
+        def set_postfix(self, *args, **kwargs):
+            super().set_postfix(*args, **kwargs)
+            shown.append((self.n, kwargs["success"]))
+
+        def update(self, n=1):
+            super().update(n)
+            shown.append((self.n, self.postfix))
+
+    monkeypatch.setattr(evaluate_module, "tqdm", Recording)
+    config = _config(name="expert", settings=("in_distribution",), episodes=2, max_duration_s=0.5)
+    Evaluation(config).run(progress=True)
+    after_update = [(n, text) for n, text in shown if isinstance(text, str) and text.startswith("success=")]
+    assert [n for n, _ in after_update] == [1, 2]
+    assert [text.split("/")[-1] for _, text in after_update] == ["1", "2"]
