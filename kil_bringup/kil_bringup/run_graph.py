@@ -32,6 +32,7 @@ from kil_bringup.graph import (
     NodeSpec,
     rollout_graph,
 )
+from kil_interfaces.checkpoint_info import checkpoint_task, task_mismatch
 
 
 def start(nodes: list[NodeSpec], stdout=None) -> list[subprocess.Popen]:
@@ -139,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_bringup.run_graph", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot", choices=ROBOTS, default="sim", help="sim (MuJoCo), lite6 or ur5e")
     parser.add_argument("--camera", choices=CAMERAS, help="camera driver (default: sim for the sim, else femto_bolt)")
-    parser.add_argument("--task", default="place_mug", help="task the simulator loads (sim only)")
+    parser.add_argument(
+        "--task", default="", help="task the simulator loads (sim only; default: the checkpoint's task, else place_mug)"
+    )
     parser.add_argument("--spec", default="", help="keypoint spec YAML for keypoint_node (--keypoints perception)")
     parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory")
     parser.add_argument(
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.width is None) != (args.height is None):
         parser.error("give --width and --height together")
+    mismatch = task_mismatch(args.checkpoint, args.task)
+    if mismatch:
+        parser.exit(2, f"error: {mismatch}\n")
+    args.task = args.task or checkpoint_task(args.checkpoint) or "place_mug"
     try:
         nodes = rollout_graph(
             args.robot,

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from kil_eval.failures import FAILURE_CLASSES, FailureMonitor, keypoint_fault
 from kil_eval.intervals import clopper_pearson, wald
-from kil_eval.specs import with_camera
+from kil_eval.specs import unknown_keypoints, with_camera
 from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
@@ -81,7 +81,9 @@ class EvaluationConfig:
         spec: keypoint spec YAML (perception; optional for oracle: feeds the spec's layout).
         perception: how keypoints are extracted (``keypoints="perception"``); its device is
             ``device``'s, and instance matching takes the simulator's masks by default.
-        tasks, settings, episodes: the protocol's grid (episodes = configurations per setting).
+        tasks, settings, episodes: the protocol's grid (episodes = configurations per setting);
+            no tasks = the checkpoint's task (place_mug for the expert). A checkpoint that knows
+            its task refuses another.
         width, height: camera image size (px); the spec's reference images must have it.
         max_duration_s: episode time limit (s). device: torch device. gif: film the first
             configuration of each setting. seed: the policy's sampling seed.
@@ -92,7 +94,7 @@ class EvaluationConfig:
     keypoints: str = "oracle"
     spec: str = ""
     perception: ExtractorConfig = field(default_factory=lambda: ExtractorConfig(instance_source="masks"))
-    tasks: tuple[str, ...] = ("place_mug",)
+    tasks: tuple[str, ...] = ()
     settings: tuple[str, ...] = ("in_distribution",)
     episodes: int = 10
     width: int = CameraConfig.width
@@ -205,10 +207,21 @@ class Evaluation:
     """Builds the controller of every episode for one :class:`EvaluationConfig` and runs the grid."""
 
     def __init__(self, config: EvaluationConfig) -> None:
-        self.config = config
         self.policy = None
         self.layout = None
         self.source = None
+        trained_on = ""
+        if config.checkpoint:
+            from kil_interfaces.checkpoint_info import checkpoint_task
+
+            trained_on = checkpoint_task(config.checkpoint)
+            other = [t for t in config.tasks if trained_on and t != trained_on]
+            if other:
+                raise InputMismatchError(
+                    f"checkpoint {config.checkpoint} was trained on {trained_on}; refusing to evaluate it on "
+                    f"{', '.join(other)} (leave --tasks out to evaluate on {trained_on})"
+                )
+        self.config = config = replace(config, tasks=config.tasks or (trained_on or "place_mug",))
         if config.checkpoint:
             from kil_interfaces.keypoint_layout import read_layout
             from kil_policy.checkpoint import load_policy
@@ -247,6 +260,16 @@ class Evaluation:
             return
         spec: KeypointSpec | None = getattr(self.source, "spec", None)
         if spec is not None:
+            scene = (TASKS[task].category, TASKS[task].fixture_category)
+            strangers = [c.name for c in spec.categories if c.name not in scene]
+            if strangers:
+                raise InputMismatchError(
+                    f"spec {spec.path} has categories {', '.join(c.name for c in spec.categories)}; "
+                    f"{', '.join(strangers)} is not an object of the {task} scene ({', '.join(scene)})"
+                )
+            unknown = unknown_keypoints(task, spec) if self.config.keypoints == "oracle" else ""
+            if unknown:  # the oracle has no ground truth for them: those slots would be silently empty
+                raise InputMismatchError(f"--keypoints oracle: {unknown}")
             for category in spec.categories:
                 for reference in category.references:
                     height, width = reference.image().shape[:2]
@@ -422,7 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device for the policy and perception")
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument(
-        "--tasks", nargs="+", default=["place_mug"], choices=["all", *TASKS], help="tasks (all: every one)"
+        "--tasks",
+        nargs="+",
+        default=[],
+        choices=["all", *TASKS],
+        help="tasks (all: every one; default: the checkpoint's task, place_mug for the expert)",
     )
     parser.add_argument(
         "--settings", nargs="+", default=["in_distribution"], choices=list(EVALUATION_SETTINGS), help="settings"

@@ -193,3 +193,37 @@ def test_the_progress_bar_counts_finished_episodes(spec, checkpoint, monkeypatch
     after_update = [(n, text) for n, text in shown if isinstance(text, str) and text.startswith("success=")]
     assert [n for n, _ in after_update] == [1, 2]
     assert [text.split("/")[-1] for _, text in after_update] == ["1", "2"]
+
+
+def test_a_checkpoint_of_another_task_or_a_spec_of_another_scene_is_refused(spec, tmp_path: Path, capsys) -> None:
+    """The checkpoint says its task: evaluation defaults to it and refuses another; a spec whose
+    categories are not the task's objects, and oracle keypoints of names the simulator does not
+    know, are refused with one line naming both sides."""
+    layout = load_spec(spec).layout()
+    trained = _checkpoint(tmp_path / "pour", layout)
+    config_file = trained / "config.yaml"
+    config_file.write_text(config_file.read_text() + "train:\n  task: pour_bottle\n")
+    with pytest.raises(InputMismatchError, match="was trained on pour_bottle; refusing to evaluate it on place_mug"):
+        Evaluation(_config(checkpoint=str(trained)))
+    assert Evaluation(_config(checkpoint=str(trained), tasks=())).config.tasks == ("pour_bottle",)
+    assert Evaluation(_config(tasks=())).config.tasks == ("place_mug",)  # the expert's default
+    mug = _checkpoint(tmp_path / "mug", layout)
+    config = _config(checkpoint=str(mug), keypoints="perception", spec=str(spec), tasks=("pour_bottle",))
+    with pytest.raises(
+        InputMismatchError, match=r"mug, tray is not an object of the pour_bottle scene \(bottle, cup\)"
+    ):
+        Evaluation(config).run(tmp_path / "out", progress=False)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    text = Path(spec).read_text().replace("body_low:", "wall:")
+    (odd / "spec.yaml").write_text(text)
+    for image in Path(spec).parent.glob("*.png"):
+        (odd / image.name).write_bytes(image.read_bytes())
+    wall = _checkpoint(tmp_path / "wall", load_spec(odd / "spec.yaml").layout())
+    with pytest.raises(
+        InputMismatchError, match=r"mug/wall not known to the simulator for place_mug \(known: mug: rim"
+    ):
+        Evaluation(_config(checkpoint=str(wall), keypoints="oracle", spec=str(odd / "spec.yaml"))).run(progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(trained), "--tasks", "place_mug", "--episodes", "1"])
+    assert exit_info.value.code == 2 and "was trained on pour_bottle" in capsys.readouterr().err

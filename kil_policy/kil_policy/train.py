@@ -37,7 +37,7 @@ from kil_perception.spec import load_spec
 from kil_policy.augmentation import AugmentationConfig
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import PolicyConfig, from_dict, to_dict
-from kil_policy.data import TensorWindows, TopicConfig, load_episodes
+from kil_policy.data import TensorWindows, TopicConfig, load_episodes, recorded_task
 from kil_policy.keypoint_cache import ExtractionConfig
 from kil_policy.policy import KeypointDiffusionPolicy
 from kil_policy.train_step import TrainStep
@@ -52,7 +52,9 @@ KEEP = ".keep"  # marks a checkpoint kept every checkpoint_every steps
 class TrainConfig:
     """Attributes:
     data: bag directories (or directories of bags).
-    task: skip bags recorded for another task (their ``custom_data.task``); '' = any.
+    task: skip bags recorded for another task (their ``custom_data.task``); '' = the task the bags
+        were recorded for (refused when they name several). Stored with the checkpoint: evaluation
+        and ``run_graph`` default to it and refuse another.
     out: output directory.
     policy: model config. augmentation: augmentation config. topics: bag topic names.
     keypoint_extraction: for bags without keypoints: extract them offline with kil_perception.
@@ -195,6 +197,11 @@ def train(config: TrainConfig) -> TrainResult:
         extraction=config.keypoint_extraction,
         s2_categories=policy_config.mask_categories if policy_config.observation == "s2" else (),
     )
+    recorded = sorted({recorded_task(Path(e.name)) for e in episodes} - {""})
+    if not config.task:  # the checkpoint says which task it was trained on, so evaluation can check
+        if len(recorded) > 1:
+            raise SystemExit(f"error: the bags were recorded for several tasks ({', '.join(recorded)}); set task=")
+        config.task = recorded[0] if recorded else ""
     layout = spec = None
     layout_source = ""
     if not images:
