@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracker", default="lk", help="lk or cotracker3 (--method track)")
     parser.add_argument("--track-init", default="image", help="image or instance matching starts the tracks")
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: off)")
+    parser.add_argument(
+        "--colour", default="rgb", choices=["rgb", "luminance"], help="what the feature backend sees (perception)"
+    )
     parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
     parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
     parser.add_argument("--out", type=Path, help="write summary.json, episodes.jsonl (and GIFs) here")
@@ -483,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             tracker=args.tracker,
             track_init=args.track_init,
             min_score=args.min_score,
+            colour=args.colour,
         )
         config = EvaluationConfig(
             name=name,

@@ -62,6 +62,7 @@ class KeypointNode(Node):
             tracker_repo=p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone"),
             track_init=p("track_init", "image", "how tracks start after a reset: image or instance matching"),
             min_score=p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)"),
+            colour=p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)"),
         )
         mask_categories = p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         self.target_frame = p(

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kil_perception import backends
+from kil_perception.backends.base import LuminanceBackend
 from kil_perception.extraction import ImageMatcher, ScoreGate, TrackingExtractor
 from kil_perception.instances import InstanceMatcher, InstanceSource, Sam3Instances
 from kil_perception.spec import KeypointSpec
 from kil_perception.tracking import CoTrackerOnline, LucasKanadeTracker
 
 METHODS = ("image", "instance", "track")
+COLOURS = ("rgb", "luminance")
 INSTANCE_SOURCES = ("sam3", "masks")
 TRACKERS = ("lk", "cotracker3")
 
@@ -34,6 +36,10 @@ class ExtractorConfig:
     min_score: matched keypoints whose cosine similarity is below this are reported not found
         (invalid) — occluded or mismatched ones are masked instead of lifted wrongly; 0 = off (the
         paper's matching keeps every argmax).
+    colour: what the feature backend sees: "rgb", or "luminance" (the references and the frames
+        in grey, so descriptors match by shape and shading rather than hue: with ``effnet_lite0``
+        an unseen mug of another colour then matches where in colour it jumped onto the robot's
+        white pedestal; see the README's measurements).
     """
 
     method: str = "image"
@@ -47,10 +53,12 @@ class ExtractorConfig:
     tracker_repo: str = "facebookresearch/co-tracker"
     track_init: str = "image"
     min_score: float = 0.0
+    colour: str = "rgb"
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
             ("method", self.method, METHODS),
+            ("colour", self.colour, COLOURS),
             ("instance_source", self.instance_source, INSTANCE_SOURCES),
             ("tracker", self.tracker, TRACKERS),
             ("track_init", self.track_init, ("image", "instance")),
@@ -82,6 +90,8 @@ def build_extractor(
             (e.g. ``SimulatorMasks`` over the newest mask message).
     """
     backend = backends.make_backend(config.backend, config.device, config.model or None)
+    if config.colour == "luminance":
+        backend = LuminanceBackend(backend)
     if config.uses_instances:
         if config.uses_given_masks:
             if masks is None:

@@ -63,6 +63,9 @@ class TrainConfig:
     warmup_steps: linear warm-up before the cosine decay.
     checkpoint_every: steps between kept checkpoints. log_every: steps between loss records.
     device: "auto", "cpu" or "cuda[:i]". seed: RNG seed. resume: continue from checkpoint_last.
+    autocast: the forward pass in bf16 autocast: "auto" (on CUDA; on a CPU with native bf16 —
+        AMX or AVX512-BF16 — for the image baselines only, whose ResNet convolutions it speeds up
+        1.4x on this machine while the keypoint policy's small GEMMs gain nothing), "bf16" or "off".
     cuda_graph: replay each training step as one captured CUDA graph (CUDA, single process;
         ``kil_policy.train_step``).
     """
@@ -83,6 +86,7 @@ class TrainConfig:
     log_every: int = 50
     device: str = "auto"
     cuda_graph: bool = False
+    autocast: str = "auto"
     seed: int = 0
     resume: bool = False
 
@@ -102,6 +106,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.autocast not in ("auto", "bf16", "off"):
+            raise ValueError(f"autocast must be auto, bf16 or off, got {self.autocast!r}")
 
 
 def _parse_value(raw: str):
@@ -136,6 +142,22 @@ def parse_config(config_file: Path | None, overrides: list[str]) -> TrainConfig:
         return from_dict(TrainConfig, values, str(config_file or "overrides"))
     except (TypeError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def use_bf16(autocast: str, device: torch.device, images: bool) -> bool:
+    """Whether the training forward runs under bf16 autocast (``TrainConfig.autocast``)."""
+    if autocast != "auto":
+        return autocast == "bf16"
+    return device.type == "cuda" or (images and cpu_has_native_bf16())
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -265,6 +287,7 @@ def train(config: TrainConfig) -> TrainResult:
         config.augmentation,
         generator,
         graph=config.cuda_graph,
+        bf16=use_bf16(config.autocast, device, policy_config.uses_images),
     )
     bar = tqdm(
         total=config.steps,

@@ -32,6 +32,7 @@ class TrainStep:
         augmentation: the batch augmentation.
         generator: the random generator on the training device (indices, augmentation).
         graph: capture the step as a CUDA graph (CUDA only).
+        bf16: forward under bf16 autocast (the weights, optimiser and loss stay fp32).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class TrainStep:
         augmentation: AugmentationConfig,
         generator: torch.Generator,
         graph: bool = False,
+        bf16: bool | None = None,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.dataset, self.batch_size, self.augmentation = dataset, batch_size, augmentation
@@ -54,11 +56,12 @@ class TrainStep:
         self.count = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._want_graph = graph
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
 
     def _step(self) -> None:
         indices = torch.randint(len(self.dataset), (self.batch_size,), generator=self.generator, device=self.device)
         batch = augment(self.dataset.batch(indices), self.augmentation, self.generator)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.model(batch)  # forward() is the loss; DDP syncs gradients through it
         self.optimizer.zero_grad(set_to_none=self._want_graph is False)
         loss.backward()

@@ -87,3 +87,28 @@ def make_backend(name: str, device: str | torch.device = "cpu", model: str | Non
     except KeyError:
         raise ValueError(f"unknown feature backend {name!r}; available: {', '.join(BACKENDS)}") from None
     return factory(device, model)
+
+
+#: ITU-R BT.601 luma weights (R, G, B).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 grey (BT.601 luma in every channel)."""
+    grey = np.rint(np.asarray(image, np.float32) @ np.asarray(LUMA, np.float32)).clip(0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+class LuminanceBackend(FeatureBackend):
+    """A backend fed the images' luminance only: descriptors then match by shape and shading, not
+    hue, so an object of another colour than the reference's still matches (``colour="luminance"``
+    in ``ExtractorConfig``). Reference descriptors must come through the same wrapper."""
+
+    def __init__(self, inner: FeatureBackend) -> None:
+        super().__init__(inner.device)
+        self.inner = inner
+        self.name = f"{inner.name}+luminance"
+        self.stride = inner.stride
+
+    def features(self, image: np.ndarray) -> Tensor:
+        return self.inner.features(luminance(image))
