@@ -217,7 +217,8 @@ class Pipeline:
         size = c.rgb if method in IMAGE_METHODS else c.kil
         run = c.run_dir(method)
         shown = task_categories(c.task) if observation == "s2" else ()
-        overrides = [f"data=[{c.demos_dir}]", f"out={run}", f"device={c.device}", *size.overrides(observation, shown)]
+        overrides = [f"data=[{c.demos_dir}]", f"task={c.task}", f"out={run}", f"device={c.device}"]
+        overrides += size.overrides(observation, shown)
         if method not in IMAGE_METHODS:
             overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
         config = parse_config(None, overrides)

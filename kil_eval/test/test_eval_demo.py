@@ -1,6 +1,6 @@
 """`make demo DEMO=quick`: every stage of the main job at toy size, so it cannot rot unnoticed —
-record, spec, extract, train KIL and RGB, evaluate both with inputs in the loop, report, and one
-live episode of the node graph; a rerun reuses the finished stages."""
+record, spec, extract, train KIL (instance matching), RGB and S2, evaluate the three with inputs in
+the loop, report, and one live episode of the node graph; a rerun reuses the finished stages."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     done = _demo(tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     lines = done.stdout.splitlines()
-    for prefix in ("[record] 2 place_mug", "[spec]", "[extract] KIL-IM", "[train] KIL-IM", "[train] RGB",
-                   "[evaluate] KIL-IM", "[evaluate] RGB", "[report]", "[live] episode place_mug"):  # fmt: skip
+    for prefix in ("[record] 2 place_mug", "[spec]", "[extract] KIL-IN", "[train] KIL-IN", "[train] RGB",
+                   "[train] S2", "[evaluate] KIL-IN", "[evaluate] RGB", "[evaluate] S2", "[report]",
+                   "[live] episode place_mug"):  # fmt: skip
         assert any(line.startswith(prefix) for line in lines), f"no '{prefix}' line in:\n{done.stdout}"
     report = tmp_path / "report" / "report.md"
     assert lines[-1] == f"report: {report}"
     text = report.read_text()
-    assert "| KIL-IM |" in text and "| RGB |" in text and "One episode of the live node graph" in text
+    assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text
+    assert "One episode of the live node graph" in text and "why episodes failed" in text
     assert (tmp_path / "report" / "success.png").is_file() and list((tmp_path / "report" / "gifs").glob("*.gif"))
     again = _demo(tmp_path, "--no-live")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    for prefix in ("[spec]", "[train] KIL-IM", "[train] RGB", "[evaluate] KIL-IM", "[evaluate] RGB"):
+    for prefix in ("[spec]", "[train] KIL-IN", "[train] RGB", "[train] S2", "[evaluate] KIL-IN", "[evaluate] S2"):
         line = next(line for line in again.stdout.splitlines() if line.startswith(prefix))
         assert " kept" in line, line
