@@ -20,6 +20,7 @@ import torch
 import yaml
 from rosbags.rosbag2 import Reader
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from kil_interfaces import conversion
 from kil_interfaces.keypoint_layout import Layout, layout_of_message
@@ -331,7 +332,10 @@ def load_episodes(
         else:
             log.warning("%s: not a bag or a directory of bags; skipped", path)
     episodes, skipped = [], []
-    for bag in bags:
+    extraction = kwargs.get("extraction")
+    extracting = kwargs.get("need_keypoints", True) and extraction is not None and bool(extraction.spec)
+    desc = "extract keypoints" if extracting else "read bags"  # (cached extractions are read back)
+    for bag in tqdm(bags, desc=desc, unit="bag", leave=False, disable=len(bags) < 2):
         other = recorded_task(bag) if task else ""
         if other and other != task:
             message = f"{bag}: recorded for task {other!r}, not {task!r}"

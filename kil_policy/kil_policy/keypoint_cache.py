@@ -191,3 +191,19 @@ def _frames_from_npz(data, layout, config: ExtractionConfig) -> list[KeypointArr
             data["stamps"], data["points"], data["valid"], data["uv"], data["scores"], similarities, strict=True
         )
     ]
+
+
+def bag_keypoints(bag: str | Path, topic: str) -> list[KeypointArrayData]:
+    """Every KeypointArray recorded on ``topic`` in a bag (e.g. the simulator's ground truth on
+    ``/kil/keypoints/oracle``), in stamp order; [] when the bag has no such topic."""
+    bag = Path(bag)
+    typestore = kil_typestore()
+    with Reader(bag) as reader:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            return []
+        frames = [
+            conversion.keypoints_from_msg(typestore.deserialize_cdr(raw, c.msgtype), what=f"{bag}:{topic}")
+            for c, _, raw in reader.messages(connections=connections)
+        ]
+    return sorted(frames, key=lambda f: f.stamp_ns)

@@ -160,6 +160,23 @@ def use_bf16(autocast: str, device: torch.device, images: bool) -> bool:
     return device.type == "cuda" or (images and cpu_has_native_bf16())
 
 
+def _report_extraction(bags: list[str], extraction: ExtractionConfig) -> None:
+    """Print the extracted keypoints' quality table, and a warning per suspicious keypoint, before
+    any training step (``kil_policy.extraction_quality``)."""
+    from kil_policy.extraction_quality import report
+
+    table, suspicious = report(bags, extraction)
+    print(
+        f"keypoints extracted from {len(bags)} bags ({extraction.method}, {extraction.backend}):\n{table}", flush=True
+    )
+    for line in suspicious:
+        log.warning("spec %s: %s", extraction.spec, line)
+    if suspicious:
+        log.warning(
+            "the keypoints above look wrong; check the spec (its overlay, kil_perception.extract) before training"
+        )
+
+
 def _device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -237,6 +254,8 @@ def train(config: TrainConfig) -> TrainResult:
         if extraction.spec:
             spec = load_spec(extraction.spec)
             layout_source = f"keypoints extracted with {extraction.spec} ({extraction.method}, {extraction.backend})"
+            if rank == 0:
+                _report_extraction([e.name for e in episodes], extraction)
         else:
             layout_source = f"topic {config.topics.keypoints}"
     dataset = TensorWindows(episodes, policy_config.n_obs_steps, policy_config.horizon, not images, images, device)
