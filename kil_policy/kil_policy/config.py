@@ -198,3 +198,43 @@ def _constructible(cls) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """Field name -> its description in the class docstring's ``Attributes:`` block (entries
+    ``name: text`` or ``a / b: text`` / ``a, b: text`` for several fields; '' where none)."""
+    import inspect
+    import re
+
+    names = {f.name for f in fields(cls)}
+    docs: dict[str, str] = {}
+    for base in cls.__mro__[1:]:  # fields inherited from a documented config
+        if is_dataclass(base):
+            docs |= {k: v for k, v in _field_docs(base).items() if k in names}
+    text = inspect.getdoc(cls) or ""
+    if "Attributes:" in text:
+        text = text.split("Attributes:", 1)[1]
+    entry = re.compile(r"(?:^[ \t]*|(?<=[.;] ))((?:\w+(?:\s*[,/]\s*)?)+):\s", re.MULTILINE)
+    matches = [m for m in entry.finditer(text) if all(n.strip() in names for n in re.split(r"[,/]", m.group(1)))]
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = " ".join(text[match.end() : end].split())
+        for name in re.split(r"[,/]", match.group(1)):
+            docs[name.strip()] = body
+    return docs
+
+
+def describe_fields(cls, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every config key of a dataclass (nested ones dotted, e.g. ``policy.encoder.d_model``) with
+    its default and the line of its docstring that describes it."""
+    instance = cls() if _constructible(cls) else None
+    docs = _field_docs(cls)
+    out = []
+    for f in fields(cls):
+        default = getattr(instance, f.name) if instance is not None else None
+        if is_dataclass(default):
+            out += describe_fields(type(default), f"{prefix}{f.name}.")
+        else:
+            value = list(default) if isinstance(default, tuple) else default
+            out.append((f"{prefix}{f.name}", value, docs.get(f.name, "")))
+    return out

@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TopicConfig:
-    """Topic names read from the bags (all configurable)."""
+    """Topic names read from the bags (all configurable).
+
+    Attributes:
+        action: the 10 Hz action commands (ActionChunk; the action clock).
+        robot_state: proprioception (RobotState).
+        keypoints: recorded keypoints (KeypointArray; e.g. /kil/keypoints/oracle for the
+            simulator's ground truth).
+        color: colour frames (the RGB baseline; keypoint extraction has its own topics).
+        depth / instance_mask: depth images and instance masks (the S2 baseline).
+    """
 
     action: str = "/kil/action_chunk"
     robot_state: str = "/kil/robot_state"

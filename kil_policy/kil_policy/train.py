@@ -36,7 +36,7 @@ from kil_interfaces import keypoint_layout
 from kil_perception.spec import load_spec
 from kil_policy.augmentation import AugmentationConfig
 from kil_policy.checkpoint import save_policy
-from kil_policy.config import PolicyConfig, from_dict, to_dict
+from kil_policy.config import PolicyConfig, describe_fields, from_dict, to_dict
 from kil_policy.data import TensorWindows, TopicConfig, load_episodes, recorded_task
 from kil_policy.keypoint_cache import ExtractionConfig
 from kil_policy.policy import KeypointDiffusionPolicy
@@ -395,7 +395,17 @@ def _checkpoint(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kil_policy.train", description=__doc__.split("\n\n")[0])
+    keys = "\n".join(
+        f"  {key}={yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
+        + (f"\n      {doc}" if doc else "")
+        for key, default, doc in describe_fields(TrainConfig)
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m kil_policy.train",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"config keys (key=default), for --config files and key=value overrides:\n{keys}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
@@ -403,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = parse_config(args.config, args.overrides)
     if args.print_config:
+        if config.keypoint_extraction.spec and config.policy.observation == "keypoints":
+            try:  # the values training resolves from the spec
+                config.policy.encoder.num_keypoints = load_spec(config.keypoint_extraction.spec).num_keypoints
+            except (OSError, ValueError) as error:
+                raise SystemExit(f"error: {error}") from None
         print(yaml.safe_dump(to_dict(config), sort_keys=False))
         return 0
     if not config.data:

@@ -241,3 +241,46 @@ def test_the_device_resident_batches_are_the_per_item_pipelines_for_the_same_see
         for key in batch:
             torch.testing.assert_close(batch[key], expected[key], msg=key)
     assert not torch.equal(seen[0]["keypoints"], seen[1]["keypoints"])  # a new batch each step
+
+
+def test_help_lists_every_config_key_with_its_default_and_doc(capsys) -> None:
+    from dataclasses import fields, is_dataclass
+
+    from kil_policy.config import describe_fields
+    from kil_policy.train import TrainConfig, main
+
+    described = describe_fields(TrainConfig)
+    keys = {key for key, _, _ in described}
+
+    def leaves(cls, prefix=""):
+        for f in fields(cls):
+            default = getattr(cls(), f.name)
+            yield from leaves(type(default), f"{prefix}{f.name}.") if is_dataclass(default) else [prefix + f.name]
+
+    assert keys == set(leaves(TrainConfig))  # every leaf key, nested ones dotted
+    assert all(doc for _, _, doc in described), [k for k, _, d in described if not d]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "  policy.encoder.d_model=128\n      token width (ours: 128)." in text
+    assert "  keypoint_extraction.min_score=0.0\n" in text and "  policy.head.down_dims=[128, 256, 512]\n" in text
+
+
+def test_print_config_resolves_the_keypoint_count_from_the_spec(tmp_path, capsys) -> None:
+    import cv2
+    import yaml
+
+    from kil_policy.train import main
+
+    cv2.imwrite(str(tmp_path / "r.png"), np.full((120, 160, 3), 128, np.uint8))
+    spec = tmp_path / "spec.yaml"  # 4 + 3 = 7 keypoints
+    spec.write_text(
+        "categories:\n"
+        "  - name: mug\n    references:\n      - image: r.png\n"
+        "        keypoints: {a: [10, 10], b: [20, 20], c: [30, 30], d: [40, 40]}\n"
+        "  - name: tray\n    references:\n      - image: r.png\n"
+        "        keypoints: {e: [50, 50], f: [60, 60], g: [70, 70]}\n"
+    )
+    assert main(["--print-config", f"keypoint_extraction.spec={spec}"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["policy"]["encoder"]["num_keypoints"] == 7
