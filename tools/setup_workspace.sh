@@ -70,6 +70,18 @@ if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so"; then
     fi
 fi
 
+# The annotation page's test drives Debian's headless Chromium (chromium + chromium-driver); only the
+# tests need them.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing Chromium and its driver for the annotation page's browser test"
+        apt-get install -y -qq chromium chromium-driver >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+    else
+        echo "[setup] warning: the annotation page's test needs: sudo apt-get install chromium chromium-driver" >&2
+    fi
+fi
+
 # shellcheck source=/dev/null
 . "$venv/local_setup.sh"
 log "colcon build"

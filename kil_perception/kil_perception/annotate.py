@@ -4,10 +4,15 @@
         --point handle=351,262 --point base=300,301 --out spec.yaml
     python -m kil_perception.annotate --bag demos/episode_0000 --frame 0 --category "paper_box" \\
         --prompt "paper box" --names corner_a corner_b centre --out spec.yaml     # click in a window
+    python -m kil_perception.annotate --bag demos/episode_0000 --category mug --names handle body rim \\
+        --out spec.yaml --web             # a local web page (the default without a display)
+    python -m kil_perception.annotate --bag demos/episode_0000 --export-frame frame.png   # for your own viewer
 
 The reference image comes from a PNG/JPEG or from a frame of a rosbag2 bag (colour topic, frame
-index). Keypoints are given on the command line (headless) or clicked in a matplotlib window, one
-per ``--names`` entry, in order. The image is saved beside the spec as
+index). Keypoints are given on the command line (``--point``), clicked in a matplotlib window, one
+per ``--names`` entry, in order, or — on a machine without a display, or with ``--web`` — placed
+on a local web page (``kil_perception.annotation_page``: click, drag to adjust, Save; the command
+prints its address and waits). The image is saved beside the spec as
 ``<category>_reference[_N].png``; the category is added to the spec (created if missing), or,
 with ``--add-reference``, gets the reference image of its second instance (§IV-I). The written
 spec is validated by loading it back, and a preview PNG with the labelled points is written
@@ -52,6 +57,38 @@ def bag_frame(bag: Path, topic: str, index: int) -> np.ndarray:
             return conversion.image_to_rgb(msg, what=f"{bag}:{topic}")
         count += 1
     raise ValueError(f"{bag}: {topic} has {count} frames; --frame {index} does not exist")
+
+
+def has_display() -> bool:
+    """Whether matplotlib can open a window here (a display and an interactive backend)."""
+    import matplotlib.pyplot as plt
+
+    return plt.get_backend().lower() != "agg"
+
+
+def annotate_on_page(rgb: np.ndarray, names: list[str], category: str, host: str, port: int, write) -> KeypointSpec:
+    """Serve :class:`~kil_perception.annotation_page.AnnotationPage` until the points are saved
+    (each Save is written with ``write``; one that the spec refuses is reported on the page)."""
+    from kil_perception.annotation_page import AnnotationPage
+
+    result: list[KeypointSpec] = []
+
+    def save(points: dict[str, tuple[float, float]]) -> str:
+        result[:] = [write(points)]
+        return str(result[0].path)
+
+    page = AnnotationPage(rgb, names, category, host, port, save).start()
+    host_shown, port_shown = page.server.server_address[:2]
+    print(
+        f"open {page.url} in a browser, place {', '.join(names)} and Save "
+        f"(from another machine: ssh -L {port_shown}:{host_shown}:{port_shown} THIS_HOST); Ctrl-C to give up",
+        flush=True,
+    )
+    try:
+        page.wait()
+    finally:
+        page.close()
+    return result[0]
 
 
 def click_points(rgb: np.ndarray, names: list[str]) -> dict[str, tuple[float, float]]:
@@ -150,28 +187,46 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--bag", type=Path, help="rosbag2 bag directory to take the reference frame from")
     parser.add_argument("--topic", default="/camera/color/image_raw", help="colour topic in the bag")
     parser.add_argument("--frame", type=int, default=0, help="frame index on --topic (0 = first)")
-    parser.add_argument("--category", required=True, help="object category name (e.g. mug)")
+    parser.add_argument("--category", help="object category name (e.g. mug)")
     parser.add_argument("--prompt", help="instance prompt for SAM3 (default: the category name)")
     parser.add_argument("--instances", type=int, default=1, choices=(1, 2), help="instances of this category")
     parser.add_argument("--point", action="append", default=[], help="NAME=U,V pixel keypoint (repeat; headless)")
     parser.add_argument("--names", nargs="+", help="keypoint names to click, in order (window mode)")
     parser.add_argument("--add-reference", action="store_true", help="second instance's reference for a category")
-    parser.add_argument("--out", type=Path, required=True, help="spec YAML to create or extend")
+    parser.add_argument("--out", type=Path, help="spec YAML to create or extend")
+    parser.add_argument("--web", action="store_true", help="place the --names points on a local web page")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the web page (--web)")
+    parser.add_argument("--port", type=int, default=8765, help="port of the web page (--web; 0: any free port)")
+    parser.add_argument("--export-frame", type=Path, help="write the reference frame as a PNG and exit")
     parser.add_argument("--preview", type=Path, help="preview PNG (default: <category>_preview.png beside the spec)")
     args = parser.parse_args(argv)
+    if not args.export_frame and not (args.category and args.out):
+        parser.error("--category and --out are required (or --export-frame PNG)")
     try:
         rgb = read_rgb(args.image, "--image") if args.image else bag_frame(args.bag, args.topic, args.frame)
+        if args.export_frame:
+            if not cv2.imwrite(str(args.export_frame), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write {args.export_frame}")
+            height, width = rgb.shape[:2]
+            print(f"{args.export_frame}: the {width}x{height} reference frame (pixels for --point NAME=U,V)")
+            return 0
+
+        def write(points: dict[str, tuple[float, float]]) -> KeypointSpec:
+            return annotate(
+                args.out, rgb, args.category, points, args.prompt, args.instances, args.add_reference, args.preview
+            )
+
         if args.point:
             points = dict(parse_point(text) for text in args.point)
             if len(points) != len(args.point):
                 raise ValueError("a keypoint name is given twice in --point")
+            spec = write(points)
+        elif args.names and (args.web or not has_display()):
+            spec = annotate_on_page(rgb, args.names, args.category, args.host, args.port, write)
         elif args.names:
-            points = click_points(rgb, args.names)
+            spec = write(click_points(rgb, args.names))
         else:
             raise ValueError("give the keypoints with --point NAME=U,V (repeat), or --names to click them")
-        spec = annotate(
-            args.out, rgb, args.category, points, args.prompt, args.instances, args.add_reference, args.preview
-        )
     except (ValueError, RuntimeError, OSError) as error:
         print(f"annotate: {error}", file=sys.stderr)
         return 2
