@@ -7,6 +7,7 @@ SHELL := /bin/bash
 WS := source install/setup.bash &&
 PYTEST_ARGS ?=
 DEMO ?=
+TASK ?= place_mug
 
 .PHONY: help setup build test lint format demo clean
 
@@ -27,8 +28,8 @@ test: setup  ## lint, then every package's tests
 format: setup  ## apply ruff's fixes and formatting
 	$(WS) ruff check --fix . && ruff format .
 
-demo: setup  ## the end-to-end demo: record, annotate, extract, train KIL + RGB, evaluate, report, live graph (DEMO=quick: toy size)
-	$(WS) DEMO=$(DEMO) tools/demo.sh
+demo: setup  ## the end-to-end demo: record, annotate, extract, train KIL, RGB and S2, evaluate, report, live graph (DEMO=quick: toy size; TASK=pour_bottle: another task)
+	$(WS) DEMO=$(DEMO) TASK=$(TASK) tools/demo.sh
 
 clean:  ## remove colcon's build/install/log (keeps .venv)
 	rm -rf build install log

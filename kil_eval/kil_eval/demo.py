@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from kil_eval.pipeline import Pipeline, PipelineConfig, TrainingSize, stage
+from kil_eval.specs import SHIPPED_TASKS
 
 TASK = "place_mug"
 #: The demo's KIL row. Instance matching keeps each keypoint on its object's mask: measured on the
@@ -51,14 +52,14 @@ MIN_SCORE = 0.0
 LIVE_REAL_TIME_FACTOR = 0.25
 
 
-def full_config(out: Path, device: str) -> PipelineConfig:
-    """About 30 minutes on a 2-core CPU."""
+def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
+    """The CPU-sized pipeline of a task (place_mug: the demo)."""
     kil = TrainingSize(steps=4000, batch_size=64, lr=3e-4, warmup_steps=200, down_dims=(64, 128, 256))
     rgb = TrainingSize(
         steps=2500, batch_size=32, lr=3e-4, warmup_steps=100, down_dims=(64, 128, 256), image_size=(72, 96)
     )
     return PipelineConfig(
-        task=TASK,
+        task=task,
         out=out,
         demos=50,
         width=320,
@@ -74,14 +75,14 @@ def full_config(out: Path, device: str) -> PipelineConfig:
     )
 
 
-def quick_config(out: Path, device: str) -> PipelineConfig:
+def quick_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
     """Every stage at toy size, for CI."""
     kil = TrainingSize(
         steps=20, batch_size=16, lr=1e-3, warmup_steps=2, down_dims=(16, 32, 64), d_model=32, num_layers=1
     )
     rgb = TrainingSize(steps=4, batch_size=4, lr=1e-3, warmup_steps=1, down_dims=(16, 32, 64), image_size=(24, 32))
     return PipelineConfig(
-        task=TASK,
+        task=task,
         out=out,
         demos=2,
         camera_hz=5.0,
@@ -168,16 +169,24 @@ def live_episode(config: PipelineConfig, checkpoint: Path, timeout_s: float) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_eval.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="working and output directory")
+    parser.add_argument(
+        "--task",
+        default=TASK,
+        choices=SHIPPED_TASKS,
+        help="the simulated task (any with a shipped keypoint spec; default place_mug)",
+    )
+    parser.add_argument("--out", type=Path, help="working and output directory (default outputs/demo[_TASK])")
     parser.add_argument("--quick", action="store_true", help="every stage at toy size (CI)")
     parser.add_argument("--device", default="cpu", help="torch device for training, perception and policy")
     parser.add_argument("--no-live", action="store_true", help="skip the live node-graph episode")
     args = parser.parse_args(argv)
-    config = (quick_config if args.quick else full_config)(args.out, args.device)
+    if args.out is None:
+        args.out = Path("outputs/demo" if args.task == TASK else f"outputs/demo_{args.task}")
+    config = (quick_config if args.quick else full_config)(args.out, args.device, args.task)
     started = time.perf_counter()
     size = "quick" if args.quick else "full"
-    print(f"== KIL demo ({size}): {TASK}, KIL through perception vs RGB and S2, in {args.out}")
-    report, checkpoints = Pipeline(config).run(f"KIL demo: {TASK} ({'quick' if args.quick else 'CPU-sized'})")
+    print(f"== KIL demo ({size}): {args.task}, KIL through perception vs RGB and S2, in {args.out}")
+    report, checkpoints = Pipeline(config).run(f"KIL demo: {args.task} ({'quick' if args.quick else 'CPU-sized'})")
     if not args.no_live:
         live_started = time.perf_counter()
         line, _ = live_episode(config, checkpoints[KIL_METHOD], timeout_s=120 if args.quick else 400)
