@@ -59,27 +59,25 @@ fi
 # tf2_msgs is not among the wheels: generate it into the venv (nothing happens where it exists).
 tools/generate_tf2_msgs.sh "$venv"
 
+# apt_install WHY PACKAGE...: install Debian packages where this runs as root (else say what is missing).
+apt_install() {
+    local why=$1
+    shift
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing $* ($why)"
+        apt-get install -y -qq "$@" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$@" >/dev/null; }
+    else
+        echo "[setup] warning: $why needs: sudo apt-get install $*" >&2
+    fi
+}
+
 # Offscreen rendering of the simulator needs an EGL driver (Mesa's software renderer suffices).
 if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa.so"; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing Mesa EGL for offscreen rendering (libegl1 libegl-mesa0)"
-        apt-get install -y -qq libegl1 libegl-mesa0 >/dev/null \
-            || { apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 >/dev/null; }
-    else
-        echo "[setup] warning: no Mesa EGL found; kil_sim rendering needs it: sudo apt-get install libegl1 libegl-mesa0" >&2
-    fi
+    apt_install "kil_sim's offscreen rendering" libegl1 libegl-mesa0
 fi
-
-# The annotation page's test drives Debian's headless Chromium (chromium + chromium-driver); only the
-# tests need them.
+# The annotation page's test drives Debian's headless Chromium; only the tests need it.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing Chromium and its driver for the annotation page's browser test"
-        apt-get install -y -qq chromium chromium-driver >/dev/null \
-            || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
-    else
-        echo "[setup] warning: the annotation page's test needs: sudo apt-get install chromium chromium-driver" >&2
-    fi
+    apt_install "the annotation page's browser test" chromium chromium-driver
 fi
 
 # shellcheck source=/dev/null

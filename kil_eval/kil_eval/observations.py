@@ -154,26 +154,19 @@ class CameraFrames:
         return self.last_rgb
 
 
-class S2Frames:
+class S2Frames(CameraFrames):
     """The S2 baseline's (H, W, 2) uint8 frame: the task objects' mask from the simulator's
     instance masks (standing in for text-prompted segmentation, as KIL-IN's masks do) and the
-    rendered depth as a relative image (``kil_policy.s2_observation``).
+    rendered depth as a relative image (``kil_policy.s2_observation``). ``last_rgb`` keeps the
+    colour frame (for filming).
 
     Args:
         categories: the object categories the mask shows (the checkpoint's ``mask_categories``).
     """
 
-    stateful = False
-
     def __init__(self, categories: tuple[str, ...]) -> None:
+        super().__init__()
         self.categories_shown = tuple(categories)
-        self.names: list[str] = []
-        self.categories: list[str] = []
-        self.last_rgb: np.ndarray | None = None
-        self.last_uv = None
-
-    def reset(self) -> None:
-        pass
 
     def __call__(self, world: SimWorld, stamp_ns: int) -> np.ndarray:
         from kil_policy.s2_observation import s2_frame, task_mask
