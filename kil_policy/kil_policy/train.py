@@ -111,7 +111,10 @@ class TrainConfig:
 
 
 def _parse_value(raw: str):
-    """YAML value, with numbers like 1e-4 (a string to YAML 1.1) read as floats."""
+    """YAML value, with numbers like 1e-4 (a string to YAML 1.1) read as floats, and an empty
+    value (``model=``) as the empty string, not YAML's null."""
+    if not raw.strip():
+        return ""
     value = yaml.safe_load(raw)
     if isinstance(value, str):
         try:

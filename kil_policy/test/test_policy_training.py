@@ -284,3 +284,16 @@ def test_print_config_resolves_the_keypoint_count_from_the_spec(tmp_path, capsys
     assert main(["--print-config", f"keypoint_extraction.spec={spec}"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["policy"]["encoder"]["num_keypoints"] == 7
+
+
+def test_an_empty_override_is_the_empty_string_so_cached_keypoints_are_found(tmp_path) -> None:
+    """``keypoint_extraction.model=`` must mean '' as in the dataclass default: as YAML's null it
+    changed the extraction cache key, and training re-extracted every bag the pipeline had just
+    extracted."""
+    from dataclasses import asdict
+
+    from kil_policy.keypoint_cache import ExtractionConfig
+
+    config = parse_config(None, ["keypoint_extraction.model=", "keypoint_extraction.spec=s.yaml", "lr=1e-4"])
+    assert config.keypoint_extraction.model == "" and config.lr == 1e-4
+    assert asdict(config.keypoint_extraction) == asdict(ExtractionConfig(spec="s.yaml"))
