@@ -4,13 +4,17 @@ settings, one report.
     python -m kil_eval.study --tasks place_mug pour_bottle place_shoe --methods KIL-IM KIL-IN KIL-T RGB \\
         --device cuda --out outputs/study
     python -m kil_eval.study --paper --device cuda --out outputs/table1      # the paper's sizes
+    python -m kil_eval.study --demo-size --tasks place_mug pour_bottle place_shoe --methods KIL-IN RGB S2 \
+        --device cpu --out outputs/table1_cpu                                 # make demo's sizes, per task
 
 Per task it runs ``kil_eval.pipeline``'s stages (demonstrations, spec, keypoints per method,
 training, evaluation with inputs in the loop), reusing whatever an earlier run finished, and then
 writes one ``report/report.md`` over every task and method. ``--paper`` selects the paper's
-protocol and sizes (640x480 camera, 50 demonstrations, 10 configurations per setting, KIL head
-[128, 256, 512] for 250k steps at batch 128, RGB head [256, 512, 1024] on 224x224 frames); the
-flags set steps, demonstrations and episodes for anything smaller. KIL-IN uses the simulator's
+protocol and sizes (Table VIII: 640x480 camera, 50 demonstrations, 10 configurations per setting,
+KIL head [128, 256, 512] for 250k steps at batch 128, RGB and S2 head [256, 512, 1024] on 224x224
+frames for 100k steps at batch 64); ``--demo-size`` takes ``make demo``'s CPU sizes (320x240, its
+training sizes, its time limit); otherwise the flags set steps, demonstrations and episodes. A task
+whose stages finished is reused, so an interrupted study resumes where it stopped. KIL-IN uses the simulator's
 instance masks, recorded in the bags, where the paper used SAM3.
 """
 
@@ -27,10 +31,11 @@ from kil_sim.tasks import TASKS
 
 
 def paper_sizes() -> tuple[TrainingSize, TrainingSize]:
-    """The paper's training (Table VIII): KIL and the RGB baseline."""
+    """The paper's training (Table VIII): KIL (250k steps at batch 128), and the RGB and S2 baselines
+    (100k steps at batch 64)."""
     kil = TrainingSize(steps=250_000, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512))
     rgb = TrainingSize(
-        steps=250_000, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(256, 512, 1024), image_size=(224, 224)
+        steps=100_000, batch_size=64, lr=1e-4, warmup_steps=500, down_dims=(256, 512, 1024), image_size=(224, 224)
     )
     return kil, rgb
 
@@ -41,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compared methods")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="settings")
     parser.add_argument("--out", type=Path, default=Path("outputs/study"), help="working and output directory")
-    parser.add_argument("--paper", action="store_true", help="the paper's protocol and sizes (a GPU machine)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--paper", action="store_true", help="the paper's protocol and sizes (a GPU machine)")
+    size.add_argument("--demo-size", action="store_true", help="make demo's CPU sizes for every task")
     parser.add_argument("--demos", type=int, default=50, help="demonstrations per task")
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting")
     parser.add_argument("--kil-steps", type=int, default=20_000, help="KIL training steps (--paper: 250k)")
@@ -56,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.paper:
         kil, rgb = paper_sizes()
+    elif args.demo_size:
+        from kil_eval.demo import full_config
+
+        demo = full_config(args.out, args.device)
+        kil, rgb = demo.kil, demo.rgb
+        args.width, args.height = demo.width, demo.height
+        args.min_score, args.max_duration = demo.min_score, demo.max_duration_s
     else:
         kil = TrainingSize(steps=args.kil_steps, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512))
         rgb = TrainingSize(
