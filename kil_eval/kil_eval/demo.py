@@ -103,7 +103,7 @@ def quick_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
 def _notes(demos: int, kil: TrainingSize, rgb: TrainingSize, width: int, height: int) -> str:
     return "\n".join(
         [
-            "Scaled down from the paper to run in about 30 minutes on a 2-core CPU (`make demo`):",
+            "Scaled down from the paper to run on a 2-core CPU (`make demo`: about an hour with the three methods):",
             "",
             f"- {demos} scripted demonstrations (paper: 50 teleoperated), camera {width}x{height} at 10 Hz "
             "(paper: the Femto Bolt's colour stream);",

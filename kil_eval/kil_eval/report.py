@@ -116,7 +116,8 @@ def success_table(methods: list[MethodResults], task: str, settings: list[str]) 
 
 def pattern_lines(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
     """Per setting, whether our methods rank as the paper's Table I cells do for this task, and
-    which pairs do not: reversed, or tied here where the paper's cells differ by 2 or more."""
+    which pairs do not: reversed, tied here where the paper's cells differ by 2 or more, or 30
+    points or more apart here where the paper ties them."""
     lines = []
     for setting in settings:
         ours = {m.name: m.row(task, setting) for m in methods}
@@ -130,6 +131,12 @@ def pattern_lines(methods: list[MethodResults], task: str, settings: list[str]) 
                     pairs.append(
                         f"{a} and {b} tie here ({100 * here + 100 * ours[b]['rate']:.0f} %), the paper has "
                         f"{paper_successes(a, task, setting)} vs {paper_successes(b, task, setting)}/10"
+                    )
+                elif paper == 0 and abs(here) >= 0.3:
+                    higher, lower = (a, b) if here > 0 else (b, a)
+                    pairs.append(
+                        f"{a} and {b} tie in the paper ({paper_successes(a, task, setting)}/10 each), {higher} above "
+                        f"{lower} here ({100 * ours[higher]['rate']:.0f} vs {100 * ours[lower]['rate']:.0f} %)"
                     )
                 elif paper * here < 0:
                     pairs.append(

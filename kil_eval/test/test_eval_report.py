@@ -94,3 +94,8 @@ def test_the_report_says_where_the_papers_order_is_reversed(tmp_path: Path) -> N
     rgb = _results(tmp_path / "rgb", "RGB", {"scene_variation": (6, 10)})
     text = write_report([kil, rgb], tmp_path / "report").read_text()
     assert "- Scene variation: differs: KIL-IM above RGB in the paper (8 vs 0/10), below it here (20 vs 60 %)." in text
+    tie = write_report(
+        [_results(tmp_path / "k2", "KIL-IM", {"in_distribution": (10, 10)}),
+         _results(tmp_path / "r2", "RGB", {"in_distribution": (0, 10)})], tmp_path / "tie"
+    ).read_text()  # fmt: skip
+    assert "KIL-IM and RGB tie in the paper (10/10 each), KIL-IM above RGB here (100 vs 0 %)" in tie
