@@ -118,7 +118,9 @@ class PipelineConfig:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out)
+        # Absolute, so that a finished stage is found again whether the run was started with a
+        # relative or an absolute --out (the paths are part of the stored training config).
+        self.out = Path(self.out).resolve()
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
