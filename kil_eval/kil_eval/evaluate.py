@@ -143,25 +143,26 @@ def object_roles(task: str) -> dict[str, str]:
     return {spec.category: "manipulated", spec.fixture_category: "fixture"}
 
 
+def errors_by(errors: np.ndarray, keys: list[str]) -> dict[str, dict]:
+    """Per distinct key of the layout's K slots (in first-seen order): :func:`error_stats` of the
+    columns of ``errors`` (F, K) whose slot has that key."""
+    out = {}
+    for key in dict.fromkeys(keys):
+        columns = np.array([k == key for k in keys])
+        out[key] = error_stats(errors[:, columns] if errors.size else np.zeros((0, 0)))
+    return out
+
+
 def errors_by_object(errors: np.ndarray, categories: list[str], task: str) -> dict[str, dict]:
     """Per object category of the layout: its role in the task and :func:`error_stats` of its
     keypoints over the frames of ``errors`` (F, K)."""
     roles = object_roles(task)
-    out = {}
-    for category in dict.fromkeys(categories):
-        columns = np.array([c == category for c in categories])
-        values = errors[:, columns] if errors.size else np.zeros((0, 0))
-        out[category] = {"role": roles.get(category, "other"), **error_stats(values)}
-    return out
+    return {c: {"role": roles.get(c, "other"), **stats} for c, stats in errors_by(errors, categories).items()}
 
 
 def errors_by_keypoint(errors: np.ndarray, categories: list[str], names: list[str]) -> dict[str, dict]:
     """'category/name' -> :func:`error_stats` of that keypoint (instances together)."""
-    out = {}
-    for key in dict.fromkeys(f"{c}/{n}" for c, n in zip(categories, names, strict=True)):
-        columns = np.array([f"{c}/{n}" == key for c, n in zip(categories, names, strict=True)])
-        out[key] = error_stats(errors[:, columns] if errors.size else np.zeros((0, 0)))
-    return out
+    return errors_by(errors, [f"{c}/{n}" for c, n in zip(categories, names, strict=True)])
 
 
 def summarise(
@@ -365,7 +366,7 @@ class Evaluation:
         return np.stack(records[marks[name] :])
 
     def _line(self, task, setting, episode, result, controller, errors, marks, failure) -> dict:
-        overall = error_stats(errors) if errors.size else error_stats(np.zeros(0))
+        overall = error_stats(errors)
         categories = list(getattr(self.source, "categories", []) or [])
         by_object = errors_by_object(errors, categories, task) if errors.size and categories else {}
         seconds = getattr(self.source, "seconds", [])[marks["seconds"] :]
