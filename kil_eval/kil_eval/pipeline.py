@@ -54,6 +54,8 @@ class TrainingSize:
     d_model: int = 128
     num_layers: int = 4
     image_size: tuple[int, int] = (72, 96)
+    image_backbone: str = "resnet18"
+    image_crop: float = 0.9
 
     def overrides(self, observation: str = "keypoints", mask_categories: tuple[str, ...] = ()) -> list[str]:
         """``kil_policy.train`` overrides for a policy observing ``observation`` (keypoints, rgb or
@@ -72,6 +74,8 @@ class TrainingSize:
             out += [
                 f"policy.observation={observation}",
                 f"policy.image_size=[{self.image_size[0]},{self.image_size[1]}]",
+                f"policy.image_backbone={self.image_backbone}",
+                f"policy.image_crop={self.image_crop}",
             ]
             if mask_categories:
                 out.append(f"policy.mask_categories=[{','.join(mask_categories)}]")

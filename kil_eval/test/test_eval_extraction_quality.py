@@ -4,32 +4,47 @@ keypoints are found and close to the ground truth, and a spec with one deliberat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
+from PIL import Image
 
 from kil_eval.record_demos import record
 from kil_eval.specs import make_spec
+from kil_policy import extract_bags
 from kil_policy.extraction_quality import measure, report
-from kil_policy.keypoint_cache import ExtractionConfig, bag_keypoints, extract_bag_keypoints
+from kil_policy.keypoint_cache import ExtractionConfig, bag_keypoints, colour_frame_count, extract_bag_keypoints
 from kil_sim.camera import CameraConfig
 
 
-def test_a_wrong_point_in_the_spec_is_flagged(tmp_path: Path) -> None:
+def _wrong_spec(directory: Path, camera: CameraConfig) -> Path:
+    """The shipped place_mug spec with the mug's "body" clicked on the table beside the mug."""
+    make_spec("place_mug", directory, camera)
+    spec = yaml.safe_load((directory / "spec.yaml").read_text())
+    u, v = spec["categories"][0]["references"][0]["keypoints"]["body"]
+    spec["categories"][0]["references"][0]["keypoints"]["body"] = [u - 25.0, v + 12.0]  # on the table
+    (directory / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return directory / "spec.yaml"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[list[Path], CameraConfig, Path]:
+    root = tmp_path_factory.mktemp("quality")
     camera = CameraConfig(width=160, height=120)
-    bags = record("place_mug", 2, tmp_path / "demos", camera_hz=5.0, width=160, height=120, progress=False)
+    bags = record("place_mug", 2, root / "demos", camera_hz=5.0, width=160, height=120, progress=False)
+    return bags, camera, root
+
+
+def test_a_wrong_point_in_the_spec_is_flagged(recorded) -> None:
+    bags, camera, tmp_path = recorded
     good = make_spec("place_mug", tmp_path / "good", camera)
     table, suspicious = report([str(b) for b in bags], ExtractionConfig(spec=str(good)))
     assert "mug[0].body" in table and "error px" in table
     assert not [line for line in suspicious if "mug[0].body " in line]
-    bad_dir = tmp_path / "bad"
-    make_spec("place_mug", bad_dir, camera)
-    spec = yaml.safe_load((bad_dir / "spec.yaml").read_text())
-    u, v = spec["categories"][0]["references"][0]["keypoints"]["body"]
-    spec["categories"][0]["references"][0]["keypoints"]["body"] = [u - 25.0, v + 12.0]  # on the table
-    (bad_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    config = ExtractionConfig(spec=str(bad_dir / "spec.yaml"))
+    config = ExtractionConfig(spec=str(_wrong_spec(tmp_path / "bad", camera)))
     table, suspicious = report([str(b) for b in bags], config)
     assert any(line.startswith("mug[0].body is ") and "px from the ground truth" in line for line in suspicious), (
         table,
@@ -47,3 +62,51 @@ def test_a_wrong_point_in_the_spec_is_flagged(tmp_path: Path) -> None:
         np.linalg.norm(f.uv[slot] - truth[int(np.argmin(np.abs(stamps - f.stamp_ns)))].uv[source]) for f in frames
     ]
     assert row.median_error_px == float(np.median(by_hand)) and row.median_error_px > 8
+
+
+def test_the_extraction_command_counts_frames_flags_and_films(recorded, capsys) -> None:
+    """``python -m kil_policy.extract_bags``: one progress bar over every frame to extract, the
+    quality table with the wrong point flagged (exit 1 with --strict), an overlay GIF, and the
+    cache training reads, so a second run extracts nothing."""
+    bags, camera, tmp_path = recorded
+    spec = _wrong_spec(tmp_path / "cli", camera)
+    capsys.readouterr()  # (what annotating the spec printed)
+    # (--min-score: settings of their own, so the other test's cache of the same spec is not reused)
+    argv = [
+        str(bags[0].parent),
+        "--spec",
+        str(spec),
+        "--min-score",
+        "0.05",
+        "--gif",
+        str(tmp_path / "gifs"),
+        "--json",
+        "--strict",
+    ]
+    assert extract_bags.main(argv) == 1
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    total = sum(colour_frame_count(b, "/camera/color/image_raw") for b in bags)
+    assert out["bags"] == 2 and out["extracted_frames"] == total
+    config = ExtractionConfig(spec=str(spec), min_score=0.05)
+    assert out["frames"] == sum(len(extract_bag_keypoints(b, config)) for b in bags)
+    assert f"{total}/{total}" in captured.err  # the bar reached the frame count
+    assert any(line.startswith("mug[0].body is ") for line in out["flags"])
+    (row,) = [r for r in out["keypoints"] if r["label"] == "mug[0].body"]
+    assert row["valid"] > 0.5 and row["median_error_px"] > 8
+    gif = Image.open(out["gifs"][0])
+    assert gif.size == (160, 120) and gif.n_frames >= 3
+    # Cached now: a second run extracts no frame; without --strict the flags only warn.
+    assert extract_bags.main(argv[:-1]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["extracted_frames"] == 0 and again["flags"] == out["flags"]
+
+
+def test_the_extraction_command_names_what_is_wrong(recorded, tmp_path: Path, capsys) -> None:
+    bags, _, root = recorded
+    with pytest.raises(SystemExit) as exit_info:
+        extract_bags.main([str(tmp_path), "--spec", str(root / "good" / "spec.yaml")])
+    assert exit_info.value.code == 2 and "no bags in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        extract_bags.main([str(bags[0]), "--spec", str(tmp_path / "missing.yaml")])
+    assert exit_info.value.code == 2 and "missing.yaml" in capsys.readouterr().err

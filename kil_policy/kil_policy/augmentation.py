@@ -92,7 +92,7 @@ def augment(
     def normal(shape) -> Tensor:
         return torch.randn(shape, generator=generator, device=device)
 
-    if BatchKeys.IMAGE in batch:
+    if BatchKeys.IMAGE in batch or BatchKeys.IMAGE_FEATURES in batch:
         out = dict(batch)
     else:
         out = spatial_transform(batch, uniform(b) * config.rotation_rad, uniform(b, 2) * config.translation_m)

@@ -104,6 +104,13 @@ class PolicyConfig:
         encoder: keypoint encoder. head: diffusion head.
         image_size: (H, W) of the RGB / S2 baselines' input (paper: 224 x 224).
         rgb_weights: local ImageNet ResNet-18 weights for the baselines ("" = random init).
+        image_backbone: the image encoder of the RGB / S2 baselines: "resnet18" (the paper's:
+            ResNet-18 trained end to end, global average pooling) or "effnet_lite0_frozen"
+            (the CPU recipe: EfficientNet-Lite0's ImageNet trunk to stride 16, frozen, so its
+            features are computed once per training frame; a trainable ResNet-style stage on top
+            ends in global average pooling as the paper's encoder does).
+        image_crop: the training crop of the image baselines, as a fraction of each side (a random
+            window per sample; the centre at evaluation; 1 = no crop). Paper Table X: random crop.
         image_norm: normalisation layers of the image encoder's ResNet: "group" (GroupNorm, as
             diffusion policy's ResNets) or "batch" (torchvision's BatchNorm).
         mask_categories: S2 only: the object categories its mask shows (S2's text prompts; the
@@ -118,6 +125,8 @@ class PolicyConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     image_size: tuple[int, int] = (224, 224)
     rgb_weights: str = ""
+    image_backbone: Literal["resnet18", "effnet_lite0_frozen"] = "resnet18"
+    image_crop: float = 0.9
     image_norm: Literal["group", "batch"] = "group"
     mask_categories: tuple[str, ...] = ()
 
@@ -130,6 +139,10 @@ class PolicyConfig:
         self.mask_categories = tuple(str(c) for c in self.mask_categories)
         if self.observation not in ("keypoints", "rgb", "s2"):
             raise ValueError(f"observation must be keypoints, rgb or s2, got {self.observation!r}")
+        if self.image_backbone not in ("resnet18", "effnet_lite0_frozen"):
+            raise ValueError(f"image_backbone must be resnet18 or effnet_lite0_frozen, got {self.image_backbone!r}")
+        if not 0.5 <= self.image_crop <= 1.0:
+            raise ValueError(f"image_crop must be in [0.5, 1], got {self.image_crop}")
         if self.image_norm not in ("group", "batch"):
             raise ValueError(f"image_norm must be group or batch, got {self.image_norm!r}")
         if self.observation == "s2" and not self.mask_categories:

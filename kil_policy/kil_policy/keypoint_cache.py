@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +65,18 @@ def _calibration_path(bag: Path, config: ExtractionConfig) -> Path:
     return path
 
 
+def is_cached(bag: str | Path, config: ExtractionConfig) -> bool:
+    """The bag's keypoints for these settings are cached (nothing to extract)."""
+    bag = Path(bag)
+    return (bag / f"kil_keypoints_{cache_key(bag, config)}.npz").exists()
+
+
+def colour_frame_count(bag: str | Path, topic: str) -> int:
+    """Messages on the colour topic, from the bag's index (0 when it has no such topic)."""
+    with Reader(Path(bag)) as reader:
+        return sum(c.msgcount for c in reader.connections if c.topic == topic)
+
+
 def cache_key(bag: Path, config: ExtractionConfig) -> str:
     """Hash of the bag's metadata and data file sizes, the spec and its images, and the settings."""
     from kil_perception.spec import load_spec
@@ -83,8 +96,11 @@ def cache_key(bag: Path, config: ExtractionConfig) -> str:
     return digest.hexdigest()[:16]
 
 
-def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[KeypointArrayData]:
-    """Keypoint frames of a bag, from the cache or extracted (and then cached)."""
+def extract_bag_keypoints(
+    bag: str | Path, config: ExtractionConfig, on_frame: Callable[[], None] | None = None
+) -> list[KeypointArrayData]:
+    """Keypoint frames of a bag, from the cache or extracted (and then cached); ``on_frame`` is
+    called after each extracted frame (a progress bar)."""
     from kil_interfaces.calibration import load_extrinsics
     from kil_perception.extraction import keypoints_message
     from kil_perception.instances import SimulatorMasks, parse_mask_categories
@@ -149,6 +165,8 @@ def extract_bag_keypoints(bag: str | Path, config: ExtractionConfig) -> list[Key
                     spec, found, depth, intrinsics, extrinsics, pair.stamp_ns, config.method, config.backend
                 )
             )
+            if on_frame is not None:
+                on_frame()
     if not frames:
         raise ValueError(f"{bag}: no colour/depth pair within {config.slop_s} s to extract keypoints from")
     arrays = {

@@ -6,6 +6,8 @@ Batches are dicts of tensors (key names in ``BatchKeys``):
     similarities (B, n_obs, K, K)  cosine similarities (encoder kind "sim" only)
     proprio      (B, n_obs, 7)     position, roll/pitch/yaw, gripper
     image        (B, n_obs, C, H, W) float in [0, 1] (RGB: C = 3; S2: C = 2, mask and relative depth)
+    image_features (B, n_obs, 112, h, w) the frozen trunk's features of those images, computed once
+                 per training frame (``image_backbone`` "effnet_lite0_frozen"), in place of image
     action       (B, horizon, 10)  training targets
     action_is_pad (B, horizon)     bool, True where the window ran past the episode end
 
@@ -34,6 +36,7 @@ class BatchKeys:
     SIMILARITIES = "similarities"
     PROPRIO = "proprio"
     IMAGE = "image"
+    IMAGE_FEATURES = "image_features"
     ACTION = "action"
     ACTION_IS_PAD = "action_is_pad"
 
@@ -48,9 +51,9 @@ class KeypointDiffusionPolicy(nn.Module):
         self.proprio_normalizer = MinMaxNormalizer(PROPRIO_DIM)
         self.keypoint_normalizer = MinMaxNormalizer(3)
         if config.uses_images:
-            from kil_policy.image_encoder import ImageEncoder
+            from kil_policy.image_encoder import make_image_encoder
 
-            self.encoder = ImageEncoder(config)
+            self.encoder = make_image_encoder(config)
         else:
             self.encoder = make_encoder(config.encoder, PROPRIO_DIM)
         self.unet = ConditionalUnet1D(ACTION_DIM, config.n_obs_steps * self.encoder.output_dim, config.head)
@@ -91,7 +94,9 @@ class KeypointDiffusionPolicy(nn.Module):
         """Observation history -> (B, n_obs * D) global condition."""
         proprio = self.proprio_normalizer.normalize(batch[BatchKeys.PROPRIO])
         b, n = proprio.shape[:2]
-        if self.config.uses_images:
+        if BatchKeys.IMAGE_FEATURES in batch:
+            features = self.encoder.from_features(batch[BatchKeys.IMAGE_FEATURES].flatten(0, 1), proprio.flatten(0, 1))
+        elif self.config.uses_images:
             features = self.encoder(batch[BatchKeys.IMAGE].flatten(0, 1), proprio.flatten(0, 1))
         else:
             keypoints = self.keypoint_normalizer.normalize(batch[BatchKeys.KEYPOINTS])

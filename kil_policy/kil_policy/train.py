@@ -271,6 +271,9 @@ def train(config: TrainConfig) -> TrainResult:
         valid = torch.from_numpy(np.concatenate([e.valid for e in episodes]))
     policy.fit_normalizers(all_actions, all_proprio, keypoints, valid)
     policy.to(device)
+    if hasattr(policy.encoder, "trunk_features"):  # a frozen image trunk: its features once per frame
+        policy.encoder.load_pretrained()
+        dataset.cache_image_features(policy.encoder.trunk_features, progress=rank == 0)
     if config.cuda_graph and (device.type != "cuda" or distributed):
         raise SystemExit(f"error: cuda_graph=true needs one CUDA process; this run is on {device}"
                          + (" with torchrun" if distributed else ""))  # fmt: skip

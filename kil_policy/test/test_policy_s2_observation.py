@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kil_policy.config import PolicyConfig
-from kil_policy.image_encoder import ImageEncoder
+from kil_policy.image_encoder import ImageEncoder, _crop_window
 from kil_policy.s2_observation import relative_depth, s2_frame, task_mask
 
 
@@ -56,15 +56,14 @@ def test_s2_needs_its_categories_and_the_encoder_takes_two_channels() -> None:
 
 
 def test_training_crops_each_sample_on_its_own() -> None:
-    encoder = ImageEncoder(PolicyConfig(observation="rgb", image_size=(20, 20))).train()
     images = torch.arange(20 * 20, dtype=torch.float32).reshape(1, 1, 20, 20).expand(64, 3, 20, 20)
     torch.manual_seed(0)
-    crops = encoder._crop(images)
+    crops = _crop_window(images, training=True, fraction=0.9)
     assert crops.shape == (64, 3, 18, 18)
     corners = {float(c[0, 0, 0]) for c in crops}
     assert len(corners) > 1  # not one window for the whole batch
     for crop in crops:  # each a window of the image
         top, left = divmod(int(crop[0, 0, 0]), 20)
         torch.testing.assert_close(crop, images[0, :, top : top + 18, left : left + 18])
-    centre = encoder.eval()._crop(images)
+    centre = _crop_window(images, training=False, fraction=0.9)
     torch.testing.assert_close(centre, images[:, :, 1:19, 1:19])
