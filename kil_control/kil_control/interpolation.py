@@ -128,6 +128,11 @@ class ChunkInterpolator:
     def has_plan(self) -> bool:
         return self._times is not None
 
+    @property
+    def plan_end_ns(self) -> int | None:
+        """When the plan's last executable target is due (None before the first chunk)."""
+        return None if self._times is None else int(self._times[-1])
+
     def add_chunk(self, chunk: ActionChunkData, now_ns: int) -> bool:
         """Replace the plan from the chunk's first target on; returns False (reason in
         ``last_refusal``) for a refused chunk.

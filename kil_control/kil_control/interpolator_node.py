@@ -5,6 +5,12 @@ Subscribes /kil/action_chunk (policy or teleop) and /kil/robot_state; publishes
 (std_msgs/Float32) at ``rate_hz``. The first setpoint is the robot's current pose (the Lite6 servo
 mode requires it); all limits (workspace box, step length, speeds, staleness hold) are
 ``kil_control.interpolation``'s and are parameters here.
+
+/diagnostics (1 Hz, ``diagnostics_period_s``), check ``plan``: OK while a plan is executing (or
+before the first chunk); WARN while starved (the plan ran out more than ``starvation_grace_s`` ago
+and no new chunk has arrived, for less than ``stale_after_s``) or waiting for the first robot state;
+ERROR while holding because the chunks went stale. Values: plan time left, starvations, accepted
+and refused chunks, the last refusal, the share of setpoints the safety limits changed.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from std_msgs.msg import Float32
 
 from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 from kil_interfaces import conversion
+from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics
 from kil_interfaces.msg import ActionChunk, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, spin_node
 
@@ -42,6 +49,13 @@ class InterpolatorNode(Node):
         )
         self.config = InterpolatorConfig(rate_hz=rate, limits=limits)
         self.base_frame = p("base_frame", "link_base", "robot base frame of the setpoints")
+        grace = p(
+            "starvation_grace_s",
+            0.2,
+            "diagnostics: the plan may run out for this long before it counts as starved (a policy's next chunk "
+            "is due when the plan ends, plus its inference time)",
+        )
+        self.grace_ns = round(grace * 1e9)
         self.interpolator: ChunkInterpolator | None = None
         self.target_pub = self.create_publisher(PoseStamped, "kil/servo_target", 10)
         self.gripper_pub = self.create_publisher(Float32, "kil/gripper_command", 10)
@@ -51,6 +65,32 @@ class InterpolatorNode(Node):
         self._holding = False
         self._warn_once = WarnOnce(self.get_logger())
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
+        self.accepted = self.refused = self.starvations = self.setpoints = self.limited = 0
+        self._starved = False
+        self.diagnostics = Diagnostics(self, hardware_id=self.base_frame)
+        self.diagnostics.add("plan", self._check_plan)
+
+    def _check_plan(self) -> Check:
+        values: dict[str, object] = {
+            "chunks_accepted": self.accepted,
+            "chunks_refused": self.refused,
+            "starvations": self.starvations,
+            "limited_setpoints": self.limited / self.setpoints if self.setpoints else 0.0,
+        }
+        if self.interpolator is None:
+            return Check(WARN, "waiting for /kil/robot_state", values)
+        if self.interpolator.last_refusal:
+            values["last_refusal"] = self.interpolator.last_refusal
+        end = self.interpolator.plan_end_ns
+        if end is None:
+            return Check(OK, "no action chunk yet: holding the start pose", values)
+        now = self.get_clock().now().nanoseconds
+        values["plan_left_s"] = (end - now) / 1e9
+        if self._holding:
+            return Check(ERROR, "holding: the action chunks went stale", values)
+        if now - end > self.grace_ns:
+            return Check(WARN, f"starved: the plan ran out {(now - end) / 1e9:.2f} s ago", values)
+        return Check(OK, "executing", values)
 
     def _on_state(self, msg: RobotState) -> None:
         if self.interpolator is not None:
@@ -88,13 +128,22 @@ class InterpolatorNode(Node):
             self._warn_once("clock", "action chunk before the first /clock message (use_sim_time); dropped")
             return
         if not self.interpolator.add_chunk(chunk, now):
+            self.refused += 1
             self._warn("refused", f"action chunk refused: {self.interpolator.last_refusal}")
+        else:
+            self.accepted += 1
 
     def _on_timer(self) -> None:
         if self.interpolator is None:
             return
         now = self.get_clock().now()
         setpoint = self.interpolator.setpoint(now.nanoseconds)
+        self.setpoints += 1
+        self.limited += bool(setpoint.limited)
+        end = self.interpolator.plan_end_ns
+        starved = end is not None and now.nanoseconds - end > self.grace_ns
+        self.starvations += starved and not self._starved
+        self._starved = starved
         if setpoint.holding != self._holding and self.interpolator.has_plan:
             self._holding = setpoint.holding
             if setpoint.holding:

@@ -8,6 +8,9 @@ Out: /kil/robot_state (RobotState) and, through ``kil_control.lite6.ServoGate``,
 ``close_lite6_gripper`` (enable them in xarm_user_params.yaml). At start-up it enables the
 motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_state`` 0). Refused
 targets are logged (throttled) with the reason; the arm then keeps its last target.
+/diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
+other than servo; WARN while waiting for states or right after a refused target (with the reason);
+values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,19 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Float32
 
-from kil_control.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
+from kil_control.adapter_status import AdapterStatus
+from kil_control.lite6 import (
+    SERVO_MODE,
+    GripperLatch,
+    ServoGate,
+    ServoGateConfig,
+    XArmState,
+    pose_to_xarm,
+    xarm_to_pose,
+)
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
+from kil_interfaces.diagnostics import Check, Diagnostics
 from kil_interfaces.msg import RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 
@@ -113,6 +126,9 @@ class Lite6Node(Node):
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
         self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
+        self.status = AdapterStatus(f"{namespace.rstrip('/')}/robot_states")
+        self.diagnostics = Diagnostics(self, hardware_id=f"lite6 {namespace}")
+        self.diagnostics.add("arm", self._check_arm)
         self.driver.start_servo()
         self.get_logger().info(f"Lite6 adapter on {namespace}: servo mode, steps < {self.gate.config.max_step_m} m")
 
@@ -136,11 +152,26 @@ class Lite6Node(Node):
             return
         p, q = msg.pose.position, msg.pose.orientation
         position = np.array([p.x, p.y, p.z])
-        problem = self.gate.check(position, self.state, self.get_clock().now().nanoseconds)
+        now = self.get_clock().now().nanoseconds
+        problem = self.gate.check(position, self.state, now)
         if problem is not None:
+            self.status.on_refused(problem, now)
             self._warn("gate", f"servo target refused: {problem}")
             return
         self.driver.servo(pose_to_xarm(position, np.array([q.x, q.y, q.z, q.w])))
+        self.status.on_sent()
+
+    def _check_arm(self) -> Check:
+        state, now = self.state, self.get_clock().now().nanoseconds
+        timeout = self.gate.config.state_timeout_s
+        if state is None:
+            return self.status.check(now, None, timeout)
+        fault = ""
+        if state.error:
+            fault = f"the controller reports error {state.error}; clear it (clean_error) and restart servo mode"
+        elif state.mode != SERVO_MODE:
+            fault = f"the controller is in mode {state.mode}, not servo mode {SERVO_MODE}"
+        return self.status.check(now, state.stamp_ns, timeout, fault, mode=state.mode, error=state.error)
 
     def _on_gripper(self, msg: Float32) -> None:
         action = self.latch.update(float(msg.data))

@@ -10,6 +10,9 @@ through the closed-form IK (``kil_control.ur5e``), nearest solution to the last 
 is refused (throttled warning; the controller keeps the last command) when joint states are
 older than ``state_timeout_s``, when it is out of reach, or when a joint would move more than
 ``max_joint_step_rad`` in one command.
+/diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
+after a refused target (with the reason); values: targets sent/refused, state age
+(``kil_control.adapter_status``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float64MultiArray
 
+from kil_control.adapter_status import AdapterStatus
 from kil_control.ur5e import JOINT_NAMES, forward, nearest_solution
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
+from kil_interfaces.diagnostics import Check, Diagnostics
 from kil_interfaces.msg import RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
@@ -53,6 +58,9 @@ class Ur5eNode(Node):
         self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
         self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
         self.command_pub = self.create_publisher(Float64MultiArray, "forward_position_controller/commands", 10)
+        self.status = AdapterStatus("/joint_states")
+        self.diagnostics = Diagnostics(self, hardware_id="ur5e")
+        self.diagnostics.add("arm", self._check_arm)
         self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps < {self.max_step} rad")
 
     def _on_joints(self, msg: JointState) -> None:
@@ -76,7 +84,7 @@ class Ur5eNode(Node):
             return
         now = self.get_clock().now().nanoseconds
         if self.joints is None or now - self.joints_stamp > self.timeout_ns:
-            self._warn("stale", "no fresh /joint_states: servo targets refused")
+            self._refuse("stale", "no fresh /joint_states: servo targets refused", now)
             self.last_command = None
             return
         p, q = msg.pose.position, msg.pose.orientation
@@ -86,15 +94,24 @@ class Ur5eNode(Node):
         reference = self.last_command if self.last_command is not None else self.joints
         solution = nearest_solution(target @ np.linalg.inv(self.tcp), reference)
         if solution is None:
-            self._warn("reach", f"servo target ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) is out of reach: refused")
+            self._refuse("reach", f"servo target ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) is out of reach: refused", now)
             return
         step = float(np.max(np.abs(solution - reference)))
         if step > self.max_step:
-            self._warn("step", f"a {step:.3f} rad joint step (max_joint_step_rad {self.max_step}): refused")
+            self._refuse("step", f"a {step:.3f} rad joint step (max_joint_step_rad {self.max_step}): refused", now)
             self.last_command = None  # start again from the measured joints
             return
         self.last_command = solution
         self.command_pub.publish(Float64MultiArray(data=[float(v) for v in solution]))
+        self.status.on_sent()
+
+    def _refuse(self, kind: str, reason: str, now_ns: int) -> None:
+        self.status.on_refused(reason, now_ns)
+        self._warn(kind, reason)
+
+    def _check_arm(self) -> Check:
+        stamp = self.joints_stamp if self.joints is not None else None
+        return self.status.check(self.get_clock().now().nanoseconds, stamp, self.timeout_ns / 1e9)
 
     def _on_gripper(self, msg: Float32) -> None:
         self.gripper = float(np.clip(msg.data, 0.0, 1.0))

@@ -15,7 +15,9 @@ from std_msgs.msg import Float32
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, RobotStateData
+from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import ActionChunk, RobotState
+from kil_interfaces.testing import DiagnosticsListener
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
 
@@ -114,3 +116,60 @@ def test_interpolator_node_limits_and_holds(ros_node) -> None:
             process.kill()
             output, _ = process.communicate()
     assert "holding" in output and "resuming motion" in output
+
+
+def test_interpolator_node_diagnostics_report_starvation_and_the_stale_hold(ros_node) -> None:
+    """/diagnostics ``plan``: WARN before the first robot state, OK before the first chunk and while
+    a plan executes, WARN once the plan has run out (starved), ERROR while holding on stale chunks;
+    refused chunks are counted."""
+    params = ["rate_hz:=100.0", "stale_after_s:=1.0", "starvation_grace_s:=0.2", "diagnostics_period_s:=0.1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    listener = DiagnosticsListener(ros_node)
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+    start = np.array([0.3, 0.0, 0.2])
+    name = "interpolator_node: plan"
+    feed = {"state": False, "chunks": False}
+
+    def publish() -> None:
+        now = ros_node.get_clock().now().nanoseconds
+        if feed["state"]:
+            state_pub.publish(cv.robot_state_to_msg(RobotStateData(now, "link_base", start, DOWN, 1.0)))
+        if feed["chunks"]:  # a 1 s plan, renewed every period while fed
+            positions = start + np.linspace(0, 0.01, 10)[:, None] * np.array([1.0, 0.0, 0.0])
+            chunk = ActionChunkData(now + 100_000_000, "link_base", 100_000_000, positions, np.tile(DOWN, (10, 1)),
+                                    np.ones(10))  # fmt: skip
+            chunk_pub.publish(cv.action_chunk_to_msg(chunk))
+
+    def spin(seconds: float) -> None:
+        _spin_until(ros_node, lambda: False, seconds, publish, period_s=0.2)
+
+    try:
+        assert "waiting for /kil/robot_state" in listener.wait(spin, name, (WARN,), timeout_s=90).message
+        feed["state"] = True
+        listener.wait(spin, name, (OK,), message="no action chunk yet")
+        feed["chunks"] = True
+        executing = listener.wait(spin, name, (OK,), message="executing")
+        assert float(DiagnosticsListener.values(executing)["plan_left_s"]) > 0
+        feed["chunks"] = False  # starved: the plan runs out, then (stale_after_s later) the hold
+        starved = listener.wait(spin, name, (WARN,), message="starved: the plan ran out")
+        assert int(DiagnosticsListener.values(starved)["starvations"]) == 1
+        listener.wait(spin, name, (ERROR,), message="holding: the action chunks went stale")
+        old = ActionChunkData(1, "link_base", 100_000_000, start[None], DOWN[None], [1.0])  # arrives stale: refused
+        chunk_pub.publish(cv.action_chunk_to_msg(old))
+        refused = listener.wait(spin, name, (ERROR,), message="holding", until=lambda v: v["chunks_refused"] == "1")
+        assert DiagnosticsListener.values(refused)["last_refusal"] == "it arrived already stale"
+        feed["chunks"] = True  # chunks resume: OK again
+        listener.wait(spin, name, (OK,), message="executing")
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

@@ -17,7 +17,9 @@ from std_msgs.msg import Float32
 from kil_control.lite6 import GripperLatch, ServoGate, ServoGateConfig, XArmState, pose_to_xarm, xarm_to_pose
 from kil_control.lite6_node import Lite6Node
 from kil_interfaces import conversion as cv
+from kil_interfaces.diagnostics import ERROR, WARN
 from kil_interfaces.msg import RobotState
+from kil_interfaces.testing import DiagnosticsListener
 
 POSE_MM = [250.0, -30.0, 180.0, np.pi, 0.1, -0.4]  # tool down, tilted, turned
 
@@ -88,7 +90,7 @@ class FakeXArm:
 
 
 def test_lite6_node_over_dds() -> None:
-    rclpy.init()
+    rclpy.init(args=["--ros-args", "-p", "diagnostics_period_s:=0.2"])
     fakes = []
     adapter = Lite6Node(driver_factory=lambda node, on_state: fakes.append(FakeXArm(node, on_state)) or fakes[-1])
     fake = fakes[0]
@@ -101,10 +103,14 @@ def test_lite6_node_over_dds() -> None:
     target_pub = other.create_publisher(PoseStamped, "/kil/servo_target", 10)
     gripper_pub = other.create_publisher(Float32, "/kil/gripper_command", 10)
 
+    fault = {"error": 0, "states": True}
+    listener = DiagnosticsListener(other)
+
     def spin(seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            fake.on_state(adapter.get_clock().now().nanoseconds, POSE_MM, 1, 0, [0.1] * 6)
+            if fault["states"]:
+                fake.on_state(adapter.get_clock().now().nanoseconds, POSE_MM, 1, fault["error"], [0.1] * 6)
             executor.spin_once(timeout_sec=0.01)
 
     def target(x_mm: float, frame: str = "link_base") -> None:
@@ -127,6 +133,9 @@ def test_lite6_node_over_dds() -> None:
         target(251.0)
         target(256.0)
         target(290.0)  # a 34 mm jump: refused
+        refused = listener.wait(spin, "lite6_node: arm", (WARN,), message="a 34.0 mm step")
+        assert DiagnosticsListener.values(refused)["targets_sent"] == "2"
+        assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
         target(256.0, frame="camera")  # wrong frame: dropped
         assert [round(p[0], 3) for p in fake.poses] == [251.0, 256.0]
         np.testing.assert_allclose(fake.poses[0][3:], POSE_MM[3:], atol=1e-6)
@@ -135,6 +144,11 @@ def test_lite6_node_over_dds() -> None:
             spin(0.2)
         assert fake.gripper_actions == ["close", "open"]
         assert states[-1].gripper == 1.0
+        fault["error"] = 21  # the controller faults: ERROR with its code
+        error = listener.wait(spin, "lite6_node: arm", (ERROR,), message="error 21")
+        assert DiagnosticsListener.values(error)["error"] == "21"
+        fault["error"], fault["states"] = 0, False  # the states stop: ERROR, stale
+        listener.wait(spin, "lite6_node: arm", (ERROR,), message="/ufactory/robot_states is")
     finally:
         executor.shutdown()
         adapter.destroy_node()

@@ -17,8 +17,10 @@ from std_msgs.msg import Float64MultiArray
 from kil_control.ur5e import DH, JOINT_NAMES, forward, inverse, nearest_solution
 from kil_control.ur5e_node import Ur5eNode
 from kil_interfaces import conversion as cv
+from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import RobotState
 from kil_interfaces.rotations import matrix_to_quat
+from kil_interfaces.testing import DiagnosticsListener
 
 HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0])
 
@@ -46,7 +48,7 @@ def test_inverse_kinematics_reproduces_random_poses() -> None:
 
 
 def test_ur5e_node_over_dds() -> None:
-    rclpy.init()
+    rclpy.init(args=["--ros-args", "-p", "diagnostics_period_s:=0.2"])
     adapter = Ur5eNode()
     robot = rclpy.create_node("ur_driver_stand_in")
     executor = SingleThreadedExecutor()
@@ -89,12 +91,17 @@ def test_ur5e_node_over_dds() -> None:
         send(HOME + 2 * step)
         assert len(commands) == 2
         np.testing.assert_allclose(commands[-1].data, HOME + 2 * step, atol=1e-8)
+        listener = DiagnosticsListener(robot)
+        assert listener.wait(spin, "ur5e_node: arm", (OK,)).message == "servoing"
         send(HOME + 2 * step + [0.2, 0, 0, 0, 0, 0])  # a 0.2 rad jump: refused
         assert len(commands) == 2
+        refused = listener.wait(spin, "ur5e_node: arm", (WARN,), message="joint step (max_joint_step_rad 0.03)")
+        assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
         joints["publish"] = False
         spin(0.3)
         send(HOME)  # joint states stale: refused
         assert len(commands) == 2
+        listener.wait(spin, "ur5e_node: arm", (ERROR,), message="/joint_states is")
     finally:
         executor.shutdown()
         adapter.destroy_node()

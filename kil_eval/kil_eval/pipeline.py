@@ -56,6 +56,7 @@ class TrainingSize:
     image_size: tuple[int, int] = (72, 96)
     image_backbone: str = "resnet18"
     image_crop: float = 0.9
+    image_pool: str = "gap"
 
     def overrides(self, observation: str = "keypoints", mask_categories: tuple[str, ...] = ()) -> list[str]:
         """``kil_policy.train`` overrides for a policy observing ``observation`` (keypoints, rgb or
@@ -76,6 +77,7 @@ class TrainingSize:
                 f"policy.image_size=[{self.image_size[0]},{self.image_size[1]}]",
                 f"policy.image_backbone={self.image_backbone}",
                 f"policy.image_crop={self.image_crop}",
+                f"policy.image_pool={self.image_pool}",
             ]
             if mask_categories:
                 out.append(f"policy.mask_categories=[{','.join(mask_categories)}]")

@@ -18,8 +18,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from kil_interfaces import conversion as cv
+from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.testing import call_trigger, in_process, spin_executor
+from kil_interfaces.testing import DiagnosticsListener, call_trigger, in_process, spin_executor
 from kil_interfaces.tf import StaticTransformBroadcaster
 from kil_perception.synchronization import LatestPairSynchronizer
 
@@ -322,3 +323,44 @@ def test_an_extraction_failure_drops_the_frame_and_the_node_goes_on(tmp_path: Pa
             spin_executor(executor, 0.3)  # (one executor for both nodes: let it serve every callback)
         assert faults and len(results) >= 2
         assert logged.count("frame dropped: extraction failed (RuntimeError: injected extractor fault)") == 1
+
+
+def test_keypoint_node_diagnostics_name_why_no_keypoints_come(tmp_path: Path) -> None:
+    """/diagnostics over DDS: WARN before any frame; OK with the latency and valid keypoints per object
+    while good frames flow; ERROR naming the drop reason once only bad frames arrive for longer than
+    max_output_gap_s; OK again when good frames return."""
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    names = [("mug", "rim"), ("mug", "handle"), ("block", "top")]
+    uv = intr.project(to_cam.apply(np.array([world.keypoints(o)[k] for o, k in names])))
+    spec = write_spec(tmp_path, rgb, {f"{o}_{k}": tuple(p) for (o, k), p in zip(names, uv, strict=True)})
+    params = [f"spec:={spec}", "backend:=classic", "diagnostics_period_s:=0.2", "max_output_gap_s:=0.6"]
+    with keypoint_node(params, world) as (node, process, _log):
+        feed = CameraFeed(node, intr, extrinsics=world.camera_extrinsics)
+        listener = DiagnosticsListener(node)
+        frames = {"kind": None}
+
+        def publish() -> None:
+            if frames["kind"] == "good":
+                feed.publish(rgb, depth)
+            elif frames["kind"] == "bad":
+                feed.publish(rgb, depth[::2, ::2].copy())  # size mismatch
+
+        def spin(seconds: float) -> None:
+            spin_for(node, seconds, publish)
+
+        listener.wait(spin, "keypoint_node: extraction", (WARN,), timeout_s=90, message="waiting for colour")
+        frames["kind"] = "good"
+        ok = listener.wait(spin, "keypoint_node: extraction", (OK,), message="extracting (image, classic)")
+        assert (
+            int(DiagnosticsListener.values(ok)["published"]) >= 1
+            and float(DiagnosticsListener.values(ok)["p95_ms"]) > 0
+        )
+        valid = listener.wait(spin, "keypoint_node: keypoints", (OK,))
+        assert DiagnosticsListener.values(valid)["thing[0]"] == "3/3" and valid.message == "3/3 keypoints valid"
+        frames["kind"] = "bad"
+        error = listener.wait(spin, "keypoint_node: extraction", (ERROR,), message="sizes differ")
+        assert "no keypoints published for" in error.message and int(DiagnosticsListener.values(error)["dropped"]) > 0
+        frames["kind"] = "good"
+        listener.wait(spin, "keypoint_node: extraction", (OK,))
+        assert process.poll() is None

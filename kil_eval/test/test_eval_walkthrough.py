@@ -29,6 +29,10 @@ def test_the_readme_walkthrough_runs_at_toy_size(tmp_path: Path) -> None:
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "pour_bottle: bottle (mouth" in done.stdout  # the --list line
     assert "keypoints extracted from 2 bags (instance, effnet_lite0)" in done.stdout  # the quality table
+    assert "(2 extracted now, the rest cached)" in done.stdout  # extract_bags did the work ...
+    assert (tmp_path / "work/extraction/episode_0000_keypoints.gif").is_file()
+    caches = sorted((tmp_path / "work/demos/episode_0000").glob("kil_keypoints_*.npz"))
+    assert len(caches) == 1, caches  # ... and training read its cache (same key), extracting nothing again
     summary = json.loads((tmp_path / "work/results/kil/summary.json").read_text())
     assert [r["task"] for r in summary["results"]] == ["pour_bottle"] * 3  # the checkpoint's task
     report = (tmp_path / "work/report/report.md").read_text()

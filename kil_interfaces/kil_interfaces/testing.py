@@ -65,3 +65,48 @@ def spin_executor(executor, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.01)
+
+
+class DiagnosticsListener:
+    """The newest ``/diagnostics`` status of each name, as a monitor would see it.
+
+    ``wait(spin, name, levels)`` spins (``spin(seconds)``) until the status ``name`` has one of
+    ``levels`` (0 OK, 1 WARN, 2 ERROR), and returns it.
+    """
+
+    def __init__(self, node) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.latest: dict[str, object] = {}
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_array, 10)
+
+    def _on_array(self, msg) -> None:
+        for status in msg.status:
+            self.latest[status.name] = status
+
+    @staticmethod
+    def level(status) -> int:
+        return status.level[0] if isinstance(status.level, bytes) else int(status.level)
+
+    @staticmethod
+    def values(status) -> dict[str, str]:
+        return {kv.key: kv.value for kv in status.values}
+
+    def wait(self, spin, name: str, levels: tuple[int, ...], timeout_s: float = 60.0, message: str = "", until=None):
+        """The status ``name`` once its level is in ``levels``, its message contains ``message`` and
+        ``until(values)`` holds (``values``: its key/values as a dict; None = no condition).
+
+        Raises:
+            AssertionError: not within ``timeout_s``; says what was last seen.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.latest.get(name)
+            if status is not None and self.level(status) in levels and message in status.message:
+                if until is None or until(self.values(status)):
+                    return status
+            spin(0.1)
+        status = self.latest.get(name)
+        seen = "nothing" if status is None else f"level {self.level(status)}: {status.message!r}"
+        wanted = f"level {levels}" + (f" with {message!r}" if message else "")
+        raise AssertionError(f"/diagnostics {name!r} never reached {wanted} in {timeout_s} s (last: {seen})")

@@ -7,6 +7,7 @@ transform itself replaces this node. Set ``child_frame`` to the camera driver's 
 its own optical frames, or to the optical frame with the driver's TF turned off: TF allows one
 parent per frame. ``frame_prefix`` prefixes both frames (robots sharing one TF tree).
 The file format is ``kil_interfaces.calibration``'s (the one ``record_demos`` writes).
+/diagnostics (1 Hz), check ``calibration``: OK with the frames, translation and file it publishes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from functools import partial
 from rclpy.node import Node
 
 from kil_interfaces.calibration import load_extrinsics
+from kil_interfaces.diagnostics import OK, Check, Diagnostics
 from kil_interfaces.node_runtime import declare, spin_node
 from kil_interfaces.tf import StaticTransformBroadcaster, prefixed
 
@@ -44,6 +46,10 @@ class CalibrationNode(Node):
         )
         self.broadcaster = StaticTransformBroadcaster(self)
         self.broadcaster.send([transform], self.get_clock().now().nanoseconds)
+        frames = f"{transform.parent_frame} -> {transform.child_frame}"
+        values = {"file": path, "translation_m": f"[{t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}]"}
+        self.diagnostics = Diagnostics(self, hardware_id=path)
+        self.diagnostics.add("calibration", lambda: Check(OK, f"publishing {frames} on /tf_static", values))
 
 
 def main(args: list[str] | None = None) -> int:

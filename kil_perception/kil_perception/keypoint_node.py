@@ -14,6 +14,11 @@ throttled warning; the node keeps running.
 TF: the camera's pose in ``target_frame`` comes from /tf_static and /tf (the simulator, the
 calibration_node of a real setup or any hand-eye calibration tool publishes it; tf2_ros is used
 where installed). Until it is available, frames are dropped with a log line naming both frames.
+/diagnostics (1 Hz, ``diagnostics_period_s``): ``extraction`` (latency p50/p95 per frame, frames
+published and dropped; WARN before the first keypoints, ERROR when none were published for
+``max_output_gap_s`` — the last drop's reason is the message) and ``keypoints`` (valid keypoints per
+object of the newest frame, matches ``min_score`` rejected; WARN when an object has fewer than half
+valid, ERROR when none is).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from kil_interfaces import conversion
+from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics, RollingStats, keypoint_validity
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_interfaces.tf import TF_STATIC_TOPIC, TF_TOPIC, TransformListener
@@ -72,6 +78,9 @@ class KeypointNode(Node):
         window = p("depth_window", 5, "depth median window (px, odd)")
         reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         self.publish_image = p("publish_image", True, "publish the annotated image")
+        self.max_gap_ns = round(
+            p("max_output_gap_s", 1.0, "diagnostics: ERROR when no keypoints were published for this long (s)") * 1e9
+        )
         if not spec_path:
             raise ValueError("parameter 'spec' is required")
         self.spec = load_spec(spec_path)
@@ -109,6 +118,16 @@ class KeypointNode(Node):
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S, "frame dropped: ")
         self._waiting = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
+        self.min_score = config.min_score
+        self.latency = RollingStats(50)
+        self.dropped = 0
+        self.last_drop = ""
+        self.last_result = None
+        self.last_published_ns: int | None = None
+        self.started_ns = self.get_clock().now().nanoseconds
+        self.diagnostics = Diagnostics(self, hardware_id=spec_path)
+        self.diagnostics.add("extraction", self._check_extraction)
+        self.diagnostics.add("keypoints", self._check_keypoints)
         self.get_logger().info(
             f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
         )
@@ -147,10 +166,11 @@ class KeypointNode(Node):
             return
         started = time.perf_counter()
         if self.info is None:
-            self._warn("no_info", "no CameraInfo received yet on /camera/color/camera_info")
+            self._drop("no_info", "no CameraInfo received yet on /camera/color/camera_info")
             return
         extrinsics = self._camera_pose(pair.color.header.frame_id)
         if self.target_frame and extrinsics is None:
+            self._drop("", f"no transform {self.target_frame} <- {pair.color.header.frame_id or '(empty frame_id)'}")
             return
         try:
             rgb = conversion.image_to_rgb(pair.color, what="/camera/color/image_raw")
@@ -177,18 +197,55 @@ class KeypointNode(Node):
                 self.lifting,
             )
         except (conversion.ConversionError, ValueError) as error:
-            self._warn("frame", str(error))
+            self._drop("frame", str(error))
             return
         except Exception as error:  # (a model or OpenCV failing on one frame must not end the node)
-            self._warn("extraction", f"extraction failed ({type(error).__name__}: {error})")
+            self._drop("extraction", f"extraction failed ({type(error).__name__}: {error})")
             return
         self.keypoint_pub.publish(conversion.keypoints_to_msg(result))
+        self.latency.add(time.perf_counter() - started)
+        self.last_result, self.last_published_ns = result, self.get_clock().now().nanoseconds
         self.marker_pub.publish(self._markers(result))
         if self.publish_image:
             annotated = draw_keypoints(rgb, result.uv, result.names, result.categories, result.valid)
             self.image_pub.publish(
                 conversion.numpy_to_image(annotated, "rgb8", pair.stamp_ns, pair.color.header.frame_id)
             )
+
+    def _drop(self, key: str, reason: str) -> None:
+        """A frame dropped: counted, its reason kept for /diagnostics, a throttled warning (none
+        for ``key`` '': the caller has logged it)."""
+        self.dropped += 1
+        self.last_drop = reason
+        if key:
+            self._warn(key, reason)
+
+    def _check_extraction(self) -> Check:
+        p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
+        values = {
+            "published": self.latency.count,
+            "dropped": self.dropped,
+            "p50_ms": None if p50 is None else p50 * 1e3,
+            "p95_ms": None if p95 is None else p95 * 1e3,
+        }
+        if self.last_drop:
+            values["last_drop"] = self.last_drop
+        now = self.get_clock().now().nanoseconds
+        if self.last_published_ns is None:
+            if now - self.started_ns > self.max_gap_ns and self.dropped:
+                return Check(ERROR, f"no keypoints published; frames dropped: {self.last_drop}", values)
+            return Check(WARN, "waiting for colour, depth and CameraInfo", values)
+        gap = (now - self.last_published_ns) / 1e9
+        values["since_last_s"] = gap
+        if gap * 1e9 > self.max_gap_ns:
+            why = f": {self.last_drop}" if self.last_drop else " (no frames arrive)"
+            return Check(ERROR, f"no keypoints published for {gap:.1f} s{why}", values)
+        return Check(OK, f"extracting ({self.method}, {self.backend_name})", values)
+
+    def _check_keypoints(self) -> Check:
+        if self.last_result is None:
+            return Check(WARN, "no keypoints yet", {})
+        return keypoint_validity(self.last_result, 1, self.min_score)
 
     def _camera_pose(self, camera_frame: str):
         """target_frame <- camera_frame from TF (None, with a throttled log line, while unknown)."""

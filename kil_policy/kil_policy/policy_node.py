@@ -15,6 +15,14 @@ chunks (one warning until they recover). Services ~/start, ~/stop, ~/reset (std_
 The keypoints must come in the layout the checkpoint was trained on (``keypoint_layout.yaml``):
 with ``spec`` set, a spec of another layout is refused at start-up; keypoints of another layout
 are refused (one warning naming both) and produce no chunks.
+
+/diagnostics (1 Hz, ``diagnostics_period_s``): ``inference`` (latency p50/p95 against the chunk's
+execution time, WARN above ``latency_warn_fraction`` of it, ERROR beyond it; chunks and failures),
+``inputs`` (age of each input; WARN while waiting for the first ones or when an input is older than
+half ``max_input_age_s``, ERROR when no chunks can be produced: stale inputs, inputs of another
+layout or kind, too few keypoints, a failed inference) and, for keypoint policies, ``keypoints``
+(valid keypoints per object; WARN when an object has fewer than half of its keypoints valid, ERROR
+below ``min_valid_keypoints``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,16 @@ from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.data import KeypointArrayData, RobotStateData
+from kil_interfaces.diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    Check,
+    Diagnostics,
+    RollingStats,
+    keypoint_validity,
+    level_for,
+)
 from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
@@ -79,6 +97,9 @@ class PolicyNode(Node):
         reliability = p("image_reliability", "reliable", "image QoS reliability (RGB/S2): reliable or best_effort")
         mask_categories = p("mask_categories", "", "S2: instance mask values to categories, e.g. '1:mug,2:tray'")
         self.slop_ns = round(p("slop_s", 0.02, "S2: largest depth/mask stamp difference (s)") * _NS)
+        self.latency_warn = p(
+            "latency_warn_fraction", 0.5, "diagnostics: inference p95 above this fraction of a chunk's execution: WARN"
+        )
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
@@ -122,6 +143,13 @@ class PolicyNode(Node):
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self._blocked: str | None = None
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
+        self.latency = RollingStats(50)
+        self.failures = 0
+        self.diagnostics = Diagnostics(self, hardware_id=str(checkpoint))
+        self.diagnostics.add("inference", self._check_inference)
+        self.diagnostics.add("inputs", self._check_inputs)
+        if cfg.observation == "keypoints":
+            self.diagnostics.add("keypoints", self._check_keypoints)
         observes = (
             f"{cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}"
             if cfg.observation == "keypoints"
@@ -285,6 +313,7 @@ class PolicyNode(Node):
             chunk = self.runner.tick(self.state, self.observation, now)
         except Exception as error:  # (e.g. out of GPU memory: this tick makes no chunk, the next tries again)
             self.runner.reset()
+            self.failures += 1
             self._block("inference", f"inference failed ({type(error).__name__}: {error})")
             return
         self._unblock()
@@ -292,8 +321,47 @@ class PolicyNode(Node):
             return
         self.publisher.publish(conversion.action_chunk_to_msg(chunk))
         elapsed = time.perf_counter() - start
+        self.latency.add(elapsed)
         if elapsed > self.runner.n_exec * self.step_ns / _NS:
             self.get_logger().warning(f"inference took {elapsed:.3f} s, longer than a chunk's execution")
+
+    # --- diagnostics ------------------------------------------------------------------------------
+
+    def _check_inference(self) -> Check:
+        budget = self.runner.n_exec * self.step_ns / _NS
+        p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
+        values = {"chunks": self.latency.count, "failures": self.failures, "budget_ms": budget * 1e3}
+        values |= {"p50_ms": None if p50 is None else p50 * 1e3, "p95_ms": None if p95 is None else p95 * 1e3}
+        if p95 is None:
+            return Check(OK, "no chunk yet", values)
+        level = level_for(p95, self.latency_warn * budget, budget)
+        text = f"inference p95 {p95 * 1e3:.0f} ms of a {budget * 1e3:.0f} ms chunk"
+        return Check(level, text + (" (too slow: the arm will wait)" if level == ERROR else ""), values)
+
+    def _check_inputs(self) -> Check:
+        now = self.get_clock().now().nanoseconds
+        values: dict[str, object] = {"max_input_age_s": self.max_age_ns / _NS, "running": self.running}
+        ages = {"/kil/robot_state": self.state.stamp_ns if self.state is not None else None}
+        ages[self.inputs] = self.observation_ns if self.observation is not None else None
+        for topic, stamp in ages.items():
+            values[f"{topic} age_s"] = None if stamp is None else (now - stamp) / _NS
+        if not self.running:
+            return Check(OK, "stopped (~/start resumes)", values)
+        if self._blocked == "inference":
+            return Check(ERROR, "the last inference failed; see the log", values)
+        problem = self._inputs_problem(now)
+        if problem is not None:
+            kind, reason = problem
+            return Check(WARN if kind == "waiting" else ERROR, f"no action chunks: {reason}", values)
+        oldest = max((now - stamp) / _NS for stamp in ages.values())
+        if oldest > 0.5 * self.max_age_ns / _NS:
+            return Check(WARN, f"inputs up to {oldest:.2f} s old (max_input_age_s {self.max_age_ns / _NS})", values)
+        return Check(OK, "inputs fresh", values)
+
+    def _check_keypoints(self) -> Check:
+        if not isinstance(self.observation, KeypointArrayData):
+            return Check(WARN, f"no keypoints yet on {self.inputs}", {})
+        return keypoint_validity(self.observation, self.min_valid)
 
     # --- services ---------------------------------------------------------------------------------
 

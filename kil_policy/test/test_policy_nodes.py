@@ -16,8 +16,9 @@ from sensor_msgs.msg import Image
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
+from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.testing import call_trigger, in_process, spin_executor
+from kil_interfaces.testing import DiagnosticsListener, call_trigger, in_process, spin_executor
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
@@ -244,6 +245,65 @@ def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> 
     assert "inputs recovered; producing action chunks again" in output  # after the refusals
     assert "dropped: /kil/keypoints" in output and "NaN or infinite" in output
     assert "/kil/keypoints dropped: its stamp goes back from the previous one" in output
+
+
+def test_policy_node_diagnostics_under_starved_stale_and_corrupted_inputs(checkpoint: Path, ros_node) -> None:
+    """/diagnostics over DDS: WARN while waiting for the first inputs, OK while chunks flow (with the
+    inference latency), ERROR for stale inputs, too few valid keypoints and keypoints of another
+    count; valid keypoints reported per object."""
+    process = _start("kil_policy.policy_node", f"checkpoint:={checkpoint}", "max_input_age_s:=0.5",
+                     "min_valid_keypoints:=2", "diagnostics_period_s:=0.25")  # fmt: skip
+    listener = DiagnosticsListener(ros_node)
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    kp_pub = ros_node.create_publisher(KeypointArray, "/kil/keypoints", 10)
+    inputs = {"count": K, "valid": K, "on": True}
+
+    def publish() -> None:
+        if not inputs["on"]:
+            return
+        now = ros_node.get_clock().now().nanoseconds
+        state_pub.publish(cv.robot_state_to_msg(RobotStateData(now, "link_base", [0.3, 0.0, 0.2], DOWN, 1.0)))
+        k = inputs["count"]
+        categories = ["mug", "mug", "tray", "tray", "tray"][:k]
+        valid = np.arange(k) < inputs["valid"]
+        names, points = [f"k{i}" for i in range(k)], np.full((k, 3), 0.3)
+        keypoints = KeypointArrayData(
+            now, "link_base", "oracle", "", names, categories, np.zeros(k), np.zeros((k, 2)), points, np.ones(k), valid
+        )
+        kp_pub.publish(cv.keypoints_to_msg(keypoints))
+
+    def spin(seconds: float) -> None:
+        _spin(ros_node, seconds, publish)
+
+    try:
+        inputs["on"] = False  # starved from the start
+        waiting = listener.wait(spin, "policy_node: inputs", (WARN,), timeout_s=90)
+        assert "waiting for /kil/robot_state and /kil/keypoints" in waiting.message
+        inputs["on"] = True
+        inference = listener.wait(spin, "policy_node: inference", (OK, WARN, ERROR), message="inference p95")
+        values = DiagnosticsListener.values(inference)
+        assert int(values["chunks"]) >= 1 and float(values["p95_ms"]) > 0 and float(values["budget_ms"]) == 800
+        assert listener.wait(spin, "policy_node: inputs", (OK,)).message == "inputs fresh"
+        keypoints = listener.wait(spin, "policy_node: keypoints", (OK,))
+        assert DiagnosticsListener.values(keypoints)["mug[0]"] == "2/2"
+        inputs["valid"] = 2  # the tray loses both of its keypoints: WARN, chunks still flow
+        weak = listener.wait(spin, "policy_node: keypoints", (WARN,), message="tray[0]")
+        assert DiagnosticsListener.values(weak)["tray[0]"] == "0/2"
+        assert listener.wait(spin, "policy_node: inputs", (OK,)).message == "inputs fresh"
+        inputs["valid"] = 1  # below min_valid_keypoints: no chunks
+        listener.wait(spin, "policy_node: keypoints", (ERROR,), message="only 1 valid keypoints")
+        listener.wait(spin, "policy_node: inputs", (ERROR,), message="only 1 valid keypoints")
+        inputs["valid"], inputs["count"] = K - 1, K - 1  # corrupted: another keypoint count than trained on
+        listener.wait(
+            spin, "policy_node: inputs", (ERROR,), message=f"{K - 1} keypoints given; the checkpoint expects {K}"
+        )
+        inputs["count"], inputs["valid"] = K, K
+        assert listener.wait(spin, "policy_node: inputs", (OK,)).message == "inputs fresh"
+        inputs["on"] = False  # inputs stop: stale
+        stale = listener.wait(spin, "policy_node: inputs", (ERROR,), message="s old (max_input_age_s 0.5)")
+        assert float(DiagnosticsListener.values(stale)["/kil/robot_state age_s"]) > 0.5
+    finally:
+        _stop(process)
 
 
 def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> None:

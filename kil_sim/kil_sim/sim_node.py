@@ -24,6 +24,9 @@ The other nodes of a sim graph run with ``use_sim_time``, so a slow machine (or
 Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
 node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
 interpolator_node commands the arm.
+/diagnostics (1 Hz), check ``simulation``: the episode (task, setting, index, simulated seconds,
+outcome) and the real-time factor achieved since the last report; WARN when it falls below 80 % of
+``real_time_factor`` (this machine does not keep up: lower it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.calibration import RigidTransform
+from kil_interfaces.diagnostics import OK, WARN, Check, Diagnostics
 from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
@@ -121,10 +125,34 @@ class SimNode(Node):
         # Paced by the wall clock (a steady clock: this node is the source of simulated time).
         self.create_timer(1.0 / state_rate, self._on_physics, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._warn_once = WarnOnce(self.get_logger())
+        self._outcome = ""
+        self._rtf_mark = (time.monotonic(), self.sim_ns)
+        self.diagnostics = Diagnostics(self, hardware_id="mujoco")
+        self.diagnostics.add("simulation", self._check_simulation)
         self.get_logger().info(
             f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz; "
             f"real_time_factor {self.rtf}; controller {self.controller}"
         )
+
+    def _check_simulation(self) -> Check:
+        wall, sim = time.monotonic(), self.sim_ns
+        last_wall, last_sim = self._rtf_mark
+        self._rtf_mark = (wall, sim)
+        achieved = (sim - last_sim) / _NS / max(wall - last_wall, 1e-9)
+        values = {
+            "task": self.task,
+            "setting": self.setting,
+            "index": self.index,
+            "episode_s": (sim - self._episode_start_ns) / _NS,
+            "real_time_factor": achieved,
+            "requested_real_time_factor": self.rtf,
+        }
+        episode = f"{self.task} {self.setting} #{self.index}"
+        if self._outcome:
+            values["outcome"] = self._outcome
+        if achieved < 0.8 * self.rtf:
+            return Check(WARN, f"{episode}: running at {achieved:.2f}x real time of {self.rtf}x requested", values)
+        return Check(OK, f"{episode}: {self._outcome or 'running'}", values)
 
     def close(self) -> None:
         """Release the renderer (called by spin_node at shutdown)."""
@@ -141,6 +169,7 @@ class SimNode(Node):
         self._next_state = self._next_camera = self._next_check = self.sim_ns
         self._success_state: dict = {}
         self._ended = False
+        self._outcome = ""
         self._expert = None  # created when the arm is first commanded (controller:=expert)
         if self.publish_mask:
             values = ",".join(f"{i + 1}:{o.model.category}" for i, o in enumerate(self.world.objects))
@@ -200,7 +229,8 @@ class SimNode(Node):
         msg.completion, msg.duration = float(completion), float(duration)
         self.outcome_pub.publish(msg)
         text = f"episode {self.task} {self.setting} #{self.index}: "
-        text += f"success in {duration:.1f} s" if success else f"failure after {duration:.1f} s ({reason})"
+        self._outcome = f"success in {duration:.1f} s" if success else f"failure after {duration:.1f} s ({reason})"
+        text += self._outcome
         (self.get_logger().info if success else self.get_logger().warning)(text)
 
     def _on_camera(self) -> None:

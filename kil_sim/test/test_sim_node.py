@@ -159,7 +159,9 @@ def test_sim_node_reports_each_episode_outcome(tmp_path) -> None:
     /kil/episode_outcome with where the mug is; a reset starts the next episode."""
     from rclpy.qos import DurabilityPolicy
 
+    from kil_interfaces.diagnostics import OK, WARN
     from kil_interfaces.msg import EpisodeOutcome
+    from kil_interfaces.testing import DiagnosticsListener
 
     process = _start_sim(tmp_path, "max_episode_s:=1.0")
     rclpy.init()
@@ -173,6 +175,11 @@ def test_sim_node_reports_each_episode_outcome(tmp_path) -> None:
         assert (first.task, first.setting, first.index, first.success) == ("place_mug", "in_distribution", 0, False)
         assert first.duration >= 1.0 and first.completion == 0.0
         assert first.reason.startswith("time limit of 1 s reached; mug ") and "cm from the tray centre" in first.reason
+        listener = DiagnosticsListener(node)
+        status = listener.wait(lambda t: _spin_until(node, lambda: False, t), "sim_node: simulation", (OK, WARN),
+                               message="place_mug in_distribution #0: failure after")  # fmt: skip
+        values = DiagnosticsListener.values(status)
+        assert values["task"] == "place_mug" and float(values["real_time_factor"]) > 0
         client = node.create_client(ResetEpisode, "/sim_node/reset")
         assert client.wait_for_service(timeout_sec=10.0)
         future = client.call_async(ResetEpisode.Request(index=3))

@@ -13,6 +13,11 @@ SIGKILL leaves under ``.partial/`` a bag readable up to half a second before the
 the node recovers such leftovers into ``interrupted/`` (as ``python -m kil_teleop.recover``
 does). A failed write (a full disk) ends the episode with an error naming the bag, keeps what
 was written, and the node keeps running; nothing is deleted unless ``~/discard`` asks.
+/diagnostics (1 Hz, ``diagnostics_period_s``), check ``recording``: OK when idle or recording (values:
+the episode, its duration, messages per topic, the write queue in MB, drops); WARN when the write
+queue holds more than ``queue_warn_mb`` (the disk is falling behind) or a demonstration topic has
+received nothing for 2 s into an episode; ERROR when messages were dropped in this episode or the last
+write failed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from kil_interfaces.conversion import MessageTypes
+from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics
 from kil_interfaces.node_runtime import declare, qos_event_callbacks, spin_node
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import (
@@ -106,7 +112,32 @@ class RecorderNode(Node):
         self.create_service(Trigger, "~/discard", self._on_discard)
         self.create_timer(0.1, self._on_timer)
         self._publish_status()
+        self.queue_warn_bytes = (
+            p("queue_warn_mb", 200.0, "diagnostics: WARN when the write queue holds more (MB)") * 1e6
+        )
+        self.last_failure = ""
+        self.diagnostics = Diagnostics(self, hardware_id=str(self.output))
+        self.diagnostics.add("recording", self._check_recording)
         self.get_logger().info(f"recording {len(self.topics)} topics into {self.output} on ~/start")
+
+    def _check_recording(self) -> Check:
+        writer = self.writer
+        if writer is None:
+            if self.last_failure:
+                return Check(ERROR, self.last_failure, {})
+            return Check(OK, "idle (~/start records an episode)", {})
+        elapsed = time.monotonic() - self.started_wall
+        values: dict[str, object] = {"episode": writer.path.name, "duration_s": elapsed}
+        values |= {f"{topic} messages": n for topic, n in writer.counts.items()}
+        values |= {"queued_mb": writer.queued_bytes / 1e6, "dropped": writer.dropped}
+        if writer.dropped:
+            return Check(ERROR, f"{writer.dropped} messages dropped: the disk falls behind", values)
+        if writer.queued_bytes > self.queue_warn_bytes:
+            return Check(WARN, f"write queue at {writer.queued_bytes / 1e6:.0f} MB: the disk falls behind", values)
+        silent = [t for t, n in writer.counts.items() if n == 0 and t in DEMONSTRATION_TOPICS]
+        if silent and elapsed > 2.0:
+            return Check(WARN, f"recording {writer.path.name}; nothing received on {', '.join(silent)}", values)
+        return Check(OK, f"recording {writer.path.name}", values)
 
     def _publish_status(self) -> None:
         self.status.publish(Bool(data=self.writer is not None))
@@ -120,16 +151,18 @@ class RecorderNode(Node):
         writer, self.writer = self.writer, None
         kept = writer.abandon()
         self._publish_status()
-        self.get_logger().error(
+        self.last_failure = (
             f"recording stopped: writing {writer.path.name} failed ({error.strerror or error}); what was written "
             f"is kept readable in {kept}: free space, then run python -m kil_teleop.recover {self.output}"
         )
+        self.get_logger().error(self.last_failure)
 
     # --- episodes ---------------------------------------------------------------------------------
 
     def start_episode(self) -> Path:
         if self.writer is not None:
             raise RecordingError(f"already recording {self.writer.path.name}")
+        self.last_failure = ""
         path = self.output / episode_name(next_episode_index(self.output))
         metadata = {"task": self.task, "recorded_by": "kil_teleop.recorder_node"}
         self.writer = QueuedWriter(

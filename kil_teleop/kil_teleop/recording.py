@@ -257,6 +257,11 @@ class QueuedWriter:
     def counts(self) -> dict[str, int]:
         return self.writer.counts
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting to be written."""
+        return self._queued_bytes
+
     def write_serialized(self, topic: str, stamp_ns: int, data: bytes) -> None:
         with self._lock:
             if self._queued_bytes + len(data) > self.max_queued_bytes:

@@ -8,6 +8,9 @@ Every control tick (10 Hz) it publishes /kil/action_chunk: one TCP target due on
 targets while the grip is released or when an input is older than ``max_input_age_s`` (the
 interpolator then holds the arm). ``button_lower`` (A) starts/stops a recorder_node episode,
 ``button_upper`` (B) discards the current one.
+/diagnostics (1 Hz), check ``teleop``: WARN while waiting for the controller, its buttons or the robot
+state; ERROR when the controller pose or buttons are older than ``max_input_age_s`` (no targets: the
+arm holds); OK otherwise (engaged or released, recording or not); values: the inputs' ages.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.data import ActionChunkData, RobotStateData
+from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics
 from kil_interfaces.msg import ActionChunk, RobotState
 from kil_interfaces.node_runtime import WarnOnce, declare, spin_node
 from kil_teleop.quest_mapping import ControllerInputs, QuestTeleop, TeleopConfig
@@ -81,6 +85,9 @@ class TeleopNode(Node):
             name: self.create_client(Trigger, f"{recorder}/{name}") for name in ("start", "stop", "discard")
         }
         self.publisher = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
+        self.engaged = False
+        self.diagnostics = Diagnostics(self, hardware_id=f"quest2ros ({input_type})")
+        self.diagnostics.add("teleop", self._check_teleop)
         self.create_timer(self.step_ns / _NS, self._on_tick)
         self.get_logger().info(f"teleop at {rate} Hz from /q2r_right_hand_pose ({input_type} buttons)")
 
@@ -134,6 +141,19 @@ class TeleopNode(Node):
 
     # --- control loop -----------------------------------------------------------------------------
 
+    def _check_teleop(self) -> Check:
+        now = self._now()
+        stamps = {"/q2r_right_hand_pose": self.pose, "/q2r_right_hand_inputs": self.inputs}
+        values: dict[str, object] = {f"{t} age_s": None if v is None else (now - v[0]) / _NS for t, v in stamps.items()}
+        values["recording"] = self.recording
+        missing = [t for t, v in stamps.items() if v is None] + (["/kil/robot_state"] if self.state is None else [])
+        if missing:
+            return Check(WARN, f"waiting for {', '.join(missing)}", values)
+        stale = [t for t, v in stamps.items() if now - v[0] > self.max_age_ns]
+        if stale:
+            return Check(ERROR, f"{', '.join(stale)} older than max_input_age_s: no targets, the arm holds", values)
+        return Check(OK, "engaged (grip held)" if self.engaged else "released (hold the grip to move)", values)
+
     def _on_tick(self) -> None:
         now = self._now()
         if self.pose is None or self.inputs is None or self.state is None:
@@ -146,6 +166,7 @@ class TeleopNode(Node):
         target = self.teleop.update(
             self.pose[1], self.pose[2], self.inputs[1], self.state.position, self.state.quaternion
         )
+        self.engaged = target is not None
         if target is None:
             return
         chunk = ActionChunkData(

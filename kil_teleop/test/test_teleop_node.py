@@ -20,7 +20,9 @@ from std_msgs.msg import Bool
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import RobotStateData
+from kil_interfaces.diagnostics import ERROR, OK
 from kil_interfaces.msg import ActionChunk, RobotState
+from kil_interfaces.testing import DiagnosticsListener
 from kil_teleop.recording import list_episodes
 
 ROBOT = np.array([0.3, 0.0, 0.2])
@@ -108,6 +110,8 @@ def test_teleop_drives_chunks_and_records(tmp_path: Path) -> None:
                 break
         operator.run(1.0)
         assert operator.chunks == []  # grip released: the arm is left alone
+        listener = DiagnosticsListener(node)
+        listener.wait(operator.run, "teleop_node: teleop", (OK,), message="released")
 
         operator.grip = 1.0
         deadline = time.monotonic() + 30
@@ -138,9 +142,12 @@ def test_teleop_drives_chunks_and_records(tmp_path: Path) -> None:
         assert operator.recording[-1] is False
         assert list_episodes(tmp_path) == [bag] and not list((tmp_path / ".partial").glob("*"))
 
+        listener.wait(operator.run, "teleop_node: teleop", (OK,), message="engaged")
         count = len(operator.chunks)
         operator.run(1.0, pose=False)  # the headset stops tracking
         assert len(operator.chunks) <= count + 3  # at most the ticks before the pose went stale
+        stale = listener.wait(lambda t: operator.run(t, pose=False), "teleop_node: teleop", (ERROR,))
+        assert stale.message.startswith("/q2r_right_hand_pose older than max_input_age_s")
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -22,8 +22,9 @@ from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, RobotStateData
+from kil_interfaces.diagnostics import ERROR, OK
 from kil_interfaces.msg import ActionChunk, RobotState
-from kil_interfaces.testing import call_trigger
+from kil_interfaces.testing import DiagnosticsListener, call_trigger
 from kil_interfaces.typestore import kil_typestore
 from kil_teleop.recording import list_episodes, parse_topics
 
@@ -238,9 +239,11 @@ def test_a_full_disk_ends_the_episode_with_a_clear_error_and_the_node_lives(smal
     status: list[bool] = []
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     node.create_subscription(Bool, "/recorder_node/recording", lambda m: status.append(m.data), latched)
+    listener = DiagnosticsListener(node)
     try:
         publishers = Publishers(node)
         _big_images(publishers)
+        listener.wait(publishers.run, "recorder_node: recording", (OK,), message="idle")
         assert _call(node, "start").success
         deadline = time.monotonic() + 60
         while not (status and status[-1] is False and len(status) > 1) and time.monotonic() < deadline:
@@ -249,6 +252,8 @@ def test_a_full_disk_ends_the_episode_with_a_clear_error_and_the_node_lives(smal
         assert process.poll() is None, "recorder_node died"
         answer = _call(node, "stop")
         assert not answer.success and answer.message == "not recording"  # and it still answers
+        failed = listener.wait(publishers.run, "recorder_node: recording", (ERROR,))
+        assert "writing episode_0000 failed" in failed.message and "kil_teleop.recover" in failed.message
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
