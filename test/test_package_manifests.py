@@ -38,7 +38,7 @@ THIRD_PARTY = {
 ROS_PACKAGES = {
     "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "rosgraph_msgs",
-    "tf2_msgs", "tf2_ros",
+    "tf2_msgs", "tf2_ros", "diagnostic_msgs", "lifecycle_msgs", "action_msgs",
 }  # fmt: skip
 # Imported only when a user opts in, from source packages rosdep cannot install: not declared.
 OPTIONAL = {
@@ -129,7 +129,7 @@ def test_package_xml_declares_exactly_the_imports(package: Path) -> None:
     declared = _declared(package)
     # Interface packages also run-depend on their message dependencies and the rosidl runtime.
     if (package / "CMakeLists.txt").exists():
-        declared -= {"rosidl_default_runtime", "std_msgs", "geometry_msgs", "builtin_interfaces"}
+        declared -= {"rosidl_default_runtime", "std_msgs", "geometry_msgs", "builtin_interfaces", "action_msgs"}
     assert declared == imported, (
         f"{package.name}/package.xml: missing {sorted(imported - declared)}, not imported {sorted(declared - imported)}"
     )

@@ -20,7 +20,14 @@ from visualization_msgs.msg import MarkerArray
 from kil_interfaces import conversion as cv
 from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import KeypointArray
-from kil_interfaces.testing import DiagnosticsListener, call_trigger, in_process, spin_executor
+from kil_interfaces.testing import (
+    DiagnosticsListener,
+    call_trigger,
+    change_lifecycle_state,
+    in_process,
+    lifecycle_state,
+    spin_executor,
+)
 from kil_interfaces.tf import StaticTransformBroadcaster
 from kil_perception.synchronization import LatestPairSynchronizer
 
@@ -364,3 +371,64 @@ def test_keypoint_node_diagnostics_name_why_no_keypoints_come(tmp_path: Path) ->
         frames["kind"] = "good"
         listener.wait(spin, "keypoint_node: extraction", (OK,))
         assert process.poll() is None
+
+
+def test_keypoint_node_lifecycle_transitions_and_a_failing_configure(tmp_path: Path) -> None:
+    """autostart:=false over DDS: unconfigured (no keypoints, /diagnostics WARN) until configured;
+    inactive publishes nothing; active does; deactivate stops publishing; cleanup returns to
+    unconfigured. A configure with a missing spec fails with the path in the log and on /diagnostics
+    and leaves the node unconfigured and alive; setting the spec and configuring again works."""
+    from lifecycle_msgs.msg import Transition
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    rgb, depth, world = rendered_scene()
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    names = ("rim", "handle", "body")
+    uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in names])))
+    spec = write_spec(tmp_path, rgb, dict(zip(names, map(tuple, uv), strict=True)), name="mug")
+    missing = tmp_path / "no_such_spec.yaml"
+    params = [f"spec:={missing}", "backend:=classic", "autostart:=false", "diagnostics_period_s:=0.2"]
+    with keypoint_node(params, world) as (node, process, log):
+        feed = CameraFeed(node, intr, extrinsics=world.camera_extrinsics)
+        results: list = []
+        node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
+        listener = DiagnosticsListener(node)
+
+        def good() -> None:
+            feed.publish(rgb, depth)
+
+        def spin(seconds: float) -> None:
+            spin_for(node, seconds, good)
+
+        assert lifecycle_state(node, "/keypoint_node") == "unconfigured"
+        listener.wait(spin, "keypoint_node: extraction", (WARN,), message="unconfigured")
+        assert not change_lifecycle_state(node, "/keypoint_node", Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(node, "/keypoint_node") == "unconfigured"
+        error = listener.wait(spin, "keypoint_node: extraction", (ERROR,), message="configure failed")
+        assert str(missing) in error.message and process.poll() is None
+
+        client = node.create_client(SetParameters, "/keypoint_node/set_parameters")
+        assert client.wait_for_service(timeout_sec=60)
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(spec))
+        future = client.call_async(SetParameters.Request(parameters=[Parameter(name="spec", value=value)]))
+        rclpy.spin_until_future_complete(node, future, timeout_sec=60)
+        assert future.result().results[0].successful
+
+        assert change_lifecycle_state(node, "/keypoint_node", Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(node, "/keypoint_node") == "inactive"
+        spin(2.0)
+        assert results == []  # configured, not active: nothing published
+        assert change_lifecycle_state(node, "/keypoint_node", Transition.TRANSITION_ACTIVATE)
+        first_results(node, results, good)
+        listener.wait(spin, "keypoint_node: extraction", (OK,), message="extracting (image, classic)")
+        assert change_lifecycle_state(node, "/keypoint_node", Transition.TRANSITION_DEACTIVATE)
+        spin(1.0)
+        count = len(results)
+        spin(2.0)
+        assert len(results) == count, "keypoints kept coming after deactivate"
+        listener.wait(spin, "keypoint_node: extraction", (OK,), message="inactive")
+        assert change_lifecycle_state(node, "/keypoint_node", Transition.TRANSITION_CLEANUP)
+        assert lifecycle_state(node, "/keypoint_node") == "unconfigured"
+        assert process.poll() is None
+    assert "configure failed:" in log["output"] and str(missing) in log["output"]

@@ -7,31 +7,61 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def call_trigger(node, service: str, timeout_s: float = 60.0):
-    """Call a ``std_srvs/Trigger`` service from ``node`` and return its response, retrying while no
-    answer comes (a restarted or killed node's endpoints linger in discovery until their lease
-    ends, so a first request can go to a server that is gone).
+def call_service(node, kind, service: str, request=None, timeout_s: float = 60.0, retry: bool = True):
+    """Call service ``service`` of type ``kind`` from ``node`` and return its response. With
+    ``retry`` (for idempotent requests) it asks again while no answer comes: a restarted or killed
+    node's endpoints linger in discovery until their lease ends, so a first request can go to a
+    server that is gone while the new one is not yet matched.
 
     Raises:
         AssertionError: no answer within ``timeout_s``.
     """
     import rclpy
-    from std_srvs.srv import Trigger
 
-    client = node.create_client(Trigger, service)
+    client = node.create_client(kind, service)
+    request = kind.Request() if request is None else request
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             if not client.wait_for_service(timeout_sec=1.0):
                 continue
-            future = client.call_async(Trigger.Request())
-            rclpy.spin_until_future_complete(node, future, timeout_sec=min(5.0, max(0.1, deadline - time.monotonic())))
+            future = client.call_async(request)
+            wait = max(0.1, deadline - time.monotonic())
+            rclpy.spin_until_future_complete(node, future, timeout_sec=min(5.0, wait) if retry else wait)
             if future.result() is not None:
                 return future.result()
             client.remove_pending_request(future)
+            if not retry:
+                break
         raise AssertionError(f"{service} did not answer within {timeout_s} s")
     finally:
         node.destroy_client(client)
+
+
+def call_trigger(node, service: str, timeout_s: float = 60.0):
+    """Call a ``std_srvs/Trigger`` service (retrying, see ``call_service``); its response."""
+    from std_srvs.srv import Trigger
+
+    return call_service(node, Trigger, service, timeout_s=timeout_s)
+
+
+def lifecycle_state(node, managed: str, timeout_s: float = 60.0) -> str:
+    """The label of managed node ``managed``'s state (``/name/get_state``, retried)."""
+    from lifecycle_msgs.srv import GetState
+
+    return call_service(node, GetState, f"{managed}/get_state", timeout_s=timeout_s).current_state.label
+
+
+def change_lifecycle_state(node, managed: str, transition: int, timeout_s: float = 60.0) -> bool:
+    """Ask managed node ``managed`` for ``transition`` (a ``lifecycle_msgs/Transition`` id); whether
+    it succeeded. A transition is not idempotent, so it is asked once, after an answered
+    ``get_state`` has shown that the live server (not a lingering dead one) is matched."""
+    from lifecycle_msgs.srv import ChangeState
+
+    lifecycle_state(node, managed, timeout_s)
+    request = ChangeState.Request()
+    request.transition.id = transition
+    return call_service(node, ChangeState, f"{managed}/change_state", request, timeout_s, retry=False).success
 
 
 @contextmanager

@@ -14,6 +14,11 @@ throttled warning; the node keeps running.
 TF: the camera's pose in ``target_frame`` comes from /tf_static and /tf (the simulator, the
 calibration_node of a real setup or any hand-eye calibration tool publishes it; tf2_ros is used
 where installed). Until it is available, frames are dropped with a log line naming both frames.
+Lifecycle (rclpy managed node): configure loads the spec and the feature model and subscribes;
+activate starts extraction and publishing; deactivate pauses it; cleanup frees the model. A failing
+configure goes to the error state, logs the reason, reports it on /diagnostics and returns to
+unconfigured. ``autostart`` (default) configures and activates at start-up; a failing configure then
+ends the process with the reason.
 /diagnostics (1 Hz, ``diagnostics_period_s``): ``extraction`` (latency p50/p95 per frame, frames
 published and dropped; WARN before the first keypoints, ERROR when none were published for
 ``max_output_gap_s`` — the last drop's reason is the message) and ``keypoints`` (valid keypoints per
@@ -29,7 +34,7 @@ from collections import deque
 from functools import partial
 
 from builtin_interfaces.msg import Duration
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -51,83 +56,164 @@ from kil_perception.synchronization import LatestPairSynchronizer
 WARN_PERIOD_S = 5.0
 
 
-class KeypointNode(Node):
+class KeypointNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("keypoint_node")
         p = partial(declare, self)
-        spec_path = p("spec", "", "keypoint spec YAML (reference images + keypoints)")
-        config = ExtractorConfig(
-            method=p("method", "image", "extraction method: image, instance (matching inside masks) or track"),
-            backend=p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, radio, dinov3, dift, dift2"),
-            model=p("model", "", "feature model hub id or local path ('' = the backend's default)"),
-            device=p("device", "cpu", "torch device"),
-            instance_source=p("instance_source", "sam3", "instance masks from sam3 or masks (/camera/instance_mask)"),
-            instance_model=p("instance_model", "", "SAM3 hub id or local path ('' = facebook/sam3)"),
-            instance_threshold=p("instance_threshold", 0.3, "minimum instance confidence"),
-            tracker=p("tracker", "lk", "tracker for method track: lk (Lucas-Kanade) or cotracker3"),
-            tracker_repo=p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone"),
-            track_init=p("track_init", "image", "how tracks start after a reset: image or instance matching"),
-            min_score=p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)"),
-            colour=p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)"),
-        )
-        mask_categories = p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
+        p("spec", "", "keypoint spec YAML (reference images + keypoints)")
+        p("method", "image", "extraction method: image, instance (matching inside masks) or track")
+        p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, radio, dinov3, dift, dift2")
+        p("model", "", "feature model hub id or local path ('' = the backend's default)")
+        p("device", "cpu", "torch device")
+        p("instance_source", "sam3", "instance masks from sam3 or masks (/camera/instance_mask)")
+        p("instance_model", "", "SAM3 hub id or local path ('' = facebook/sam3)")
+        p("instance_threshold", 0.3, "minimum instance confidence")
+        p("tracker", "lk", "tracker for method track: lk (Lucas-Kanade) or cotracker3")
+        p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone")
+        p("track_init", "image", "how tracks start after a reset: image or instance matching")
+        p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
+        p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")
+        p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         self.target_frame = p(
             "target_frame", "link_base", "frame of the 3-D keypoints, looked up in TF ('' = camera frame)"
         )
-        slop = p("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
-        window = p("depth_window", 5, "depth median window (px, odd)")
-        reliability = p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
+        p("slop_s", 0.02, "largest colour/depth stamp difference of a pair (s)")
+        p("depth_window", 5, "depth median window (px, odd)")
+        p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         self.publish_image = p("publish_image", True, "publish the annotated image")
         self.max_gap_ns = round(
             p("max_output_gap_s", 1.0, "diagnostics: ERROR when no keypoints were published for this long (s)") * 1e9
         )
-        if not spec_path:
-            raise ValueError("parameter 'spec' is required")
-        self.spec = load_spec(spec_path)
-        self.backend_name = config.backend
-        self.method = config.method
-        self.use_masks = config.uses_given_masks
-        self.mask_categories = parse_mask_categories(mask_categories) if self.use_masks else {}
-        self._frame_masks = None
-        self.matcher = build_extractor(self.spec, config, SimulatorMasks(lambda: self._frame_masks))
+        autostart = p(
+            "autostart",
+            True,
+            "configure and activate at start-up (a failing configure ends the process with the reason); false: "
+            "stay unconfigured until the lifecycle transitions (a lifecycle manager) bring it up",
+        )
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.tf = TransformListener(self) if self.target_frame else None
         self._camera_pose_known = False
-        self.lifting = LiftingConfig(window=window)
-        self.sync: LatestPairSynchronizer[Image, Image] = LatestPairSynchronizer(round(slop * 1e9))
-        self.info = None
-        qos = QoSProfile(
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
-        )
-        for kind, topic, callback in (
-            (Image, "camera/color/image_raw", self._on_color),
-            (Image, "camera/depth/image_raw", self._on_depth),
-            (CameraInfo, "camera/color/camera_info", self._on_info),
-        ):
-            events = qos_event_callbacks(self, topic, qos, "subscription")
-            self.create_subscription(kind, topic, callback, qos, event_callbacks=events)
-        self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
-        if self.use_masks:
-            events = qos_event_callbacks(self, "camera/instance_mask", qos, "subscription")
-            self.create_subscription(Image, "camera/instance_mask", self._on_mask, qos, event_callbacks=events)
-        self.keypoint_pub = self.create_publisher(KeypointArray, "kil/keypoints", 10)
-        self.marker_pub = self.create_publisher(MarkerArray, "kil/keypoints/markers", 10)
-        self.image_pub = self.create_publisher(Image, "kil/keypoints/image", qos)
-        self.create_timer(0.005, self._process)
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S, "frame dropped: ")
         self._waiting = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
-        self.colours = category_colours(c for c, _, _ in self.spec.layout())
-        self.min_score = config.min_score
+        self.matcher = None
+        self.active = False
+        self.config_error = ""
+        self._entities: list = []
+        self._lifecycle_pubs: list = []
         self.latency = RollingStats(50)
         self.dropped = 0
         self.last_drop = ""
         self.last_result = None
         self.last_published_ns: int | None = None
         self.started_ns = self.get_clock().now().nanoseconds
-        self.diagnostics = Diagnostics(self, hardware_id=spec_path)
+        self.diagnostics = Diagnostics(self, hardware_id="keypoint_node")
         self.diagnostics.add("extraction", self._check_extraction)
         self.diagnostics.add("keypoints", self._check_keypoints)
+        if autostart:
+            self.trigger_configure()
+            if self.config_error:
+                raise ValueError(self.config_error)
+            self.trigger_activate()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the spec and the feature model, subscribe to the camera; a failure goes to the error
+        state with the reason logged (and on /diagnostics)."""
+        try:
+            self._configure()
+        except Exception as error:  # any load failure is reported, not raised into rclpy
+            self.config_error = str(error) or type(error).__name__
+            self.get_logger().error(f"configure failed: {self.config_error}")
+            self._release()
+            return TransitionCallbackReturn.ERROR
+        self.config_error = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.active = True
+        self.started_ns = self.get_clock().now().nanoseconds
+        self.last_published_ns = None
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.active = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameter, configure again
+
+    def _release(self) -> None:
+        """Drop the feature model, subscriptions, timer and publishers of a configured node."""
+        for entity in self._entities:
+            if hasattr(entity, "cancel"):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        for publisher in self._lifecycle_pubs:
+            self.destroy_lifecycle_publisher(publisher)
+        self._entities, self._lifecycle_pubs = [], []
+        self.matcher = None
+        self.active = False
+        self.last_result = None
+
+    def _configure(self) -> None:
+        def param(name: str):
+            return self.get_parameter(name).value
+
+        spec_path = param("spec")
+        config = ExtractorConfig(
+            **{
+                name: param(name)
+                for name in ("method", "backend", "model", "device", "instance_source", "instance_model",
+                             "instance_threshold", "tracker", "tracker_repo", "track_init", "min_score", "colour")
+            }
+        )  # fmt: skip
+        reliability = param("image_reliability")
+        if not spec_path:
+            raise ValueError("parameter 'spec' is required")
+        self.spec = load_spec(spec_path)
+        self.backend_name = config.backend
+        self.method = config.method
+        self.use_masks = config.uses_given_masks
+        self.mask_categories = parse_mask_categories(param("mask_categories")) if self.use_masks else {}
+        self._frame_masks = None
+        self.matcher = build_extractor(self.spec, config, SimulatorMasks(lambda: self._frame_masks))
+        self.lifting = LiftingConfig(window=param("depth_window"))
+        self.sync: LatestPairSynchronizer[Image, Image] = LatestPairSynchronizer(round(param("slop_s") * 1e9))
+        self.info = None
+        qos = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT,
+        )
+        subscriptions = [
+            (Image, "camera/color/image_raw", self._on_color),
+            (Image, "camera/depth/image_raw", self._on_depth),
+            (CameraInfo, "camera/color/camera_info", self._on_info),
+        ]
+        if self.use_masks:
+            subscriptions.append((Image, "camera/instance_mask", self._on_mask))
+        self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
+        for kind, topic, callback in subscriptions:
+            events = qos_event_callbacks(self, topic, qos, "subscription")
+            self._entities.append(self.create_subscription(kind, topic, callback, qos, event_callbacks=events))
+        self.keypoint_pub = self.create_lifecycle_publisher(KeypointArray, "kil/keypoints", 10)
+        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "kil/keypoints/markers", 10)
+        self.image_pub = self.create_lifecycle_publisher(Image, "kil/keypoints/image", qos)
+        self._lifecycle_pubs = [self.keypoint_pub, self.marker_pub, self.image_pub]
+        self._entities.append(self.create_timer(0.005, self._process))
+        self.colours = category_colours(c for c, _, _ in self.spec.layout())
+        self.min_score = config.min_score
+        self.diagnostics.hardware_id = spec_path
         self.get_logger().info(
             f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
         )
@@ -161,6 +247,8 @@ class KeypointNode(Node):
             self._warn("info", str(error))
 
     def _process(self) -> None:
+        if not self.active:
+            return
         pair = self.sync.pop_newest()
         if pair is None:
             return
@@ -220,7 +308,20 @@ class KeypointNode(Node):
         if key:
             self._warn(key, reason)
 
+    def _check_lifecycle(self) -> Check | None:
+        """The check while not active (None when active)."""
+        if self.config_error:
+            return Check(ERROR, f"configure failed: {self.config_error}", {})
+        if self.matcher is None:
+            return Check(WARN, "unconfigured (the configure transition loads the spec and the model)", {})
+        if not self.active:
+            return Check(OK, "inactive (the activate transition starts extraction)", {})
+        return None
+
     def _check_extraction(self) -> Check:
+        idle = self._check_lifecycle()
+        if idle is not None:
+            return idle
         p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
         values = {
             "published": self.latency.count,
@@ -243,6 +344,9 @@ class KeypointNode(Node):
         return Check(OK, f"extracting ({self.method}, {self.backend_name})", values)
 
     def _check_keypoints(self) -> Check:
+        idle = self._check_lifecycle()
+        if idle is not None:
+            return idle
         if self.last_result is None:
             return Check(WARN, "no keypoints yet", {})
         return keypoint_validity(self.last_result, 1, self.min_score)
@@ -273,6 +377,9 @@ class KeypointNode(Node):
         return pose
 
     def _on_reset(self, request, response):
+        if self.matcher is None:
+            response.success, response.message = False, "not configured (no extractor to reset)"
+            return response
         if isinstance(self.matcher, TrackingExtractor):
             self.matcher.reset()
         response.success, response.message = True, "keypoints re-initialised on the next frame"

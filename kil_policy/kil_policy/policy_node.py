@@ -11,7 +11,18 @@ ticks it runs the policy and publishes /kil/action_chunk: the whole predicted ho
 due every 0.1 s from ``header.stamp``) with ``execute_steps`` = the actions a rollout executes
 (n_obs - 1 + n_action_steps; the first is due now and is skipped by the interpolator). Inputs
 older than ``max_input_age_s``, or fewer than ``min_valid_keypoints`` valid keypoints, stop new
-chunks (one warning until they recover). Services ~/start, ~/stop, ~/reset (std_srvs/Trigger).
+chunks (one warning until they recover).
+
+Lifecycle (rclpy managed node, ``~/change_state``, ``~/get_state``): configure loads the checkpoint
+(and checks ``spec``), subscribes and warms up; activate starts the chunks; deactivate stops them (the
+interpolator holds the arm); cleanup frees the model. A failing configure goes to the error state,
+logs the reason and reports it on /diagnostics, and the node returns to unconfigured (fix the
+parameter, configure again). ``autostart`` (default) configures and activates at start-up, and a
+failing configure then ends the process with the reason. Services ~/start (configure if needed +
+activate), ~/stop (deactivate), ~/reset (clear the observation history) (std_srvs/Trigger) do the
+same for tools that cannot drive lifecycle transitions or actions; action ``~/run_policy``
+(kil_interfaces/action/RunPolicy, ``kil_policy.run_policy``) runs one episode with feedback,
+result and cancel = hold.
 The keypoints must come in the layout the checkpoint was trained on (``keypoint_layout.yaml``):
 with ``spec`` set, a spec of another layout is refused at start-up; keypoints of another layout
 are refused (one warning naming both) and produce no chunks.
@@ -32,7 +43,7 @@ import time
 from functools import partial
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -54,52 +65,155 @@ from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_policy.checkpoint import load_policy
 from kil_policy.graphed import DEFAULT_TOLERANCE
+from kil_policy.run_policy import RunPolicyServer
 from kil_policy.runner import PolicyRunner
 
 _NS = 1_000_000_000
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = partial(declare, self)
-        checkpoint = p("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
-        device = p("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
-        self.ddim_steps = p("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
-        rate = p("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
-        self.max_age_ns = round(p("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)") * _NS)
-        self.min_valid = p("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
-        self.running = p("autostart", True, "start producing chunks without a ~/start call")
-        inference = p(
+        p("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
+        p("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
+        p("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
+        p("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
+        p("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)")
+        p("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
+        autostart = p(
+            "autostart",
+            True,
+            "configure and activate at start-up (a failing configure ends the process with the reason); false: "
+            "stay unconfigured until ~/start or the lifecycle transitions (a lifecycle manager) bring it up",
+        )
+        p(
             "inference",
             "packed",
             "UNet execution: packed (default), compiled (torch.compile at startup, CUDA graphs on GPU), "
             "graph (CUDA only: the whole chunk as one CUDA graph; lowest latency) or module (the training module)",
         )
-        precision = p(
+        p(
             "precision",
             "fp32",
             "inference graph only: fp32, tf32 (TF32 tensor cores) or bf16 (autocast); a reduced precision is kept "
             "only if a made-up chunk stays within precision_tolerance of fp32 (checked at startup)",
         )
-        tolerance = p(
+        p(
             "precision_tolerance",
             DEFAULT_TOLERANCE,
             "largest difference from fp32 (normalised actions, range [-1, 1]) a reduced precision may make",
         )
-        fuse = p(
+        p(
             "fuse_kernels",
             "none",
             "inference graph only: none, inductor (the UNet step compiled at startup: fused GroupNorm/Mish/FiLM "
             "kernels) or triton (each residual block as two hand-written kernels; fp32/tf32) inside the graph",
         )
-        spec = p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
-        reliability = p("image_reliability", "reliable", "image QoS reliability (RGB/S2): reliable or best_effort")
-        mask_categories = p("mask_categories", "", "S2: instance mask values to categories, e.g. '1:mug,2:tray'")
-        self.slop_ns = round(p("slop_s", 0.02, "S2: largest depth/mask stamp difference (s)") * _NS)
+        p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
+        p("image_reliability", "reliable", "image QoS reliability (RGB/S2): reliable or best_effort")
+        p("mask_categories", "", "S2: instance mask values to categories, e.g. '1:mug,2:tray'")
+        p("slop_s", 0.02, "S2: largest depth/mask stamp difference (s)")
         self.latency_warn = p(
             "latency_warn_fraction", 0.5, "diagnostics: inference p95 above this fraction of a chunk's execution: WARN"
         )
+        self.runner: PolicyRunner | None = None
+        self.running = False
+        self.config_error = ""
+        self.checkpoint = ""
+        self.inputs = ""
+        self.observation_kind = ""
+        self.observation: KeypointArrayData | np.ndarray | None = None  # the newest keypoints or frame
+        self.observation_ns = 0
+        self.state: RobotStateData | None = None
+        self.publisher = None
+        self._entities: list = []  # subscriptions and the timer of a configured node
+        self._blocked: str | None = None
+        self.blocked_reason = ""
+        self._warn = ThrottledWarning(self.get_logger(), 5.0)
+        self.latency = RollingStats(50)
+        self.failures = 0
+        self.last_latency = 0.0
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.diagnostics = Diagnostics(self, hardware_id="policy_node")
+        self.diagnostics.add("inference", self._check_inference)
+        self.diagnostics.add("inputs", self._check_inputs)
+        self.diagnostics.add("keypoints", self._check_keypoints)
+        self.run_server = RunPolicyServer(self, "~/run_policy")
+        if autostart:
+            self.trigger_configure()
+            if self.config_error:
+                raise ValueError(self.config_error)
+            self.trigger_activate()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the checkpoint (and check the spec against it), subscribe to what it observes,
+        warm up; a failure goes to the error state with the reason logged (and on /diagnostics)."""
+        try:
+            self._configure()
+        except Exception as error:  # any load failure is reported, not raised into rclpy
+            self.config_error = str(error) or type(error).__name__
+            self.get_logger().error(f"configure failed: {self.config_error}")
+            self._release()
+            return TransitionCallbackReturn.ERROR
+        self.config_error = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.running = True
+        self.get_logger().info("active: producing action chunks")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.running = False
+        self.runner.reset()
+        self.get_logger().info("inactive: no new action chunks (the interpolator holds the arm)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.running = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.running = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameter, configure again
+
+    def _release(self) -> None:
+        """Drop the model, subscriptions, timer and publisher of a configured node."""
+        for entity in self._entities:
+            if hasattr(entity, "cancel"):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._entities = []
+        if self.publisher is not None:
+            self.destroy_lifecycle_publisher(self.publisher)
+            self.publisher = None
+        self.runner = None
+        self.running = False
+        self.observation = self.state = None
+        self.observation_ns = 0
+
+    def _configure(self) -> None:
+        def param(name: str):
+            return self.get_parameter(name).value
+
+        checkpoint, device, spec = param("checkpoint"), param("device"), param("spec")
+        inference, precision = param("inference"), param("precision")
+        fuse, tolerance = param("fuse_kernels"), param("precision_tolerance")
+        self.max_age_ns = round(param("max_input_age_s") * _NS)
+        self.min_valid = param("min_valid_keypoints")
+        self.slop_ns = round(param("slop_s") * _NS)
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
@@ -109,11 +223,12 @@ class PolicyNode(Node):
             problem = mismatch(layout, layout_of_spec_file(spec), f"checkpoint {checkpoint}", f"spec {spec}")
             if problem:
                 raise ValueError(problem)
-        self.step_ns = round(_NS / rate)
+        self.checkpoint = checkpoint
+        self.step_ns = round(_NS / param("control_rate_hz"))
         self.runner = PolicyRunner(
             policy,
             self.step_ns,
-            self.ddim_steps or None,
+            param("ddim_steps") or None,
             inference=inference,
             layout=layout,
             layout_source=checkpoint,
@@ -127,29 +242,15 @@ class PolicyNode(Node):
                 f"(> precision_tolerance {tolerance}): sampling in fp32"
             )
         self.observation_kind = cfg.observation
-        self.observation: KeypointArrayData | np.ndarray | None = None  # the newest keypoints or frame
-        self.observation_ns = 0
-        self.state: RobotStateData | None = None
-        self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
+        self.observation, self.observation_ns, self.state = None, 0, None
+        self._entities.append(self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10))
         if cfg.observation == "keypoints":
             self.inputs = "/kil/keypoints"
-            self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10)
+            self._entities.append(self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10))
         else:
-            self._subscribe_images(cfg, reliability, mask_categories)
-        self.publisher = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
-        self.create_service(Trigger, "~/start", self._on_start)
-        self.create_service(Trigger, "~/stop", self._on_stop)
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(self.step_ns / _NS, self._on_tick)
-        self._blocked: str | None = None
-        self._warn = ThrottledWarning(self.get_logger(), 5.0)
-        self.latency = RollingStats(50)
-        self.failures = 0
-        self.diagnostics = Diagnostics(self, hardware_id=str(checkpoint))
-        self.diagnostics.add("inference", self._check_inference)
-        self.diagnostics.add("inputs", self._check_inputs)
-        if cfg.observation == "keypoints":
-            self.diagnostics.add("keypoints", self._check_keypoints)
+            self._subscribe_images(cfg, param("image_reliability"), param("mask_categories"))
+        self.publisher = self.create_lifecycle_publisher(ActionChunk, "kil/action_chunk", 10)
+        self._entities.append(self.create_timer(self.step_ns / _NS, self._on_tick))
         observes = (
             f"{cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}"
             if cfg.observation == "keypoints"
@@ -160,6 +261,11 @@ class PolicyNode(Node):
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
             f"{inference} UNet" + (f" ({self.runner.graphed.precision})" if self.runner.graphed is not None else "")
         )
+
+    @property
+    def lifecycle_state(self) -> str:
+        """'unconfigured', 'inactive', 'active' or 'finalized'."""
+        return self._state_machine.current_state[1]
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -189,7 +295,7 @@ class PolicyNode(Node):
         self.inputs = ", ".join(f"/{t}" for t in topics)
         for topic, callback in topics.items():
             events = qos_event_callbacks(self, topic, qos, "subscription")
-            self.create_subscription(Image, topic, callback, qos, event_callbacks=events)
+            self._entities.append(self.create_subscription(Image, topic, callback, qos, event_callbacks=events))
 
     def _on_color(self, msg: Image) -> None:
         try:
@@ -269,11 +375,13 @@ class PolicyNode(Node):
 
     def _block(self, kind: str, reason: str) -> None:
         """Warn once per kind of problem (not per frame) that no chunks are produced."""
+        self.blocked_reason = reason
         if kind != self._blocked:
             self._blocked = kind
             self.get_logger().warning(f"not producing action chunks: {reason}")
 
     def _unblock(self) -> None:
+        self.blocked_reason = ""
         if self._blocked is not None:
             self.get_logger().info("inputs recovered; producing action chunks again")
             self._blocked = None
@@ -322,12 +430,15 @@ class PolicyNode(Node):
         self.publisher.publish(conversion.action_chunk_to_msg(chunk))
         elapsed = time.perf_counter() - start
         self.latency.add(elapsed)
+        self.last_latency = elapsed
         if elapsed > self.runner.n_exec * self.step_ns / _NS:
             self.get_logger().warning(f"inference took {elapsed:.3f} s, longer than a chunk's execution")
 
     # --- diagnostics ------------------------------------------------------------------------------
 
     def _check_inference(self) -> Check:
+        if self.runner is None:
+            return self._unconfigured()
         budget = self.runner.n_exec * self.step_ns / _NS
         p50, p95 = self.latency.percentile(50), self.latency.percentile(95)
         values = {"chunks": self.latency.count, "failures": self.failures, "budget_ms": budget * 1e3}
@@ -338,7 +449,14 @@ class PolicyNode(Node):
         text = f"inference p95 {p95 * 1e3:.0f} ms of a {budget * 1e3:.0f} ms chunk"
         return Check(level, text + (" (too slow: the arm will wait)" if level == ERROR else ""), values)
 
+    def _unconfigured(self) -> Check:
+        if self.config_error:
+            return Check(ERROR, f"configure failed: {self.config_error}", {"state": self.lifecycle_state})
+        return Check(WARN, "unconfigured (the configure transition loads the checkpoint)", {"state": "unconfigured"})
+
     def _check_inputs(self) -> Check:
+        if self.runner is None:
+            return self._unconfigured()
         now = self.get_clock().now().nanoseconds
         values: dict[str, object] = {"max_input_age_s": self.max_age_ns / _NS, "running": self.running}
         ages = {"/kil/robot_state": self.state.stamp_ns if self.state is not None else None}
@@ -346,7 +464,7 @@ class PolicyNode(Node):
         for topic, stamp in ages.items():
             values[f"{topic} age_s"] = None if stamp is None else (now - stamp) / _NS
         if not self.running:
-            return Check(OK, "stopped (~/start resumes)", values)
+            return Check(OK, "inactive (~/start or the activate transition resumes)", values)
         if self._blocked == "inference":
             return Check(ERROR, "the last inference failed; see the log", values)
         problem = self._inputs_problem(now)
@@ -359,23 +477,47 @@ class PolicyNode(Node):
         return Check(OK, "inputs fresh", values)
 
     def _check_keypoints(self) -> Check:
+        if self.runner is None:
+            return self._unconfigured()
+        if self.observation_kind != "keypoints":
+            return Check(OK, f"the {self.observation_kind} policy observes no keypoints", {})
         if not isinstance(self.observation, KeypointArrayData):
             return Check(WARN, f"no keypoints yet on {self.inputs}", {})
         return keypoint_validity(self.observation, self.min_valid)
 
     # --- services ---------------------------------------------------------------------------------
 
+    def start(self) -> str:
+        """Configure (when unconfigured) and activate; '' or why not."""
+        if self.lifecycle_state == "unconfigured":
+            self.trigger_configure()
+            if self.config_error:
+                return f"configure failed: {self.config_error}"
+        if self.lifecycle_state == "inactive":
+            self.trigger_activate()
+        return "" if self.lifecycle_state == "active" else f"the node is {self.lifecycle_state}"
+
+    def stop(self) -> None:
+        """Deactivate (hold) when active."""
+        if self.lifecycle_state == "active":
+            self.trigger_deactivate()
+
     def _on_start(self, request, response):
-        self.running, response.success, response.message = True, True, "producing action chunks"
+        problem = self.start()
+        response.success = not problem
+        response.message = problem or "active: producing action chunks"
         return response
 
     def _on_stop(self, request, response):
-        self.running, response.success, response.message = False, True, "stopped; no new action chunks"
+        self.stop()
+        response.success, response.message = True, f"{self.lifecycle_state}: no new action chunks"
         return response
 
     def _on_reset(self, request, response):
-        self.runner.reset()
+        if self.runner is not None:
+            self.runner.reset()
         self.observation = self.state = None
+        self.observation_ns = 0
         response.success, response.message = True, "observation history cleared"
         return response
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,13 +15,21 @@ import numpy as np
 import pytest
 import rclpy
 import torch
+import yaml
 from sensor_msgs.msg import Image
 
 from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
-from kil_interfaces.testing import DiagnosticsListener, call_trigger, in_process, spin_executor
+from kil_interfaces.testing import (
+    DiagnosticsListener,
+    call_trigger,
+    change_lifecycle_state,
+    in_process,
+    lifecycle_state,
+    spin_executor,
+)
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
@@ -304,6 +315,190 @@ def test_policy_node_diagnostics_under_starved_stale_and_corrupted_inputs(checkp
         assert float(DiagnosticsListener.values(stale)["/kil/robot_state age_s"]) > 0.5
     finally:
         _stop(process)
+
+
+def test_policy_node_lifecycle_transitions_and_a_failing_configure(checkpoint: Path, tmp_path: Path, ros_node) -> None:
+    """autostart:=false: unconfigured until configured; inactive makes no chunks; active does;
+    deactivate holds; cleanup frees the model; a configure that fails (a missing checkpoint) reports
+    the reason (response, /diagnostics ERROR) and leaves the node unconfigured, alive."""
+    from lifecycle_msgs.msg import Transition
+
+    chunks: list = []
+    ros_node.create_subscription(ActionChunk, "/kil/action_chunk", chunks.append, 10)
+    listener = DiagnosticsListener(ros_node)
+    publish = _inputs(ros_node)
+    process = _start("kil_policy.policy_node", f"checkpoint:={checkpoint}", "autostart:=false",
+                     "diagnostics_period_s:=0.2")  # fmt: skip
+    try:
+        assert lifecycle_state(ros_node, "/policy_node") == "unconfigured"
+        listener.wait(lambda t: _spin(ros_node, t), "policy_node: inputs", (WARN,), message="unconfigured")
+        assert change_lifecycle_state(ros_node, "/policy_node", Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(ros_node, "/policy_node") == "inactive"
+        _spin(ros_node, 2.0, publish)
+        assert chunks == []  # configured, not active: no chunks
+        assert change_lifecycle_state(ros_node, "/policy_node", Transition.TRANSITION_ACTIVATE)
+        deadline = time.monotonic() + 60
+        while not chunks and time.monotonic() < deadline:
+            _spin(ros_node, 0.2, publish)
+        assert chunks, "no chunks once active"
+        assert change_lifecycle_state(ros_node, "/policy_node", Transition.TRANSITION_DEACTIVATE)
+        _spin(ros_node, 0.5, publish)
+        count = len(chunks)
+        _spin(ros_node, 2.0, publish)
+        assert len(chunks) == count, "chunks kept coming after deactivate"
+        assert change_lifecycle_state(ros_node, "/policy_node", Transition.TRANSITION_CLEANUP)
+        assert lifecycle_state(ros_node, "/policy_node") == "unconfigured"
+    finally:
+        _stop(process)
+    missing = tmp_path / "no_such_checkpoint"
+    process = _start("kil_policy.policy_node", f"checkpoint:={missing}", "autostart:=false",
+                     "diagnostics_period_s:=0.2")  # fmt: skip
+    try:
+        assert not change_lifecycle_state(ros_node, "/policy_node", Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(ros_node, "/policy_node") == "unconfigured"  # via the error state
+        error = listener.wait(lambda t: _spin(ros_node, t), "policy_node: inputs", (ERROR,), message="configure failed")
+        assert str(missing) in error.message
+        assert process.poll() is None  # alive: fix the parameter and configure again
+    finally:
+        output = _stop(process)
+    assert "configure failed:" in output and str(missing) in output
+
+
+def _send_goal(node, client, goal, feedback: list):
+    """Send a RunPolicy goal; its accepted goal handle."""
+    future = client.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback))
+    rclpy.spin_until_future_complete(node, future, timeout_sec=60)
+    return future.result()
+
+
+class _Client:
+    """``python -m kil_policy.run_policy_client`` as a process whose output is read by a thread,
+    while the test node spins and publishes the policy's inputs."""
+
+    def __init__(self, node, publish, *args: str) -> None:
+        self.node, self.publish, self.lines = node, publish, []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kil_policy.run_policy_client", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self.reader.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, seconds: float = 60) -> bool:
+        deadline = time.monotonic() + seconds
+        while needle not in self.text() and self.process.poll() is None and time.monotonic() < deadline:
+            _spin(self.node, 0.1, self.publish)
+        return needle in self.text()
+
+    def finish(self, seconds: float = 60) -> int | None:
+        deadline = time.monotonic() + seconds
+        while self.process.poll() is None and time.monotonic() < deadline:
+            _spin(self.node, 0.1, self.publish)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.reader.join(timeout=10)
+        return self.process.wait()
+
+
+def _client(node, publish, *args: str) -> _Client:
+    return _Client(node, publish, *args)
+
+
+def test_run_policy_action_feedback_result_and_cancel(checkpoint: Path, tmp_path: Path, ros_node) -> None:
+    """~/run_policy over DDS: feedback while chunks flow; the episode outcome on /kil/episode_outcome
+    ends the goal with its reason and holds the arm; the time limit ends the next; a cancel holds the
+    arm at once; a goal for another task is rejected."""
+    from rclpy.action import ActionClient
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    from kil_interfaces.action import RunPolicy
+    from kil_interfaces.msg import EpisodeOutcome
+
+    chunks: list = []
+    ros_node.create_subscription(ActionChunk, "/kil/action_chunk", chunks.append, 10)
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    outcome_pub = ros_node.create_publisher(EpisodeOutcome, "/kil/episode_outcome", latched)
+    publish = _inputs(ros_node)
+    client = ActionClient(ros_node, RunPolicy, "/policy_node/run_policy")
+    trained = tmp_path / "checkpoint_place_mug"  # the fixture checkpoint, trained on place_mug
+    shutil.copytree(checkpoint, trained)
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    (trained / "config.yaml").write_text(yaml.safe_dump({**config, "train": {"task": "place_mug"}}))
+    process = _start("kil_policy.policy_node", f"checkpoint:={trained}", "autostart:=false")
+
+    def finish(handle, seconds: float = 60):
+        future = handle.get_result_async()
+        deadline = time.monotonic() + seconds
+        while not future.done() and time.monotonic() < deadline:
+            _spin(ros_node, 0.1, publish)
+        assert future.done(), "no result"
+        return future.result().result
+
+    def held() -> bool:
+        _spin(ros_node, 0.5, publish)
+        count = len(chunks)
+        _spin(ros_node, 2.0, publish)
+        return len(chunks) == count
+
+    try:
+        assert client.wait_for_server(timeout_sec=60)
+        feedback: list = []
+        handle = _send_goal(ros_node, client, RunPolicy.Goal(task="place_mug", max_duration_s=0.0), feedback)
+        assert handle.accepted
+        deadline = time.monotonic() + 60
+        while not any(f.chunks >= 2 for f in feedback) and time.monotonic() < deadline:
+            _spin(ros_node, 0.1, publish)
+        last = feedback[-1]
+        assert last.chunks >= 2 and last.status == "producing action chunks" and last.inference_latency_s > 0
+        assert (last.keypoints_valid, last.keypoints_total) == (3, 4) and 0 <= last.input_age_s < 0.5
+        outcome = EpisodeOutcome(task="place_mug", success=True, reason="task complete")
+        outcome.header.stamp = ros_node.get_clock().now().to_msg()
+        outcome_pub.publish(outcome)
+        result = finish(handle)
+        assert (result.outcome, result.reason, result.success) == ("success", "task complete", True)
+        assert result.chunks >= 2 and result.duration_s > 0
+        assert held(), "chunks kept coming after the episode ended"
+
+        handle = _send_goal(ros_node, client, RunPolicy.Goal(max_duration_s=1.5), [])
+        result = finish(handle)  # the latched outcome is older than this goal: the time limit ends it
+        assert result.outcome == "time limit" and not result.success
+        assert held()
+
+        feedback = []
+        handle = _send_goal(ros_node, client, RunPolicy.Goal(), feedback)
+        while not any(f.chunks >= 1 for f in feedback) and time.monotonic() < deadline + 60:
+            _spin(ros_node, 0.1, publish)
+        cancel = handle.cancel_goal_async()
+        rclpy.spin_until_future_complete(ros_node, cancel, timeout_sec=30)
+        result = finish(handle)
+        assert result.outcome == "cancelled"
+        assert held(), "chunks kept coming after the cancel"
+
+        rejected = _send_goal(ros_node, client, RunPolicy.Goal(task="pour_bottle"), [])
+        assert not rejected.accepted  # trained on place_mug
+
+        # the command-line client: a time limit (exit 1), a rejected goal (2), Ctrl-C = cancel (130)
+        limited = _client(ros_node, publish, "--max-duration", "1.5", "--feedback-period", "0")
+        assert limited.wait_for("result: time limit") and limited.finish() == 1, limited.text()
+        assert "feedback: chunks" in limited.text() and "keypoints 3/4" in limited.text()
+        assert _client(ros_node, publish, "--task", "pour_bottle").finish() == 2
+        interrupted = _client(ros_node, publish, "--feedback-period", "0")
+        assert interrupted.wait_for("producing action chunks"), interrupted.text()
+        interrupted.process.send_signal(signal.SIGINT)
+        assert interrupted.finish() == 130, interrupted.text()
+        assert "result: cancelled" in interrupted.text()
+        assert held(), "chunks kept coming after the client's Ctrl-C"
+    finally:
+        client.destroy()
+        output = _stop(process)
+    assert "run_policy: success (task complete); holding" in output
+    assert "run_policy: cancelled" in output
+    assert "rejected: task 'pour_bottle', but the checkpoint was trained on 'place_mug'" in output
 
 
 def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> None:
