@@ -38,7 +38,7 @@ THIRD_PARTY = {
 ROS_PACKAGES = {
     "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "rosgraph_msgs",
-    "tf2_msgs", "tf2_ros", "diagnostic_msgs", "lifecycle_msgs", "action_msgs",
+    "tf2_msgs", "tf2_ros", "diagnostic_msgs", "lifecycle_msgs", "action_msgs", "foxglove_msgs",
 }  # fmt: skip
 # Imported only when a user opts in, from source packages rosdep cannot install: not declared.
 OPTIONAL = {

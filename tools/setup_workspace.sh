@@ -56,8 +56,9 @@ else
     log "dependencies up to date ($venv)"
 fi
 
-# tf2_msgs is not among the wheels: generate it into the venv (nothing happens where it exists).
-tools/generate_tf2_msgs.sh "$venv"
+# tf2_msgs and foxglove_msgs are not among the wheels: generate them into the venv (nothing happens
+# where they exist).
+tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs
 
 # apt_install WHY PACKAGE...: install Debian packages where this runs as root (else say what is missing).
 apt_install() {

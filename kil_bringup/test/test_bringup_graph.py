@@ -155,9 +155,24 @@ def _checkpoint(directory: Path, k: int) -> Path:
 
 
 def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
+    """The loop moves the simulated arm; a recorder_node listening to the shipped Foxglove layout's
+    topics (and /tf, /tf_static) gets every one of them into its bag."""
+    import subprocess
+    import sys
+
+    from rosbags.rosbag2 import Reader
+
+    from kil_bringup.foxglove_layout import layout_topics, load_layout
+    from kil_interfaces.testing import call_trigger
+    from kil_teleop.recording import list_episodes
+
     spec, checkpoint = _spec_and_checkpoint(tmp_path)
     nodes = rollout_graph("sim", task="place_mug", spec=str(spec), checkpoint=str(checkpoint), backend="classic")
-    processes = start(nodes)
+    shown = layout_topics(load_layout())
+    recorded = sorted(shown | {"/tf", "/tf_static"})
+    recorder = [sys.executable, "-m", "kil_teleop.recorder_node", "--ros-args", "-p", "use_sim_time:=true"]
+    recorder += ["-p", f"output_dir:={tmp_path / 'bags'}", "-p", f"topics:=[{','.join(recorded)}]"]
+    processes = [*start(nodes), subprocess.Popen(recorder)]
     rclpy.init()
     node = rclpy.create_node("loop_test")
     seen: dict[str, list] = {"keypoints": [], "chunks": [], "targets": [], "states": []}
@@ -183,6 +198,19 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
         kp = seen["keypoints"][-1]
         assert kp.names == ("rim", "handle", "opening") and kp.frame_id == "link_base" and kp.valid.any()
         assert moved() > 0.005  # the policy's chunks reached the simulated arm through the interpolator
+
+        assert call_trigger(node, "/recorder_node/start").success
+        count = len(seen["chunks"])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(seen["chunks"]) < count + 2:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        stopped = call_trigger(node, "/recorder_node/stop")
+        assert stopped.success, stopped.message
+        (bag,) = list_episodes(tmp_path / "bags")
+        with Reader(bag) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+        empty = sorted(t for t in recorded if not counts.get(t))
+        assert not empty, f"layout/TF topics with no message in the bag: {empty} ({counts})"
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

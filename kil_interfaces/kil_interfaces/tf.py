@@ -11,7 +11,7 @@ that answers "the pose of frame ``source`` in frame ``target``".
   time). A malformed transform (NaN, bad quaternion, empty frame) is dropped with a throttled
   warning naming the topic.
 
-``tf2_msgs`` is not on PyPI: ``tools/generate_tf2_msgs.sh`` generates it into the environment where
+``tf2_msgs`` is not on PyPI: ``tools/generate_interfaces.sh`` generates it into the environment where
 it is missing. ``/tf`` and ``/tf_static`` stay absolute under a node namespace (the ROS habit);
 robots sharing one TF tree prefix their frame names instead.
 """

@@ -4,7 +4,9 @@ Subscribes /camera/color/image_raw, /camera/depth/image_raw (16UC1 mm or 32FC1 m
 colour), /camera/color/camera_info; pairs colour and depth by stamp (``slop_s``) and always
 processes the newest pair. Publishes /kil/keypoints (KeypointArray in ``target_frame``, or in the
 camera's optical frame when ``target_frame`` is ''), /kil/keypoints/markers
-(MarkerArray: spheres + labels, one colour per object) and /kil/keypoints/image (annotated rgb8).
+(MarkerArray: spheres + labels, one colour per object), /kil/keypoints/image (annotated rgb8) and,
+where foxglove_msgs is installed, /kil/keypoints/annotations (foxglove_msgs/ImageAnnotations: the
+same circles and labels, drawn by Foxglove's Image panel over /camera/color/image_raw).
 Methods (``method``): image matching, instance matching (SAM3 text prompts from the spec, or
 instance masks from /camera/instance_mask, 16UC1 object value per pixel, with
 ``mask_categories`` "1:mug,2:tray" naming the values) and tracking (Lucas-Kanade or CoTracker3,
@@ -45,6 +47,7 @@ from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics, Roll
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_interfaces.tf import TF_STATIC_TOPIC, TF_TOPIC, TransformListener
+from kil_perception import foxglove_annotations
 from kil_perception.extraction import TrackingExtractor, keypoints_message
 from kil_perception.instances import SimulatorMasks, parse_mask_categories
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -81,6 +84,12 @@ class KeypointNode(LifecycleNode):
         p("depth_window", 5, "depth median window (px, odd)")
         p("image_reliability", "reliable", "image QoS reliability: reliable or best_effort")
         self.publish_image = p("publish_image", True, "publish the annotated image")
+        self.publish_annotations = p(
+            "publish_annotations",
+            True,
+            "publish kil/keypoints/annotations (foxglove_msgs/ImageAnnotations, drawn over the camera image by "
+            "Foxglove) where foxglove_msgs is installed",
+        )
         self.max_gap_ns = round(
             p("max_output_gap_s", 1.0, "diagnostics: ERROR when no keypoints were published for this long (s)") * 1e9
         )
@@ -210,6 +219,14 @@ class KeypointNode(LifecycleNode):
         self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "kil/keypoints/markers", 10)
         self.image_pub = self.create_lifecycle_publisher(Image, "kil/keypoints/image", qos)
         self._lifecycle_pubs = [self.keypoint_pub, self.marker_pub, self.image_pub]
+        self.annotation_pub = None
+        if self.publish_annotations and foxglove_annotations.available():
+            from foxglove_msgs.msg import ImageAnnotations
+
+            self.annotation_pub = self.create_lifecycle_publisher(ImageAnnotations, "kil/keypoints/annotations", 10)
+            self._lifecycle_pubs.append(self.annotation_pub)
+        elif self.publish_annotations:
+            self.get_logger().info("foxglove_msgs is not installed: no kil/keypoints/annotations (markers, image are)")
         self._entities.append(self.create_timer(0.005, self._process))
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
         self.min_score = config.min_score
@@ -294,6 +311,8 @@ class KeypointNode(LifecycleNode):
         self.latency.add(time.perf_counter() - started)
         self.last_result, self.last_published_ns = result, self.get_clock().now().nanoseconds
         self.marker_pub.publish(self._markers(result))
+        if self.annotation_pub is not None:
+            self.annotation_pub.publish(foxglove_annotations.image_annotations(result, self.colours))
         if self.publish_image:
             annotated = draw_keypoints(rgb, result.uv, result.names, result.categories, result.valid)
             self.image_pub.publish(

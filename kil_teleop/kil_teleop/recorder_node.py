@@ -53,6 +53,10 @@ from kil_teleop.recording import (
 _IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
+#: Distinct latched (/tf_static) messages kept to begin each episode with.
+MAX_LATCHED = 32
+
+
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
@@ -61,8 +65,8 @@ class RecorderNode(Node):
         topics = p(
             "topics",
             [*DEMONSTRATION_TOPICS, *OPTIONAL_TOPICS],
-            "topics to record: /name (known kil/camera topics) or /name:package/msg/Type; each is subscribed "
-            "relative to the node's namespace and stored under /name",
+            "topics to record: /name (known kil, camera, view and TF topics) or /name:package/msg/Type; each is "
+            "subscribed relative to the node's namespace and stored under /name",
         )
         self.task = p("task", "", "task name stored in each bag's metadata")
         self.storage = p("storage", "mcap", "bag storage: mcap, or sqlite3 for Humble tools")
@@ -93,6 +97,8 @@ class RecorderNode(Node):
         )
         for topic, msgtype in self.topics.items():
             qos = image_qos if msgtype in _IMAGE_TYPES else QoSProfile(depth=200)  # 1 s of 200 Hz states
+            if topic.endswith("tf_static"):  # latched: the transforms published before the recorder started
+                qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
             # Subscribed relative to the node's namespace; stored under the bag's (root) name.
             events = qos_event_callbacks(self, topic.lstrip("/"), qos, "subscription")
             self.create_subscription(
@@ -104,6 +110,7 @@ class RecorderNode(Node):
                 event_callbacks=events,
             )
         self.writer: QueuedWriter | None = None
+        self.latched: dict[str, list[bytes]] = {}  # the latest static transforms, per topic
         self.started_wall = 0.0
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status = self.create_publisher(Bool, "~/recording", latched)
@@ -143,6 +150,10 @@ class RecorderNode(Node):
         self.status.publish(Bool(data=self.writer is not None))
 
     def _on_message(self, topic: str, data: bytes) -> None:
+        if topic.endswith("tf_static"):  # every episode starts with the static transforms
+            kept = self.latched.setdefault(topic, [])
+            if data not in kept:
+                kept[:] = [*kept, data][-MAX_LATCHED:]
         if self.writer is not None:  # (queued: the writer's thread compresses and writes)
             self.writer.write_serialized(topic, self.get_clock().now().nanoseconds, data)
 
@@ -171,6 +182,10 @@ class RecorderNode(Node):
             )
         )
         self.started_wall = time.monotonic()
+        now = self.get_clock().now().nanoseconds
+        for topic, messages in self.latched.items():
+            for data in messages:
+                self.writer.write_serialized(topic, now, data)
         self._publish_status()
         return path
 

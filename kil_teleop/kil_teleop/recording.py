@@ -36,6 +36,17 @@ DEMONSTRATION_TOPICS: dict[str, str] = {
 }
 #: Optional topics recorded when present.
 OPTIONAL_TOPICS: dict[str, str] = {"/kil/keypoints": "kil_interfaces/msg/KeypointArray"}
+#: Topics of a running graph worth keeping to replay it in Foxglove or RViz: recorded when named in
+#: the recorder's ``topics`` (their types are known, so the name is enough).
+VIEW_TOPICS: dict[str, str] = {
+    "/kil/keypoints/markers": "visualization_msgs/msg/MarkerArray",
+    "/kil/keypoints/image": "sensor_msgs/msg/Image",
+    "/kil/keypoints/annotations": "foxglove_msgs/msg/ImageAnnotations",
+    "/kil/servo_target": "geometry_msgs/msg/PoseStamped",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+    "/tf": "tf2_msgs/msg/TFMessage",
+    "/tf_static": "tf2_msgs/msg/TFMessage",
+}
 
 PARTIAL_DIR = ".partial"
 #: Inside a partial episode: the segment being written (a rosbags bag of its own until closed).
@@ -449,9 +460,9 @@ def next_episode_index(directory: str | Path) -> int:
 def parse_topics(items: list[str], known: Mapping[str, str] | None = None) -> dict[str, str]:
     """``["/kil/robot_state", "/wrist/image:sensor_msgs/msg/Image"]`` -> topic -> type.
 
-    A bare topic takes its type from ``known`` (default: the demonstration and optional topics).
+    A bare topic takes its type from ``known`` (default: the demonstration, optional and view topics).
     """
-    known = {**DEMONSTRATION_TOPICS, **OPTIONAL_TOPICS} if known is None else known
+    known = {**DEMONSTRATION_TOPICS, **OPTIONAL_TOPICS, **VIEW_TOPICS} if known is None else known
     topics = {}
     for item in items:
         topic, _, msgtype = item.strip().partition(":")
