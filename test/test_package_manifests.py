@@ -44,6 +44,10 @@ ROS_PACKAGES = {
 OPTIONAL = {
     "quest2ros",  # teleop_node input_type:=quest2ros (github.com/Quest2ROS/quest2ros messages)
     "xarm_msgs",  # lite6_node on a real Lite6 (github.com/xArm-Developer/xarm_ros2)
+    # The LeRobotDataset tools (export_lerobot, import_lerobot), installed from requirements/lerobot.txt
+    # where datasets are converted; no node imports them, so a robot does not need them.
+    "pyarrow",
+    "av",
 }
 RUN_TAGS = ("depend", "exec_depend")
 WORKSPACE = {p.name for p in PACKAGES}

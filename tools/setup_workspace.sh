@@ -39,10 +39,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing ROS 2 Jazzy wheels, torch and the Python dependencies (a few minutes the first time)"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         -c requirements/constraints.txt \
-        -r requirements/ros-jazzy.txt -r requirements/python.txt 2>&1 \
+        -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/lerobot.txt 2>&1 \
         | grep -v -E "^WARNING: Location '.*' is ignored" || true
     # pip's exit status is lost in the pipe above: check the install really happened.
-    "$venv/bin/python" -c "import rclpy, torch, mujoco, rosbags" \
+    "$venv/bin/python" -c "import rclpy, torch, mujoco, rosbags, pyarrow, av" \
         || { echo "[setup] error: pip install failed (see above)" >&2; exit 1; }
     "$venv/bin/python" tools/fix_ros_wheel_cmake_paths.py "$venv"
     # Let `source install/setup.bash` activate this venv too: colcon chains every

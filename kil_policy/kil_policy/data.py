@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from kil_interfaces import conversion
 from kil_interfaces.keypoint_layout import Layout, layout_of_message
+from kil_interfaces.representation import action_from_pose, proprio_from_pose
 from kil_interfaces.typestore import kil_typestore
 from kil_policy.policy import BatchKeys
-from kil_policy.representation import action_from_pose, proprio_from_pose
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ import torch
 
 from kil_interfaces.data import ActionChunkData, KeypointArrayData, RobotStateData
 from kil_interfaces.keypoint_layout import Layout, layout_of_message, mismatch
+from kil_interfaces.representation import pose_from_action, proprio_from_pose
 from kil_policy.data import resize_nearest
 from kil_policy.graphed import DEFAULT_TOLERANCE, Fusion, GraphedSampler, Precision
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
-from kil_policy.representation import pose_from_action, proprio_from_pose
 
 InferenceMode = Literal["module", "packed", "compiled", "graph"]
 INFERENCE_MODES = get_args(InferenceMode)

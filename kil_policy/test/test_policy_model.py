@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from kil_interfaces.representation import action_from_pose, pose_from_action, proprio_from_pose
 from kil_interfaces.rotations import euler_to_quat
 from kil_policy.augmentation import AugmentationConfig, augment, spatial_transform
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.encoder import ConcatEncoder, KeypointEncoder, make_encoder
 from kil_policy.normalization import MinMaxNormalizer
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
-from kil_policy.representation import action_from_pose, pose_from_action, proprio_from_pose
 from kil_policy.unet import ConditionalUnet1D
 
 torch.manual_seed(0)
