@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kil_control.kinematics import dh_link
+
 JOINT_NAMES = (
     "shoulder_pan_joint",
     "shoulder_lift_joint",
@@ -42,16 +44,11 @@ class DH:
                 (self.d5, 0.0, -half), (self.d6, 0.0, 0.0)]  # fmt: skip
 
 
-def _link(theta: float, d: float, a: float, alpha: float) -> np.ndarray:
-    ct, st, ca, sa = np.cos(theta), np.sin(theta), np.cos(alpha), np.sin(alpha)
-    return np.array([[ct, -st * ca, st * sa, a * ct], [st, ct * ca, -ct * sa, a * st], [0, sa, ca, d], [0, 0, 0, 1]])
-
-
 def forward(joints: np.ndarray, dh: DH = DH()) -> np.ndarray:
     """(6,) joint angles -> (4, 4) pose of tool0 in base."""
     pose = np.eye(4)
     for theta, (d, a, alpha) in zip(np.asarray(joints, np.float64), dh.table(), strict=True):
-        pose = pose @ _link(theta, d, a, alpha)
+        pose = pose @ dh_link(theta, d, a, alpha)
     return pose
 
 
@@ -86,9 +83,9 @@ def inverse(pose: np.ndarray, dh: DH = DH(), singular_eps: float = 1e-6) -> list
             else:
                 x, y = inv_pose[:3, 0], inv_pose[:3, 1]  # base x and y axes seen from tool0
                 q6 = np.arctan2((-x[1] * s1 + y[1] * c1) / s5, (x[0] * s1 - y[0] * c1) / s5)
-            t01 = _link(q1, *table[0])
-            t45 = _link(q5, *table[4])
-            t56 = _link(q6, *table[5])
+            t01 = dh_link(q1, *table[0])
+            t45 = dh_link(q5, *table[4])
+            t56 = dh_link(q6, *table[5])
             t14 = np.linalg.inv(t01) @ pose @ np.linalg.inv(t45 @ t56)
             # Joints 2 and 3 make a planar 2-link arm in frame 1's x-y plane, reaching frame 3's
             # origin, which sits d4 behind frame 4's origin along frame 4's -y axis.
@@ -98,8 +95,8 @@ def inverse(pose: np.ndarray, dh: DH = DH(), singular_eps: float = 1e-6) -> list
                 continue
             for q3 in (np.arccos(np.clip(c3, -1, 1)), -np.arccos(np.clip(c3, -1, 1))):
                 q2 = np.arctan2(py, px) - np.arctan2(dh.a3 * np.sin(q3), dh.a2 + dh.a3 * np.cos(q3))
-                t12 = _link(q2, *table[1])
-                t23 = _link(q3, *table[2])
+                t12 = dh_link(q2, *table[1])
+                t23 = dh_link(q3, *table[2])
                 t34 = np.linalg.inv(t23) @ np.linalg.inv(t12) @ t14
                 q4 = np.arctan2(t34[1, 0], t34[0, 0])
                 solutions.append(_wrap(np.array([q1, q2, q3, q4, q5, q6])))

@@ -1,0 +1,160 @@
+"""The two arms of the paper as kinematic models: UFACTORY Lite6 and Universal Robots UR5e
+(standard DH, joint limits, maximum joint speeds, the paper's grippers' TCP offsets), each mounted
+at the simulator's robot base (``link_base``, z = 0 on the table top), with inverse kinematics.
+
+Sources of the numbers:
+- Lite6 DH: UFACTORY, "Kinematic and Dynamic Parameters of UFACTORY Lite 6", standard D-H table
+  (d1 243.3 mm, a2 200 mm, a3 87 mm, d4 227.6 mm, d6 61.5 mm; theta offsets -90 deg on joints 2, 3).
+- Lite6 joint limits and speeds: xarm_ros2 ``xarm_description/urdf/lite6/lite6.urdf.xacro``
+  (joint2 +-2.61799, joint3 -0.061087..5.235988, joint5 +-2.1642, joints 1/4/6 +-2 pi rad;
+  velocity 3.14 rad/s each).
+- Lite6 gripper TCP: 0.0836 m beyond the flange (xarm_ros2 ``urdf/gripper/lite_gripper.urdf.xacro``,
+  ``joint_tcp``).
+- UR5e DH: Universal Robots' DH parameters for the UR5e (``kil_control.ur5e.DH``); joint limits
+  +-2 pi and 180 deg/s (3.14 rad/s) per joint (UR5e technical specifications; ur_description's
+  ``config/ur5e/joint_limits.yaml``).
+- UR5e gripper: the paper's Schunk EGK 40 with custom fingertips; its TCP offset is not published,
+  so ``UR5E_TCP_OFFSET_M`` is an estimate (0.15 m) to be replaced by the measured value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kil_control import ur5e as ur
+from kil_control.kinematics import DHJoint, IKConfig, dh_forward, dh_frames, dls_inverse
+
+LITE6_TCP_OFFSET_M = 0.0836
+UR5E_TCP_OFFSET_M = 0.15
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """A 6-joint arm: DH table, joint limits (rad), maximum joint speeds (rad/s), TCP offset along
+    the flange's z axis (m) and a home configuration (TCP above the table, tool pointing down)."""
+
+    name: str
+    table: tuple[DHJoint, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    max_speed: np.ndarray
+    tcp_offset_m: float
+    home: np.ndarray
+    joint_names: tuple[str, ...]
+    ik: IKConfig = field(default_factory=IKConfig)
+
+    def __post_init__(self) -> None:
+        n = len(self.table)
+        for name in ("lower", "upper", "max_speed", "home"):
+            value = np.asarray(getattr(self, name), np.float64)
+            if value.shape != (n,):
+                raise ValueError(f"ArmModel {self.name}: {name} must have {n} entries, got {value.shape}")
+            object.__setattr__(self, name, value)
+        if np.any(self.lower >= self.upper) or np.any(self.max_speed <= 0):
+            raise ValueError(f"ArmModel {self.name}: limits must satisfy lower < upper and max_speed > 0")
+        if len(self.joint_names) != n:
+            raise ValueError(f"ArmModel {self.name}: {len(self.joint_names)} joint names for {n} joints")
+
+    @property
+    def tool(self) -> np.ndarray:
+        tool = np.eye(4)
+        tool[2, 3] = self.tcp_offset_m
+        return tool
+
+    def forward(self, joints: np.ndarray) -> np.ndarray:
+        """(n,) joints -> (4, 4) TCP pose in the base frame."""
+        return dh_forward(joints, self.table, self.tool)
+
+    def shoulder(self) -> np.ndarray:
+        """The shoulder (joint 2's axis origin) in the base frame: where reach is measured from."""
+        return dh_frames(np.zeros(len(self.table)), self.table)[1][:3, 3]
+
+    def limit_violations(self, joints: np.ndarray, tolerance: float = 1e-6) -> list[str]:
+        """'joint3 = 5.400 rad beyond its upper limit 5.236' per joint outside its limits."""
+        joints = np.asarray(joints, np.float64)
+        out = []
+        for name, q, lo, hi in zip(self.joint_names, joints, self.lower, self.upper, strict=True):
+            if q < lo - tolerance:
+                out.append(f"{name} = {q:.3f} rad beyond its lower limit {lo:.3f}")
+            elif q > hi + tolerance:
+                out.append(f"{name} = {q:.3f} rad beyond its upper limit {hi:.3f}")
+        return out
+
+    def inverse(self, pose: np.ndarray, seed: np.ndarray | None = None) -> np.ndarray | None:
+        """Joints within the limits reaching ``pose`` (4, 4; TCP in the base frame), the solution
+        nearest ``seed`` (default: home) where several exist; None when none does."""
+        seed = self.home if seed is None else np.asarray(seed, np.float64)
+        if self.name == "ur5e":  # closed form: every solution, the nearest one inside the limits
+            flange = np.asarray(pose, np.float64) @ np.linalg.inv(self.tool)
+            best, cost = None, np.inf
+            for solution in ur.inverse(flange):
+                for candidate in _equivalents(solution, seed, self.lower, self.upper):
+                    c = float(np.max(np.abs(candidate - seed)))
+                    if c < cost:
+                        best, cost = candidate, c
+            return best
+        rng = np.random.default_rng(0)
+        seeds = [seed, self.home, *(rng.uniform(self.lower, self.upper) for _ in range(6))]
+        for start in seeds:
+            solution = dls_inverse(pose, start, self.table, self.lower, self.upper, self.tool, self.ik)
+            if solution is not None:
+                return solution
+        return None
+
+
+def _equivalents(solution: np.ndarray, near: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
+    """``solution`` with each joint shifted by 2 pi to lie nearest ``near``, if that is within the limits."""
+    candidate = near + (np.asarray(solution) - near + np.pi) % (2 * np.pi) - np.pi
+    return [candidate] if np.all(candidate >= lower - 1e-9) and np.all(candidate <= upper + 1e-9) else []
+
+
+def lite6() -> ArmModel:
+    """UFACTORY Lite6 with its gripper (sources in the module docstring)."""
+    half = np.pi / 2
+    table = (
+        DHJoint(0.2433, 0.0, -half),
+        DHJoint(0.0, 0.200, np.pi, offset=-half),
+        DHJoint(0.0, 0.087, half, offset=-half),
+        DHJoint(0.2276, 0.0, half),
+        DHJoint(0.0, 0.0, -half),
+        DHJoint(0.0615, 0.0, 0.0),
+    )
+    two_pi = 2 * np.pi
+    return ArmModel(
+        name="lite6",
+        table=table,
+        lower=np.array([-two_pi, -2.61799, -0.061087, -two_pi, -2.1642, -two_pi]),
+        upper=np.array([two_pi, 2.61799, 5.235988, two_pi, 2.1642, two_pi]),
+        max_speed=np.full(6, 3.14),
+        tcp_offset_m=LITE6_TCP_OFFSET_M,
+        home=np.array([0.0, 0.2, 0.9, 0.0, 0.7, 0.0]),
+        joint_names=tuple(f"joint{i}" for i in range(1, 7)),
+    )
+
+
+def ur5e_arm() -> ArmModel:
+    """Universal Robots UR5e with the paper's gripper (sources in the module docstring)."""
+    dh = ur.DH()
+    table = tuple(DHJoint(d, a, alpha) for d, a, alpha in dh.table())
+    return ArmModel(
+        name="ur5e",
+        table=table,
+        lower=np.full(6, -2 * np.pi),
+        upper=np.full(6, 2 * np.pi),
+        max_speed=np.full(6, np.pi),
+        tcp_offset_m=UR5E_TCP_OFFSET_M,
+        home=np.array([np.pi, -1.9, 1.9, -1.57, -1.57, 0.0]),  # in front of the base (+x), tool down
+        joint_names=ur.JOINT_NAMES,
+    )
+
+
+ARMS = {"lite6": lite6, "ur5e": ur5e_arm}
+
+
+def arm(name: str) -> ArmModel:
+    """The arm called ``name`` (lite6, ur5e)."""
+    if name not in ARMS:
+        raise ValueError(f"arm must be one of {sorted(ARMS)}, got {name!r}")
+    return ARMS[name]()

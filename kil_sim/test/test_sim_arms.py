@@ -1,0 +1,93 @@
+"""The Lite6 and UR5e kinematic models and the reachability check of the tasks' expert paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kil_control import ur5e as ur
+from kil_control.kinematics import dh_forward, pose_error
+from kil_interfaces.rotations import matrix_to_quat
+from kil_sim.arms import arm, lite6, ur5e_arm
+from kil_sim.reachability import PathCheck, check_path, check_task, summarise
+
+DOWN = np.diag([1.0, -1.0, -1.0])
+
+
+def _pose(position, rotation=DOWN) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, position
+    return pose
+
+
+def test_lite6_zero_pose_matches_ufactorys_geometry() -> None:
+    model = lite6()
+    flange = model.forward(np.zeros(6)) @ np.linalg.inv(model.tool)
+    # UFACTORY's Lite6 at all-zero joints: flange at (87, 0, 154.2) mm, tool pointing down
+    # (a3 = 87 mm; 243.3 + ... : d1 - d4 + ... from the standard DH table).
+    assert np.allclose(flange[:3, 3], [0.087, 0.0, 0.1542], atol=1e-4)
+    assert np.allclose(flange[:3, 2], [0.0, 0.0, -1.0], atol=1e-9)
+    assert np.allclose(model.shoulder(), [0.0, 0.0, 0.2433])
+
+
+def test_ur5e_model_is_the_adapters_kinematics() -> None:
+    model = ur5e_arm()
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        q = rng.uniform(-np.pi, np.pi, 6)
+        assert np.allclose(dh_forward(q, model.table), ur.forward(q), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["lite6", "ur5e"])
+def test_inverse_kinematics_reaches_poses_of_the_forward_kinematics(name: str) -> None:
+    model = arm(name)
+    rng = np.random.default_rng(2)
+    solved = 0
+    for _ in range(12):
+        q = np.clip(model.home + rng.normal(0, 0.3, 6), model.lower, model.upper)
+        target = model.forward(q)
+        solution = model.inverse(target, model.home)
+        assert solution is not None, f"{name}: no IK solution for the pose of {q}"
+        assert not model.limit_violations(solution)
+        error = pose_error(model.forward(solution), target)
+        assert np.linalg.norm(error[:3]) < 2e-4 and np.linalg.norm(error[3:]) < 2e-3
+        solved += 1
+    assert solved == 12
+
+
+def test_out_of_reach_and_joint_limits_are_named() -> None:
+    model = lite6()
+    assert model.inverse(_pose([0.30, 0.10, 0.05])) is not None  # the tabletop in front: reachable
+    assert model.inverse(_pose([0.70, 0.0, 0.10])) is None  # 0.73 m from the shoulder, reach ~0.44 m
+    (message,) = model.limit_violations(np.array([0.0, 0.0, 5.4, 0.0, 0.0, 0.0]))
+    assert message == "joint3 = 5.400 rad beyond its upper limit 5.236"
+    with pytest.raises(ValueError, match="arm must be one of"):
+        arm("panda")
+
+
+def test_a_path_beyond_reach_or_too_fast_for_the_joints_is_flagged() -> None:
+    model = lite6()
+    quaternion = matrix_to_quat(DOWN)
+    slow = [(np.array([0.25 + 0.002 * k, 0.0, 0.15]), quaternion) for k in range(20)]
+    check = PathCheck("t", "in_distribution", 0)
+    check_path(slow, model, 0.1, check)
+    assert check.reachable and check.poses == 20 and max(check.max_joint_speed) < 1.0
+
+    jump = [(np.array([0.25, 0.15, 0.15]), quaternion), (np.array([0.25, -0.15, 0.15]), quaternion)]
+    check = PathCheck("t", "in_distribution", 1)
+    check_path(jump, model, 0.1, check)  # 0.3 m in 0.1 s: joint 1 would turn ~10 rad/s
+    assert check.too_fast == 1 and "joint1 would turn at" in check.first_problem and not check.reachable
+
+    far = [(np.array([0.65, 0.0, 0.10]), quaternion)]
+    check = PathCheck("t", "in_distribution", 2)
+    check_path(far, model, 0.1, check)
+    assert check.unreachable == 1 and "m from the shoulder" in check.first_problem
+
+
+def test_an_expert_episode_is_checked_on_the_ur5e() -> None:
+    checks = check_task("place_mug", "ur5e", episodes=1, settings=("in_distribution",), progress=False)
+    (check,) = checks
+    assert check.expert_success and check.poses > 50
+    assert check.reachable, check.first_problem  # the UR5e (850 mm reach) covers place_mug's workspace
+    row = summarise(checks)["place_mug"]["in_distribution"]
+    assert row == {"configurations": 1, "reachable": 1, "expert_success": 1, "problems": []}
