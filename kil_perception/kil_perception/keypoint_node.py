@@ -36,7 +36,7 @@ from collections import deque
 from functools import partial
 
 from builtin_interfaces.msg import Duration
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -44,6 +44,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from kil_interfaces import conversion
 from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics, RollingStats, keypoint_validity
+from kil_interfaces.managed_node import ManagedNode
 from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_interfaces.tf import TF_STATIC_TOPIC, TF_TOPIC, TransformListener
@@ -59,7 +60,7 @@ from kil_perception.synchronization import LatestPairSynchronizer
 WARN_PERIOD_S = 5.0
 
 
-class KeypointNode(LifecycleNode):
+class KeypointNode(ManagedNode):
     def __init__(self) -> None:
         super().__init__("keypoint_node")
         p = partial(declare, self)
@@ -106,9 +107,6 @@ class KeypointNode(LifecycleNode):
         self._waiting = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.matcher = None
         self.active = False
-        self.config_error = ""
-        self._entities: list = []
-        self._lifecycle_pubs: list = []
         self.latency = RollingStats(50)
         self.dropped = 0
         self.last_drop = ""
@@ -118,26 +116,9 @@ class KeypointNode(LifecycleNode):
         self.diagnostics = Diagnostics(self, hardware_id="keypoint_node")
         self.diagnostics.add("extraction", self._check_extraction)
         self.diagnostics.add("keypoints", self._check_keypoints)
-        if autostart:
-            self.trigger_configure()
-            if self.config_error:
-                raise ValueError(self.config_error)
-            self.trigger_activate()
+        self.bring_up(autostart)
 
     # --- lifecycle --------------------------------------------------------------------------------
-
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        """Load the spec and the feature model, subscribe to the camera; a failure goes to the error
-        state with the reason logged (and on /diagnostics)."""
-        try:
-            self._configure()
-        except Exception as error:  # any load failure is reported, not raised into rclpy
-            self.config_error = str(error) or type(error).__name__
-            self.get_logger().error(f"configure failed: {self.config_error}")
-            self._release()
-            return TransitionCallbackReturn.ERROR
-        self.config_error = ""
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.active = True
@@ -157,20 +138,9 @@ class KeypointNode(LifecycleNode):
         self.active = False
         return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameter, configure again
-
     def _release(self) -> None:
         """Drop the feature model, subscriptions, timer and publishers of a configured node."""
-        for entity in self._entities:
-            if hasattr(entity, "cancel"):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
-        for publisher in self._lifecycle_pubs:
-            self.destroy_lifecycle_publisher(publisher)
-        self._entities, self._lifecycle_pubs = [], []
+        super()._release()
         self.matcher = None
         self.active = False
         self.last_result = None
@@ -214,20 +184,18 @@ class KeypointNode(LifecycleNode):
         self.masks: deque[tuple[int, Image]] = deque(maxlen=5)
         for kind, topic, callback in subscriptions:
             events = qos_event_callbacks(self, topic, qos, "subscription")
-            self._entities.append(self.create_subscription(kind, topic, callback, qos, event_callbacks=events))
-        self.keypoint_pub = self.create_lifecycle_publisher(KeypointArray, "kil/keypoints", 10)
-        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "kil/keypoints/markers", 10)
-        self.image_pub = self.create_lifecycle_publisher(Image, "kil/keypoints/image", qos)
-        self._lifecycle_pubs = [self.keypoint_pub, self.marker_pub, self.image_pub]
+            self.track(self.create_subscription(kind, topic, callback, qos, event_callbacks=events))
+        self.keypoint_pub = self.lifecycle_publisher(KeypointArray, "kil/keypoints", 10)
+        self.marker_pub = self.lifecycle_publisher(MarkerArray, "kil/keypoints/markers", 10)
+        self.image_pub = self.lifecycle_publisher(Image, "kil/keypoints/image", qos)
         self.annotation_pub = None
         if self.publish_annotations and foxglove_annotations.available():
             from foxglove_msgs.msg import ImageAnnotations
 
-            self.annotation_pub = self.create_lifecycle_publisher(ImageAnnotations, "kil/keypoints/annotations", 10)
-            self._lifecycle_pubs.append(self.annotation_pub)
+            self.annotation_pub = self.lifecycle_publisher(ImageAnnotations, "kil/keypoints/annotations", 10)
         elif self.publish_annotations:
             self.get_logger().info("foxglove_msgs is not installed: no kil/keypoints/annotations (markers, image are)")
-        self._entities.append(self.create_timer(0.005, self._process))
+        self.track(self.create_timer(0.005, self._process))
         self.colours = category_colours(c for c, _, _ in self.spec.layout())
         self.min_score = config.min_score
         self.diagnostics.hardware_id = spec_path

@@ -43,7 +43,7 @@ import time
 from functools import partial
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -61,6 +61,7 @@ from kil_interfaces.diagnostics import (
     level_for,
 )
 from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_layout
+from kil_interfaces.managed_node import ManagedNode
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_policy.checkpoint import load_policy
@@ -71,7 +72,7 @@ from kil_policy.runner import PolicyRunner
 _NS = 1_000_000_000
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(ManagedNode):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = partial(declare, self)
@@ -119,7 +120,6 @@ class PolicyNode(LifecycleNode):
         )
         self.runner: PolicyRunner | None = None
         self.running = False
-        self.config_error = ""
         self.checkpoint = ""
         self.inputs = ""
         self.observation_kind = ""
@@ -127,7 +127,6 @@ class PolicyNode(LifecycleNode):
         self.observation_ns = 0
         self.state: RobotStateData | None = None
         self.publisher = None
-        self._entities: list = []  # subscriptions and the timer of a configured node
         self._blocked: str | None = None
         self.blocked_reason = ""
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
@@ -142,26 +141,9 @@ class PolicyNode(LifecycleNode):
         self.diagnostics.add("inputs", self._check_inputs)
         self.diagnostics.add("keypoints", self._check_keypoints)
         self.run_server = RunPolicyServer(self, "~/run_policy")
-        if autostart:
-            self.trigger_configure()
-            if self.config_error:
-                raise ValueError(self.config_error)
-            self.trigger_activate()
+        self.bring_up(autostart)
 
     # --- lifecycle --------------------------------------------------------------------------------
-
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        """Load the checkpoint (and check the spec against it), subscribe to what it observes,
-        warm up; a failure goes to the error state with the reason logged (and on /diagnostics)."""
-        try:
-            self._configure()
-        except Exception as error:  # any load failure is reported, not raised into rclpy
-            self.config_error = str(error) or type(error).__name__
-            self.get_logger().error(f"configure failed: {self.config_error}")
-            self._release()
-            return TransitionCallbackReturn.ERROR
-        self.config_error = ""
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.running = True
@@ -183,22 +165,10 @@ class PolicyNode(LifecycleNode):
         self.running = False
         return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: State) -> TransitionCallbackReturn:
-        self.running = False
-        self._release()
-        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: fix the parameter, configure again
-
     def _release(self) -> None:
         """Drop the model, subscriptions, timer and publisher of a configured node."""
-        for entity in self._entities:
-            if hasattr(entity, "cancel"):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._entities = []
-        if self.publisher is not None:
-            self.destroy_lifecycle_publisher(self.publisher)
-            self.publisher = None
+        super()._release()
+        self.publisher = None
         self.runner = None
         self.running = False
         self.observation = self.state = None
@@ -243,14 +213,14 @@ class PolicyNode(LifecycleNode):
             )
         self.observation_kind = cfg.observation
         self.observation, self.observation_ns, self.state = None, 0, None
-        self._entities.append(self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10))
+        self.track(self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10))
         if cfg.observation == "keypoints":
             self.inputs = "/kil/keypoints"
-            self._entities.append(self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10))
+            self.track(self.create_subscription(KeypointArray, "kil/keypoints", self._on_keypoints, 10))
         else:
             self._subscribe_images(cfg, param("image_reliability"), param("mask_categories"))
-        self.publisher = self.create_lifecycle_publisher(ActionChunk, "kil/action_chunk", 10)
-        self._entities.append(self.create_timer(self.step_ns / _NS, self._on_tick))
+        self.publisher = self.lifecycle_publisher(ActionChunk, "kil/action_chunk", 10)
+        self.track(self.create_timer(self.step_ns / _NS, self._on_tick))
         observes = (
             f"{cfg.encoder.kind} encoder, K={cfg.encoder.num_keypoints}"
             if cfg.observation == "keypoints"
@@ -295,7 +265,7 @@ class PolicyNode(LifecycleNode):
         self.inputs = ", ".join(f"/{t}" for t in topics)
         for topic, callback in topics.items():
             events = qos_event_callbacks(self, topic, qos, "subscription")
-            self._entities.append(self.create_subscription(Image, topic, callback, qos, event_callbacks=events))
+            self.track(self.create_subscription(Image, topic, callback, qos, event_callbacks=events))
 
     def _on_color(self, msg: Image) -> None:
         try:
