@@ -33,7 +33,8 @@ UR5E_TCP_OFFSET_M = 0.15
 @dataclass(frozen=True)
 class ArmModel:
     """A 6-joint arm: DH table, joint limits (rad), maximum joint speeds (rad/s), TCP offset along
-    the flange's z axis (m) and a home configuration (TCP above the table, tool pointing down)."""
+    the flange's z axis (m), a home configuration (TCP above the table, tool pointing down) and the
+    farthest the wrist centre gets from the shoulder (m; poses beyond it are refused without IK)."""
 
     name: str
     table: tuple[DHJoint, ...]
@@ -43,6 +44,7 @@ class ArmModel:
     tcp_offset_m: float
     home: np.ndarray
     joint_names: tuple[str, ...]
+    wrist_reach_m: float = np.inf
     ik: IKConfig = field(default_factory=IKConfig)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,12 @@ class ArmModel:
         """The shoulder (joint 2's axis origin) in the base frame: where reach is measured from."""
         return dh_frames(np.zeros(len(self.table)), self.table)[1][:3, 3]
 
+    def wrist_centre(self, pose: np.ndarray) -> np.ndarray:
+        """Where the last joint's axis meets the flange's, for a TCP ``pose``: the TCP moved back
+        along the tool axis by the TCP offset and the last link's d."""
+        back = self.tcp_offset_m + self.table[-1].d
+        return np.asarray(pose)[:3, 3] - back * np.asarray(pose)[:3, 2]
+
     def limit_violations(self, joints: np.ndarray, tolerance: float = 1e-6) -> list[str]:
         """'joint3 = 5.400 rad beyond its upper limit 5.236' per joint outside its limits."""
         joints = np.asarray(joints, np.float64)
@@ -86,6 +94,9 @@ class ArmModel:
         """Joints within the limits reaching ``pose`` (4, 4; TCP in the base frame), the solution
         nearest ``seed`` (default: home) where several exist; None when none does."""
         seed = self.home if seed is None else np.asarray(seed, np.float64)
+        pose = np.asarray(pose, np.float64)
+        if np.linalg.norm(self.wrist_centre(pose) - self.shoulder()) > self.wrist_reach_m:
+            return None
         if self.name == "ur5e":  # closed form: every solution, the nearest one inside the limits
             flange = np.asarray(pose, np.float64) @ np.linalg.inv(self.tool)
             best, cost = None, np.inf
@@ -131,6 +142,7 @@ def lite6() -> ArmModel:
         tcp_offset_m=LITE6_TCP_OFFSET_M,
         home=np.array([0.0, 0.2, 0.9, 0.0, 0.7, 0.0]),
         joint_names=tuple(f"joint{i}" for i in range(1, 7)),
+        wrist_reach_m=0.200 + float(np.hypot(0.087, 0.2276)),  # a2 + |(a3, d4)|: elbow stretched, 0.444 m
     )
 
 

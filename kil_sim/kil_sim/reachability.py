@@ -59,10 +59,11 @@ def check_path(poses: list[tuple[np.ndarray, np.ndarray]], model: ArmModel, dt: 
         if q is None:
             check.unreachable += 1
             if not check.first_problem:
-                distance = float(np.linalg.norm(position - shoulder))
+                distance = float(np.linalg.norm(model.wrist_centre(target) - shoulder))
+                reach = f", reach {model.wrist_reach_m:.3f} m" if np.isfinite(model.wrist_reach_m) else ""
                 check.first_problem = (
                     f"tick {k}: TCP ({position[0]:.3f}, {position[1]:.3f}, {position[2]:.3f}) m has no {model.name} "
-                    f"solution within the joint limits ({distance:.3f} m from the shoulder)"
+                    f"solution within the joint limits (wrist centre {distance:.3f} m from the shoulder{reach})"
                 )
             continue
         if previous is not None:

@@ -81,7 +81,7 @@ def test_a_path_beyond_reach_or_too_fast_for_the_joints_is_flagged() -> None:
     far = [(np.array([0.65, 0.0, 0.10]), quaternion)]
     check = PathCheck("t", "in_distribution", 2)
     check_path(far, model, 0.1, check)
-    assert check.unreachable == 1 and "m from the shoulder" in check.first_problem
+    assert check.unreachable == 1 and "m from the shoulder, reach 0.444 m" in check.first_problem
 
 
 def test_an_expert_episode_is_checked_on_the_ur5e() -> None:
