@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
         raise SystemExit(
             f"export_lerobot needs av (PyAV): pip install -r requirements/lerobot.txt ({error})"
         ) from error
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration per file otherwise (errors only)
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"{path}: {width}x{height} frames; yuv420p video needs an even width and height")
