@@ -352,6 +352,7 @@ def rollout_graph(
     image_reliability: str = "reliable",
     real_time_factor: float = 1.0,
     namespace: str = "",
+    autostart: bool = True,
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -378,6 +379,8 @@ def rollout_graph(
             graph runs on the simulator's ``/clock``).
         namespace: every node in this namespace (relative topic names follow it; a sim graph's
             ``/clock`` too) and the TF frames prefixed by it; '' = the root.
+        autostart: keypoint_node and policy_node configure and activate themselves at start-up;
+            False leaves them unconfigured for a lifecycle manager (or ``~/run_policy``).
     """
     _check_choices(
         ("method", method, METHODS),
@@ -420,11 +423,13 @@ def rollout_graph(
                     "device": device,
                     "target_frame": prefixed(namespace, robot_cfg["base_frame"]),
                     "image_reliability": image_reliability,
+                    "autostart": bool(autostart),
                 },
                 camera_remappings(camera, namespace),
             )
         )
     policy = {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference}
+    policy["autostart"] = bool(autostart)
     if inference == "graph":
         policy |= {"precision": precision, "fuse_kernels": fuse_kernels}
     nodes += [

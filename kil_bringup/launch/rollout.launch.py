@@ -42,6 +42,7 @@ ARGUMENTS = {
         "QoS reliability of the image topics: reliable (the drivers' default) or best_effort",
     ),
     "real_time_factor": ("1.0", "simulated seconds per wall second (sim only; below 1 on slow machines)"),
+    "autostart": ("true", "keypoint_node and policy_node bring themselves up (false: left to a lifecycle manager)"),
 }
 
 
@@ -65,6 +66,7 @@ def _graph(values: dict[str, str]):
         image_reliability=values["image_reliability"],
         real_time_factor=float(values["real_time_factor"]),
         namespace=values["namespace"],
+        autostart=values["autostart"].lower() in ("true", "1", "yes"),
     )
 
 

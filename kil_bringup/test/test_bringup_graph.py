@@ -33,6 +33,10 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
     assert policy.parameters["checkpoint"] == "/c" and interpolator.parameters["rate_hz"] == 100.0
     assert interpolator.ros_args()[:3] == ["--ros-args", "-r", "__node:=interpolator_node"]
     assert "rate_hz:=100.0" in interpolator.ros_args()
+    assert keypoints.parameters["autostart"] is True and policy.parameters["autostart"] is True
+    managed = rollout_graph("sim", task="pick_pen", spec="/s.yaml", checkpoint="/c", autostart=False)
+    assert [n.parameters.get("autostart") for n in managed] == [None, False, False, None]  # left to a manager
+    assert "autostart:=false" in managed[2].ros_args()
     with pytest.raises(ValueError, match="robot must be one of"):
         rollout_graph("panda")
     with pytest.raises(ValueError, match="use camera:=sim"):
