@@ -7,18 +7,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kil_sim.camera import CameraConfig
 from kil_sim.objects import block, mug
-from kil_sim.scene import PlacedObject
+from kil_sim.scene import PlacedObject, SceneConfig
 from kil_sim.world import SimWorld
 
 
-def rendered_scene(position=(0.36, 0.02), yaw: float = 0.4):
-    """A mug and a block on the table: (rgb, depth_mm, world)."""
+def rendered_scene(position=(0.36, 0.02), yaw: float = 0.4, size: tuple[int, int] | None = None):
+    """A mug and a block on the table: (rgb, depth_mm, world); ``size`` (width, height) of the
+    camera (default: the scene's)."""
+    config = None if size is None else SceneConfig(camera=CameraConfig(width=size[0], height=size[1]))
     world = SimWorld(
         [
             PlacedObject("mug", mug("mug_red", colour=(0.8, 0.2, 0.2)), position, yaw),
             PlacedObject("block", block(colour=(0.2, 0.3, 0.85)), (0.3, -0.15), 0.3),
-        ]
+        ],
+        config,
     )
     world.step(0.2)
     frame = world.render()

@@ -234,10 +234,11 @@ def test_keypoint_node_instance_matching_with_a_mask_topic(tmp_path: Path) -> No
 
 def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_path: Path) -> None:
     """A best-effort camera driver and keypoint_node's reliable default match nothing: one warning
-    names the topic and both policies; image_reliability:=best_effort then receives."""
+    names the topic and both policies; image_reliability:=best_effort then receives. (320x240: over
+    best-effort DDS most fragments of 640x480 frames are lost here, see ROS2_ON_PYPI.md.)"""
     from types import SimpleNamespace
 
-    rgb, depth, world = rendered_scene()
+    rgb, depth, world = rendered_scene(size=(320, 240))
     intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
     uv = intr.project(to_cam.apply(np.array([world.keypoints("mug")[k] for k in ("rim", "handle", "base")])))
     spec = write_spec(tmp_path, rgb, dict(zip(("rim", "handle", "base"), map(tuple, uv), strict=True)), name="mug")
@@ -260,7 +261,7 @@ def test_incompatible_image_qos_is_reported_and_best_effort_then_receives(tmp_pa
         feed = CameraFeed(node, intr, ReliabilityPolicy.BEST_EFFORT, world.camera_extrinsics)
         results = []
         node.create_subscription(KeypointArray, "/kil/keypoints", results.append, 10)
-        first_results(node, results, lambda: feed.publish(rgb, depth))
+        first_results(node, results, lambda: feed.publish(rgb, depth), timeout_s=120.0)
     assert "incompatible QoS" not in log["output"]
 
 
