@@ -88,9 +88,19 @@ class InterpolatorNode(Node):
         values["plan_left_s"] = (end - now) / 1e9
         if self._holding:
             return Check(ERROR, "holding: the action chunks went stale", values)
-        if now - end > self.grace_ns:
+        if self._note_starvation(now):
+            values["starvations"] = self.starvations
             return Check(WARN, f"starved: the plan ran out {(now - end) / 1e9:.2f} s ago", values)
         return Check(OK, "executing", values)
+
+    def _note_starvation(self, now_ns: int) -> bool:
+        """Whether the plan ran out more than the grace ago; counts each new starvation once (the
+        servo timer and the diagnostics check both ask, so the count and the status agree)."""
+        end = self.interpolator.plan_end_ns if self.interpolator is not None else None
+        starved = end is not None and now_ns - end > self.grace_ns
+        self.starvations += starved and not self._starved
+        self._starved = starved
+        return starved
 
     def _on_state(self, msg: RobotState) -> None:
         if self.interpolator is not None:
@@ -140,10 +150,7 @@ class InterpolatorNode(Node):
         setpoint = self.interpolator.setpoint(now.nanoseconds)
         self.setpoints += 1
         self.limited += bool(setpoint.limited)
-        end = self.interpolator.plan_end_ns
-        starved = end is not None and now.nanoseconds - end > self.grace_ns
-        self.starvations += starved and not self._starved
-        self._starved = starved
+        self._note_starvation(now.nanoseconds)
         if setpoint.holding != self._holding and self.interpolator.has_plan:
             self._holding = setpoint.holding
             if setpoint.holding:
