@@ -58,7 +58,7 @@ fi
 
 # tf2_msgs and foxglove_msgs are not among the wheels: generate them into the venv (nothing happens
 # where they exist).
-tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs
+tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs xarm_msgs
 
 # apt_install WHY PACKAGE...: install Debian packages where this runs as root (else say what is missing).
 apt_install() {

@@ -30,6 +30,12 @@ RELIABILITY = ("reliable", "best_effort")
 #: Where policy_node's keypoints come from: keypoint_node, or the simulator's ground truth.
 KEYPOINTS = ("perception", "oracle")
 
+#: The robots the simulator has an arm model and a simulated vendor driver for (use_sim:=true).
+SIMULATED_ARMS = ("ur5e", "lite6")
+#: The TCP offset of the simulated UR5e's gripper (m; kept equal to kil_sim.arms by a test, not
+#: imported, so a launch file stays light): its adapter is told it (xArm reports the TCP itself).
+SIM_TCP_OFFSET_M = {"ur5e": 0.15}
+
 #: Each robot's base frame and the interpolator rate its servo interface wants.
 _ROBOT = {
     "sim": {"base_frame": "link_base", "rate_hz": 100.0},
@@ -119,13 +125,16 @@ def _check_choices(*checks: tuple[str, str, tuple[str, ...]]) -> None:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
-def _default_camera(robot: str, camera: str | None) -> str:
+def _default_camera(robot: str, camera: str | None, use_sim: bool = False) -> str:
     _check_choices(("robot", robot, ROBOTS))
-    camera = camera or ("sim" if robot == "sim" else "femto_bolt")
+    simulated = robot == "sim" or use_sim
+    camera = camera or ("sim" if simulated else "femto_bolt")
     if camera not in CAMERAS:
         raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
-    if robot == "sim" and camera != "sim":
-        raise ValueError("robot:=sim renders its own camera; use camera:=sim")
+    if simulated and camera != "sim":
+        raise ValueError(f"the simulator renders its own camera (robot:={robot} use_sim:=true); use camera:=sim")
+    if camera == "sim" and not simulated:
+        raise ValueError(f"camera:=sim needs the simulator: robot:=sim, or robot:={robot} use_sim:=true")
     return camera
 
 
@@ -237,15 +246,48 @@ def driver_includes(
     return includes
 
 
-def _robot_side(robot: str, camera: str | None, task: str, calibration: str, namespace: str, sim: dict | None = None):
+def _robot_side(
+    robot: str,
+    camera: str | None,
+    task: str,
+    calibration: str,
+    namespace: str,
+    sim: dict | None = None,
+    use_sim: bool = False,
+):
     """Validated camera and the robot's own nodes: the simulator for ``sim``; for ``lite6`` the
     adapter to xarm_ros2, for ``ur5e`` to ur_robot_driver (the vendor drivers come from
     :func:`driver_includes`), and calibration_node publishing the calibration YAML on /tf_static
     when one is given (else TF must come from elsewhere, e.g. a hand-eye calibration tool).
+    ``use_sim``: the simulator's arm behind a simulated vendor driver, then the same adapter.
     ``sim``: extra sim_node parameters."""
-    camera = _default_camera(robot, camera)
+    camera = _default_camera(robot, camera, use_sim)
     frame = partial(prefixed, namespace)
     base = frame(_ROBOT[robot]["base_frame"])
+    if use_sim:
+        if robot not in SIMULATED_ARMS:
+            raise ValueError(
+                f"use_sim:=true simulates {' or '.join(SIMULATED_ARMS)} (arm and vendor driver); "
+                f"robot:={robot} is the simulator's floating gripper already"
+            )
+        parameters = {
+            "task": task,
+            "robot": robot,
+            "base_frame": base,
+            "camera_frame": frame("camera_color_optical_frame"),
+            "tcp_frame": frame("link_tcp"),
+            **(sim or {}),
+        }
+        # Relative driver topics and services: they follow the namespace, so two simulated arms never meet.
+        if robot == "ur5e":
+            adapter = {"base_frame": base, "tcp_offset_m": SIM_TCP_OFFSET_M[robot]}
+        else:
+            adapter = {"base_frame": base, "namespace": "ufactory"}
+            parameters["xarm_hw_ns"] = "ufactory"
+        return camera, [
+            NodeSpec("sim_node", "kil_sim", "sim_node", parameters),
+            NodeSpec(f"{robot}_node", "kil_control", f"{robot}_node", adapter),
+        ]
     if robot in ("lite6", "ur5e"):
         name = f"{robot}_node"
         if robot == "lite6":
@@ -289,6 +331,7 @@ def teleop_graph(
     scale: float = 1.0,
     image_reliability: str = "reliable",
     namespace: str = "",
+    use_sim: bool = False,
 ) -> list[NodeSpec]:
     """The nodes for recording demonstrations: robot (or sim), teleop_node, recorder_node,
     interpolator_node. The recorder takes the camera topics through the camera's remappings.
@@ -301,12 +344,15 @@ def teleop_graph(
             default, or ``best_effort``), for every node that publishes or subscribes them.
         namespace: every node in this namespace (relative topic names follow it) and the frames
             prefixed by it; '' = the root.
+        use_sim: for ``lite6`` and ``ur5e``: the simulator's arm behind a simulated vendor driver
+            in place of the real one (the adapter, teleop and recorder as on the robot).
     """
     _check_choices(
         ("input_type", input_type, ("quest2ros", "joy")), ("image_reliability", image_reliability, RELIABILITY)
     )
     namespace = check_namespace(namespace)
-    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, {"image_reliability": image_reliability})
+    sim = {"image_reliability": image_reliability}
+    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, sim, use_sim)
     robot_cfg = _ROBOT[robot]
     nodes = [
         *nodes,
@@ -329,7 +375,38 @@ def teleop_graph(
         ),
         _interpolator(robot_cfg, namespace),
     ]
-    return _finish(nodes, robot == "sim", namespace)
+    return _finish(nodes, robot == "sim" or use_sim, namespace)
+
+
+def expert_graph(
+    robot: str = "sim",
+    task: str = "place_mug",
+    use_sim: bool = True,
+    image_size: tuple[int, int] = (64, 48),
+    camera_rate_hz: float = 2.0,
+    max_episode_s: float = 40.0,
+    real_time_factor: float = 1.0,
+    namespace: str = "",
+) -> list[NodeSpec]:
+    """The simulator with its scripted expert (``controller:=expert``) driving the arm through
+    the robot's real path: interpolator_node, then for ``lite6``/``ur5e`` with ``use_sim`` the
+    adapter and the simulated vendor driver (``robot:=sim``: the floating gripper). A rehearsal
+    of the control path without a policy or perception (the camera renders small and slowly)."""
+    if robot == "sim":
+        use_sim = False
+    elif not use_sim:
+        raise ValueError("expert_graph needs the simulator: robot:=sim, or use_sim with lite6/ur5e")
+    namespace = check_namespace(namespace)
+    sim = {
+        "controller": "expert",
+        "width": int(image_size[0]),
+        "height": int(image_size[1]),
+        "camera_rate_hz": float(camera_rate_hz),
+        "max_episode_s": float(max_episode_s),
+        "real_time_factor": float(real_time_factor),
+    }
+    _, nodes = _robot_side(robot, None, task, "", namespace, sim, use_sim)
+    return _finish([*nodes, _interpolator(_ROBOT[robot], namespace)], True, namespace)
 
 
 def rollout_graph(
@@ -353,6 +430,7 @@ def rollout_graph(
     real_time_factor: float = 1.0,
     namespace: str = "",
     autostart: bool = True,
+    use_sim: bool = False,
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -381,6 +459,8 @@ def rollout_graph(
             ``/clock`` too) and the TF frames prefixed by it; '' = the root.
         autostart: keypoint_node and policy_node configure and activate themselves at start-up;
             False leaves them unconfigured for a lifecycle manager (or ``~/run_policy``).
+        use_sim: for ``lite6`` and ``ur5e``: the simulator's arm behind a simulated vendor driver
+            in place of the real one; the adapter, interpolator, policy and perception as on the robot.
     """
     _check_choices(
         ("method", method, METHODS),
@@ -402,9 +482,9 @@ def rollout_graph(
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
     namespace = check_namespace(namespace)
-    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, sim)
-    if keypoints == "oracle" and robot != "sim":
-        raise ValueError("keypoints:=oracle needs robot:=sim (only the simulator knows the true keypoints)")
+    camera, nodes = _robot_side(robot, camera, task, calibration, namespace, sim, use_sim)
+    if keypoints == "oracle" and not (robot == "sim" or use_sim):
+        raise ValueError("keypoints:=oracle needs the simulator (robot:=sim or use_sim:=true): only it knows them")
     if keypoints == "perception" and not spec:
         raise ValueError(
             "keypoint_node needs a spec (spec:=...); in the simulator keypoints:=oracle feeds ground truth"
@@ -442,7 +522,7 @@ def rollout_graph(
         ),
         _interpolator(robot_cfg, namespace),
     ]
-    return _finish(nodes, robot == "sim", namespace)
+    return _finish(nodes, robot == "sim" or use_sim, namespace)
 
 
 def _finish(nodes: list[NodeSpec], sim: bool, namespace: str) -> list[NodeSpec]:

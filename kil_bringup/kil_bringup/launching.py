@@ -19,8 +19,14 @@ COMMON_ARGUMENTS = {
     "robot_ip": ("", "the robot's IP address (real robots: the vendor driver connects to it)"),
     "drivers": ("true", "include the robot's and the camera's vendor launch files (false: attach to running drivers)"),
     "namespace": ("", "namespace of every kil node (topics follow it; TF frames are prefixed by it)"),
+    "use_sim": ("false", "lite6/ur5e without hardware: the simulator's arm behind a simulated vendor driver"),
     "rviz": ("false", "also start RViz with kil_bringup's configuration (keypoints, targets, images)"),
 }
+
+
+def is_true(value: str) -> bool:
+    """A launch argument's boolean value (true/1/yes, any case)."""
+    return value.strip().lower() in ("true", "1", "yes")
 
 
 def launch_description(
@@ -44,7 +50,7 @@ def launch_description(
     def actions(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in arguments}
         out = []
-        if values["drivers"].lower() == "true":
+        if values["drivers"].lower() == "true" and not is_true(values["use_sim"]):
             for include in make_drivers(values):
                 path = PathJoinSubstitution([FindPackageShare(include.package), "launch", include.launch_file])
                 out.append(

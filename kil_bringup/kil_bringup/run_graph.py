@@ -2,6 +2,7 @@
 
     python -m kil_bringup.run_graph --robot sim --task place_mug --spec spec.yaml --checkpoint runs/x/checkpoint_last
     python -m kil_bringup.run_graph --robot sim --keypoints oracle --checkpoint runs/oracle/checkpoint_last --episodes 1
+    python -m kil_bringup.run_graph --robot ur5e --sim --spec spec.yaml --checkpoint runs/x/checkpoint_last --episodes 2
 
 Each node runs as ``python -m <package>.<executable> --ros-args ...`` from ``kil_bringup.graph``;
 Ctrl-C (or one node exiting) stops them all. Before anything starts, the spec's keypoint layout is
@@ -139,6 +140,11 @@ def describe(outcome) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_bringup.run_graph", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot", choices=ROBOTS, default="sim", help="sim (MuJoCo), lite6 or ur5e")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="rehearse: the simulator's arm behind a simulated vendor driver in place of the real one (lite6, ur5e)",
+    )
     parser.add_argument("--camera", choices=CAMERAS, help="camera driver (default: sim for the sim, else femto_bolt)")
     parser.add_argument(
         "--task", default="", help="task the simulator loads (sim only; default: the checkpoint's task, else place_mug)"
@@ -207,11 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             image_reliability=args.image_reliability,
             real_time_factor=args.real_time_factor,
             namespace=args.namespace,
+            use_sim=args.sim,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
-    if args.episodes > 0 and args.robot != "sim":
-        parser.error("--episodes needs --robot sim (the simulator reports the outcomes)")
+    if args.episodes > 0 and not (args.robot == "sim" or args.sim):
+        parser.error("--episodes needs the simulator (--robot sim, or --sim): it reports the outcomes")
     problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
     if problem:
         parser.exit(2, f"error: {problem}\n")

@@ -18,7 +18,7 @@ which is tested without ROS; this file only turns that list into launch actions.
 """
 
 from kil_bringup.graph import driver_includes, rollout_graph
-from kil_bringup.launching import launch_description
+from kil_bringup.launching import is_true, launch_description
 
 ARGUMENTS = {
     "robot": ("sim", "sim, lite6 or ur5e"),
@@ -66,7 +66,8 @@ def _graph(values: dict[str, str]):
         image_reliability=values["image_reliability"],
         real_time_factor=float(values["real_time_factor"]),
         namespace=values["namespace"],
-        autostart=values["autostart"].lower() in ("true", "1", "yes"),
+        use_sim=is_true(values["use_sim"]),
+        autostart=is_true(values["autostart"]),
     )
 
 

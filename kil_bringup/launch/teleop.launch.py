@@ -12,7 +12,7 @@ which is tested without ROS; this file only turns that list into launch actions.
 """
 
 from kil_bringup.graph import driver_includes, teleop_graph
-from kil_bringup.launching import launch_description
+from kil_bringup.launching import is_true, launch_description
 
 ARGUMENTS = {
     "robot": ("sim", "sim, lite6 or ur5e"),
@@ -42,6 +42,7 @@ def _graph(values: dict[str, str]):
         float(values["scale"]),
         image_reliability=values["image_reliability"],
         namespace=values["namespace"],
+        use_sim=is_true(values["use_sim"]),
     )
 
 

@@ -87,7 +87,7 @@ def test_keypoint_sources_and_sim_parameters() -> None:
     assert perceived[2].parameters["spec"] == "/s.yaml"  # policy_node checks the spec's layout at start
     with pytest.raises(ValueError, match="keypoint_node needs a spec"):
         rollout_graph("sim", checkpoint="/c")
-    with pytest.raises(ValueError, match="keypoints:=oracle needs robot:=sim"):
+    with pytest.raises(ValueError, match=r"keypoints:=oracle needs the simulator \(robot:=sim or use_sim:=true\)"):
         rollout_graph("ur5e", checkpoint="/c", keypoints="oracle")
     # Image QoS reaches every node that publishes or subscribes the images.
     best_effort = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", image_reliability="best_effort")

@@ -4,7 +4,6 @@ rollout graphs under namespaces ``a`` and ``b`` share one domain without crossta
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from kil_bringup.graph import rollout_graph
 from kil_bringup.run_graph import start, stop
 from kil_interfaces import conversion as cv
 from kil_interfaces.msg import ActionChunk, KeypointArray
+from kil_interfaces.testing import claim_ros_domain
 from kil_sim.camera import CameraConfig
 from kil_sim.scene import SceneConfig
 from kil_sim.tasks import sample_configuration
@@ -116,7 +116,7 @@ def test_two_simulated_rollouts_under_namespaces_do_not_cross_talk(tmp_path: Pat
 
     # A domain of its own: a root graph of an earlier test that had to be killed stays in DDS
     # discovery until its lease runs out, and its root topics are not this test's business.
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(1 + (int(os.environ.get("ROS_DOMAIN_ID", "0")) + 50) % 100))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(claim_ros_domain()))
 
     from kil_interfaces.tf import static_qos
 

@@ -4,7 +4,12 @@ Subscribes /kil/action_chunk (policy or teleop) and /kil/robot_state; publishes
 /kil/servo_target (geometry_msgs/PoseStamped, TCP in the base frame) and /kil/gripper_command
 (std_msgs/Float32) at ``rate_hz``. The first setpoint is the robot's current pose (the Lite6 servo
 mode requires it); all limits (workspace box, step length, speeds, staleness hold) are
-``kil_control.interpolation``'s and are parameters here.
+``kil_control.interpolation``'s and are parameters here. When the measured TCP stays more than
+``resync_distance_m`` from the setpoints for ``resync_after_s`` (something else moved the arm: a
+simulated episode reset, a teach-mode move; or its driver stopped following: a refused target, a
+cleared controller fault), the plan is dropped and the setpoints start again from the measured
+pose, with a warning: an adapter that only accepts targets near the arm would otherwise refuse
+the stream for ever.
 
 /diagnostics (1 Hz, ``diagnostics_period_s``), check ``plan``: OK while a plan is executing (or
 before the first chunk); WARN while starved (the plan ran out more than ``starvation_grace_s`` ago
@@ -18,6 +23,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Float32
@@ -56,6 +62,15 @@ class InterpolatorNode(Node):
             "is due when the plan ends, plus its inference time)",
         )
         self.grace_ns = round(grace * 1e9)
+        self.resync_distance = p(
+            "resync_distance_m", 0.05, "restart from the measured pose when it stays this far from the setpoints (m)"
+        )
+        self.resync_after_ns = round(p("resync_after_s", 0.5, "... after it has been that far for this long (s)") * 1e9)
+        if self.resync_distance <= 0 or self.resync_after_ns <= 0:
+            raise ValueError("parameters resync_distance_m and resync_after_s must be > 0")
+        self._last_setpoint = None
+        self._diverged_since: int | None = None
+        self.resyncs = 0
         self.interpolator: ChunkInterpolator | None = None
         self.target_pub = self.create_publisher(PoseStamped, "kil/servo_target", 10)
         self.gripper_pub = self.create_publisher(Float32, "kil/gripper_command", 10)
@@ -75,6 +90,7 @@ class InterpolatorNode(Node):
             "chunks_accepted": self.accepted,
             "chunks_refused": self.refused,
             "starvations": self.starvations,
+            "resyncs": self.resyncs,
             "limited_setpoints": self.limited / self.setpoints if self.setpoints else 0.0,
         }
         if self.interpolator is None:
@@ -103,15 +119,36 @@ class InterpolatorNode(Node):
         return starved
 
     def _on_state(self, msg: RobotState) -> None:
-        if self.interpolator is not None:
-            return
         try:
             state = conversion.robot_state_from_msg(msg, what="/kil/robot_state")
         except conversion.ConversionError as error:
             self._warn_once("state", f"dropped: {error}")
             return
+        if self.interpolator is None:
+            self.interpolator = ChunkInterpolator(self.config, state.position, state.quaternion, state.gripper)
+            self.get_logger().info(f"starting from the current TCP pose {state.position.round(3).tolist()}")
+            return
+        if self._last_setpoint is None:
+            return
+        now = self.get_clock().now().nanoseconds
+        distance = float(np.linalg.norm(state.position - self._last_setpoint))
+        if distance <= self.resync_distance:
+            self._diverged_since = None
+            return
+        if self._diverged_since is None:
+            self._diverged_since = now
+            return
+        if now - self._diverged_since < self.resync_after_ns:
+            return
+        # The arm is not where the setpoints are, and has not been for resync_after_s: start again from it.
         self.interpolator = ChunkInterpolator(self.config, state.position, state.quaternion, state.gripper)
-        self.get_logger().info(f"starting from the current TCP pose {state.position.round(3).tolist()}")
+        self._last_setpoint, self._diverged_since, self._holding = None, None, False
+        self.resyncs += 1
+        self._warn(
+            "resync",
+            f"the arm is {distance:.3f} m from the setpoints (moved by something else, or its driver stopped "
+            f"following): restarting from its measured pose {state.position.round(3).tolist()}",
+        )
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         if self.interpolator is None:
@@ -148,6 +185,7 @@ class InterpolatorNode(Node):
             return
         now = self.get_clock().now()
         setpoint = self.interpolator.setpoint(now.nanoseconds)
+        self._last_setpoint = setpoint.position
         self.setpoints += 1
         self.limited += bool(setpoint.limited)
         self._note_starvation(now.nanoseconds)

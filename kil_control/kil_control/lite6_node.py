@@ -6,8 +6,11 @@ In: /kil/servo_target (geometry_msgs/PoseStamped, base frame, from interpolator_
 Out: /kil/robot_state (RobotState) and, through ``kil_control.lite6.ServoGate``,
 ``<namespace>/set_servo_cartesian`` calls; the gripper through ``open_lite6_gripper`` /
 ``close_lite6_gripper`` (enable them in xarm_user_params.yaml). At start-up it enables the
-motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_state`` 0). Refused
-targets are logged (throttled) with the reason; the arm then keeps its last target.
+motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_state`` 0, each
+answered before the next; a refusal or a missing service within ``driver_timeout_s`` stops the
+node with the controller's message). Targets refused by the gate or by the controller (a
+non-zero ``ret``, e.g. -8 out of range) are logged (throttled) with the reason; the arm then
+keeps its last target.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
 other than servo; WARN while waiting for states or right after a refused target (with the reason);
 values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``).
@@ -61,7 +64,7 @@ class XArmServices:
         on_state: called with (stamp_ns, pose [mm, rad], mode, error, joint angles) per RobotMsg.
     """
 
-    def __init__(self, node: Node, namespace: str, on_state) -> None:
+    def __init__(self, node: Node, namespace: str, on_state, timeout_s: float = 30.0, on_refused=None) -> None:
         try:
             from xarm_msgs.msg import RobotMsg
             from xarm_msgs.srv import Call, MoveCartesian, SetInt16, SetInt16ById
@@ -69,7 +72,8 @@ class XArmServices:
             raise RuntimeError(
                 "the Lite6 adapter needs xarm_msgs (github.com/xArm-Developer/xarm_ros2, built in the workspace)"
             ) from None
-        self.node, self.ns = node, namespace.rstrip("/")
+        self.node, self.ns, self.timeout_s = node, namespace.rstrip("/"), timeout_s
+        self.on_refused = on_refused
         self.types = {"call": Call, "move": MoveCartesian, "int16": SetInt16, "by_id": SetInt16ById}
         self.servo_client = node.create_client(MoveCartesian, f"{self.ns}/set_servo_cartesian")
         self.grippers = {a: node.create_client(Call, f"{self.ns}/{a}_lite6_gripper") for a in ("open", "close")}
@@ -80,13 +84,24 @@ class XArmServices:
         node.create_subscription(RobotMsg, f"{self.ns}/robot_states", state, 10)
 
     def _call(self, kind: str, name: str, **fields) -> None:
-        client = self.node.create_client(self.types[kind], f"{self.ns}/{name}")
-        if not client.wait_for_service(timeout_sec=10.0):
-            raise RuntimeError(f"{self.ns}/{name} is not available; is xarm_api running?")
+        """Call one set-up service and wait for its answer (the order matters: the mode must be set
+        before the state), so that a refusal stops the adapter with the controller's message."""
+        import rclpy
+
+        service = f"{self.ns}/{name}"
+        client = self.node.create_client(self.types[kind], service)
+        if not client.wait_for_service(timeout_sec=self.timeout_s):
+            raise RuntimeError(f"{service} is not available within {self.timeout_s:.0f} s; is xarm_api running?")
         request = self.types[kind].Request()
         for key, value in fields.items():
             setattr(request, key, value)
-        client.call_async(request)
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=self.timeout_s)
+        if not future.done():
+            raise RuntimeError(f"{service} did not answer within {self.timeout_s:.0f} s")
+        response = future.result()
+        if response.ret != 0:
+            raise RuntimeError(f"{service} refused (ret {response.ret}): {response.message}")
 
     def start_servo(self) -> None:
         self._call("by_id", "motion_enable", id=8, data=1)
@@ -96,7 +111,14 @@ class XArmServices:
     def servo(self, pose: list[float]) -> None:
         request = self.types["move"].Request()
         request.pose = [float(v) for v in pose]
-        self.servo_client.call_async(request)
+        future = self.servo_client.call_async(request)
+        if self.on_refused is not None:
+            future.add_done_callback(self._answered)
+
+    def _answered(self, future) -> None:
+        response = future.result()
+        if response is not None and response.ret != 0:
+            self.on_refused(f"set_servo_cartesian refused (ret {response.ret}): {response.message}")
 
     def gripper(self, action: str) -> None:
         self.grippers[action].call_async(self.types["call"].Request())
@@ -107,6 +129,7 @@ class Lite6Node(Node):
         super().__init__("lite6_node")
         p = partial(declare, self)
         namespace = p("namespace", "/ufactory", "xarm_api namespace")
+        driver_timeout = p("driver_timeout_s", 30.0, "how long start-up waits for each xarm_api service (s)")
         self.base_frame = p("base_frame", "link_base", "robot base frame (frame of servo targets and states)")
         self.gate = ServoGate(
             ServoGateConfig(
@@ -122,7 +145,9 @@ class Lite6Node(Node):
         self.gripper = 1.0
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
-        factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state))
+        factory = driver_factory or (
+            lambda node, on_state: XArmServices(node, namespace, on_state, driver_timeout, self._on_driver_refused)
+        )
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
         self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
@@ -160,6 +185,12 @@ class Lite6Node(Node):
             return
         self.driver.servo(pose_to_xarm(position, np.array([q.x, q.y, q.z, q.w])))
         self.status.on_sent()
+
+    def _on_driver_refused(self, reason: str) -> None:
+        """The controller did not follow a servo target: the arm holds; streams start over at its pose."""
+        self.gate.resync()
+        self.status.on_refused(reason, self.get_clock().now().nanoseconds)
+        self._warn("driver", reason)
 
     def _check_arm(self) -> Check:
         state, now = self.state, self.get_clock().now().nanoseconds

@@ -25,6 +25,10 @@ JOINT_NAMES = (
     "wrist_3_joint",
 )
 
+#: Every UR5e joint turns +-360 deg (UR5e technical specifications; ur_description's
+#: ``config/ur5e/joint_limits.yaml``).
+JOINT_LIMIT_RAD = 2 * np.pi
+
 
 @dataclass(frozen=True)
 class DH:
@@ -103,12 +107,17 @@ def inverse(pose: np.ndarray, dh: DH = DH(), singular_eps: float = 1e-6) -> list
     return solutions
 
 
-def nearest_solution(pose: np.ndarray, current: np.ndarray, dh: DH = DH()) -> np.ndarray | None:
-    """The IK solution closest to ``current`` (each joint moved by the shortest way), or None."""
+def nearest_solution(
+    pose: np.ndarray, current: np.ndarray, dh: DH = DH(), limit_rad: float = JOINT_LIMIT_RAD
+) -> np.ndarray | None:
+    """The IK solution closest to ``current`` (each joint moved by the shortest way) with every
+    joint within +-``limit_rad``, or None."""
     current = np.asarray(current, np.float64)
     best, best_cost = None, np.inf
     for solution in inverse(pose, dh):
         candidate = current + _wrap(solution - current)  # the same angles, unwrapped next to current
+        if np.any(np.abs(candidate) > limit_rad + 1e-9):
+            continue  # the shortest way crosses a joint limit: the controller would refuse it
         cost = float(np.max(np.abs(candidate - current)))
         if cost < best_cost:
             best, best_cost = candidate, cost

@@ -8,7 +8,8 @@ its z axis) and /forward_position_controller/commands (std_msgs/Float64MultiArra
 positions in the driver's order; activate ``forward_position_controller``). Each target goes
 through the closed-form IK (``kil_control.ur5e``), nearest solution to the last command; a target
 is refused (throttled warning; the controller keeps the last command) when joint states are
-older than ``state_timeout_s``, when it is out of reach, or when a joint would move more than
+older than ``state_timeout_s``, when it is out of reach or only reachable beyond a joint's +-360
+deg, or when a joint would move more than
 ``max_joint_step_rad`` in one command.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
 after a refused target (with the reason); values: targets sent/refused, state age
@@ -94,7 +95,8 @@ class Ur5eNode(Node):
         reference = self.last_command if self.last_command is not None else self.joints
         solution = nearest_solution(target @ np.linalg.inv(self.tcp), reference)
         if solution is None:
-            self._refuse("reach", f"servo target ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) is out of reach: refused", now)
+            where = f"({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
+            self._refuse("reach", f"servo target {where} is out of reach or beyond the joint limits: refused", now)
             return
         step = float(np.max(np.abs(solution - reference)))
         if step > self.max_step:

@@ -173,3 +173,44 @@ def test_interpolator_node_diagnostics_report_starvation_and_the_stale_hold(ros_
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def test_interpolator_node_restarts_from_the_arm_when_it_is_moved_elsewhere(ros_node) -> None:
+    """The arm reports a pose 20 cm from the setpoints (an episode reset, a teach-mode move) for
+    longer than resync_after_s: the setpoints start again from it, with a warning, and motion
+    planned from there."""
+    params = ["rate_hz:=100.0", "resync_distance_m:=0.05", "resync_after_s:=0.3"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    targets: list[np.ndarray] = []
+    ros_node.create_subscription(
+        PoseStamped, "/kil/servo_target", lambda m: targets.append(np.array([m.pose.position.x, m.pose.position.y,
+                                                                             m.pose.position.z])), 50
+    )  # fmt: skip
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    start, moved = np.array([0.3, 0.0, 0.2]), np.array([0.3, 0.2, 0.2])
+    pose = {"at": start}
+
+    def publish_state() -> None:
+        state_pub.publish(cv.robot_state_to_msg(RobotStateData(0, "link_base", pose["at"], DOWN, 1.0)))
+
+    try:
+        assert _spin_until(ros_node, lambda: bool(targets), 30, publish_state), "no setpoint from interpolator_node"
+        np.testing.assert_allclose(targets[-1], start, atol=1e-9)
+        pose["at"] = moved
+        followed = _spin_until(
+            ros_node, lambda: np.linalg.norm(targets[-1] - moved) < 1e-9, 60, publish_state, period_s=0.02
+        )
+        assert followed, f"setpoints stayed at {targets[-1]}"
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert "the arm is 0.200 m from the setpoints" in output and "restarting from its measured pose" in output

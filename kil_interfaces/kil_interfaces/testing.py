@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+_DOMAIN_LOCKS: list = []  # held open for the process's life: its claimed domains stay its own
+
+
+def claim_ros_domain() -> int:
+    """A DDS domain (1-100) that no other process on this machine has claimed: each domain has a
+    lock file in the temp directory, and the first one this process can lock (from a pid-based
+    offset on) is claimed until the process exits. Test runs set ``ROS_DOMAIN_ID`` to it, so two
+    runs (or a run and a developer's tests) on one machine never see each other's nodes.
+
+    Raises:
+        RuntimeError: all 100 domains are claimed.
+    """
+    start = os.getpid() % 100
+    for k in range(100):
+        domain = 1 + (start + k) % 100
+        handle = open(os.path.join(tempfile.gettempdir(), f"kil-ros-domain-{domain}.lock"), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _DOMAIN_LOCKS.append(handle)
+        return domain
+    raise RuntimeError("every DDS domain 1-100 is claimed by another process on this machine")
 
 
 def call_service(node, kind, service: str, request=None, timeout_s: float = 60.0, retry: bool = True):

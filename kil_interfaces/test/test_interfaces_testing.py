@@ -28,3 +28,20 @@ def test_call_trigger_returns_the_answer_and_names_a_silent_service() -> None:
         node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_a_claimed_ros_domain_is_never_handed_out_again() -> None:
+    """This run's domain (claimed by conftest) and a second claim differ, and another process
+    claiming three domains gets none of them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from kil_interfaces.testing import claim_ros_domain
+
+    ours = {int(os.environ["ROS_DOMAIN_ID"]), claim_ros_domain()}
+    assert len(ours) == 2 and all(1 <= d <= 100 for d in ours)
+    code = "import json; from kil_interfaces.testing import claim_ros_domain as c; print(json.dumps([c(), c(), c()]))"
+    other = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert len(set(other)) == 3 and not set(other) & ours

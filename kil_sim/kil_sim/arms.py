@@ -153,8 +153,8 @@ def ur5e_arm() -> ArmModel:
     return ArmModel(
         name="ur5e",
         table=table,
-        lower=np.full(6, -2 * np.pi),
-        upper=np.full(6, 2 * np.pi),
+        lower=np.full(6, -ur.JOINT_LIMIT_RAD),
+        upper=np.full(6, ur.JOINT_LIMIT_RAD),
         max_speed=np.full(6, np.pi),
         tcp_offset_m=UR5E_TCP_OFFSET_M,
         home=np.array([np.pi, -1.9, 1.9, -1.57, -1.57, 0.0]),  # in front of the base (+x), tool down

@@ -21,6 +21,15 @@ physics advances by ``real_time_factor`` x the elapsed wall time (capped after a
 at the wall time of start-up, and every stamp, rate and the episode limit are in simulated time.
 The other nodes of a sim graph run with ``use_sim_time``, so a slow machine (or
 ``real_time_factor:=0.25``) slows the whole loop instead of starving it.
+Robot: ``robot:=floating`` (default) is the fast gripper-only model: /kil/servo_target moves the
+gripper, /kil/robot_state reports it. ``robot:=ur5e`` simulates the arm (``kil_sim.arms``, joints
+within their limits and speeds) behind ur_robot_driver's interface (``kil_sim.driver_interfaces``:
+joint_states, forward_position_controller/commands) for ``kil_control.ur5e_node``, which then
+publishes /kil/robot_state; the gripper body follows the arm's TCP. ``robot:=lite6`` likewise
+behind xarm_api's services and robot_states under ``xarm_hw_ns`` for ``kil_control.lite6_node``
+(Cartesian servo targets through the controller's own inverse kinematics and step rule; the
+gripper through its open/close services instead of /kil/gripper_command). The arm starts at the
+joints that put its TCP on the scene's gripper home pose.
 Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
 node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
 interpolator_node commands the arm.
@@ -49,17 +58,22 @@ from kil_interfaces import conversion
 from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.diagnostics import OK, WARN, Check, Diagnostics
 from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, RobotState
-from kil_interfaces.node_runtime import WarnOnce, declare, qos_event_callbacks, spin_node
+from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_interfaces.tf import StaticTransformBroadcaster, TransformBroadcaster
+from kil_sim.arms import arm as arm_model
 from kil_sim.camera import CameraConfig
+from kil_sim.driver_interfaces import UrDriverInterface, XArmDriverInterface
 from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
 from kil_sim.rollout import ExpertController
 from kil_sim.scene import SceneConfig
+from kil_sim.simulated_arm import SimulatedArm
 from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, left_scene, sample_configuration, task
 
 _NS = 1_000_000_000
+#: sim_node's robot models: the gripper alone, or an arm behind its vendor driver's interface.
+ROBOTS = ("floating", "ur5e", "lite6")
 
 
 class SimNode(Node):
@@ -87,6 +101,10 @@ class SimNode(Node):
             raise ValueError(f"parameter real_time_factor must be > 0, got {self.rtf}")
         if self.controller not in ("none", "expert"):
             raise ValueError(f"parameter controller must be none or expert, got {self.controller!r}")
+        self.robot = p("robot", "floating", f"robot model: {', '.join(ROBOTS)} (an arm behind its driver's interface)")
+        if self.robot not in ROBOTS:
+            raise ValueError(f"parameter robot must be one of {', '.join(ROBOTS)}, got {self.robot!r}")
+        self.xarm_hw_ns = p("xarm_hw_ns", "ufactory", "robot:=lite6: namespace of the simulated xarm_api")
         self.state_ns, self.camera_ns = round(_NS / state_rate), round(_NS / camera_rate)
         if reliability not in ("reliable", "best_effort"):
             raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
@@ -107,18 +125,23 @@ class SimNode(Node):
                 (Image, "camera/instance_mask"),
             )
         )
-        self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
+        if self.robot == "floating":
+            self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
+            self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
         self.oracle_pub = self.create_publisher(KeypointArray, "kil/keypoints/oracle", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.outcome_pub = self.create_publisher(EpisodeOutcome, "kil/episode_outcome", latched)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.chunk_pub = self.create_publisher(ActionChunk, "kil/action_chunk", 10)
-        self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
-        self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
+        if self.robot != "lite6":  # the Lite6's gripper is driven through xarm_api's services
+            self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.static_tf = StaticTransformBroadcaster(self)
         self.tf = TransformBroadcaster(self)
         self.world = None
+        self.arm: SimulatedArm | None = None
+        self.driver: UrDriverInterface | XArmDriverInterface | None = None
+        self._warn = ThrottledWarning(self.get_logger(), 2.0)
         self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
         self._last_wall = time.monotonic()
         self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
@@ -131,7 +154,7 @@ class SimNode(Node):
         self.diagnostics.add("simulation", self._check_simulation)
         self.get_logger().info(
             f"simulating {self.task} ({self.setting} #{self.index}); camera {width}x{height} at {camera_rate} Hz; "
-            f"real_time_factor {self.rtf}; controller {self.controller}"
+            f"real_time_factor {self.rtf}; controller {self.controller}; robot {self.robot}"
         )
 
     def _check_simulation(self) -> Check:
@@ -163,6 +186,16 @@ class SimNode(Node):
             self.world.close()
         self.episode = episode
         self.world = episode.make_world()
+        if self.robot != "floating":
+            # The arm starts where the floating gripper would: its TCP on the gripper's home pose.
+            self.arm = SimulatedArm(arm_model(self.robot), *self.world.commanded_tcp_pose())
+            if self.driver is None and self.robot == "ur5e":
+                self.driver = UrDriverInterface(self, self.arm, self._warn, self._on_arm_commanded)
+            elif self.driver is None:
+                self.driver = XArmDriverInterface(
+                    self, self.arm, self._warn, self._set_gripper, self._on_arm_commanded, self.xarm_hw_ns
+                )
+            self.driver.reset(self.arm)
         self.world.step(0.3)  # objects settle
         self.static_tf.send([self.world.camera_extrinsics], self.sim_ns)
         self._episode_start_ns = self.sim_ns
@@ -189,13 +222,19 @@ class SimNode(Node):
         step_ns = round(elapsed * self.rtf * _NS)
         if step_ns <= 0:
             return
+        if self.arm is not None:  # the arm's joints move, the gripper body follows its TCP
+            self.arm.step(step_ns / _NS)
+            self.world.set_target(*self.arm.tcp_pose())
         self.world.step(step_ns / _NS)
         self.sim_ns += step_ns
         self.clock_pub.publish(Clock(clock=self._stamp()))
         if self.sim_ns >= self._next_state:
             self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
             state = self.world.robot_state(self.sim_ns)
-            self.state_pub.publish(conversion.robot_state_to_msg(state))
+            if self.driver is not None:
+                self.driver.publish_state(self.sim_ns)
+            else:
+                self.state_pub.publish(conversion.robot_state_to_msg(state))
             tcp = RigidTransform(self.base_frame, self.tcp_frame, state.position, state.quaternion)
             self.tf.send([tcp], self.sim_ns)
         if self.sim_ns >= self._next_camera:
@@ -231,7 +270,11 @@ class SimNode(Node):
         text = f"episode {self.task} {self.setting} #{self.index}: "
         self._outcome = f"success in {duration:.1f} s" if success else f"failure after {duration:.1f} s ({reason})"
         text += self._outcome
-        (self.get_logger().info if success else self.get_logger().warning)(text)
+        # One call site per severity: rclpy refuses a call site that changes its severity.
+        if success:
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text)
 
     def _on_camera(self) -> None:
         stamp = self.sim_ns
@@ -258,12 +301,18 @@ class SimNode(Node):
         except ValueError as error:
             self._warn_once("target", f"/kil/servo_target dropped: {error}")
             return
+        self._on_arm_commanded()
+
+    def _on_arm_commanded(self) -> None:
         if self.controller == "expert" and self._expert is None and not self._ended:
             # The arm is commanded (interpolator_node is up): the expert's episode starts now.
             spec = task(self.task)
             rng = np.random.default_rng(self.episode.seed)
             self._expert = ExpertController(ScriptedExpert(spec, self.world, rng), 10.0, self.base_frame)
             self._episode_start_ns = self.sim_ns
+
+    def _set_gripper(self, opening: float) -> None:
+        self.world.set_gripper(opening)
 
     def _on_gripper(self, msg: Float32) -> None:
         if not np.isfinite(msg.data):

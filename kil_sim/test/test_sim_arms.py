@@ -91,3 +91,42 @@ def test_an_expert_episode_is_checked_on_the_ur5e() -> None:
     assert check.reachable, check.first_problem  # the UR5e (850 mm reach) covers place_mug's workspace
     row = summarise(checks)["place_mug"]["in_distribution"]
     assert row == {"configurations": 1, "reachable": 1, "expert_success": 1, "problems": []}
+
+
+@pytest.mark.parametrize("name", ["ur5e", "lite6"])
+def test_simulated_arm_starts_on_the_home_pose_and_moves_within_its_joint_speeds(name: str) -> None:
+    from kil_sim.simulated_arm import SimulatedArm
+
+    model = arm(name)
+    home = np.array([0.3, 0.05, 0.3])
+    down = matrix_to_quat(DOWN)
+    simulated = SimulatedArm(model, home, down)
+    position, quaternion = simulated.tcp_pose()
+    assert np.allclose(position, home, atol=1e-4) and abs(abs(float(np.dot(quaternion, down))) - 1) < 1e-6
+    start = simulated.joints.copy()
+    goal = start + np.array([0.2, -0.3, 0.4, -0.5, -0.6, 0.7])
+    assert simulated.command(goal) is None
+    dt = 0.01
+    simulated.step(dt)
+    moved = simulated.joints - start
+    assert simulated.speed_limited and np.allclose(np.abs(moved), model.max_speed * dt)
+    for _ in range(200):
+        simulated.step(dt)
+    assert np.allclose(simulated.joints, goal) and not simulated.speed_limited
+    assert np.allclose(simulated.tcp_pose()[0], model.forward(goal)[:3, 3])
+
+
+def test_simulated_arm_refuses_what_the_controller_would_not_follow() -> None:
+    from kil_sim.simulated_arm import SimulatedArm
+
+    model = lite6()
+    simulated = SimulatedArm(model, np.array([0.25, 0.0, 0.25]), matrix_to_quat(DOWN))
+    before = simulated.target.copy()
+    beyond = before.copy()
+    beyond[2] = 5.4  # joint3's upper limit is 5.236 rad
+    assert "joint3 = 5.400 rad beyond its upper limit 5.236" in simulated.command(beyond)
+    assert "not finite" in simulated.command(np.full(6, np.nan))
+    assert "has 5 values; the lite6 has 6 joints" in simulated.command(np.zeros(5))
+    assert simulated.refused == 3 and np.array_equal(simulated.target, before)
+    with pytest.raises(ValueError, match="cannot reach the scene's gripper home pose"):
+        SimulatedArm(model, np.array([0.9, 0.0, 0.2]), matrix_to_quat(DOWN))

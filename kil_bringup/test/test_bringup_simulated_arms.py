@@ -1,0 +1,213 @@
+"""use_sim: the simulator's UR5e behind a simulated ur_robot_driver interface, driven by our real
+adapter (ur5e_node) and interpolator_node, as processes over Fast DDS. The scripted expert's
+episode runs through the whole path; targets beyond reach or beyond a joint limit are held."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from kil_bringup.graph import SIM_TCP_OFFSET_M, expert_graph, teleop_graph
+from kil_bringup.run_graph import start, stop
+from kil_control import ur5e
+from kil_interfaces.msg import EpisodeOutcome, RobotState
+from kil_interfaces.rotations import quat_to_matrix
+
+
+def _arm_graph(robot: str, **sim):
+    """expert_graph's nodes (sim_node + adapter + interpolator), sim_node's parameters updated."""
+    nodes = expert_graph(robot)
+    assert [n.name for n in nodes] == ["sim_node", f"{robot}_node", "interpolator_node"]
+    return [replace(n, parameters=n.parameters | sim) if n.name == "sim_node" else n for n in nodes]
+
+
+def _listener():
+    rclpy.init()
+    return rclpy.create_node(
+        "simulated_arm_test", parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)]
+    )
+
+
+def test_the_graph_puts_the_adapter_on_the_simulated_driver() -> None:
+    from kil_sim.arms import UR5E_TCP_OFFSET_M
+
+    nodes = {n.name: n for n in teleop_graph("ur5e", use_sim=True)}
+    assert nodes["sim_node"].parameters["robot"] == "ur5e" and nodes["sim_node"].parameters["base_frame"] == "base"
+    assert nodes["ur5e_node"].parameters["tcp_offset_m"] == SIM_TCP_OFFSET_M["ur5e"] == UR5E_TCP_OFFSET_M
+    assert not nodes["ur5e_node"].remappings  # relative driver topics: they follow the namespace
+    assert all(n.parameters.get("use_sim_time") for n in nodes.values() if n.name != "sim_node")
+    lite6 = {n.name: n for n in teleop_graph("lite6", use_sim=True, namespace="left")}
+    assert lite6["sim_node"].parameters["xarm_hw_ns"] == lite6["lite6_node"].parameters["namespace"] == "ufactory"
+    assert lite6["sim_node"].namespace == lite6["lite6_node"].namespace == "left"
+    with pytest.raises(ValueError, match="robot:=sim is the simulator's floating gripper already"):
+        teleop_graph("sim", use_sim=True)
+    with pytest.raises(ValueError, match="use camera:=sim"):
+        teleop_graph("ur5e", camera="zed2i", use_sim=True)
+
+
+@pytest.mark.parametrize(
+    ("robot", "task", "index"),
+    [("ur5e", "place_mug", 0), ("lite6", "pour_bottle", 0)],  # configurations each arm reaches
+)
+def test_expert_episode_through_adapter_and_simulated_driver(robot: str, task: str, index: int) -> None:
+    """Expert chunks -> interpolator_node -> the adapter -> the simulated vendor driver (UR5e:
+    forward_position_controller; Lite6: set_servo_cartesian through the controller's IK) -> the
+    arm's joints -> the gripper; the episode succeeds, and /kil/robot_state comes from the adapter."""
+    sim = {"real_time_factor": 0.5, "task": task, "index": index}
+    processes = start(_arm_graph(robot, **sim))
+    node = _listener()
+    outcomes: list = []
+    states: list = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", outcomes.append, latched)
+    node.create_subscription(RobotState, "/kil/robot_state", states.append, 10)
+    try:
+        deadline = time.monotonic() + 400
+        while not outcomes and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            assert all(p.poll() is None for p in processes), "a node exited"
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(processes)
+    assert outcomes, "no episode outcome"
+    assert outcomes[0].success, outcomes[0].reason
+    names = {"ur5e": ur5e.JOINT_NAMES, "lite6": tuple(f"joint{i}" for i in range(1, 7))}[robot]
+    assert states and tuple(states[-1].joint_names) == names
+    travelled = np.abs(np.array(states[-1].joint_positions) - np.array(states[0].joint_positions))
+    assert travelled.max() > 0.2, travelled  # the arm's joints did the work
+    assert {s.header.frame_id for s in states} == {nodes_base(robot)}
+
+
+def nodes_base(robot: str) -> str:
+    return {"ur5e": "base", "lite6": "link_base"}[robot]
+
+
+def test_ur5e_targets_beyond_reach_or_joint_limits_are_held(tmp_path) -> None:
+    """A servo target 1.5 m away: ur5e_node refuses it (no command); a joint command beyond
+    +-2 pi straight to the driver: the simulated controller refuses it. The joints stay put and
+    each refusal is logged with its reason."""
+    log = tmp_path / "nodes.log"
+    with log.open("w") as out:
+        processes = start(_arm_graph("ur5e", controller="none")[:2], stdout=out)  # sim_node + ur5e_node
+    node = _listener()
+    joints: list = []
+    commands: list = []
+    node.create_subscription(JointState, "/joint_states", joints.append, 10)
+    node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", commands.append, 10)
+    target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    command_pub = node.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+            assert all(p.poll() is None for p in processes), "a node exited"
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(joints) < 5 and time.monotonic() < deadline:
+            spin(0.1)
+        assert joints, "no /joint_states from the simulated driver"
+        start_q = np.array(joints[-1].position)
+        far = PoseStamped()
+        far.header.frame_id = "base"
+        far.pose.position.x, far.pose.position.z = 1.5, 0.3
+        far.pose.orientation.x = 1.0  # tool pointing down
+        for _ in range(10):
+            target_pub.publish(far)
+            spin(0.2)
+        assert not commands, "an out-of-reach target was commanded"
+        beyond = start_q.copy()
+        beyond[0] = 7.0  # shoulder_pan beyond +2 pi
+        for _ in range(5):
+            command_pub.publish(Float64MultiArray(data=[float(v) for v in beyond]))
+            spin(0.2)
+        spin(1.0)
+        assert np.allclose(np.array(joints[-1].position), start_q, atol=1e-9)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(processes)
+    text = log.read_text()
+    assert "servo target (1.500, 0.000, 0.300) is out of reach or beyond the joint limits: refused" in text, text
+    assert "shoulder_pan_joint = 7.000 rad beyond its upper limit 6.283; holding the last target" in text, text
+
+
+def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(tmp_path) -> None:
+    """Servo targets streamed within the adapter's rules (small steps) out beyond the Lite6's reach:
+    the simulated controller answers ret -8 and the arm stops at the edge; a 50 mm servo step sent
+    straight to the controller faults it (err 99), and the adapter then sends nothing more."""
+    from xarm_msgs.msg import RobotMsg
+    from xarm_msgs.srv import MoveCartesian
+
+    log = tmp_path / "nodes.log"
+    with log.open("w") as out:
+        processes = start(_arm_graph("lite6", controller="none")[:2], stdout=out)  # sim_node + lite6_node
+    node = _listener()
+    states: list = []
+    reports: list = []
+    node.create_subscription(RobotState, "/kil/robot_state", states.append, 10)
+    node.create_subscription(RobotMsg, "/ufactory/robot_states", reports.append, 10)
+    target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    servo = node.create_client(MoveCartesian, "/ufactory/set_servo_cartesian")
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert all(p.poll() is None for p in processes), "a node exited"
+
+    try:
+        deadline = time.monotonic() + 120
+        ready = lambda: reports and reports[-1].mode == 1 and reports[-1].state == 2  # noqa: E731
+        while not (len(states) >= 5 and ready()) and time.monotonic() < deadline:
+            spin(0.1)
+        assert states and ready(), "lite6_node did not bring the simulated controller into servo mode"
+        first = states[-1]
+        position = np.array([first.eef_pose.position.x, first.eef_pose.position.y, first.eef_pose.position.z])
+        q = first.eef_pose.orientation
+        assert quat_to_matrix(np.array([q.x, q.y, q.z, q.w]))[2, 2] < -0.99  # tool down
+        target = PoseStamped()
+        target.header.frame_id = "link_base"
+        target.pose.orientation = q
+        for x in np.arange(position[0], 0.75, 0.004):  # 4 mm steps: within the step rule
+            target.pose.position.x, target.pose.position.y, target.pose.position.z = float(x), *position[1:]
+            target_pub.publish(target)
+            spin(0.05)
+        spin(2.0)
+        reached = states[-1].eef_pose.position.x
+        assert position[0] + 0.05 < reached < 0.55, reached  # moved out, stopped at the edge of reach
+        before = len(states)
+        request = MoveCartesian.Request()
+        pose = list(reports[-1].pose)
+        request.pose = [pose[0] - 50.0, *pose[1:]]  # a 50 mm servo step
+        assert servo.wait_for_service(timeout_sec=30)
+        future = servo.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=30)
+        assert future.result().ret == 1 and "faults the controller" in future.result().message
+        spin(1.0)
+        assert reports[-1].err == 99 and len(states) > before
+        held = states[-1].eef_pose.position.x
+        for k in range(20):  # the adapter refuses to stream into a faulted controller
+            target.pose.position.x = float(held - 0.002 * (k + 1))
+            target_pub.publish(target)
+            spin(0.05)
+        spin(1.0)
+        assert abs(states[-1].eef_pose.position.x - held) < 1e-6
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(processes)
+    text = log.read_text()
+    assert "set_servo_cartesian refused (ret -8)" in text and "out of range" in text, text
+    assert "the controller reports error 99" in text, text
