@@ -262,15 +262,19 @@ def test_teleop_graph_nodes_and_errors() -> None:
     assert recorder.remappings["camera/depth/image_raw"] == "/zed/zed_node/depth/depth_registered"
 
 
-def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> None:
-    """The recording graph as processes: a (stand-in) Quest operator moves the simulated arm 4 cm
-    along x through teleop_node and interpolator_node, and button A records the episode."""
+@pytest.mark.parametrize("robot", ["sim", "lite6"])
+def test_teleoperating_the_simulator_records_a_demonstration(robot: str, tmp_path: Path) -> None:
+    """The recording graph as processes: a (stand-in: Quest2ROS's messages) Quest operator moves
+    the simulated arm 4 cm along x through teleop_node and interpolator_node — for ``lite6`` the
+    simulated Lite6 through lite6_node and the simulated xarm_api — and button A records the
+    episode. The Lite6's bag has the scripted demonstrations' schema and trains (a short RGB run:
+    the teleop bag has no keypoints)."""
     from rosbags.rosbag2 import Reader
     from sensor_msgs.msg import Joy
 
-    from kil_teleop.recording import list_episodes
+    from kil_teleop.recording import DEMONSTRATION_TOPICS, list_episodes
 
-    nodes = teleop_graph("sim", output_dir=str(tmp_path), input_type="joy")
+    nodes = teleop_graph(robot, output_dir=str(tmp_path / "demos"), input_type="joy", use_sim=robot != "sim")
     processes = start(nodes)
     rclpy.init()
     node = rclpy.create_node("quest_operator")
@@ -315,17 +319,32 @@ def test_teleoperating_the_simulator_records_a_demonstration(tmp_path: Path) -> 
         moved = states[-1].position - start_position
         assert abs(moved[0] - 0.04) < 0.01 and np.linalg.norm(moved[1:]) < 0.01, moved
         deadline = time.monotonic() + 10
-        while not list_episodes(tmp_path) and time.monotonic() < deadline:  # the recorder closes the bag
+        while not list_episodes(tmp_path / "demos") and time.monotonic() < deadline:  # the recorder closes the bag
             operate(0.2)
-        (bag,) = list_episodes(tmp_path)
+        (bag,) = list_episodes(tmp_path / "demos")
         with Reader(bag) as reader:
             counts = {c.topic: c.msgcount for c in reader.connections}
+            types = {c.topic: c.msgtype for c in reader.connections}
         assert counts["/kil/action_chunk"] >= 20 and counts["/camera/color/image_raw"] >= 20, counts
         assert counts["/kil/robot_state"] >= 100 and counts["/camera/depth/image_raw"] >= 20, counts
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
         stop(processes)
+    if robot == "sim":
+        return
+    assert {t: types[t] for t in DEMONSTRATION_TOPICS} == DEMONSTRATION_TOPICS  # the scripted demos' schema
+    from kil_policy.data import read_episode
+    from kil_policy.train import parse_config, train
+
+    episode = read_episode(bag, need_keypoints=False, need_images=True)
+    assert len(episode) >= 20 and episode.actions.shape[1] == 10 and episode.proprio.shape[1] == 7
+    small = ["policy.observation=rgb", "policy.image_size=[24,32]", "policy.head.down_dims=[16,32,64]",
+             "policy.head.inference_steps=4"]  # fmt: skip
+    config = parse_config(None, [f"data=[{tmp_path / 'demos'}]", f"out={tmp_path / 'run'}", "steps=3", "batch_size=4",
+                                 *small])  # fmt: skip
+    result = train(config)
+    assert (result.checkpoint / "config.yaml").is_file() and np.isfinite([loss for _, loss, _ in result.rows]).all()
 
 
 def test_rviz_configuration_shows_what_the_graph_publishes() -> None:

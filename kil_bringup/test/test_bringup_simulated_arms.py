@@ -211,3 +211,22 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
     text = log.read_text()
     assert "set_servo_cartesian refused (ret -8)" in text and "out of range" in text, text
     assert "the controller reports error 99" in text, text
+
+
+@pytest.mark.parametrize(("robot", "task"), [("ur5e", "place_mug"), ("lite6", "pour_bottle")])
+def test_rehearse_runs_consecutive_episodes_through_each_arm(robot: str, task: str, tmp_path) -> None:
+    """``python -m kil_bringup.rehearse``: two configurations in a row; the reset between them puts
+    the arm home while the adapter and the interpolator still hold the last episode's targets —
+    both must start again from the arm, and the second episode succeeds too."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "rehearsal.json"
+    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", robot, "--task", task, "--episodes", "2",
+               "--real-time-factor", "0.5", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:]
+    result = json.loads(out.read_text())
+    assert result["summary"]["successes"] == 2 and [e["index"] for e in result["episodes"]] == [0, 1]
+    assert f"{robot} {task} in_distribution: 2/2 expert episodes succeeded" in done.stdout

@@ -12,7 +12,9 @@ controller rejects (or jerks towards) a target far from its current pose, so
 - every later step is shorter than ``max_step_m`` (xArm's rule: < 10 mm per servo command).
 
 Anything else is refused with the reason, and the gate re-synchronises: the next target must
-again start at the measured pose. The robot state comes from ``robot_states``
+again start at the measured pose. So it does when the measured pose is more than
+``resync_distance_m`` from the last target sent (something else moved the arm, or the controller
+stopped following): a stream is only continued where the arm is. The robot state comes from ``robot_states``
 (xarm_msgs/msg/RobotMsg: ``pose`` in the same units, ``state``, ``mode``, ``err``).
 """
 
@@ -57,12 +59,13 @@ class ServoGateConfig:
     max_step_m: float = 0.0095
     first_target_tolerance_m: float = 0.005
     state_timeout_s: float = 0.2
+    resync_distance_m: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0 < self.max_step_m < 0.01:
             raise ValueError(f"max_step_m must be in (0, 0.01) m (xArm servo rule), got {self.max_step_m}")
-        if self.first_target_tolerance_m <= 0 or self.state_timeout_s <= 0:
-            raise ValueError("first_target_tolerance_m and state_timeout_s must be > 0")
+        if self.first_target_tolerance_m <= 0 or self.state_timeout_s <= 0 or self.resync_distance_m <= 0:
+            raise ValueError("first_target_tolerance_m, state_timeout_s and resync_distance_m must be > 0")
 
 
 class ServoGate:
@@ -96,6 +99,8 @@ class ServoGate:
             return f"the controller reports error {state.error}; clear it (clean_error) and restart servo mode"
         if state.mode != SERVO_MODE:
             return f"the controller is in mode {state.mode}, not servo mode {SERVO_MODE}"
+        if self.last_sent is not None and np.linalg.norm(state.position - self.last_sent) > c.resync_distance_m:
+            self.last_sent = None  # the arm is elsewhere: the stream must start again at its pose
         if self.last_sent is None:
             offset = float(np.linalg.norm(target - state.position))
             if offset > c.first_target_tolerance_m:

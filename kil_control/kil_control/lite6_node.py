@@ -138,6 +138,9 @@ class Lite6Node(Node):
                     "first_target_tolerance_m", 0.005, "the first target must be this close to the pose (m)"
                 ),
                 state_timeout_s=p("state_timeout_s", 0.2, "robot states older than this stop servoing (s)"),
+                resync_distance_m=p(
+                    "resync_distance_m", 0.05, "the arm this far from the last target: streams start at its pose (m)"
+                ),
             )
         )
         self.latch = GripperLatch()

@@ -10,7 +10,8 @@ through the closed-form IK (``kil_control.ur5e``), nearest solution to the last 
 is refused (throttled warning; the controller keeps the last command) when joint states are
 older than ``state_timeout_s``, when it is out of reach or only reachable beyond a joint's +-360
 deg, or when a joint would move more than
-``max_joint_step_rad`` in one command.
+``max_joint_step_rad`` in one command (from the last command; from the measured joints when they
+are more than ``resync_tolerance_rad`` from it: the arm was moved by something else).
 /diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
 after a refused target (with the reason); values: targets sent/refused, state age
 (``kil_control.adapter_status``).
@@ -46,6 +47,9 @@ class Ur5eNode(Node):
         self.base_frame = p("base_frame", "base", "the controller's base frame (frame of targets and states)")
         offset = p("tcp_offset_m", 0.0, "TCP distance from the tool0 flange along its z axis (m)")
         self.max_step = p("max_joint_step_rad", 0.03, "largest joint change per command (rad)")
+        self.resync = p(
+            "resync_tolerance_rad", 0.2, "joints this far from the last command: the next starts from them (rad)"
+        )
         self.timeout_ns = round(p("state_timeout_s", 0.1, "joint states older than this stop commands (s)") * 1e9)
         self.tcp = np.eye(4)
         self.tcp[2, 3] = offset
@@ -92,6 +96,8 @@ class Ur5eNode(Node):
         target = np.eye(4)
         target[:3, :3] = quat_to_matrix(np.array([q.x, q.y, q.z, q.w]))
         target[:3, 3] = [p.x, p.y, p.z]
+        if self.last_command is not None and np.max(np.abs(self.joints - self.last_command)) > self.resync:
+            self.last_command = None  # the arm is elsewhere (moved by something else): start from its joints
         reference = self.last_command if self.last_command is not None else self.joints
         solution = nearest_solution(target @ np.linalg.inv(self.tcp), reference)
         if solution is None:

@@ -55,6 +55,10 @@ def test_servo_gate_rules() -> None:
     # refused -> resynchronised: continuing from the last sent target is no longer accepted
     assert "first target" in gate.check(here + [0.019, 0, 0], _state(now), now)
     assert gate.check(here, _state(now), now) is None
+    # the arm is moved 10 cm away by something else: the stream must start again where it is
+    elsewhere = here + [0.0, 0.1, 0.0]
+    assert "first target is 100.0 mm" in gate.check(here + [0.002, 0, 0], _state(now, position=elsewhere), now)
+    assert gate.check(elsewhere, _state(now, position=elsewhere), now) is None
     with pytest.raises(ValueError, match="xArm servo rule"):
         ServoGateConfig(max_step_m=0.02)
 
