@@ -18,6 +18,7 @@ from test_bringup_graph import _checkpoint
 from kil_bringup.graph import NodeSpec, rollout_graph
 from kil_bringup.run_graph import start, stop
 from kil_interfaces.msg import ActionChunk, EpisodeOutcome
+from kil_interfaces.testing import spin_while_alive
 from kil_sim.oracle import oracle_keypoints
 from kil_sim.tasks import sample_configuration
 
@@ -101,10 +102,7 @@ def test_the_expert_succeeds_through_the_interpolator_at_any_speed(real_time_fac
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", outcomes.append, latched)
     try:
-        deadline = time.monotonic() + 300
-        while not outcomes and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-            assert all(p.poll() is None for p in processes), "a node exited"
+        spin_while_alive(node, lambda: bool(outcomes), 300, processes)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -21,6 +21,8 @@ from kil_bringup.run_graph import start, stop
 from kil_control import ur5e
 from kil_interfaces.msg import EpisodeOutcome, RobotState
 from kil_interfaces.rotations import quat_to_matrix
+from kil_interfaces.srv import ResetEpisode
+from kil_interfaces.testing import call_service, spin_while_alive
 
 
 def _arm_graph(robot: str, **sim):
@@ -71,10 +73,7 @@ def test_expert_episode_through_adapter_and_simulated_driver(robot: str, task: s
     node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", outcomes.append, latched)
     node.create_subscription(RobotState, "/kil/robot_state", states.append, 10)
     try:
-        deadline = time.monotonic() + 400
-        while not outcomes and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-            assert all(p.poll() is None for p in processes), "a node exited"
+        spin_while_alive(node, lambda: bool(outcomes), 400, processes)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -144,7 +143,8 @@ def test_ur5e_targets_beyond_reach_or_joint_limits_are_held(tmp_path) -> None:
 
 
 def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(tmp_path) -> None:
-    """Servo targets streamed within the adapter's rules (small steps) out beyond the Lite6's reach:
+    """A configuration beyond the Lite6's reach is refused by ~/reset, naming the pose and the reach.
+    Servo targets streamed within the adapter's rules (small steps) out beyond the Lite6's reach:
     the simulated controller answers ret -8 and the arm stops at the edge; a 50 mm servo step sent
     straight to the controller faults it (err 99), and the adapter then sends nothing more."""
     from xarm_msgs.msg import RobotMsg
@@ -152,7 +152,7 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
 
     log = tmp_path / "nodes.log"
     with log.open("w") as out:
-        processes = start(_arm_graph("lite6", controller="none")[:2], stdout=out)  # sim_node + lite6_node
+        processes = start(_arm_graph("lite6", controller="none", task="pour_bottle")[:2], stdout=out)
     node = _listener()
     states: list = []
     reports: list = []
@@ -173,6 +173,9 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
         while not (len(states) >= 5 and ready()) and time.monotonic() < deadline:
             spin(0.1)
         assert states and ready(), "lite6_node did not bring the simulated controller into servo mode"
+        refused = call_service(node, ResetEpisode, "/sim_node/reset", ResetEpisode.Request(task="place_mug"))
+        assert not refused.success and "place_mug in_distribution #0 is beyond the lite6's reach" in refused.message
+        assert "wrist centre 0.44" in refused.message and "reach 0.444 m" in refused.message, refused.message
         first = states[-1]
         position = np.array([first.eef_pose.position.x, first.eef_pose.position.y, first.eef_pose.position.z])
         q = first.eef_pose.orientation

@@ -17,7 +17,7 @@ from kil_interfaces import conversion as cv
 from kil_interfaces.data import ActionChunkData, RobotStateData
 from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import ActionChunk, RobotState
-from kil_interfaces.testing import DiagnosticsListener
+from kil_interfaces.testing import DiagnosticsListener, stop_process
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
 
@@ -109,12 +109,7 @@ def test_interpolator_node_limits_and_holds(ros_node) -> None:
         assert positions[:, 2].min() >= 0.05 - 1e-9  # workspace floor
         assert grippers[-1] == pytest.approx(0.0)
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop_process(process)
     assert "holding" in output and "resuming motion" in output
 
 
@@ -167,12 +162,7 @@ def test_interpolator_node_diagnostics_report_starvation_and_the_stale_hold(ros_
         feed["chunks"] = True  # chunks resume: OK again
         listener.wait(spin, name, (OK,), message="executing")
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        stop_process(process)
 
 
 def test_interpolator_node_restarts_from_the_arm_when_it_is_moved_elsewhere(ros_node) -> None:
@@ -207,10 +197,5 @@ def test_interpolator_node_restarts_from_the_arm_when_it_is_moved_elsewhere(ros_
         )
         assert followed, f"setpoints stayed at {targets[-1]}"
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop_process(process)
     assert "the arm is 0.200 m from the setpoints" in output and "restarting from its measured pose" in output

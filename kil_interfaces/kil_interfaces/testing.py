@@ -168,3 +168,28 @@ class DiagnosticsListener:
         seen = "nothing" if status is None else f"level {self.level(status)}: {status.message!r}"
         wanted = f"level {levels}" + (f" with {message!r}" if message else "")
         raise AssertionError(f"/diagnostics {name!r} never reached {wanted} in {timeout_s} s (last: {seen})")
+
+
+def stop_process(process, timeout_s: float = 20.0) -> str:
+    """Terminate a node process started with a text stdout pipe; its output (killed if it does not
+    exit within ``timeout_s``)."""
+    import subprocess
+
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output or ""
+
+
+def spin_while_alive(node, done, timeout_s: float, processes) -> bool:
+    """Spin ``node`` until ``done()`` or ``timeout_s``; fails as soon as one of ``processes`` exits."""
+    import rclpy
+
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+        assert all(p.poll() is None for p in processes), "a node exited"
+    return bool(done())

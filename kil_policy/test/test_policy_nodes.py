@@ -29,6 +29,7 @@ from kil_interfaces.testing import (
     in_process,
     lifecycle_state,
     spin_executor,
+    stop_process,
 )
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
@@ -69,13 +70,7 @@ def _start(module: str, *params: str) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
+    return stop_process(process)
 
 
 def _spin(node, seconds: float, every=None, period: float = 0.05) -> None:

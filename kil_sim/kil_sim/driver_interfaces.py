@@ -25,6 +25,9 @@ from kil_interfaces import conversion
 from kil_interfaces.rotations import quat_to_matrix
 from kil_sim.simulated_arm import SimulatedArm
 
+#: After a simulator reset, a UR command further than this from the arm's joints is not followed (rad).
+RESET_JUMP_RAD = 0.1
+
 
 class UrDriverInterface:
     """ur_robot_driver's joint_states / forward_position_controller/commands on ``node``.
@@ -37,15 +40,25 @@ class UrDriverInterface:
     def __init__(self, node: Node, arm: SimulatedArm, warn: Callable[[str, str], None], on_command=None) -> None:
         self.arm, self.warn, self.on_command = arm, warn, on_command
         self.commands = 0
+        self.just_reset = True
         self.state_pub = node.create_publisher(JointState, "joint_states", 10)
         node.create_subscription(Float64MultiArray, "forward_position_controller/commands", self._on_command, 10)
 
     def reset(self, arm: SimulatedArm) -> None:
-        """A new episode: the arm was placed anew."""
-        self.arm = arm
+        """A new episode: the arm was placed anew. Until a command near its joints arrives, the
+        commands of the stream aimed at its old place are not followed (a real arm is never moved
+        by a reset; without this it would drive back to where the last episode ended)."""
+        self.arm, self.just_reset = arm, True
 
     def _on_command(self, msg: Float64MultiArray) -> None:
-        problem = self.arm.command(list(msg.data))
+        command = list(msg.data)
+        if self.just_reset and self.arm.problem(command) is None:
+            jump = float(np.max(np.abs(np.asarray(command) - self.arm.joints)))
+            if jump > RESET_JUMP_RAD:
+                self.warn("reset", f"a command {jump:.2f} rad from the joints right after a reset: not followed")
+                return
+            self.just_reset = False
+        problem = self.arm.command(command)
         if problem is not None:
             self.warn("command", f"forward_position_controller/commands: {problem}; holding the last target")
             return
@@ -106,6 +119,7 @@ class XArmDriverInterface:
         self.arm, self.warn, self.on_command, self.max_step_mm = arm, warn, on_command, max_step_mm
         self.mode, self.state, self.error, self.enabled = 0, XARM_READY, 0, False
         self.last_target_mm: np.ndarray | None = None
+        self.just_reset = False
         self.commands = 0
         self._robot_msg = RobotMsg
         ns = hw_ns.rstrip("/")
@@ -119,8 +133,10 @@ class XArmDriverInterface:
         node.create_service(Call, f"{ns}/close_lite6_gripper", partial(self._on_gripper, set_gripper, 0.0))
 
     def reset(self, arm: SimulatedArm) -> None:
-        """A new episode: the arm was placed anew (the next servo step is measured from its pose)."""
-        self.arm, self.last_target_mm = arm, None
+        """A new episode: the arm was placed anew (the next servo step is measured from its pose).
+        Until a target near its pose arrives, targets aimed at its old place are refused without a
+        fault (``ret`` 9: a real arm is never moved by a reset)."""
+        self.arm, self.last_target_mm, self.just_reset = arm, None, True
 
     # --- services ---------------------------------------------------------------------------------
 
@@ -176,6 +192,9 @@ class XArmDriverInterface:
         if reference is None:
             reference = self.arm.tcp_pose()[0] * 1000.0
         step = float(np.linalg.norm(target_mm - reference))
+        if self.just_reset and step > self.max_step_mm:
+            return XARM_NOT_READY, f"the simulator reset the arm {step:.0f} mm away: start the stream at its pose"
+        self.just_reset = False
         if step > self.max_step_mm:
             self.error, self.state = SIM_STEP_ERROR, XARM_STOPPED
             self.arm.command(self.arm.joints)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from kil_interfaces.rotations import quat_to_matrix
 from kil_sim.arms import ARMS, ArmModel, arm
 from kil_sim.rollout import RolloutConfig, run_episode
-from kil_sim.tasks import TASKS, evaluation_configurations
+from kil_sim.tasks import TASKS, EpisodeConfig, evaluation_configurations
 
 SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
 
@@ -83,24 +83,29 @@ def check_path(poses: list[tuple[np.ndarray, np.ndarray]], model: ArmModel, dt: 
     check.max_joint_speed = [round(float(s), 3) for s in speeds]
 
 
+def check_configuration(configuration: EpisodeConfig, model: ArmModel, setting: str = "") -> PathCheck:
+    """The scripted expert's path on one configuration (run without a camera), checked on ``model``."""
+    rollout = RolloutConfig(camera_hz=0.0, stop_on_success=True)
+    poses: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def record(world, _stamp_ns: int) -> None:
+        poses.append(world.commanded_tcp_pose())
+
+    result = run_episode(configuration, config=rollout, observer=record)
+    check = PathCheck(configuration.task, setting or configuration.setting, configuration.index)
+    check.expert_success = result.success
+    check_path(poses, model, 1.0 / rollout.control_hz, check)
+    return check
+
+
 def check_task(task: str, robot: str, episodes: int = 10, settings=SETTINGS, progress: bool = True) -> list[PathCheck]:
     """The expert's path of each evaluation configuration of ``task`` checked on ``robot``."""
     model = arm(robot)
-    rollout = RolloutConfig(camera_hz=0.0, stop_on_success=True)
-    dt = 1.0 / rollout.control_hz
-    checks = []
     configurations = [(s, c) for s in settings for c in evaluation_configurations(task, s, episodes)]
-    for setting, configuration in tqdm(configurations, desc=f"{task} on {robot}", disable=not progress):
-        poses: list[tuple[np.ndarray, np.ndarray]] = []
-
-        def record(world, _stamp_ns: int, poses=poses) -> None:
-            poses.append(world.commanded_tcp_pose())
-
-        result = run_episode(configuration, config=rollout, observer=record)
-        check = PathCheck(task, setting, configuration.index, expert_success=result.success)
-        check_path(poses, model, dt, check)
-        checks.append(check)
-    return checks
+    return [
+        check_configuration(configuration, model, setting)
+        for setting, configuration in tqdm(configurations, desc=f"{task} on {robot}", disable=not progress)
+    ]
 
 
 def summarise(checks: list[PathCheck]) -> dict:

@@ -66,6 +66,7 @@ from kil_sim.camera import CameraConfig
 from kil_sim.driver_interfaces import UrDriverInterface, XArmDriverInterface
 from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
+from kil_sim.reachability import check_configuration
 from kil_sim.rollout import ExpertController
 from kil_sim.scene import SceneConfig
 from kil_sim.simulated_arm import SimulatedArm
@@ -105,6 +106,12 @@ class SimNode(Node):
         if self.robot not in ROBOTS:
             raise ValueError(f"parameter robot must be one of {', '.join(ROBOTS)}, got {self.robot!r}")
         self.xarm_hw_ns = p("xarm_hw_ns", "ufactory", "robot:=lite6: namespace of the simulated xarm_api")
+        self.check_reach = p(
+            "check_reach",
+            True,
+            "robot:=lite6/ur5e: refuse a configuration whose scripted expert path the arm cannot reach "
+            "(start-up fails, ~/reset answers why)",
+        )
         self.state_ns, self.camera_ns = round(_NS / state_rate), round(_NS / camera_rate)
         if reliability not in ("reliable", "best_effort"):
             raise ValueError(f"parameter image_reliability must be reliable or best_effort, got {reliability!r}")
@@ -144,7 +151,11 @@ class SimNode(Node):
         self._warn = ThrottledWarning(self.get_logger(), 2.0)
         self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
         self._last_wall = time.monotonic()
-        self._load(sample_configuration(self.task, self.setting, self.index, scene=self.scene))
+        first = sample_configuration(self.task, self.setting, self.index, scene=self.scene)
+        problem = self._reach_problem(first)
+        if problem:
+            raise ValueError(problem)
+        self._load(first)
         # Paced by the wall clock (a steady clock: this node is the source of simulated time).
         self.create_timer(1.0 / state_rate, self._on_physics, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self._warn_once = WarnOnce(self.get_logger())
@@ -311,6 +322,21 @@ class SimNode(Node):
             self._expert = ExpertController(ScriptedExpert(spec, self.world, rng), 10.0, self.base_frame)
             self._episode_start_ns = self.sim_ns
 
+    def _reach_problem(self, episode: EpisodeConfig) -> str | None:
+        """Why the arm cannot do ``episode`` (a pose of the scripted expert's path out of reach or
+        beyond a joint limit), or None; a path only too fast for the joints is warned about (the
+        controller slows it)."""
+        if self.robot == "floating" or not self.check_reach:
+            return None
+        check = check_configuration(episode, arm_model(self.robot))
+        where = f"{episode.task} {episode.setting} #{episode.index}"
+        if check.unreachable:
+            return f"{where} is beyond the {self.robot}'s reach ({check.unreachable} poses): {check.first_problem}"
+        if check.too_fast:
+            too_fast = f"{where}: the expert's path is too fast for the {self.robot}: {check.first_problem}"
+            self.get_logger().warning(too_fast + " (the controller slows it)")
+        return None
+
     def _set_gripper(self, opening: float) -> None:
         self.world.set_gripper(opening)
 
@@ -327,6 +353,11 @@ class SimNode(Node):
             episode = sample_configuration(task, setting, int(request.index), scene=self.scene)
         except (KeyError, ValueError) as error:
             response.success, response.message = False, str(error).strip("'\"")
+            return response
+        problem = self._reach_problem(episode)
+        if problem:
+            self.get_logger().error(f"~/reset refused: {problem}")
+            response.success, response.message = False, problem
             return response
         self.task, self.setting, self.index = task, setting, int(request.index)
         self._load(episode)

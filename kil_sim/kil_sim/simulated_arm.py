@@ -45,26 +45,27 @@ class SimulatedArm:
         self.refused = 0
         self.speed_limited = False  # the last step was slowed to the joint speed limit
 
-    def command(self, joints) -> str | None:
-        """Set the joint target; None when accepted, else why it was refused (target unchanged)."""
+    def problem(self, joints) -> str | None:
+        """Why the controller would not follow the joint target ``joints``, or None."""
         try:
             target = np.asarray(joints, np.float64)
         except (TypeError, ValueError):
             target = np.array([np.nan])
         n = len(self.model.table)
-        problem = None
         if target.shape != (n,):
-            problem = f"a joint command has {target.size} values; the {self.model.name} has {n} joints"
-        elif not np.isfinite(target).all():
-            problem = "a joint command is not finite"
-        else:
-            beyond = self.model.limit_violations(target)
-            if beyond:
-                problem = "a joint command beyond the joint limits: " + "; ".join(beyond)
+            return f"a joint command has {target.size} values; the {self.model.name} has {n} joints"
+        if not np.isfinite(target).all():
+            return "a joint command is not finite"
+        beyond = self.model.limit_violations(target)
+        return "a joint command beyond the joint limits: " + "; ".join(beyond) if beyond else None
+
+    def command(self, joints) -> str | None:
+        """Set the joint target; None when accepted, else why it was refused (target unchanged)."""
+        problem = self.problem(joints)
         if problem is not None:
             self.refused += 1
             return problem
-        self.target = target
+        self.target = np.asarray(joints, np.float64).copy()
         return None
 
     def step(self, dt: float) -> None:
