@@ -8,8 +8,10 @@ The graph is :func:`kil_bringup.graph.expert_graph` (sim_node with ``controller:
 ``robot:=<arm>``, ``<arm>_node``, interpolator_node), started as processes. Episode i is sim_node's
 configuration i of the setting (``~/reset``), the same configurations the offline evaluation and
 ``kil_sim.reachability`` use; each outcome comes from ``/kil/episode_outcome``. Prints one line
-per episode and a summary (JSON with ``--json``); exit status 0 when every episode succeeded, 1
-when one failed, 2 when a node exited or an episode gave no outcome within ``--episode-timeout``.
+per episode and a summary (JSON with ``--json``); a configuration sim_node refuses (beyond the
+arm's reach) is reported with the reason and skipped. Exit status 0 when every episode succeeded,
+1 when one failed or was refused, 2 when a node exited or an episode gave no outcome within
+``--episode-timeout``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from kil_bringup.graph import ROBOTS, expert_graph
 from kil_bringup.run_graph import describe, start, stop
 
 SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+
+
+class RefusedError(Exception):
+    """sim_node refused the configuration (e.g. beyond the arm's reach); the message says why."""
 
 
 class Rehearsal:
@@ -66,7 +72,7 @@ class Rehearsal:
             if time.monotonic() > deadline or not alive():
                 return None
         if not future.result().success:
-            raise ValueError(f"sim_node refused the reset: {future.result().message}")
+            raise RefusedError(future.result().message)
         started = self.node.get_clock().now().nanoseconds
         while time.monotonic() < deadline and alive():
             rclpy.spin_once(self.node, timeout_sec=0.1)
@@ -109,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     alive = lambda: all(p.poll() is None for p in processes)  # noqa: E731
     try:
         for index in range(args.first, args.first + args.episodes):
-            outcome = rehearsal.episode(args.task, args.setting, index, args.episode_timeout, alive)
+            try:
+                outcome = rehearsal.episode(args.task, args.setting, index, args.episode_timeout, alive)
+            except RefusedError as refusal:
+                print(f"episode {args.task} {args.setting} #{index}: refused: {refusal}", flush=True)
+                results.append({"index": index, "success": False, "refused": str(refusal)})
+                continue
             if outcome is None:
                 why = "a node exited" if not alive() else f"no outcome within {args.episode_timeout:.0f} s"
                 print(f"stopping: episode {index}: {why}", flush=True)
@@ -126,21 +137,21 @@ def main(argv: list[str] | None = None) -> int:
             )
     except KeyboardInterrupt:
         status = 130
-    except ValueError as error:
-        print(f"error: {error}", flush=True)
-        status = 2
     finally:
         rehearsal.close()
         stop(processes)
     successes = sum(r["success"] for r in results)
+    refused = sum("refused" in r for r in results)
     summary = {
         "robot": args.robot,
         "task": args.task,
         "setting": args.setting,
         "episodes": len(results),
         "successes": successes,
+        "refused": refused,
     }
-    print(f"{args.robot} {args.task} {args.setting}: {successes}/{len(results)} expert episodes succeeded", flush=True)
+    line = f"{args.robot} {args.task} {args.setting}: {successes}/{len(results)} expert episodes succeeded"
+    print(line + (f" ({refused} configurations refused)" if refused else ""), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summary": summary, "episodes": results}, indent=2))

@@ -233,3 +233,23 @@ def test_rehearse_runs_consecutive_episodes_through_each_arm(robot: str, task: s
     result = json.loads(out.read_text())
     assert result["summary"]["successes"] == 2 and [e["index"] for e in result["episodes"]] == [0, 1]
     assert f"{robot} {task} in_distribution: 2/2 expert episodes succeeded" in done.stdout
+
+
+def test_rehearse_reports_a_configuration_beyond_the_arms_reach(tmp_path) -> None:
+    """place_mug on the Lite6: sim_node starts on a configuration beyond its reach (logged, no
+    episode runs), and the rehearsal's reset to it is refused with the pose and the reach — a
+    refusal in the summary, not a failed episode."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "rehearsal.json"
+    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "lite6", "--task", "place_mug",
+               "--episodes", "1", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-4000:]
+    (episode,) = json.loads(out.read_text())["episodes"]
+    assert not episode["success"] and "place_mug in_distribution #0 is beyond the lite6's reach" in episode["refused"]
+    assert "has no lite6 solution within the joint limits" in episode["refused"]
+    assert "refused: place_mug in_distribution #0 is beyond the lite6's reach" in done.stdout  # sim_node's log
+    assert "lite6 place_mug in_distribution: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout

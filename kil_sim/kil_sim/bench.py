@@ -5,7 +5,8 @@
 Measures scripted-expert episodes (the demonstration generator's loop) with no camera and with the
 camera at 15 Hz (colour + depth); ``python -m kil_eval.bench`` adds writing the episode bag. As a
 baseline in the same run it renders the same frames with ``mujoco.Renderer`` (separate
-colour and depth passes, the straightforward way) and reports the per-frame times of both.
+colour and depth passes, the straightforward way) and reports the per-frame times of both. The
+``arms`` entry times the simulated Lite6 / UR5e per command (``arm_costs``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,60 @@ def _render_times(task: str, frames: int) -> dict:
     }
 
 
+def arm_costs(task: str = "place_shoe", index: int = 0) -> dict:
+    """Per-command costs of the simulated arms on the scripted expert's path of one configuration
+    (a task both arms reach): the arm's joint step + forward kinematics (every physics tick of
+    sim_node), the UR5e adapter's inverse kinematics (``ur5e_node``, per servo target) and the
+    simulated Lite6 controller's inverse kinematics (per ``set_servo_cartesian``); and what they add
+    per simulated second at the graph's rates (physics 100 Hz; servo 125 Hz UR5e, 200 Hz Lite6)."""
+    import numpy as np
+
+    from kil_control.ur5e import nearest_solution
+    from kil_interfaces.rotations import quat_to_matrix
+    from kil_sim.arms import arm
+    from kil_sim.simulated_arm import SimulatedArm
+
+    poses: list = []
+    run_episode(
+        sample_configuration(task, "in_distribution", index),
+        config=RolloutConfig(camera_hz=0.0, stop_on_success=True),
+        observer=lambda world, _ns: poses.append(world.commanded_tcp_pose()),
+    )
+    targets = []
+    for position, quaternion in poses:
+        target = np.eye(4)
+        target[:3, :3], target[:3, 3] = quat_to_matrix(quaternion), position
+        targets.append(target)
+    out: dict = {"task": task, "index": index, "poses": len(targets)}
+    rates = {"ur5e": 125.0, "lite6": 200.0}
+    for name in ("ur5e", "lite6"):
+        model = arm(name)
+        simulated = SimulatedArm(model, *poses[0])
+        start = time.perf_counter()
+        for _ in range(1000):
+            simulated.step(0.01)
+            simulated.tcp_pose()
+        step_ms = time.perf_counter() - start  # 1000 ticks: seconds per tick x 1000 = ms per tick
+        seed, solved = simulated.joints, 0
+        start = time.perf_counter()
+        for target in targets:
+            if name == "ur5e":
+                solution = nearest_solution(target @ np.linalg.inv(model.tool), seed)
+            else:
+                solution = model.inverse(target, seed)
+            solved += solution is not None
+            seed = solution if solution is not None else seed
+        ik_ms = 1000 * (time.perf_counter() - start) / len(targets)
+        out[name] = {
+            "step_and_fk_ms": round(step_ms, 4),
+            "ik_per_command_ms": round(ik_ms, 3),
+            "solved": solved,
+            "ik_solver": "closed form (ur5e_node)" if name == "ur5e" else "damped least squares (simulated xarm_api)",
+            "cpu_share_per_simulated_s": round((100 * step_ms + rates[name] * ik_ms) / 1000, 3),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_sim.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="place_mug")
@@ -128,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "no_camera": episode_throughput(args.task, args.episodes, 0.0),
         "camera_15hz": episode_throughput(args.task, args.episodes, 15.0),
         "render_per_frame": _render_times(args.task, args.frames),
+        "arms": arm_costs(),
     }
     print_results(results, args.json)
     return 0

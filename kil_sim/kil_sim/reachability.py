@@ -39,6 +39,7 @@ class PathCheck:
     too_fast: int = 0
     expert_success: bool = False
     first_problem: str = ""
+    first_unreachable: str = ""
     max_joint_speed: list[float] = field(default_factory=list)
 
     @property
@@ -58,13 +59,14 @@ def check_path(poses: list[tuple[np.ndarray, np.ndarray]], model: ArmModel, dt: 
         check.poses += 1
         if q is None:
             check.unreachable += 1
-            if not check.first_problem:
+            if not check.first_unreachable:
                 distance = float(np.linalg.norm(model.wrist_centre(target) - shoulder))
                 reach = f", reach {model.wrist_reach_m:.3f} m" if np.isfinite(model.wrist_reach_m) else ""
-                check.first_problem = (
+                check.first_unreachable = (
                     f"tick {k}: TCP ({position[0]:.3f}, {position[1]:.3f}, {position[2]:.3f}) m has no {model.name} "
                     f"solution within the joint limits (wrist centre {distance:.3f} m from the shoulder{reach})"
                 )
+                check.first_problem = check.first_problem or check.first_unreachable
             continue
         if previous is not None:
             speed = np.abs(q - previous) / dt

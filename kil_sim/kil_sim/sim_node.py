@@ -56,7 +56,7 @@ from std_msgs.msg import Float32
 
 from kil_interfaces import conversion
 from kil_interfaces.calibration import RigidTransform
-from kil_interfaces.diagnostics import OK, WARN, Check, Diagnostics
+from kil_interfaces.diagnostics import ERROR, OK, WARN, Check, Diagnostics
 from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
@@ -110,7 +110,7 @@ class SimNode(Node):
             "check_reach",
             True,
             "robot:=lite6/ur5e: refuse a configuration whose scripted expert path the arm cannot reach "
-            "(start-up fails, ~/reset answers why)",
+            "(at start-up: logged, no episode runs and diagnostics say why; ~/reset answers why)",
         )
         self.state_ns, self.camera_ns = round(_NS / state_rate), round(_NS / camera_rate)
         if reliability not in ("reliable", "best_effort"):
@@ -152,9 +152,9 @@ class SimNode(Node):
         self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
         self._last_wall = time.monotonic()
         first = sample_configuration(self.task, self.setting, self.index, scene=self.scene)
-        problem = self._reach_problem(first)
-        if problem:
-            raise ValueError(problem)
+        self._refused = self._reach_problem(first)  # the configuration loaded, but no episode runs
+        if self._refused:
+            self.get_logger().error(f"refused: {self._refused}; ~/reset to a configuration the arm reaches")
         self._load(first)
         # Paced by the wall clock (a steady clock: this node is the source of simulated time).
         self.create_timer(1.0 / state_rate, self._on_physics, clock=RosClock(clock_type=ClockType.STEADY_TIME))
@@ -182,6 +182,8 @@ class SimNode(Node):
             "requested_real_time_factor": self.rtf,
         }
         episode = f"{self.task} {self.setting} #{self.index}"
+        if self._refused:
+            return Check(ERROR, f"refused: {self._refused}", values)
         if self._outcome:
             values["outcome"] = self._outcome
         if achieved < 0.8 * self.rtf:
@@ -234,6 +236,8 @@ class SimNode(Node):
         if step_ns <= 0:
             return
         if self.arm is not None:  # the arm's joints move, the gripper body follows its TCP
+            if self._refused:  # no episode on a refused configuration: the arm holds
+                self.arm.command(self.arm.joints)
             self.arm.step(step_ns / _NS)
             self.world.set_target(*self.arm.tcp_pose())
         self.world.step(step_ns / _NS)
@@ -259,7 +263,7 @@ class SimNode(Node):
 
     def _on_check(self) -> None:
         """The task's success check; ends the episode on success or at the time limit."""
-        if self._ended:
+        if self._ended or self._refused:
             return
         completion = task(self.task).success(self.world, self._success_state)
         duration = (self.sim_ns - self._episode_start_ns) / _NS
@@ -315,7 +319,7 @@ class SimNode(Node):
         self._on_arm_commanded()
 
     def _on_arm_commanded(self) -> None:
-        if self.controller == "expert" and self._expert is None and not self._ended:
+        if self.controller == "expert" and self._expert is None and not self._ended and not self._refused:
             # The arm is commanded (interpolator_node is up): the expert's episode starts now.
             spec = task(self.task)
             rng = np.random.default_rng(self.episode.seed)
@@ -331,7 +335,7 @@ class SimNode(Node):
         check = check_configuration(episode, arm_model(self.robot))
         where = f"{episode.task} {episode.setting} #{episode.index}"
         if check.unreachable:
-            return f"{where} is beyond the {self.robot}'s reach ({check.unreachable} poses): {check.first_problem}"
+            return f"{where} is beyond the {self.robot}'s reach ({check.unreachable} poses): {check.first_unreachable}"
         if check.too_fast:
             too_fast = f"{where}: the expert's path is too fast for the {self.robot}: {check.first_problem}"
             self.get_logger().warning(too_fast + " (the controller slows it)")
@@ -360,6 +364,7 @@ class SimNode(Node):
             response.success, response.message = False, problem
             return response
         self.task, self.setting, self.index = task, setting, int(request.index)
+        self._refused = None
         self._load(episode)
         response.success = True
         response.message = f"{task} {setting} #{request.index}: " + ", ".join(

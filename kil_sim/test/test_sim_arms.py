@@ -130,3 +130,16 @@ def test_simulated_arm_refuses_what_the_controller_would_not_follow() -> None:
     assert simulated.refused == 3 and np.array_equal(simulated.target, before)
     with pytest.raises(ValueError, match="cannot reach the scene's gripper home pose"):
         SimulatedArm(model, np.array([0.9, 0.0, 0.2]), matrix_to_quat(DOWN))
+
+
+def test_arm_cost_benchmark_times_both_arms_on_a_path_they_reach() -> None:
+    """``python -m kil_sim.bench``'s ``arms`` entry: both arms solve every pose of the path it times
+    (timing failures would measure the wrong thing)."""
+    from kil_sim.bench import arm_costs
+
+    costs = arm_costs("place_shoe", 0)
+    assert costs["poses"] > 20
+    for name in ("ur5e", "lite6"):
+        assert costs[name]["solved"] == costs["poses"]
+        assert costs[name]["ik_per_command_ms"] > 0 and costs[name]["step_and_fk_ms"] > 0
+        assert 0 < costs[name]["cpu_share_per_simulated_s"] < 10
