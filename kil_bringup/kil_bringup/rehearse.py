@@ -1,11 +1,16 @@
-"""Rehearse the control path on a simulated arm: the scripted expert through interpolator_node,
-the robot's adapter and the simulated vendor driver, over a task's evaluation configurations.
+"""Rehearse the control path on a simulated arm: the scripted expert (or a trained policy) through
+interpolator_node, the robot's adapter and the simulated vendor driver, over a task's evaluation
+configurations.
 
     python -m kil_bringup.rehearse --robot ur5e --task place_mug --episodes 10 [--first 0]
     python -m kil_bringup.rehearse --robot lite6 --task pour_bottle --setting unseen_object --json out.json
+    python -m kil_bringup.rehearse --robot ur5e --checkpoint runs/x/checkpoint_last [--spec spec.yaml]
 
 The graph is :func:`kil_bringup.graph.expert_graph` (sim_node with ``controller:=expert`` and
-``robot:=<arm>``, ``<arm>_node``, interpolator_node), started as processes. Episode i is sim_node's
+``robot:=<arm>``, ``<arm>_node``, interpolator_node), or with ``--checkpoint`` the rollout graph
+(:func:`kil_bringup.graph.rollout_graph` with ``use_sim``: policy_node fed the simulator's
+ground-truth keypoints, or keypoint_node with ``--spec``), started as processes; ``--robot sim``
+is the floating gripper, for the same run without an arm. Episode i is sim_node's
 configuration i of the setting (``~/reset``), the same configurations the offline evaluation and
 ``kil_sim.reachability`` use; each outcome comes from ``/kil/episode_outcome``. Prints one line
 per episode and a summary (JSON with ``--json``); a configuration sim_node refuses (beyond the
@@ -22,8 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from kil_bringup.graph import ROBOTS, expert_graph
-from kil_bringup.run_graph import describe, start, stop
+from kil_bringup.graph import ROBOTS, expert_graph, rollout_graph
+from kil_bringup.run_graph import check_layout, describe, start, stop
+from kil_interfaces.checkpoint_info import task_mismatch
 
 SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
 
@@ -98,14 +104,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-time-factor", type=float, default=1.0, help="simulated seconds per wall second")
     parser.add_argument("--max-episode", type=float, default=40.0, help="simulated episode time limit (s)")
     parser.add_argument("--episode-timeout", type=float, default=300.0, help="wall seconds to wait per episode")
+    parser.add_argument("--checkpoint", default="", help="run this policy instead of the scripted expert")
+    parser.add_argument("--spec", default="", help="with --checkpoint: keypoint_node's spec ('' = ground truth)")
+    parser.add_argument("--backend", default="effnet_lite0", help="with --spec: keypoint_node's feature backend")
+    parser.add_argument("--width", type=int, default=320, help="with --checkpoint: camera width (px)")
+    parser.add_argument("--height", type=int, default=240, help="with --checkpoint: camera height (px)")
+    parser.add_argument("--max-input-age", type=float, default=2.0, help="with --checkpoint: policy_node's limit (s)")
     parser.add_argument("--json", type=Path, help="write the outcomes and the summary here")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.first < 0:
         parser.error("--episodes must be >= 1 and --first >= 0")
+    if args.checkpoint:
+        problem = task_mismatch(args.checkpoint, args.task) or check_layout(args.spec, args.checkpoint)
+        if problem:
+            parser.exit(2, f"error: {problem}\n")
     try:
-        nodes = expert_graph(
-            args.robot, args.task, real_time_factor=args.real_time_factor, max_episode_s=args.max_episode
-        )
+        if args.checkpoint:
+            nodes = rollout_graph(
+                args.robot,
+                task=args.task,
+                spec=args.spec,
+                checkpoint=args.checkpoint,
+                backend=args.backend,
+                max_input_age_s=args.max_input_age,
+                keypoints="perception" if args.spec else "oracle",
+                image_size=(args.width, args.height),
+                max_episode_s=args.max_episode,
+                real_time_factor=args.real_time_factor,
+                use_sim=args.robot != "sim",
+            )
+        else:
+            nodes = expert_graph(
+                args.robot, args.task, real_time_factor=args.real_time_factor, max_episode_s=args.max_episode
+            )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     processes = start(nodes)
@@ -144,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     refused = sum("refused" in r for r in results)
     summary = {
         "robot": args.robot,
+        "checkpoint": args.checkpoint,
         "task": args.task,
         "setting": args.setting,
         "episodes": len(results),
         "successes": successes,
         "refused": refused,
     }
-    line = f"{args.robot} {args.task} {args.setting}: {successes}/{len(results)} expert episodes succeeded"
+    who = "policy" if args.checkpoint else "expert"
+    line = f"{args.robot} {args.task} {args.setting}: {successes}/{len(results)} {who} episodes succeeded"
     print(line + (f" ({refused} configurations refused)" if refused else ""), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -253,3 +253,32 @@ def test_rehearse_reports_a_configuration_beyond_the_arms_reach(tmp_path) -> Non
     assert "has no lite6 solution within the joint limits" in episode["refused"]
     assert "refused: place_mug in_distribution #0 is beyond the lite6's reach" in done.stdout  # sim_node's log
     assert "lite6 place_mug in_distribution: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout
+
+
+def test_rehearse_runs_a_policy_through_the_simulated_ur5e(tmp_path) -> None:
+    """``rehearse --checkpoint``: the rollout graph with use_sim (policy_node on the simulator's
+    ground-truth keypoints -> interpolator -> ur5e_node -> simulated driver) runs an episode to its
+    outcome (a random policy: the time limit ends it)."""
+    import json
+    import subprocess
+    import sys
+
+    from test_bringup_graph import _checkpoint
+
+    from kil_sim.oracle import oracle_keypoints
+    from kil_sim.tasks import sample_configuration
+
+    world = sample_configuration("place_mug", "in_distribution", 0).make_world()
+    k = oracle_keypoints(world, 0).num_keypoints
+    world.close()
+    checkpoint = _checkpoint(tmp_path / "checkpoint", k)
+    out = tmp_path / "rehearsal.json"
+    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "ur5e", "--checkpoint", str(checkpoint),
+               "--episodes", "1", "--max-episode", "4", "--width", "64", "--height", "48",
+               "--real-time-factor", "0.5", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-4000:]  # the random policy does not do the task
+    (episode,) = json.loads(out.read_text())["episodes"]
+    assert not episode["success"] and episode["reason"].startswith("time limit of 4 s reached")
+    assert "[ur5e_node]" in done.stdout and "[policy_node]" in done.stdout and "producing action chunks" in done.stdout
+    assert "ur5e place_mug in_distribution: 0/1 policy episodes succeeded" in done.stdout

@@ -10,8 +10,11 @@ through the closed-form IK (``kil_control.ur5e``), nearest solution to the last 
 is refused (throttled warning; the controller keeps the last command) when joint states are
 older than ``state_timeout_s``, when it is out of reach or only reachable beyond a joint's +-360
 deg, or when a joint would move more than
-``max_joint_step_rad`` in one command (from the last command; from the measured joints when they
-are more than ``resync_tolerance_rad`` from it: the arm was moved by something else).
+``max_joint_jump_rad`` in one command (another IK branch, or a target far off); a step between
+``max_joint_step_rad`` and that is shortened to ``max_joint_step_rad`` along the joint-space line
+(the arm lags the setpoints for a moment instead of stalling). Steps count from the last command,
+or from the measured joints when they are more than ``resync_tolerance_rad`` from it (the arm was
+moved by something else).
 /diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
 after a refused target (with the reason); values: targets sent/refused, state age
 (``kil_control.adapter_status``).
@@ -46,7 +49,11 @@ class Ur5eNode(Node):
         p = partial(declare, self)
         self.base_frame = p("base_frame", "base", "the controller's base frame (frame of targets and states)")
         offset = p("tcp_offset_m", 0.0, "TCP distance from the tool0 flange along its z axis (m)")
-        self.max_step = p("max_joint_step_rad", 0.03, "largest joint change per command (rad)")
+        self.max_step = p("max_joint_step_rad", 0.03, "largest joint change per command (rad); longer: shortened")
+        self.max_jump = p("max_joint_jump_rad", 0.15, "a joint change per command beyond this is refused (rad)")
+        if not 0 < self.max_step < self.max_jump:
+            raise ValueError("parameters must satisfy 0 < max_joint_step_rad < max_joint_jump_rad")
+        self.shortened = 0
         self.resync = p(
             "resync_tolerance_rad", 0.2, "joints this far from the last command: the next starts from them (rad)"
         )
@@ -105,10 +112,14 @@ class Ur5eNode(Node):
             self._refuse("reach", f"servo target {where} is out of reach or beyond the joint limits: refused", now)
             return
         step = float(np.max(np.abs(solution - reference)))
-        if step > self.max_step:
-            self._refuse("step", f"a {step:.3f} rad joint step (max_joint_step_rad {self.max_step}): refused", now)
+        if step > self.max_jump:  # another IK branch, or a target far off: never jumped to
+            self._refuse("step", f"a {step:.3f} rad joint step (max_joint_jump_rad {self.max_jump}): refused", now)
             self.last_command = None  # start again from the measured joints
             return
+        if step > self.max_step:  # a little faster than the joints may go: slowed, not dropped
+            solution = reference + (solution - reference) * (self.max_step / step)
+            self.shortened += 1
+            self._warn("slowed", f"a {step:.3f} rad joint step shortened to max_joint_step_rad {self.max_step}")
         self.last_command = solution
         self.command_pub.publish(Float64MultiArray(data=[float(v) for v in solution]))
         self.status.on_sent()
