@@ -119,7 +119,10 @@ class Ur5eNode(Node):
         if step > self.max_step:  # a little faster than the joints may go: slowed, not dropped
             solution = reference + (solution - reference) * (self.max_step / step)
             self.shortened += 1
-            self._warn("slowed", f"a {step:.3f} rad joint step shortened to max_joint_step_rad {self.max_step}")
+            joint = JOINT_NAMES[int(np.argmax(np.abs(solution - reference)))]
+            where = f"TCP ({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
+            shortened = f"a {step:.3f} rad {joint} step at {where} shortened to max_joint_step_rad {self.max_step}"
+            self._warn("slowed", shortened)
         self.last_command = solution
         self.command_pub.publish(Float64MultiArray(data=[float(v) for v in solution]))
         self.status.on_sent()
