@@ -31,6 +31,16 @@ def ros_node():
     rclpy.try_shutdown()
 
 
+def _start_interpolator(params: list[str]) -> subprocess.Popen:
+    """interpolator_node as a process with ``name:=value`` parameters (text stdout, stderr merged)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def _spin_until(node, done, timeout_s: float, every=None, period_s: float = 0.1) -> bool:
     """Spin until ``done()`` (True) or the deadline (False), calling ``every`` each period."""
     deadline = time.monotonic() + timeout_s
@@ -53,12 +63,7 @@ def test_interpolator_node_limits_and_holds(ros_node) -> None:
         "stale_after_s:=0.4",
         "workspace_min:=[0.1, -0.4, 0.05]",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_interpolator(params)
     targets: list[np.ndarray] = []
     grippers: list[float] = []
 
@@ -118,12 +123,7 @@ def test_interpolator_node_diagnostics_report_starvation_and_the_stale_hold(ros_
     a plan executes, WARN once the plan has run out (starved), ERROR while holding on stale chunks;
     refused chunks are counted."""
     params = ["rate_hz:=100.0", "stale_after_s:=1.0", "starvation_grace_s:=0.2", "diagnostics_period_s:=0.1"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_interpolator(params)
     listener = DiagnosticsListener(ros_node)
     state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
     chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
@@ -170,12 +170,7 @@ def test_interpolator_node_restarts_from_the_arm_when_it_is_moved_elsewhere(ros_
     longer than resync_after_s: the setpoints start again from it, with a warning, and motion
     planned from there."""
     params = ["rate_hz:=100.0", "resync_distance_m:=0.05", "resync_after_s:=0.3"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kil_control.interpolator_node", "--ros-args", *[a for p in params for a in ("-p", p)]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_interpolator(params)
     targets: list[np.ndarray] = []
     ros_node.create_subscription(
         PoseStamped, "/kil/servo_target", lambda m: targets.append(np.array([m.pose.position.x, m.pose.position.y,
