@@ -264,30 +264,32 @@ def _robot_side(
     camera = _default_camera(robot, camera, use_sim)
     frame = partial(prefixed, namespace)
     base = frame(_ROBOT[robot]["base_frame"])
+
+    def sim_node(**extra) -> NodeSpec:
+        parameters = {
+            "task": task,
+            **extra,
+            "base_frame": base,
+            "camera_frame": frame("camera_color_optical_frame"),
+            "tcp_frame": frame("link_tcp"),
+            **(sim or {}),
+        }
+        return NodeSpec("sim_node", "kil_sim", "sim_node", parameters)
+
     if use_sim:
         if robot not in SIMULATED_ARMS:
             raise ValueError(
                 f"use_sim:=true simulates {' or '.join(SIMULATED_ARMS)} (arm and vendor driver); "
                 f"robot:={robot} is the simulator's floating gripper already"
             )
-        parameters = {
-            "task": task,
-            "robot": robot,
-            "base_frame": base,
-            "camera_frame": frame("camera_color_optical_frame"),
-            "tcp_frame": frame("link_tcp"),
-            **(sim or {}),
-        }
         # Relative driver topics and services: they follow the namespace, so two simulated arms never meet.
         if robot == "ur5e":
+            simulator = sim_node(robot=robot)
             adapter = {"base_frame": base, "tcp_offset_m": SIM_TCP_OFFSET_M[robot]}
         else:
+            simulator = sim_node(robot=robot, xarm_hw_ns="ufactory")
             adapter = {"base_frame": base, "namespace": "ufactory"}
-            parameters["xarm_hw_ns"] = "ufactory"
-        return camera, [
-            NodeSpec("sim_node", "kil_sim", "sim_node", parameters),
-            NodeSpec(f"{robot}_node", "kil_control", f"{robot}_node", adapter),
-        ]
+        return camera, [simulator, NodeSpec(f"{robot}_node", "kil_control", f"{robot}_node", adapter)]
     if robot in ("lite6", "ur5e"):
         name = f"{robot}_node"
         if robot == "lite6":
@@ -301,14 +303,7 @@ def _robot_side(
             params = {"calibration_file": calibration, "frame_prefix": namespace}
             nodes.append(NodeSpec("calibration_node", "kil_perception", "calibration_node", params))
         return camera, nodes
-    parameters = {
-        "task": task,
-        "base_frame": base,
-        "camera_frame": frame("camera_color_optical_frame"),
-        "tcp_frame": frame("link_tcp"),
-        **(sim or {}),
-    }
-    return camera, [NodeSpec("sim_node", "kil_sim", "sim_node", parameters)]
+    return camera, [sim_node()]
 
 
 def _interpolator(robot_cfg: dict, namespace: str) -> NodeSpec:

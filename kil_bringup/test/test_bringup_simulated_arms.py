@@ -107,10 +107,7 @@ def test_ur5e_targets_beyond_reach_or_joint_limits_are_held(tmp_path) -> None:
     command_pub = node.create_publisher(Float64MultiArray, "/forward_position_controller/commands", 10)
 
     def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-            assert all(p.poll() is None for p in processes), "a node exited"
+        spin_while_alive(node, lambda: False, seconds, processes, period_s=0.05)
 
     try:
         deadline = time.monotonic() + 120
@@ -162,10 +159,7 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
     servo = node.create_client(MoveCartesian, "/ufactory/set_servo_cartesian")
 
     def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.02)
-            assert all(p.poll() is None for p in processes), "a node exited"
+        spin_while_alive(node, lambda: False, seconds, processes, period_s=0.02)
 
     try:
         deadline = time.monotonic() + 120

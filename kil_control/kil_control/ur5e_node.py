@@ -53,7 +53,6 @@ class Ur5eNode(Node):
         self.max_jump = p("max_joint_jump_rad", 0.15, "a joint change per command beyond this is refused (rad)")
         if not 0 < self.max_step < self.max_jump:
             raise ValueError("parameters must satisfy 0 < max_joint_step_rad < max_joint_jump_rad")
-        self.shortened = 0
         self.resync = p(
             "resync_tolerance_rad", 0.2, "joints this far from the last command: the next starts from them (rad)"
         )
@@ -118,7 +117,6 @@ class Ur5eNode(Node):
             return
         if step > self.max_step:  # a little faster than the joints may go: slowed, not dropped
             solution = reference + (solution - reference) * (self.max_step / step)
-            self.shortened += 1
             joint = JOINT_NAMES[int(np.argmax(np.abs(solution - reference)))]
             where = f"TCP ({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
             shortened = f"a {step:.3f} rad {joint} step at {where} shortened to max_joint_step_rad {self.max_step}"

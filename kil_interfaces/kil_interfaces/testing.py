@@ -184,12 +184,13 @@ def stop_process(process, timeout_s: float = 20.0) -> str:
     return output or ""
 
 
-def spin_while_alive(node, done, timeout_s: float, processes) -> bool:
-    """Spin ``node`` until ``done()`` or ``timeout_s``; fails as soon as one of ``processes`` exits."""
+def spin_while_alive(node, done, timeout_s: float, processes, period_s: float = 0.1) -> bool:
+    """Spin ``node`` until ``done()`` or ``timeout_s`` (waiting at most ``period_s`` per callback);
+    fails as soon as one of ``processes`` exits."""
     import rclpy
 
     deadline = time.monotonic() + timeout_s
     while not done() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
+        rclpy.spin_once(node, timeout_sec=period_s)
         assert all(p.poll() is None for p in processes), "a node exited"
     return bool(done())

@@ -106,6 +106,7 @@ class SimNode(Node):
         if self.robot not in ROBOTS:
             raise ValueError(f"parameter robot must be one of {', '.join(ROBOTS)}, got {self.robot!r}")
         self.xarm_hw_ns = p("xarm_hw_ns", "ufactory", "robot:=lite6: namespace of the simulated xarm_api")
+        self.arm_model = arm_model(self.robot) if self.robot != "floating" else None
         self.check_reach = p(
             "check_reach",
             True,
@@ -199,9 +200,9 @@ class SimNode(Node):
             self.world.close()
         self.episode = episode
         self.world = episode.make_world()
-        if self.robot != "floating":
+        if self.arm_model is not None:
             # The arm starts where the floating gripper would: its TCP on the gripper's home pose.
-            self.arm = SimulatedArm(arm_model(self.robot), *self.world.commanded_tcp_pose())
+            self.arm = SimulatedArm(self.arm_model, *self.world.commanded_tcp_pose())
             if self.driver is None and self.robot == "ur5e":
                 self.driver = UrDriverInterface(self, self.arm, self._warn, self._on_arm_commanded)
             elif self.driver is None:
@@ -330,9 +331,9 @@ class SimNode(Node):
         """Why the arm cannot do ``episode`` (a pose of the scripted expert's path out of reach or
         beyond a joint limit), or None; a path only too fast for the joints is warned about (the
         controller slows it)."""
-        if self.robot == "floating" or not self.check_reach:
+        if self.arm_model is None or not self.check_reach:
             return None
-        check = check_configuration(episode, arm_model(self.robot))
+        check = check_configuration(episode, self.arm_model)
         where = f"{episode.task} {episode.setting} #{episode.index}"
         if check.unreachable:
             return f"{where} is beyond the {self.robot}'s reach ({check.unreachable} poses): {check.first_unreachable}"
