@@ -171,7 +171,12 @@ def test_the_whole_loop_runs_in_the_simulator(tmp_path: Path) -> None:
     from kil_teleop.recording import list_episodes
 
     spec, checkpoint = _spec_and_checkpoint(tmp_path)
-    nodes = rollout_graph("sim", task="place_mug", spec=str(spec), checkpoint=str(checkpoint), backend="classic")
+    # Half real time and a 2 s input age: perception of 640x480 frames, the policy and a recorder of
+    # every image topic share a loaded 2-core machine; the episode outlasts the test.
+    nodes = rollout_graph(
+        "sim", task="place_mug", spec=str(spec), checkpoint=str(checkpoint), backend="classic",
+        real_time_factor=0.5, max_input_age_s=2.0, max_episode_s=600.0,
+    )  # fmt: skip
     shown = layout_topics(load_layout())
     recorded = sorted(shown | {"/tf", "/tf_static"})
     recorder = [sys.executable, "-m", "kil_teleop.recorder_node", "--ros-args", "-p", "use_sim_time:=true"]

@@ -194,3 +194,48 @@ def spin_while_alive(node, done, timeout_s: float, processes, period_s: float = 
         rclpy.spin_once(node, timeout_sec=period_s)
         assert all(p.poll() is None for p in processes), "a node exited"
     return bool(done())
+
+
+#: Environment variable every process of one test run inherits (its value: the run's pid), so the
+#: processes a test started, and theirs, can be found again after it (see :func:`processes_of_run`).
+RUN_MARKER = "KIL_TEST_RUN"
+
+
+def processes_of_run(marker: str, exclude: int | None = None) -> dict[int, str]:
+    """Live processes (not zombies) whose environment holds ``RUN_MARKER=marker``: pid -> command line.
+
+    Reads /proc, so it finds grandchildren and orphans too (a node started by a launcher that died);
+    a zombie's environment reads empty, and other users' processes are unreadable: neither is listed."""
+    wanted = f"{RUN_MARKER}={marker}".encode()
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == exclude:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if wanted not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def reap_leftovers(marker: str, exclude: int | None = None, grace_s: float = 5.0) -> dict[int, str]:
+    """Wait up to ``grace_s`` for the run's processes to end, then SIGKILL the rest; returns those
+    that had to be killed (pid -> command line). A test that leaves nodes running would otherwise
+    starve every later test of CPU on a small machine."""
+    import signal
+
+    deadline = time.monotonic() + grace_s
+    left = processes_of_run(marker, exclude)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = processes_of_run(marker, exclude)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left

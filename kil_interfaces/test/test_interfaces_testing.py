@@ -45,3 +45,46 @@ def test_a_claimed_ros_domain_is_never_handed_out_again() -> None:
     code = "import json; from kil_interfaces.testing import claim_ros_domain as c; print(json.dumps([c(), c(), c()]))"
     other = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert len(set(other)) == 3 and not set(other) & ours
+
+
+def test_a_process_left_running_is_found_through_its_orphaned_child_and_killed() -> None:
+    """The per-test guard: a launcher that started a node and exited leaves the node an orphan;
+    it is found by the run marker, zombies and other runs' processes are not, and it is killed."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from kil_interfaces.testing import RUN_MARKER, processes_of_run, reap_leftovers
+
+    marker = f"guard-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, RUN_MARKER: marker}
+    # The launcher prints its child's pid and exits: the child (a sleeping "node") is orphaned.
+    launcher = (
+        "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"
+    )
+    orphan = int(subprocess.run([sys.executable, "-c", launcher], env=env, capture_output=True, text=True).stdout)
+    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env={**env, RUN_MARKER: "x"})
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while zombie.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # poll() reaped it; start another that exits unreaped to stay a zombie.
+        zombie = subprocess.Popen(["true"], env=env)
+        time.sleep(1.0)
+        found = processes_of_run(marker)
+        assert orphan in found and "time.sleep(120)" in found[orphan]
+        assert other_run.pid not in found and zombie.pid not in found
+        killed = reap_leftovers(marker, grace_s=0.5)
+        assert list(killed) == [orphan]
+        deadline = time.monotonic() + 30
+        while orphan in processes_of_run(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert orphan not in processes_of_run(marker)
+        assert other_run.poll() is None  # another run's process is left alone
+    finally:
+        other_run.kill()
+        other_run.wait()
+        zombie.wait()
