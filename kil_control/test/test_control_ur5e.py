@@ -96,15 +96,22 @@ def test_ur5e_node_over_dds() -> None:
         send(HOME + 2 * step + [0.05, 0, 0, 0, 0, 0])  # a 0.05 rad step: shortened to 0.03 rad
         assert len(commands) == 3
         np.testing.assert_allclose(commands[-1].data, HOME + 2 * step + [0.03, 0, 0, 0, 0, 0], atol=1e-8)
+        # Moved by something else (the teach pendant) 0.3 rad from the last command: the next target
+        # near the arm counts its step from the measured joints (resync_tolerance_rad), not refused.
+        joints["q"] = np.array(commands[-1].data) + [0.3, 0, 0, 0, 0, 0]
+        spin(0.2)
+        send(joints["q"] + [0.01, 0, 0, 0, 0, 0])
+        assert len(commands) == 4
+        np.testing.assert_allclose(commands[-1].data, joints["q"] + [0.01, 0, 0, 0, 0, 0], atol=1e-8)
         joints["q"] = np.array(commands[-1].data)  # the arm got there
         send(joints["q"] + [0.2, 0, 0, 0, 0, 0])  # a 0.2 rad jump: refused
-        assert len(commands) == 3
+        assert len(commands) == 4
         refused = listener.wait(spin, "ur5e_node: arm", (WARN,), message="joint step (max_joint_jump_rad 0.15)")
         assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
         joints["publish"] = False
         spin(0.3)
         send(HOME)  # joint states stale: refused
-        assert len(commands) == 3
+        assert len(commands) == 4
         listener.wait(spin, "ur5e_node: arm", (ERROR,), message="/joint_states is")
     finally:
         executor.shutdown()

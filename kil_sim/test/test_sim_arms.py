@@ -143,3 +143,53 @@ def test_arm_cost_benchmark_times_both_arms_on_a_path_they_reach() -> None:
         assert costs[name]["solved"] == costs["poses"]
         assert costs[name]["ik_per_command_ms"] > 0 and costs[name]["step_and_fk_ms"] > 0
         assert 0 < costs[name]["cpu_share_per_simulated_s"] < 10
+
+
+def test_after_a_reset_the_drivers_do_not_follow_the_stream_aimed_at_the_old_place() -> None:
+    """A simulator reset places the arm anew; the stream still aimed at where the last episode
+    ended is not followed (a real arm is never moved by a reset) until a target near the arm
+    arrives: UR commands are dropped with a warning, xArm targets answered ret 9 without a fault."""
+    import rclpy
+    from std_msgs.msg import Float64MultiArray
+
+    from kil_control.lite6 import pose_to_xarm
+    from kil_sim.driver_interfaces import XARM_NOT_READY, XARM_OK, UrDriverInterface, XArmDriverInterface
+    from kil_sim.simulated_arm import SimulatedArm
+
+    down = matrix_to_quat(DOWN)
+    rclpy.init(args=[])
+    try:
+        node = rclpy.create_node("driver_reset_test")
+        warnings: list[str] = []
+        warn = lambda key, text: warnings.append(text)  # noqa: E731
+
+        ur_old = SimulatedArm(arm("ur5e"), np.array([0.45, 0.15, 0.2]), down)
+        ur = UrDriverInterface(node, ur_old, warn)
+        old_joints = ur_old.joints.copy()
+        fresh = SimulatedArm(arm("ur5e"), np.array([0.3, -0.05, 0.3]), down)
+        ur.reset(fresh)
+        ur._on_command(Float64MultiArray(data=list(old_joints)))  # the old stream: not followed
+        assert np.allclose(fresh.target, fresh.joints) and ur.commands == 0
+        assert "right after a reset: not followed" in warnings[-1]
+        near = fresh.joints + 0.01
+        ur._on_command(Float64MultiArray(data=list(near)))  # a command near the arm: followed
+        assert np.allclose(fresh.target, near) and ur.commands == 1
+        ur._on_command(Float64MultiArray(data=list(near + 0.2)))  # then the stream is the arm's again
+        assert np.allclose(fresh.target, near + 0.2) and ur.commands == 2
+
+        xarm = XArmDriverInterface(node, SimulatedArm(lite6(), np.array([0.3, 0.05, 0.25]), down), warn, print)
+        from xarm_msgs.srv import SetInt16, SetInt16ById
+
+        xarm._on_enable(SetInt16ById.Request(id=8, data=1), SetInt16ById.Response())  # lite6_node's set-up
+        xarm._on_mode(SetInt16.Request(data=1), SetInt16.Response())
+        xarm._on_state(SetInt16.Request(data=0), SetInt16.Response())
+        old = pose_to_xarm(*xarm.arm.tcp_pose())
+        moved = SimulatedArm(lite6(), np.array([0.25, -0.05, 0.3]), down)
+        xarm.reset(moved)
+        ret, message = xarm.servo(old)
+        assert ret == XARM_NOT_READY and "reset the arm" in message and xarm.error == 0  # no fault
+        ret, message = xarm.servo(pose_to_xarm(*moved.tcp_pose()))
+        assert ret == XARM_OK, message
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
