@@ -106,3 +106,35 @@ def test_s2_frames_from_a_bag_are_its_mask_and_relative_depth(demos: Path) -> No
     np.testing.assert_array_equal(mug_only.images[-1], resize_nearest(s2_frame(index_map == 1, depth), (24, 32)))
     with pytest.raises(EpisodeError, match="S2 mask categories bottle are not in the bag's masks"):
         read_episode(bag, need_keypoints=False, need_images=True, s2_categories=("bottle",))
+
+
+@pytest.mark.parametrize("observation", ["rgb", "s2"])
+def test_the_evaluation_feeds_what_training_read_from_the_bag(observation: str, demos: Path) -> None:
+    """The comparison is fair only if a baseline sees in the loop what it trained on: the frame
+    the evaluation builds for a demonstration's own configuration at its first tick equals, pixel
+    for pixel, the frame training read from that demonstration's bag (colour, or S2's mask + depth)."""
+    from kil_policy.data import bag_custom_data
+    from kil_sim.rollout import RolloutConfig
+    from kil_sim.tasks import sample_configuration
+
+    categories = ("mug", "tray") if observation == "s2" else ()
+    for bag in sorted(p for p in demos.iterdir() if (p / "metadata.yaml").exists()):
+        episode = read_episode(bag, need_keypoints=False, need_images=True, s2_categories=categories)
+        configuration = int(bag_custom_data(bag)["configuration"])
+        world = with_camera(sample_configuration("place_mug", "train", configuration), CAMERA).make_world()
+        try:
+            world.reset()
+            world.step(RolloutConfig().settle_s)  # where run_episode starts, before its first tick
+            source = S2Frames(categories) if observation == "s2" else CameraFrames()
+            live = source(world, 0)
+            np.testing.assert_allclose(episode.proprio[0], _proprio(world.robot_state(0)), atol=1e-6)
+        finally:
+            world.close()
+        assert live.shape == episode.images[0].shape
+        np.testing.assert_array_equal(live, episode.images[0])
+
+
+def _proprio(state) -> np.ndarray:
+    from kil_interfaces.representation import proprio_from_pose
+
+    return proprio_from_pose(state.position[None], state.quaternion[None], np.array([state.gripper]))[0]
