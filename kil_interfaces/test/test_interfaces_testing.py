@@ -66,13 +66,8 @@ def test_a_process_left_running_is_found_through_its_orphaned_child_and_killed()
     )
     orphan = int(subprocess.run([sys.executable, "-c", launcher], env=env, capture_output=True, text=True).stdout)
     other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env={**env, RUN_MARKER: "x"})
-    zombie = subprocess.Popen([sys.executable, "-c", "pass"], env=env)
+    zombie = subprocess.Popen(["true"], env=env)  # exits at once and stays unreaped until wait()
     try:
-        deadline = time.monotonic() + 30
-        while zombie.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # poll() reaped it; start another that exits unreaped to stay a zombie.
-        zombie = subprocess.Popen(["true"], env=env)
         time.sleep(1.0)
         found = processes_of_run(marker)
         assert orphan in found and "time.sleep(120)" in found[orphan]

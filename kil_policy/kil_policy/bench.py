@@ -36,6 +36,7 @@ import torch
 from kil_perception.cuda_graph import capture_cuda_graph
 from kil_policy.config import HeadConfig, PolicyConfig
 from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler
+from kil_policy.image_encoder import make_image_encoder
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
 
@@ -50,7 +51,7 @@ def _batch(config: PolicyConfig, size: int, device: torch.device, with_action: b
         h, w = config.image_size
         features = torch.rand(size * n, 3, h, w, device=device)
         with torch.no_grad():
-            features = KeypointDiffusionPolicy(config).to(device).encoder.trunk_features(features)
+            features = make_image_encoder(config).to(device).trunk_features(features)
         batch[BatchKeys.IMAGE_FEATURES] = features.unflatten(0, (size, n))
     elif config.uses_images:
         h, w = config.image_size

@@ -151,6 +151,7 @@ def test_after_a_reset_the_drivers_do_not_follow_the_stream_aimed_at_the_old_pla
     arrives: UR commands are dropped with a warning, xArm targets answered ret 9 without a fault."""
     import rclpy
     from std_msgs.msg import Float64MultiArray
+    from xarm_msgs.srv import SetInt16, SetInt16ById
 
     from kil_control.lite6 import pose_to_xarm
     from kil_sim.driver_interfaces import XARM_NOT_READY, XARM_OK, UrDriverInterface, XArmDriverInterface
@@ -178,8 +179,6 @@ def test_after_a_reset_the_drivers_do_not_follow_the_stream_aimed_at_the_old_pla
         assert np.allclose(fresh.target, near + 0.2) and ur.commands == 2
 
         xarm = XArmDriverInterface(node, SimulatedArm(lite6(), np.array([0.3, 0.05, 0.25]), down), warn, print)
-        from xarm_msgs.srv import SetInt16, SetInt16ById
-
         xarm._on_enable(SetInt16ById.Request(id=8, data=1), SetInt16ById.Response())  # lite6_node's set-up
         xarm._on_mode(SetInt16.Request(data=1), SetInt16.Response())
         xarm._on_state(SetInt16.Request(data=0), SetInt16.Response())
