@@ -57,6 +57,7 @@ class TrainingSize:
     image_backbone: str = "resnet18"
     image_crop: float = 0.9
     image_pool: str = "gap"
+    proprio_rotation: str = "euler"
 
     def overrides(self, observation: str = "keypoints", mask_categories: tuple[str, ...] = ()) -> list[str]:
         """``kil_policy.train`` overrides for a policy observing ``observation`` (keypoints, rgb or
@@ -70,6 +71,7 @@ class TrainingSize:
             f"policy.head.down_dims=[{dims}]",
             f"checkpoint_every={max(1, self.steps)}",
             f"log_every={max(1, min(50, self.steps // 20))}",
+            f"policy.proprio_rotation={self.proprio_rotation}",
         ]
         if observation != "keypoints":
             out += [

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from kil_interfaces.representation import PROPRIO_ROTATIONS
 from kil_policy.policy import BatchKeys
 
 
@@ -17,7 +18,9 @@ from kil_policy.policy import BatchKeys
 class AugmentationConfig:
     """Attributes:
     keypoint_noise_m: std of Gaussian noise on valid keypoints (m).
-    eef_noise_m / eef_noise_rad: std of noise on the proprioceptive position (m) and roll/pitch/yaw (rad).
+    eef_noise_m / eef_noise_rad: std of noise on the proprioceptive position (m) and orientation
+        (rad: on roll/pitch/yaw, or on the 6-D rotation's entries, which for small angles move by
+        about the angle).
     translation_m: spatial transform's xy translation, uniform in +-translation_m (m).
     rotation_rad: spatial transform's rotation about the base z axis, uniform in +-rotation_rad.
     """
@@ -41,8 +44,9 @@ class AugmentationConfig:
 def spatial_transform(batch: dict[str, Tensor], angle: Tensor, shift: Tensor) -> dict[str, Tensor]:
     """Rotate every sample's scene by ``angle`` (B,) about the base z axis, then shift by (B, 2).
 
-    Keypoints (B, n, K, 3), proprio (B, n, 7) and actions (B, T, 10) move together, so relative
-    geometry is unchanged. Returns a new dict; other entries are shared.
+    Keypoints (B, n, K, 3), proprio (B, n, 7 with roll/pitch/yaw or 10 with the 6-D rotation) and
+    actions (B, T, 10) move together, so relative geometry is unchanged. Returns a new dict; other
+    entries are shared.
     """
     c, s = torch.cos(angle), torch.sin(angle)
     zero, one = torch.zeros_like(c), torch.ones_like(c)
@@ -56,17 +60,22 @@ def spatial_transform(batch: dict[str, Tensor], angle: Tensor, shift: Tensor) ->
         flat = points.reshape(shape[0], -1, 3)
         return (flat @ rz.transpose(1, 2).to(flat.dtype) + t[:, None].to(flat.dtype)).reshape(shape)
 
+    def turn(rot6d: Tensor) -> Tensor:  # (B, n, 6): both columns of R turned by Rz
+        b, n = rot6d.shape[:2]
+        return (rot6d.reshape(b, -1, 3) @ rz.transpose(1, 2).to(rot6d.dtype)).reshape(b, n, 6)
+
     out = dict(batch)
     proprio = batch[BatchKeys.PROPRIO].clone()
     proprio[..., :3] = move(proprio[..., :3])
-    proprio[..., 5] = torch.remainder(proprio[..., 5] + angle[:, None] + torch.pi, 2 * torch.pi) - torch.pi
+    if proprio.shape[-1] == PROPRIO_ROTATIONS["rot6d"]:
+        proprio[..., 3:9] = turn(proprio[..., 3:9])
+    else:  # roll/pitch/yaw: Rz(a) R adds a to the yaw
+        proprio[..., 5] = torch.remainder(proprio[..., 5] + angle[:, None] + torch.pi, 2 * torch.pi) - torch.pi
     out[BatchKeys.PROPRIO] = proprio
     if BatchKeys.ACTION in batch:
         action = batch[BatchKeys.ACTION].clone()
         action[..., :3] = move(action[..., :3])
-        b, h = action.shape[:2]
-        columns = action[..., 3:9].reshape(b, h, 2, 3)
-        action[..., 3:9] = (columns.reshape(b, -1, 3) @ rz.transpose(1, 2).to(action.dtype)).reshape(b, h, 6)
+        action[..., 3:9] = turn(action[..., 3:9])
         out[BatchKeys.ACTION] = action
     if BatchKeys.KEYPOINTS in batch:
         valid = batch[BatchKeys.VALID][..., None]
@@ -99,7 +108,8 @@ def augment(
     if config.eef_noise_m or config.eef_noise_rad:
         noisy = out[BatchKeys.PROPRIO].clone()
         noisy[..., :3] += normal(noisy[..., :3].shape) * config.eef_noise_m
-        noisy[..., 3:6] += normal(noisy[..., 3:6].shape) * config.eef_noise_rad
+        rotation = slice(3, noisy.shape[-1] - 1)  # roll/pitch/yaw or the 6-D rotation
+        noisy[..., rotation] += normal(noisy[..., rotation].shape) * config.eef_noise_rad
         out[BatchKeys.PROPRIO] = noisy
     if BatchKeys.KEYPOINTS in out and config.keypoint_noise_m:
         keypoints = out[BatchKeys.KEYPOINTS]

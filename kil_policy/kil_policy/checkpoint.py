@@ -107,6 +107,7 @@ def load_policy(
             raise CheckpointError(
                 f"{directory}: checkpoint does not match the expected config: " + "; ".join(differences)
             )
+    stored.setdefault("proprio_rotation", "euler")  # checkpoints from before the choice existed
     config = from_dict(PolicyConfig, stored, f"{directory / CONFIG}:policy")
     policy = KeypointDiffusionPolicy(config)
     state = load_file(directory / WEIGHTS)

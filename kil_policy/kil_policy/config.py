@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
+from kil_interfaces.representation import PROPRIO_ROTATIONS
+
 #: Action: position (3) + 6-D rotation (first two columns of R) + gripper (1).
 ACTION_DIM = 10
-#: Proprioception: position (3) + roll, pitch, yaw (3) + gripper (1).
+#: Proprioception with the paper's Euler angles: position (3) + roll, pitch, yaw (3) + gripper (1);
+#: ``PolicyConfig.proprio_dim`` gives the width of the configured encoding.
 PROPRIO_DIM = 7
 
 
@@ -119,6 +122,10 @@ class PolicyConfig:
             ``kil_policy.image_encoder.SpatialSoftmax`` for why the simulation uses it).
         mask_categories: S2 only: the object categories its mask shows (S2's text prompts; the
             task's manipulated object and fixture).
+        proprio_rotation: the proprioception's orientation: "euler" (the paper's roll/pitch/yaw,
+            7 values) or "rot6d" (the first two columns of R, as the actions; 10 values), which
+            stays continuous where Euler angles are singular (a tool pointing horizontally, e.g.
+            pour_bottle's side grasp; ``kil_interfaces.representation``).
     """
 
     observation: Literal["keypoints", "rgb", "s2"] = "keypoints"
@@ -134,6 +141,7 @@ class PolicyConfig:
     image_norm: Literal["group", "batch"] = "group"
     image_pool: Literal["gap", "spatial_softmax"] = "gap"
     mask_categories: tuple[str, ...] = ()
+    proprio_rotation: Literal["euler", "rot6d"] = "euler"
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
@@ -152,6 +160,8 @@ class PolicyConfig:
             raise ValueError(f"image_norm must be group or batch, got {self.image_norm!r}")
         if self.image_pool not in ("gap", "spatial_softmax"):
             raise ValueError(f"image_pool must be gap or spatial_softmax, got {self.image_pool!r}")
+        if self.proprio_rotation not in PROPRIO_ROTATIONS:
+            raise ValueError(f"proprio_rotation must be euler or rot6d, got {self.proprio_rotation!r}")
         if self.observation == "s2" and not self.mask_categories:
             raise ValueError("observation s2 needs mask_categories: the object categories its mask shows")
         if self.n_obs_steps < 1:
@@ -166,6 +176,11 @@ class PolicyConfig:
             raise ValueError(
                 f"horizon {self.horizon} must be divisible by 2**(len(down_dims) - 1) = {2**levels} (UNet downsampling)"
             )
+
+    @property
+    def proprio_dim(self) -> int:
+        """Width P of the proprioception vector (7 with Euler angles, 10 with the 6-D rotation)."""
+        return PROPRIO_ROTATIONS[self.proprio_rotation]
 
     @property
     def uses_images(self) -> bool:

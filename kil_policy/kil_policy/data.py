@@ -59,7 +59,8 @@ class Episode:
     Attributes:
         name: the bag's path.
         times_ns: (T,) command times.
-        actions: (T, 10). proprio: (T, 7).
+        actions: (T, 10). proprio: (T, 7), or (T, 10) with the 6-D rotation
+            (``read_episode(proprio_rotation=...)``).
         keypoints: (T, K, 3) base-frame positions (m), zero where invalid, or None.
         valid: (T, K) bool, or None. similarities: (T, K, K) or None.
         images: (T, H, W, 3) uint8 colour frames, or (T, H, W, 2) S2 frames (mask, relative depth;
@@ -99,6 +100,7 @@ def read_episode(
     max_age_s: float = 0.5,
     extraction=None,
     s2_categories: tuple[str, ...] = (),
+    proprio_rotation: str = "euler",
 ) -> Episode:
     """Read one bag onto the action clock.
 
@@ -115,6 +117,8 @@ def read_episode(
         s2_categories: S2's object categories: the images are S2 frames built from the depth and
             instance-mask topics (the mask values' categories from the bag's
             ``instance_categories`` custom data, as ``kil_eval.record_demos --masks`` writes it).
+        proprio_rotation: the proprioception's orientation encoding, "euler" or "rot6d"
+            (``kil_interfaces.representation.proprio_from_pose``).
 
     Raises:
         EpisodeError: naming the bag: unreadable, truncated, or a required topic missing.
@@ -182,6 +186,7 @@ def read_episode(
         np.stack([states[i].position for i in index]),
         np.stack([states[i].quaternion for i in index]),
         np.array([states[i].gripper for i in index]),
+        proprio_rotation,
     )
     episode = Episode(str(path), times, actions, proprio)
     if need_keypoints:

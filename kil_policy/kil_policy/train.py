@@ -238,6 +238,7 @@ def train(config: TrainConfig) -> TrainResult:
         image_size=policy_config.image_size if images else None,
         extraction=config.keypoint_extraction,
         s2_categories=policy_config.mask_categories if policy_config.observation == "s2" else (),
+        proprio_rotation=policy_config.proprio_rotation,
     )
     recorded = sorted({recorded_task(Path(e.name)) for e in episodes} - {""})
     if not config.task:  # the checkpoint says which task it was trained on, so evaluation can check

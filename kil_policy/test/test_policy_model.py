@@ -124,6 +124,41 @@ def test_action_and_proprio_representation() -> None:
     np.testing.assert_allclose(rolls, [np.pi - 0.01, np.pi + 0.01])  # continuous around pi
 
 
+def test_proprio_rot6d_is_continuous_where_euler_angles_are_singular() -> None:
+    """A side grasp (tool z horizontal, pitch 90 deg, as pour_bottle's) measured 0.5 deg off: the
+    Euler proprioception's roll and yaw land anywhere, the 6-D rotation moves by about the angle."""
+    side = Rotation.from_matrix(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]))
+    tilts = Rotation.from_rotvec(np.radians(0.5) * Rotation.random(40, random_state=5).apply([1.0, 0.0, 0.0]))
+    quats = (tilts * side).as_quat()
+    euler = proprio_from_pose(np.zeros((40, 3)), quats, np.ones(40))
+    rot6d = proprio_from_pose(np.zeros((40, 3)), quats, np.ones(40), "rot6d")
+    assert euler.shape == (40, 7) and rot6d.shape == (40, 10)
+    assert np.ptp(euler[:, 3]) > np.radians(90) and np.ptp(euler[:, 5]) > np.radians(90)
+    assert np.abs(rot6d[:, 3:9] - rot6d[:1, 3:9]).max() < np.radians(1.1)
+    np.testing.assert_allclose(rot6d[:, 3:9], action_from_pose(np.zeros((40, 3)), quats, np.ones(40))[:, 3:9])
+    with pytest.raises(ValueError, match="euler, rot6d"):
+        proprio_from_pose(np.zeros(3), quats[0], np.ones(()), "quaternion")
+    with pytest.raises(ValueError, match="proprio_rotation"):
+        PolicyConfig(proprio_rotation="quaternion")
+
+
+def test_spatial_transform_turns_the_rot6d_proprioception_with_the_scene() -> None:
+    """With the 6-D rotation, the augmented proprioception is exactly the turned pose's."""
+    rng = np.random.default_rng(6)
+    position, quats, grip = rng.normal(size=(B * N_OBS, 3)), Rotation.random(B * N_OBS, random_state=7), np.ones(6)
+    proprio = torch.from_numpy(proprio_from_pose(position, quats.as_quat(), grip, "rot6d").reshape(B, N_OBS, 10))
+    batch = {BatchKeys.PROPRIO: proprio}
+    angle, shift = torch.tensor([0.3, -1.0, 2.5], dtype=torch.float64), torch.randn(B, 2, dtype=torch.float64)
+    out = spatial_transform(batch, angle, shift)[BatchKeys.PROPRIO]
+    turns = Rotation.from_rotvec(np.repeat(angle.numpy(), N_OBS)[:, None] * [0.0, 0.0, 1.0])
+    moved = turns.apply(position) + np.concatenate([np.repeat(shift.numpy(), N_OBS, axis=0), np.zeros((6, 1))], 1)
+    expected = proprio_from_pose(moved, (turns * quats).as_quat(), grip, "rot6d").reshape(B, N_OBS, 10)
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-9)
+    noisy = augment(batch, AugmentationConfig(0.0, 0.0, 0.05, 0.0, 0.0), torch.Generator().manual_seed(0))
+    delta = (noisy[BatchKeys.PROPRIO] - proprio).abs()
+    assert delta[..., 3:9].min() > 0 and delta[..., :3].max() == 0 and delta[..., 9].max() == 0
+
+
 def _batch() -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(2)
     quats = Rotation.random(B * 16, random_state=3).as_quat()
@@ -212,17 +247,25 @@ def test_augment_never_moves_the_scene_of_camera_images() -> None:
     assert (moved[BatchKeys.ACTION][..., :3] - batch[BatchKeys.ACTION][..., :3]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("kind", ["transformer", "none", "sim"])
-def test_policy_loss_and_prediction_shapes(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "rotation"), [("transformer", "euler"), ("none", "euler"), ("sim", "euler"),
+                                                 ("transformer", "rot6d"), ("none", "rot6d")])  # fmt: skip
+def test_policy_loss_and_prediction_shapes(kind: str, rotation: str) -> None:
     config = PolicyConfig(
-        encoder=EncoderConfig(kind=kind, **SMALL), head=HeadConfig(down_dims=(16, 32, 64), inference_steps=4)
+        encoder=EncoderConfig(kind=kind, **SMALL),
+        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=4),
+        proprio_rotation=rotation,
     )
     policy = KeypointDiffusionPolicy(config)
     batch = {k: v.float() if v.is_floating_point() else v for k, v in _batch().items()}
     batch[BatchKeys.SIMILARITIES] = torch.rand(B, N_OBS, K, K)
+    if rotation == "rot6d":
+        batch[BatchKeys.PROPRIO] = torch.cat(
+            [batch[BatchKeys.PROPRIO][..., :3], batch[BatchKeys.ACTION][:, :N_OBS, 3:10]], -1
+        )
+    assert config.proprio_dim == batch[BatchKeys.PROPRIO].shape[-1]
     policy.fit_normalizers(
         batch[BatchKeys.ACTION].reshape(-1, 10),
-        batch[BatchKeys.PROPRIO].reshape(-1, 7),
+        batch[BatchKeys.PROPRIO].reshape(-1, config.proprio_dim),
         batch[BatchKeys.KEYPOINTS].reshape(-1, K, 3),
         batch[BatchKeys.VALID].reshape(-1, K),
     )

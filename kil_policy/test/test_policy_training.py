@@ -297,3 +297,45 @@ def test_an_empty_override_is_the_empty_string_so_cached_keypoints_are_found(tmp
     config = parse_config(None, ["keypoint_extraction.model=", "keypoint_extraction.spec=s.yaml", "lr=1e-4"])
     assert config.keypoint_extraction.model == "" and config.lr == 1e-4
     assert asdict(config.keypoint_extraction) == asdict(ExtractionConfig(spec="s.yaml"))
+
+
+def test_rot6d_proprioception_trains_reloads_and_runs(trained, tmp_path: Path) -> None:
+    """``policy.proprio_rotation=rot6d``: training reads 10-value proprioception from the bags, the
+    checkpoint keeps the choice, and the runner builds the same vector from a RobotState; a
+    checkpoint written before the choice existed loads with the Euler angles it was trained on."""
+    import shutil
+
+    import yaml
+
+    from kil_interfaces.data import KeypointArrayData, RobotStateData
+    from kil_interfaces.representation import proprio_from_pose
+    from kil_policy.runner import PolicyRunner
+
+    root, _ = trained
+    overrides = [f"data=[{root / 'train'}]", f"out={tmp_path / 'run'}", "steps=20", "batch_size=16", *SMALL]
+    result = train(parse_config(None, [*overrides, "policy.proprio_rotation=rot6d"]))
+    policy = load_policy(result.checkpoint)
+    assert policy.config.proprio_rotation == "rot6d" and policy.proprio_normalizer.minimum.shape[-1] == 10
+    episode = load_episodes([root / "train"], min_length=16, proprio_rotation="rot6d")[0]
+    low, high = policy.proprio_normalizer.minimum, policy.proprio_normalizer.maximum
+    assert torch.all(torch.from_numpy(episode.proprio).float() >= low - 1e-5)
+    assert torch.all(torch.from_numpy(episode.proprio).float() <= high + 1e-5)
+
+    state = RobotStateData(0, "link_base", [0.3, 0.0, 0.2], [0.0, 0.7071068, 0.0, 0.7071068], 0.5)  # side grasp
+    names = tuple(f"k{i}" for i in range(policy.config.encoder.num_keypoints))
+    k = len(names)
+    points = np.random.default_rng(0).uniform(-0.3, 0.3, (k, 3))
+    keypoints = KeypointArrayData(
+        0, "link_base", "oracle", "", names, ("x",) * k, np.zeros(k), np.zeros((k, 2)), points, np.ones(k), [True] * k
+    )
+    runner = PolicyRunner(policy, inference="module")
+    assert runner.tick(state, keypoints, now_ns=1_000_000_000) is not None
+    expected = proprio_from_pose(np.array([state.position]), np.array([state.quaternion]), np.ones(1) * 0.5, "rot6d")
+    np.testing.assert_allclose(runner.batch()["proprio"][0, -1].numpy(), expected[0], atol=1e-6)
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(root / "run" / "checkpoint_last", legacy)
+    config = yaml.safe_load((legacy / "config.yaml").read_text())
+    del config["policy"]["proprio_rotation"]
+    (legacy / "config.yaml").write_text(yaml.safe_dump(config))
+    assert load_policy(legacy).config.proprio_dim == 7
