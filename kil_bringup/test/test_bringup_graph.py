@@ -279,7 +279,7 @@ def test_teleoperating_the_simulator_records_a_demonstration(robot: str, tmp_pat
 
     from kil_teleop.recording import DEMONSTRATION_TOPICS, list_episodes
 
-    task = "pour_bottle" if robot == "lite6" else "place_mug"  # place_mug is beyond the Lite6's reach: refused
+    task = "pour_bottle" if robot == "lite6" else "place_mug"
     nodes = teleop_graph(robot, task=task, output_dir=str(tmp_path / "demos"), input_type="joy", use_sim=robot != "sim")
     processes = start(nodes)
     rclpy.init()

@@ -167,9 +167,10 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
         while not (len(states) >= 5 and ready()) and time.monotonic() < deadline:
             spin(0.1)
         assert states and ready(), "lite6_node did not bring the simulated controller into servo mode"
-        refused = call_service(node, ResetEpisode, "/sim_node/reset", ResetEpisode.Request(task="place_mug"))
-        assert not refused.success and "place_mug in_distribution #0 is beyond the lite6's reach" in refused.message
-        assert "wrist centre 0.44" in refused.message and "reach 0.444 m" in refused.message, refused.message
+        request = ResetEpisode.Request(task="place_shoe", setting="unseen_object", index=0)
+        refused = call_service(node, ResetEpisode, "/sim_node/reset", request)
+        assert not refused.success and "place_shoe unseen_object #0 is beyond the lite6's reach" in refused.message
+        assert "wrist centre 0.45" in refused.message and "reach 0.444 m" in refused.message, refused.message
         first = states[-1]
         position = np.array([first.eef_pose.position.x, first.eef_pose.position.y, first.eef_pose.position.z])
         q = first.eef_pose.orientation
@@ -230,23 +231,24 @@ def test_rehearse_runs_consecutive_episodes_through_each_arm(robot: str, task: s
 
 
 def test_rehearse_reports_a_configuration_beyond_the_arms_reach(tmp_path) -> None:
-    """place_mug on the Lite6: sim_node starts on a configuration beyond its reach (logged, no
-    episode runs), and the rehearsal's reset to it is refused with the pose and the reach — a
-    refusal in the summary, not a failed episode."""
+    """place_shoe with an unseen (larger) shoe on the Lite6: sim_node starts on a configuration
+    beyond its reach (logged, no episode runs), and the rehearsal's reset to it is refused with the
+    pose and the reach — a refusal in the summary, not a failed episode."""
     import json
     import subprocess
     import sys
 
     out = tmp_path / "rehearsal.json"
-    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "lite6", "--task", "place_mug",
-               "--episodes", "1", "--json", str(out)]  # fmt: skip
+    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "lite6", "--task", "place_shoe",
+               "--setting", "unseen_object", "--episodes", "1", "--json", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout[-4000:]
     (episode,) = json.loads(out.read_text())["episodes"]
-    assert not episode["success"] and "place_mug in_distribution #0 is beyond the lite6's reach" in episode["refused"]
+    where = "place_shoe unseen_object #0 is beyond the lite6's reach"
+    assert not episode["success"] and where in episode["refused"]
     assert "has no lite6 solution within the joint limits" in episode["refused"]
-    assert "refused: place_mug in_distribution #0 is beyond the lite6's reach" in done.stdout  # sim_node's log
-    assert "lite6 place_mug in_distribution: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout
+    assert f"refused: {where}" in done.stdout  # sim_node's log
+    assert "lite6 place_shoe unseen_object: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout
 
 
 def test_rehearse_runs_a_policy_through_the_simulated_ur5e(tmp_path) -> None:

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from kil_eval.demo import full_config
 from kil_eval.pipeline import METHODS, SETTINGS, Pipeline, PipelineConfig, TrainingSize, stage
 from kil_eval.report import write_report
 from kil_sim.tasks import TASKS
@@ -64,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.paper:
         kil, rgb = paper_sizes()
     elif args.demo_size:
-        from kil_eval.demo import full_config
-
         demo = full_config(args.out, args.device)
         kil, rgb = demo.kil, demo.rgb
         args.width, args.height = demo.width, demo.height
@@ -81,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             image_size=(224, 224),
         )
     started = time.perf_counter()
-    results = []
+    results, kil_steps = [], {}
     for task in args.tasks:
+        if args.demo_size:  # the demo's sizes of this task (KIL's training can differ per task)
+            kil = full_config(args.out, args.device, task).kil
         config = PipelineConfig(
             task=task,
             out=args.out / task,
@@ -100,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             rgb=rgb,
             device=args.device,
         )
+        kil_steps[task] = f"{kil.steps} ({kil.proprio_rotation} proprioception)"
         results += Pipeline(config).methods()[0]
     notes = (
         f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
         f"camera {args.width}x{args.height}; "
-        f"KIL {kil.steps} steps (head {list(kil.down_dims)}, batch {kil.batch_size}), RGB {rgb.steps} steps (head "
+        f"KIL steps {', '.join(f'{t}: {n}' for t, n in kil_steps.items())} (head {list(kil.down_dims)}, batch "
+        f"{kil.batch_size}), RGB {rgb.steps} steps (head "
         f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`"

@@ -37,8 +37,26 @@ def test_paper_sizes_are_table_viii(captured, tmp_path: Path) -> None:
 def test_demo_size_takes_the_demos_sizes_for_every_task(captured, tmp_path: Path) -> None:
     study.main(["--demo-size", "--tasks", "place_shoe", "pour_bottle", "--methods", "KIL-IN", "S2",
                 "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
-    demo = full_config(tmp_path, "cpu")
     for config in captured:
+        demo = full_config(tmp_path, "cpu", config.task)
         assert config.kil == demo.kil and config.rgb == demo.rgb and config.methods == ("KIL-IN", "S2")
         assert (config.width, config.height, config.max_duration_s) == (demo.width, demo.height, demo.max_duration_s)
     assert [c.out for c in captured] == [tmp_path / "place_shoe", tmp_path / "pour_bottle"]
+
+
+def test_pour_bottles_demo_size_trains_kil_longer_with_the_6d_proprioception(
+    captured, tmp_path: Path, monkeypatch
+) -> None:
+    """pour_bottle's side grasp needs the longer training measured for it (kil_eval.demo.KIL_TRAINING);
+    the other tasks keep the demo's, and the report's notes say which each task got."""
+    notes = []
+    monkeypatch.setattr(
+        study, "write_report", lambda results, out, text, title: notes.append(text) or out / "report.md"
+    )
+    study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "--methods", "KIL-IN", "--device", "cpu",
+                "--out", str(tmp_path)])  # fmt: skip
+    mug, pour = captured
+    assert (mug.kil.steps, mug.kil.proprio_rotation) == (4000, "euler")
+    assert (pour.kil.steps, pour.kil.proprio_rotation) == (12000, "rot6d")
+    assert pour.rgb == mug.rgb  # the image baselines' budget is the same on every task
+    assert "place_mug: 4000 (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]

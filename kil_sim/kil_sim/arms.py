@@ -28,13 +28,32 @@ from kil_control.kinematics import DHJoint, IKConfig, dh_forward, dh_frames, dls
 
 LITE6_TCP_OFFSET_M = 0.0836
 UR5E_TCP_OFFSET_M = 0.15
+#: The simulated tasks are laid out for the floating gripper; on an arm some must move (measured
+#: with ``python -m kil_sim.reachability --robot R --offset DX DY``, 30 configurations each: the
+#: scripted expert's whole path within the joint limits). Lite6 (wrist reach 0.444 m): the tray or
+#: box at (0.36, -0.24) m is out of reach for place_mug and pick_pen (0/30) and the mouse pad's far
+#: side for place_mouse (1/30); 8 cm towards the base all three are 30/30. pour_bottle's side grasp
+#: passes over joint 1's axis for bottles near y = 0 (27/30); 5 cm to +y it is 30/30.
+LITE6_SCENE_OFFSETS = (
+    ("place_mug", (-0.08, 0.0)),
+    ("pick_pen", (-0.08, 0.0)),
+    ("place_mouse", (-0.08, 0.0)),
+    ("pour_bottle", (0.0, 0.05)),
+)
+#: UR5e: pour_bottle's side grasp, approached from the base's side, puts the wrist centre within the
+#: shoulder offset d4 = 0.133 m of the base axis (no IK solution: 0/30 configurations); 10 cm out
+#: it still is for some poses (0/30), 15 cm to +y for 6/30; 10 cm out and 15 cm to +y every pose of
+#: all 30 has a solution (the turn to the side grasp still asks wrist_1 for more than its
+#: 3.14 rad/s: the controller slows it).
+UR5E_SCENE_OFFSETS = (("pour_bottle", (0.10, 0.15)),)
 
 
 @dataclass(frozen=True)
 class ArmModel:
     """A 6-joint arm: DH table, joint limits (rad), maximum joint speeds (rad/s), TCP offset along
-    the flange's z axis (m), a home configuration (TCP above the table, tool pointing down) and the
-    farthest the wrist centre gets from the shoulder (m; poses beyond it are refused without IK)."""
+    the flange's z axis (m), a home configuration (TCP above the table, tool pointing down), the
+    farthest the wrist centre gets from the shoulder (m; poses beyond it are refused without IK)
+    and, per task, where the task's scene is laid out for this arm (``scene_offset``)."""
 
     name: str
     table: tuple[DHJoint, ...]
@@ -46,6 +65,12 @@ class ArmModel:
     joint_names: tuple[str, ...]
     wrist_reach_m: float = np.inf
     ik: IKConfig = field(default_factory=IKConfig)
+    scene_offsets: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+    def scene_offset(self, task: str) -> tuple[float, float]:
+        """Where ``task``'s layout sits for this arm: (dx, dy) added to every object's position
+        (m, base frame; ``EpisodeConfig.shifted``), (0, 0) for a task laid out as in the simulator."""
+        return dict(self.scene_offsets).get(task, (0.0, 0.0))
 
     def __post_init__(self) -> None:
         n = len(self.table)
@@ -143,6 +168,7 @@ def lite6() -> ArmModel:
         home=np.array([0.0, 0.2, 0.9, 0.0, 0.7, 0.0]),
         joint_names=tuple(f"joint{i}" for i in range(1, 7)),
         wrist_reach_m=0.200 + float(np.hypot(0.087, 0.2276)),  # a2 + |(a3, d4)|: elbow stretched, 0.444 m
+        scene_offsets=LITE6_SCENE_OFFSETS,
     )
 
 
@@ -159,6 +185,7 @@ def ur5e_arm() -> ArmModel:
         tcp_offset_m=UR5E_TCP_OFFSET_M,
         home=np.array([np.pi, -1.9, 1.9, -1.57, -1.57, 0.0]),  # in front of the base (+x), tool down
         joint_names=ur.JOINT_NAMES,
+        scene_offsets=UR5E_SCENE_OFFSETS,
     )
 
 

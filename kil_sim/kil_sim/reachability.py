@@ -100,10 +100,19 @@ def check_configuration(configuration: EpisodeConfig, model: ArmModel, setting: 
     return check
 
 
-def check_task(task: str, robot: str, episodes: int = 10, settings=SETTINGS, progress: bool = True) -> list[PathCheck]:
-    """The expert's path of each evaluation configuration of ``task`` checked on ``robot``."""
+def check_task(
+    task: str,
+    robot: str,
+    episodes: int = 10,
+    settings=SETTINGS,
+    progress: bool = True,
+    offset_m: tuple[float, float] | None = None,
+) -> list[PathCheck]:
+    """The expert's path of each evaluation configuration of ``task`` checked on ``robot``, the
+    scene moved by ``offset_m`` (default: the arm's layout of the task, ``ArmModel.scene_offset``)."""
     model = arm(robot)
-    configurations = [(s, c) for s in settings for c in evaluation_configurations(task, s, episodes)]
+    offset = model.scene_offset(task) if offset_m is None else offset_m
+    configurations = [(s, c.shifted(offset)) for s in settings for c in evaluation_configurations(task, s, episodes)]
     return [
         check_configuration(configuration, model, setting)
         for setting, configuration in tqdm(configurations, desc=f"{task} on {robot}", disable=not progress)
@@ -132,8 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--json", default="", help="write every configuration's check here")
+    parser.add_argument(
+        "--offset", nargs=2, type=float, metavar=("DX", "DY"), help="move the scene by DX DY (m; default: the arm's)"
+    )
     args = parser.parse_args(argv)
-    checks = [c for task in args.tasks for c in check_task(task, args.robot, args.episodes, args.settings)]
+    offset = tuple(args.offset) if args.offset else None
+    checks = [
+        c for task in args.tasks for c in check_task(task, args.robot, args.episodes, args.settings, True, offset)
+    ]
     summary = summarise(checks)
     print(f"| task | setting | reachable by {args.robot} | expert success (floating gripper) | first problem |")
     print("|---|---|---|---|---|")

@@ -93,6 +93,16 @@ class EpisodeConfig:
     def make_world(self) -> SimWorld:
         return SimWorld(list(self.objects), self.scene)
 
+    def shifted(self, offset_m: tuple[float, float]) -> EpisodeConfig:
+        """The same configuration with every object (fixture and distractors too) moved by
+        ``offset_m`` (dx, dy) in the base frame (m): the task laid out for an arm whose reach
+        differs (``kil_sim.arms.ArmModel.scene_offset_m``)."""
+        dx, dy = (float(v) for v in offset_m)
+        if dx == 0.0 and dy == 0.0:
+            return self
+        moved = tuple(replace(o, position=(o.position[0] + dx, o.position[1] + dy)) for o in self.objects)
+        return replace(self, objects=moved)
+
 
 def configuration_seed(task: str, setting: str, index: int) -> int:
     """A stable seed for (task, setting, index), the same on every machine and run."""
