@@ -308,9 +308,19 @@ def test_teleoperating_the_simulator_records_a_demonstration(robot: str, tmp_pat
         hand["a"] = 0
         operate(0.3)
 
+    reports: list = []
+    if robot == "lite6":  # lite6_node streams only once the simulated controller is in servo mode
+        from xarm_msgs.msg import RobotMsg
+
+        node.create_subscription(RobotMsg, "/ufactory/robot_states", reports.append, 10)
+
+    def ready() -> bool:
+        servo = robot != "lite6" or (reports and reports[-1].mode == 1 and reports[-1].state == 2)
+        return bool(states) and bool(servo) and node.count_subscribers("/q2r_right_hand_inputs") > 0
+
     try:
         deadline = time.monotonic() + 60
-        while (not states or node.count_subscribers("/q2r_right_hand_inputs") == 0) and time.monotonic() < deadline:
+        while not ready() and time.monotonic() < deadline:
             operate(0.2)
         operate(1.0)
         start_position = states[-1].position.copy()
