@@ -143,8 +143,12 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
             feed.publish(rgb, depth)
 
         def bad() -> None:
+            # One at a time: the node keeps only the newest frame set, so back to back on a loaded
+            # machine the first would be replaced before it is read.
             feed.publish(rgb, depth[::2, ::2].copy())  # size mismatch
+            spin_for(node, 0.3)
             feed.publish(rgb[..., 0].copy(), depth, color_encoding="mono8")  # not a colour image
+            spin_for(node, 0.3)
             feed.publish(rgb, (depth // 256).astype(np.uint8), depth_encoding="mono8")  # depth of the wrong encoding
 
         first_results(node, results, good)
