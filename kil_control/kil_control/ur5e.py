@@ -10,7 +10,7 @@ top. Joint order: shoulder_pan, shoulder_lift, elbow, wrist_1, wrist_2, wrist_3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -122,3 +122,101 @@ def nearest_solution(
         if cost < best_cost:
             best, best_cost = candidate, cost
     return best
+
+
+@dataclass(frozen=True)
+class JointServoConfig:
+    """How a stream of TCP targets becomes joint commands (``JointServo``)."""
+
+    max_step_rad: float = 0.024
+    """Largest joint change per command (rad); a longer one is shortened (the arm lags). The
+    default at ur5e_node's 125 Hz is 3.0 rad/s, under the UR5e's 180 deg/s joint speed, so the arm
+    keeps up with its commands."""
+    max_jump_rad: float = 0.15
+    """Largest joint change between the IK solutions of consecutive targets (rad); beyond it the
+    target is refused: another IK branch (a wrist flip) or a target far off."""
+    resync_tolerance_rad: float = 0.2
+    """Measured joints this far from the last command: the arm was moved by something else (or
+    stopped); the next target counts from the measured joints (rad)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_step_rad < self.max_jump_rad:
+            raise ValueError(
+                f"JointServoConfig: need 0 < max_step_rad < max_jump_rad, got {self.max_step_rad}, {self.max_jump_rad}"
+            )
+        if self.resync_tolerance_rad <= 0:
+            raise ValueError(f"JointServoConfig: resync_tolerance_rad must be > 0, got {self.resync_tolerance_rad}")
+
+
+@dataclass
+class ServoCommand:
+    """One target's outcome: ``joints`` to command (None: refused, the arm holds), why it was
+    refused (``refused``: "reach" or "jump", with ``reason``), or why it was shortened."""
+
+    joints: np.ndarray | None
+    refused: str = ""
+    reason: str = ""
+    shortened: str = ""
+
+
+@dataclass
+class JointServo:
+    """Joint commands for a stream of flange targets, on one IK branch.
+
+    Each target is solved with the closed-form IK, taking the solution nearest the previous
+    target's solution (not the last command: when the arm lags a fast turn, the commands trail
+    the targets, and the solution nearest a trailing command can be another branch). A solution
+    more than ``max_jump_rad`` from the previous one is refused (consecutive targets are
+    milliseconds apart: such a jump is a wrist flip or a target far off, never a path). Commands
+    then move towards the solution by at most ``max_step_rad`` each, so the arm follows a fast
+    turn at its joint speed instead of being refused.
+    """
+
+    config: JointServoConfig = field(default_factory=JointServoConfig)
+    dh: DH = field(default_factory=DH)
+    solution: np.ndarray | None = None
+    command: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the stream: the next target counts from the measured joints."""
+        self.solution = self.command = None
+
+    def step(self, flange: np.ndarray, joints: np.ndarray) -> ServoCommand:
+        """The command for a flange target (4, 4) in base, given the measured ``joints`` (6,)."""
+        joints = np.asarray(joints, np.float64)
+        if self.command is not None and np.max(np.abs(joints - self.command)) > self.config.resync_tolerance_rad:
+            self.reset()  # the arm is elsewhere: start from its joints
+        seed = self.solution if self.solution is not None else joints
+        solution = nearest_solution(flange, seed, self.dh)
+        if solution is None:
+            return ServoCommand(None, "reach", self._unreachable(flange))
+        jump = np.abs(solution - seed)
+        if jump.max() > self.config.max_jump_rad:
+            self.reset()
+            joint = JOINT_NAMES[int(np.argmax(jump))]
+            reason = (
+                f"a {jump.max():.3f} rad {joint} jump from the previous target's solution (another IK branch, "
+                f"or a target far off; max_joint_jump_rad {self.config.max_jump_rad})"
+            )
+            return ServoCommand(None, "jump", reason)
+        start = self.command if self.command is not None else joints
+        delta = solution - start
+        step = float(np.max(np.abs(delta)))
+        shortened = ""
+        if step > self.config.max_step_rad:
+            joint = JOINT_NAMES[int(np.argmax(np.abs(delta)))]
+            shortened = f"a {step:.3f} rad {joint} step shortened to max_joint_step_rad {self.config.max_step_rad}"
+            delta = delta * (self.config.max_step_rad / step)
+        self.solution, self.command = solution, start + delta
+        return ServoCommand(self.command.copy(), shortened=shortened)
+
+    def _unreachable(self, flange: np.ndarray) -> str:
+        """Why ``flange`` has no solution: out of reach (where the wrist centre is) or only beyond +-360 deg."""
+        if inverse(flange, self.dh):
+            return "reachable only with a joint beyond +-360 deg from the arm's joints"
+        wrist = np.asarray(flange, np.float64) @ np.array([0.0, 0.0, -self.dh.d6, 1.0])
+        radius, reach = float(np.hypot(wrist[0], wrist[1])), float(np.linalg.norm(wrist[:3] - [0, 0, self.dh.d1]))
+        return (
+            f"out of reach: no IK solution (wrist centre {radius:.3f} m from the base axis, shoulder offset d4 "
+            f"{self.dh.d4} m; {reach:.3f} m from the shoulder, arm {abs(self.dh.a2) + abs(self.dh.a3):.3f} m)"
+        )

@@ -5,16 +5,16 @@ In: /joint_states (sensor_msgs/JointState from ur_robot_driver), /kil/servo_targ
 /kil/gripper_command (std_msgs/Float32; a gripper driver listens to it too).
 Out: /kil/robot_state (forward kinematics of the joints, TCP = tool0 + ``tcp_offset_m`` along
 its z axis) and /forward_position_controller/commands (std_msgs/Float64MultiArray, joint
-positions in the driver's order; activate ``forward_position_controller``). Each target goes
-through the closed-form IK (``kil_control.ur5e``), nearest solution to the last command; a target
-is refused (throttled warning; the controller keeps the last command) when joint states are
-older than ``state_timeout_s``, when it is out of reach or only reachable beyond a joint's +-360
-deg, or when a joint would move more than
-``max_joint_jump_rad`` in one command (another IK branch, or a target far off); a step between
-``max_joint_step_rad`` and that is shortened to ``max_joint_step_rad`` along the joint-space line
-(the arm lags the setpoints for a moment instead of stalling). Steps count from the last command,
-or from the measured joints when they are more than ``resync_tolerance_rad`` from it (the arm was
-moved by something else).
+positions in the driver's order; activate ``forward_position_controller``). Targets become joint
+commands in ``kil_control.ur5e.JointServo``: each solved by the closed-form IK, nearest the previous
+target's solution (one branch along a path, even while the arm lags a fast turn); refused (throttled
+warning; the controller keeps the last command) when joint states are older than
+``state_timeout_s``, when the target is out of reach or only reachable beyond a joint's +-360 deg, or
+when its solution is more than ``max_joint_jump_rad`` from the previous target's (a wrist flip, or a
+target far off). Commands move towards the solution by at most ``max_joint_step_rad`` each (the arm
+follows a turn faster than its joints at their speed, lagging for a moment, instead of stalling).
+Steps count from the last command, or from the measured joints when they are more than
+``resync_tolerance_rad`` from it (the arm was moved by something else).
 /diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
 after a refused target (with the reason); values: targets sent/refused, state age
 (``kil_control.adapter_status``).
@@ -32,7 +32,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float64MultiArray
 
 from kil_control.adapter_status import AdapterStatus
-from kil_control.ur5e import JOINT_NAMES, forward, nearest_solution
+from kil_control.ur5e import JOINT_NAMES, JointServo, JointServoConfig, forward
 from kil_interfaces import conversion
 from kil_interfaces.data import RobotStateData
 from kil_interfaces.diagnostics import Check, Diagnostics
@@ -49,19 +49,26 @@ class Ur5eNode(Node):
         p = partial(declare, self)
         self.base_frame = p("base_frame", "base", "the controller's base frame (frame of targets and states)")
         offset = p("tcp_offset_m", 0.0, "TCP distance from the tool0 flange along its z axis (m)")
-        self.max_step = p("max_joint_step_rad", 0.03, "largest joint change per command (rad); longer: shortened")
-        self.max_jump = p("max_joint_jump_rad", 0.15, "a joint change per command beyond this is refused (rad)")
-        if not 0 < self.max_step < self.max_jump:
-            raise ValueError("parameters must satisfy 0 < max_joint_step_rad < max_joint_jump_rad")
-        self.resync = p(
-            "resync_tolerance_rad", 0.2, "joints this far from the last command: the next starts from them (rad)"
-        )
+        defaults = JointServoConfig()
+        servo = JointServoConfig(
+            max_step_rad=p(
+                "max_joint_step_rad", defaults.max_step_rad, "largest joint change per command (rad); longer: shortened"
+            ),
+            max_jump_rad=p(
+                "max_joint_jump_rad", defaults.max_jump_rad,
+                "a joint change beyond this between consecutive targets' IK solutions is refused (rad)",
+            ),
+            resync_tolerance_rad=p(
+                "resync_tolerance_rad", defaults.resync_tolerance_rad,
+                "joints this far from the last command: the next starts from them (rad)",
+            ),
+        )  # fmt: skip
+        self.servo = JointServo(servo)
         self.timeout_ns = round(p("state_timeout_s", 0.1, "joint states older than this stop commands (s)") * 1e9)
         self.tcp = np.eye(4)
         self.tcp[2, 3] = offset
         self.joints: np.ndarray | None = None
         self.joints_stamp = 0
-        self.last_command: np.ndarray | None = None
         self.gripper = 1.0
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.create_subscription(JointState, "joint_states", self._on_joints, 10)
@@ -72,7 +79,7 @@ class Ur5eNode(Node):
         self.status = AdapterStatus("/joint_states")
         self.diagnostics = Diagnostics(self, hardware_id="ur5e")
         self.diagnostics.add("arm", self._check_arm)
-        self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps < {self.max_step} rad")
+        self.get_logger().info(f"UR5e adapter: TCP {offset} m beyond tool0, joint steps <= {servo.max_step_rad} rad")
 
     def _on_joints(self, msg: JointState) -> None:
         index = {name: i for i, name in enumerate(msg.name)}
@@ -96,33 +103,20 @@ class Ur5eNode(Node):
         now = self.get_clock().now().nanoseconds
         if self.joints is None or now - self.joints_stamp > self.timeout_ns:
             self._refuse("stale", "no fresh /joint_states: servo targets refused", now)
-            self.last_command = None
+            self.servo.reset()
             return
         p, q = msg.pose.position, msg.pose.orientation
         target = np.eye(4)
         target[:3, :3] = quat_to_matrix(np.array([q.x, q.y, q.z, q.w]))
         target[:3, 3] = [p.x, p.y, p.z]
-        if self.last_command is not None and np.max(np.abs(self.joints - self.last_command)) > self.resync:
-            self.last_command = None  # the arm is elsewhere (moved by something else): start from its joints
-        reference = self.last_command if self.last_command is not None else self.joints
-        solution = nearest_solution(target @ np.linalg.inv(self.tcp), reference)
-        if solution is None:
-            where = f"({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
-            self._refuse("reach", f"servo target {where} is out of reach or beyond the joint limits: refused", now)
+        result = self.servo.step(target @ np.linalg.inv(self.tcp), self.joints)
+        where = f"({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
+        if result.joints is None:
+            self._refuse(result.refused, f"servo target {where}: {result.reason}: refused", now)
             return
-        step = float(np.max(np.abs(solution - reference)))
-        if step > self.max_jump:  # another IK branch, or a target far off: never jumped to
-            self._refuse("step", f"a {step:.3f} rad joint step (max_joint_jump_rad {self.max_jump}): refused", now)
-            self.last_command = None  # start again from the measured joints
-            return
-        if step > self.max_step:  # a little faster than the joints may go: slowed, not dropped
-            solution = reference + (solution - reference) * (self.max_step / step)
-            joint = JOINT_NAMES[int(np.argmax(np.abs(solution - reference)))]
-            where = f"TCP ({p.x:.3f}, {p.y:.3f}, {p.z:.3f})"
-            shortened = f"a {step:.3f} rad {joint} step at {where} shortened to max_joint_step_rad {self.max_step}"
-            self._warn("slowed", shortened)
-        self.last_command = solution
-        self.command_pub.publish(Float64MultiArray(data=[float(v) for v in solution]))
+        if result.shortened:  # faster than the joints may go: slowed, not dropped
+            self._warn("slowed", f"{result.shortened} at TCP {where}")
+        self.command_pub.publish(Float64MultiArray(data=[float(v) for v in result.joints]))
         self.status.on_sent()
 
     def _refuse(self, kind: str, reason: str, now_ns: int) -> None:

@@ -14,7 +14,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from kil_control.ur5e import DH, JOINT_NAMES, forward, inverse, nearest_solution
+from kil_control.ur5e import DH, JOINT_NAMES, JointServo, JointServoConfig, forward, inverse, nearest_solution
 from kil_control.ur5e_node import Ur5eNode
 from kil_interfaces import conversion as cv
 from kil_interfaces.diagnostics import ERROR, OK, WARN
@@ -93,9 +93,10 @@ def test_ur5e_node_over_dds() -> None:
         np.testing.assert_allclose(commands[-1].data, HOME + 2 * step, atol=1e-8)
         listener = DiagnosticsListener(robot)
         assert listener.wait(spin, "ur5e_node: arm", (OK,)).message == "servoing"
-        send(HOME + 2 * step + [0.05, 0, 0, 0, 0, 0])  # a 0.05 rad step: shortened to 0.03 rad
+        max_step = JointServoConfig().max_step_rad
+        send(HOME + 2 * step + [0.05, 0, 0, 0, 0, 0])  # a 0.05 rad step: shortened to max_joint_step_rad
         assert len(commands) == 3
-        np.testing.assert_allclose(commands[-1].data, HOME + 2 * step + [0.03, 0, 0, 0, 0, 0], atol=1e-8)
+        np.testing.assert_allclose(commands[-1].data, HOME + 2 * step + [max_step, 0, 0, 0, 0, 0], atol=1e-8)
         # Moved by something else (the teach pendant) 0.3 rad from the last command: the next target
         # near the arm counts its step from the measured joints (resync_tolerance_rad), not refused.
         joints["q"] = np.array(commands[-1].data) + [0.3, 0, 0, 0, 0, 0]
@@ -106,7 +107,7 @@ def test_ur5e_node_over_dds() -> None:
         joints["q"] = np.array(commands[-1].data)  # the arm got there
         send(joints["q"] + [0.2, 0, 0, 0, 0, 0])  # a 0.2 rad jump: refused
         assert len(commands) == 4
-        refused = listener.wait(spin, "ur5e_node: arm", (WARN,), message="joint step (max_joint_jump_rad 0.15)")
+        refused = listener.wait(spin, "ur5e_node: arm", (WARN,), message="jump from the previous target's solution")
         assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
         joints["publish"] = False
         spin(0.3)
@@ -123,3 +124,40 @@ def test_ur5e_node_over_dds() -> None:
 @pytest.mark.parametrize("q", [HOME, np.array([0.5, -1.0, 1.2, -1.9, -1.4, 0.8])])
 def test_nearest_solution_keeps_the_configuration(q: np.ndarray) -> None:
     np.testing.assert_allclose(nearest_solution(forward(q), q), q, atol=1e-8)
+
+
+def test_joint_servo_follows_a_turn_faster_than_the_joints_on_one_branch() -> None:
+    """A wrist turning 0.05 rad per target (twice what a command may move): every target is
+    accepted, each command moves at most max_step_rad, and the arm arrives once the turn stops.
+    Seeded from the trailing command instead of the previous target's solution, the growing lag
+    would read as a jump and the stream would be refused."""
+    servo = JointServo()
+    max_step = servo.config.max_step_rad
+    joints = HOME.copy()
+    targets = [HOME + [0, 0, 0, 0.05 * k, 0, 0] for k in range(1, 31)] + [HOME + [0, 0, 0, 1.5, 0, 0]] * 40
+    for target in targets:
+        result = servo.step(forward(target), joints)
+        assert result.joints is not None, result.reason
+        assert np.max(np.abs(result.joints - joints)) <= max_step + 1e-9
+        joints = result.joints  # the arm follows its commands
+    np.testing.assert_allclose(joints, HOME + [0, 0, 0, 1.5, 0, 0], atol=1e-8)
+
+
+def test_joint_servo_refuses_a_jump_and_restarts_from_the_arm() -> None:
+    servo = JointServo()
+    joints = HOME.copy()
+    assert servo.step(forward(HOME + [0.01, 0, 0, 0, 0, 0]), joints).joints is not None
+    far = servo.step(forward(HOME + [0.5, 0, 0, 0, 0, 0]), joints)  # consecutive targets 0.49 rad apart
+    assert far.joints is None and far.refused == "jump" and "shoulder_pan_joint" in far.reason
+    assert servo.solution is None and servo.command is None  # the next target counts from the arm
+    assert servo.step(forward(HOME + [0.005, 0, 0, 0, 0, 0]), joints).joints is not None
+    unreachable = forward(HOME)
+    unreachable[0, 3] += 2.0
+    assert servo.step(unreachable, joints).refused == "reach"
+
+
+def test_joint_servo_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_step_rad < max_jump_rad"):
+        JointServoConfig(max_step_rad=0.2, max_jump_rad=0.15)
+    with pytest.raises(ValueError, match="resync_tolerance_rad"):
+        JointServoConfig(resync_tolerance_rad=0.0)

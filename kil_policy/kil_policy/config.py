@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-from kil_interfaces.representation import PROPRIO_ROTATIONS
+from kil_interfaces.representation import proprio_dim as proprio_width
 
 #: Action: position (3) + 6-D rotation (first two columns of R) + gripper (1).
 ACTION_DIM = 10
@@ -160,8 +160,10 @@ class PolicyConfig:
             raise ValueError(f"image_norm must be group or batch, got {self.image_norm!r}")
         if self.image_pool not in ("gap", "spatial_softmax"):
             raise ValueError(f"image_pool must be gap or spatial_softmax, got {self.image_pool!r}")
-        if self.proprio_rotation not in PROPRIO_ROTATIONS:
-            raise ValueError(f"proprio_rotation must be euler or rot6d, got {self.proprio_rotation!r}")
+        try:
+            proprio_width(self.proprio_rotation)
+        except ValueError as error:
+            raise ValueError(f"proprio_rotation: {error}") from None
         if self.observation == "s2" and not self.mask_categories:
             raise ValueError("observation s2 needs mask_categories: the object categories its mask shows")
         if self.n_obs_steps < 1:
@@ -180,7 +182,7 @@ class PolicyConfig:
     @property
     def proprio_dim(self) -> int:
         """Width P of the proprioception vector (7 with Euler angles, 10 with the 6-D rotation)."""
-        return PROPRIO_ROTATIONS[self.proprio_rotation]
+        return proprio_width(self.proprio_rotation)
 
     @property
     def uses_images(self) -> bool:

@@ -102,6 +102,31 @@ def _rz(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+HALF_TURN_DOT = 0.02
+"""|q0 . q1| below this (within ~2.3 deg of a half turn): the turn goes the way the waypoint is written."""
+
+
+def _canonical(quaternion: np.ndarray) -> np.ndarray:
+    """(4,) the sign of ``quaternion`` whose largest-magnitude component is positive."""
+    q = np.asarray(quaternion, np.float64)
+    return q if q[int(np.argmax(np.abs(q)))] >= 0.0 else -q
+
+
+def _turn(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
+    """(4,) orientation at fraction ``s`` of the turn from q0 to q1 (x, y, z, w).
+
+    The shorter arc, except near a half turn, where both arcs are as long and the shorter one is
+    decided by the sign of noise on q0 (an arm's forward kinematics): there the turn follows q1 as
+    written (no sign flip), so a demonstration turns the same way on every robot.
+    """
+    dot = float(np.dot(q0, q1))
+    if abs(dot) >= HALF_TURN_DOT:
+        return quat_slerp(q0, q1, s)
+    theta = math.acos(dot)  # in (pi/2 - 0.02, pi/2 + 0.02): sin(theta) is ~1
+    out = math.sin((1.0 - s) * theta) * np.asarray(q0) + math.sin(s * theta) * np.asarray(q1)
+    return out / np.linalg.norm(out)
+
+
 class ScriptedExpert:
     """Drives one episode of a task; call :meth:`act` once per control period.
 
@@ -119,7 +144,7 @@ class ScriptedExpert:
         self.style = ExpertStyle.sample(rng)
         self.dt = 1.0 / rate_hz
         position, quaternion = world.commanded_tcp_pose()
-        self._position, self._quaternion, self._gripper = position, quaternion, OPEN
+        self._position, self._quaternion, self._gripper = position, _canonical(quaternion), OPEN
         self._queue: list[tuple[np.ndarray, np.ndarray, float]] = []
         self._waypoints = _PLANS[spec.category](self)
         self.done = False
@@ -151,7 +176,7 @@ class ScriptedExpert:
             out.append(
                 (
                     start_p + s * (wp.position - start_p),
-                    quat_slerp(start_q, wp.quaternion, s),
+                    _turn(start_q, wp.quaternion, s),
                     start_g + s * (wp.gripper - start_g),
                 )
             )

@@ -70,3 +70,45 @@ def test_unknown_task_and_setting_are_named() -> None:
         sample_configuration("fold_laundry", "in_distribution", 0)
     with pytest.raises(ValueError, match="unknown setting 'outdoors'"):
         sample_configuration("place_mug", "outdoors", 0)
+
+
+class _StartedAt:
+    """The simulator, but the expert's starting orientation reads as an arm reports it."""
+
+    def __init__(self, world, quaternion: np.ndarray) -> None:
+        self._world, self._quaternion = world, quaternion
+
+    def commanded_tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._world.commanded_tcp_pose()[0], self._quaternion
+
+    def __getattr__(self, name: str):
+        return getattr(self._world, name)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("noise", [0.0, 1e-7, -1e-7])
+def test_the_experts_half_turn_to_a_side_grasp_goes_one_way_whatever_the_start_quaternion(
+    sign: float, noise: float
+) -> None:
+    """pour_bottle's side grasp is a half turn from tool-down, where the two arcs are as long: an
+    arm's forward kinematics reports tool-down as +-(1, 0, 0, 0) with 1e-7 noise, and the shorter
+    arc flipped with that noise (live on the UR5e the tool swung the other way, through a pose with
+    the wrist over the base axis, and the adapter refused it). The tool axis follows one path."""
+    from kil_interfaces.rotations import quat_to_matrix
+    from kil_sim.expert import ScriptedExpert
+
+    configuration = evaluation_configurations("pour_bottle", "in_distribution", 1)[0]
+    world = configuration.make_world()
+    try:
+        exact = world.commanded_tcp_pose()[1]
+        np.testing.assert_allclose(np.abs(exact), [1.0, 0.0, 0.0, 0.0], atol=1e-9)
+        start = np.array([1.0, noise, noise, noise]) * np.sign(exact[0]) * sign
+        paths = []
+        for q in (exact, start / np.linalg.norm(start)):
+            expert = ScriptedExpert(TASKS["pour_bottle"], _StartedAt(world, q), np.random.default_rng(0))
+            paths.append(np.array([quat_to_matrix(expert.act()[1])[:, 2] for _ in range(40)]))
+    finally:
+        world.close()
+    turned = np.degrees(np.arccos(np.clip(paths[0] @ [0.0, 0.0, -1.0], -1, 1)))
+    assert turned.max() > 80.0  # the path does include the turn to the side grasp
+    np.testing.assert_allclose(paths[1], paths[0], atol=1e-5)
