@@ -9,6 +9,10 @@ controller rejects (or jerks towards) a target far from its current pose, so
 - the robot state is fresh (``state_timeout_s``) and reports no error, in servo mode (1);
 - the first target after (re)starting is within ``first_target_tolerance_m`` of the measured
   pose (the interpolator starts at the robot's pose, so this holds unless something is wrong);
+  a first target farther off but within ``resync_distance_m`` (a stream that began before servo
+  mode, or after the arm crept a few millimetres) is ramped in: the gate sends points from the
+  measured pose towards the latest target, ``ramp_step_m`` per command, until it has caught up with
+  the stream (a stream farther off is refused: the interpolator restarts from the arm);
 - every later step is shorter than ``max_step_m`` (xArm's rule: < 10 mm per servo command).
 
 Anything else is refused with the reason, and the gate re-synchronises: the next target must
@@ -56,39 +60,52 @@ class XArmState:
 
 @dataclass
 class ServoGateConfig:
+    """The gate's rules (see the module docstring); distances in m, per servo command."""
+
     max_step_m: float = 0.0095
     first_target_tolerance_m: float = 0.005
     state_timeout_s: float = 0.2
     resync_distance_m: float = 0.05
+    ramp_step_m: float = 0.002
+    """Step of a ramp-in (0.4 m/s at 200 Hz: faster than the interpolator's setpoints move, so the
+    ramp catches up with the stream)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_step_m < 0.01:
             raise ValueError(f"max_step_m must be in (0, 0.01) m (xArm servo rule), got {self.max_step_m}")
         if self.first_target_tolerance_m <= 0 or self.state_timeout_s <= 0 or self.resync_distance_m <= 0:
             raise ValueError("first_target_tolerance_m, state_timeout_s and resync_distance_m must be > 0")
+        if not 0 < self.ramp_step_m <= self.max_step_m:
+            raise ValueError(f"ramp_step_m must be in (0, max_step_m {self.max_step_m}], got {self.ramp_step_m}")
 
 
 class ServoGate:
-    """Decides whether a servo target may be sent (see the module docstring)."""
+    """Decides what may be sent for each servo target (see the module docstring)."""
 
     def __init__(self, config: ServoGateConfig | None = None) -> None:
         self.config = config or ServoGateConfig()
         self.last_sent: np.ndarray | None = None
+        self.ramping = False
 
     def resync(self) -> None:
         """The next target must start at the measured pose again."""
         self.last_sent = None
+        self.ramping = False
 
-    def check(self, target_m: np.ndarray, state: XArmState | None, now_ns: int) -> str | None:
-        """None when ``target_m`` may be sent now (and it becomes the last target), else why not."""
-        problem = self._problem(np.asarray(target_m, np.float64), state, now_ns)
+    def admit(self, target_m: np.ndarray, state: XArmState | None, now_ns: int) -> tuple[np.ndarray | None, str]:
+        """The position (3,) to send for ``target_m`` now — the target, or during a ramp-in a point
+        on the way to it — and a note (ramping in); or None and why it is refused."""
+        target = np.asarray(target_m, np.float64)
+        problem = self._problem(state, now_ns)
         if problem is None:
-            self.last_sent = np.asarray(target_m, np.float64).copy()
-        else:
-            self.resync()
-        return problem
+            position, problem = self._position(target, state)
+            if position is not None:
+                self.last_sent = position.copy()
+                return position, problem
+        self.resync()
+        return None, problem
 
-    def _problem(self, target: np.ndarray, state: XArmState | None, now_ns: int) -> str | None:
+    def _problem(self, state: XArmState | None, now_ns: int) -> str | None:
         c = self.config
         if state is None:
             return "no robot state received yet"
@@ -99,20 +116,40 @@ class ServoGate:
             return f"the controller reports error {state.error}; clear it (clean_error) and restart servo mode"
         if state.mode != SERVO_MODE:
             return f"the controller is in mode {state.mode}, not servo mode {SERVO_MODE}"
+        return None
+
+    def _position(self, target: np.ndarray, state: XArmState) -> tuple[np.ndarray | None, str]:
+        c = self.config
         if self.last_sent is not None and np.linalg.norm(state.position - self.last_sent) > c.resync_distance_m:
-            self.last_sent = None  # the arm is elsewhere: the stream must start again at its pose
+            self.resync()  # the arm is elsewhere: the stream must start again at its pose
         if self.last_sent is None:
             offset = float(np.linalg.norm(target - state.position))
-            if offset > c.first_target_tolerance_m:
-                return (
-                    f"the first target is {1000 * offset:.1f} mm from the robot's pose "
-                    f"(first_target_tolerance_m {c.first_target_tolerance_m}); servo streams must start at the pose"
+            if offset <= c.first_target_tolerance_m:
+                return target, ""
+            if offset > c.resync_distance_m:
+                return None, (
+                    f"the first target is {1000 * offset:.1f} mm from the robot's pose (beyond resync_distance_m "
+                    f"{c.resync_distance_m}); servo streams must start at the pose"
                 )
-            return None
-        step = float(np.linalg.norm(target - self.last_sent))
-        if step > c.max_step_m:
-            return f"a {1000 * step:.1f} mm step (max_step_m {c.max_step_m}); is the interpolator's step limit lower?"
-        return None
+            self.ramping = True
+            return self._ramp(state.position, target, offset)
+        gap = float(np.linalg.norm(target - self.last_sent))
+        if self.ramping:
+            if gap > c.resync_distance_m:
+                return None, f"the stream ran {1000 * gap:.1f} mm ahead of the ramp-in (resync_distance_m)"
+            return self._ramp(self.last_sent, target, gap)
+        if gap > c.max_step_m:
+            limit = f"max_step_m {c.max_step_m}"
+            return None, f"a {1000 * gap:.1f} mm step ({limit}); is the interpolator's step limit lower?"
+        return target, ""
+
+    def _ramp(self, start: np.ndarray, target: np.ndarray, gap: float) -> tuple[np.ndarray, str]:
+        """The next ramp-in point from ``start`` towards ``target`` (``gap`` apart)."""
+        step = self.config.ramp_step_m
+        if gap <= step:
+            self.ramping = False  # caught up: the stream goes through as it is from now on
+            return target, ""
+        return start + (target - start) * (step / gap), f"ramping in: {1000 * gap:.1f} mm behind the stream"
 
 
 class GripperLatch:

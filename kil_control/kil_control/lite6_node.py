@@ -10,7 +10,9 @@ motors and switches to servo mode (``motion_enable``, ``set_mode`` 1, ``set_stat
 answered before the next; a refusal or a missing service within ``driver_timeout_s`` stops the
 node with the controller's message). Targets refused by the gate or by the controller (a
 non-zero ``ret``, e.g. -8 out of range) are logged (throttled) with the reason; the arm then
-keeps its last target.
+keeps its last target. A stream that starts a few millimetres to ``resync_distance_m`` off the arm
+(begun before servo mode, say) is ramped in by the gate, ``ramp_step_m`` per target, instead of
+refused.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
 other than servo; WARN while waiting for states or right after a refused target (with the reason);
 values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``).
@@ -141,6 +143,11 @@ class Lite6Node(Node):
                 resync_distance_m=p(
                     "resync_distance_m", 0.05, "the arm this far from the last target: streams start at its pose (m)"
                 ),
+                ramp_step_m=p(
+                    "ramp_step_m",
+                    0.002,
+                    "a stream starting up to resync_distance_m off: ramped in by this per target (m)",
+                ),
             )
         )
         self.latch = GripperLatch()
@@ -181,12 +188,14 @@ class Lite6Node(Node):
         p, q = msg.pose.position, msg.pose.orientation
         position = np.array([p.x, p.y, p.z])
         now = self.get_clock().now().nanoseconds
-        problem = self.gate.check(position, self.state, now)
-        if problem is not None:
-            self.status.on_refused(problem, now)
-            self._warn("gate", f"servo target refused: {problem}")
+        sent, note = self.gate.admit(position, self.state, now)
+        if sent is None:
+            self.status.on_refused(note, now)
+            self._warn("gate", f"servo target refused: {note}")
             return
-        self.driver.servo(pose_to_xarm(position, np.array([q.x, q.y, q.z, q.w])))
+        if note:
+            self._warn("ramp", note)
+        self.driver.servo(pose_to_xarm(sent, np.array([q.x, q.y, q.z, q.w])))
         self.status.on_sent()
 
     def _on_driver_refused(self, reason: str) -> None:

@@ -44,23 +44,65 @@ def test_servo_gate_rules() -> None:
     gate = ServoGate(ServoGateConfig(max_step_m=0.009, first_target_tolerance_m=0.005, state_timeout_s=0.2))
     now = 10**10
     here = np.array([0.25, -0.03, 0.18])
-    assert gate.check(here, None, now) == "no robot state received yet"
-    assert "old" in gate.check(here, _state(now - 300_000_000), now)
-    assert "error 31" in gate.check(here, _state(now, error=31), now)
-    assert "mode 0" in gate.check(here, _state(now, mode=0), now)
-    assert "first target is 20.0 mm" in gate.check(here + [0.02, 0, 0], _state(now), now)
-    assert gate.check(here + [0.003, 0, 0], _state(now), now) is None  # within the first-target tolerance
-    assert gate.check(here + [0.011, 0, 0], _state(now), now) is None  # an 8 mm step
-    assert "12.0 mm step" in gate.check(here + [0.023, 0, 0], _state(now), now)
+
+    def check(target, state):
+        sent, note = gate.admit(target, state, now)
+        assert sent is None or note == "", note  # no ramp-in in these cases
+        return note if sent is None else None
+
+    assert check(here, None) == "no robot state received yet"
+    assert "old" in check(here, _state(now - 300_000_000))
+    assert "error 31" in check(here, _state(now, error=31))
+    assert "mode 0" in check(here, _state(now, mode=0))
+    assert "first target is 60.0 mm" in check(here + [0.06, 0, 0], _state(now))  # beyond resync_distance_m
+    assert check(here + [0.003, 0, 0], _state(now)) is None  # within the first-target tolerance
+    assert check(here + [0.011, 0, 0], _state(now)) is None  # an 8 mm step
+    assert "12.0 mm step" in check(here + [0.023, 0, 0], _state(now))
     # refused -> resynchronised: continuing from the last sent target is no longer accepted
-    assert "first target" in gate.check(here + [0.019, 0, 0], _state(now), now)
-    assert gate.check(here, _state(now), now) is None
+    assert "first target is 70.0 mm" in check(here + [0.07, 0, 0], _state(now))
+    assert check(here, _state(now)) is None
     # the arm is moved 10 cm away by something else: the stream must start again where it is
     elsewhere = here + [0.0, 0.1, 0.0]
-    assert "first target is 100.0 mm" in gate.check(here + [0.002, 0, 0], _state(now, position=elsewhere), now)
-    assert gate.check(elsewhere, _state(now, position=elsewhere), now) is None
+    assert "first target is 100.0 mm" in check(here + [0.002, 0, 0], _state(now, position=elsewhere))
+    assert check(elsewhere, _state(now, position=elsewhere)) is None
     with pytest.raises(ValueError, match="xArm servo rule"):
         ServoGateConfig(max_step_m=0.02)
+    with pytest.raises(ValueError, match="ramp_step_m"):
+        ServoGateConfig(ramp_step_m=0.0)
+
+
+def test_a_stream_starting_off_the_arm_is_ramped_in_and_then_followed() -> None:
+    """The stream began 20 mm from the arm (before servo mode) and moves on at 1 mm per target:
+    the gate walks the arm to it ramp_step_m per target from the measured pose, never a step over
+    the xArm's rule, catches up, then passes the stream through as it is."""
+    gate = ServoGate(ServoGateConfig(ramp_step_m=0.002))
+    now = 10**10
+    arm = np.array([0.25, -0.03, 0.18])
+    stream = arm + [0.02, 0.0, 0.0] + np.arange(60)[:, None] * [0.0, 0.001, 0.0]
+    sent, notes = [], []
+    for target in stream:
+        position, note = gate.admit(target, _state(now, position=arm), now)
+        assert position is not None, note
+        sent.append(position)
+        notes.append(note)
+        arm = position  # the arm follows what was sent
+    steps = np.linalg.norm(np.diff(np.array([stream[0] - [0.02, 0, 0], *sent]), axis=0), axis=1)
+    assert steps.max() <= 0.002 + 1e-9  # the ramp never jumps
+    assert "ramping in: 20.0 mm behind the stream" == notes[0]
+    caught = notes.index("")
+    assert 5 < caught < 40 and not any(notes[caught:])
+    np.testing.assert_allclose(sent[caught:], stream[caught:])  # then the stream itself
+
+
+def test_a_ramp_in_that_falls_too_far_behind_is_refused() -> None:
+    gate = ServoGate(ServoGateConfig(ramp_step_m=0.001))
+    now = 10**10
+    arm = np.array([0.25, -0.03, 0.18])
+    position, note = gate.admit(arm + [0.03, 0, 0], _state(now, position=arm), now)
+    assert position is not None and note.startswith("ramping in")
+    position, note = gate.admit(arm + [0.09, 0, 0], _state(now, position=position), now)
+    assert position is None and "ahead of the ramp-in" in note
+    assert gate.last_sent is None and not gate.ramping
 
 
 def test_gripper_latch() -> None:
@@ -142,6 +184,9 @@ def test_lite6_node_over_dds() -> None:
         assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
         target(256.0, frame="camera")  # wrong frame: dropped
         assert [round(p[0], 3) for p in fake.poses] == [251.0, 256.0]
+        for _ in range(6):  # a stream 12 mm off the arm (which stays at 250 mm): ramped in, 2 mm per target
+            target(262.0)
+        assert [round(p[0], 3) for p in fake.poses[2:]] == [252.0, 254.0, 256.0, 258.0, 260.0, 262.0]
         np.testing.assert_allclose(fake.poses[0][3:], POSE_MM[3:], atol=1e-6)
         for command in (0.0, 0.1, 1.0):
             gripper_pub.publish(Float32(data=command))
