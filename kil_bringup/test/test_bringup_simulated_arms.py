@@ -137,7 +137,8 @@ def test_ur5e_targets_beyond_reach_or_joint_limits_are_held(tmp_path) -> None:
         rclpy.try_shutdown()
         stop(processes)
     text = log.read_text()
-    assert "servo target (1.500, 0.000, 0.300) is out of reach or beyond the joint limits: refused" in text, text
+    assert "servo target (1.500, 0.000, 0.300): out of reach: no IK solution" in text, text
+    assert "refused" in text.split("out of reach: no IK solution", 1)[1].splitlines()[0], text
     assert "shoulder_pan_joint = 7.000 rad beyond its upper limit 6.283; holding the last target" in text, text
 
 

@@ -163,7 +163,9 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
         spin_for(node, 1.5, bad)
         assert process.poll() is None, "keypoint_node died on a bad frame"
         assert len(results) == count  # bad frames produced nothing
-        spin_for(node, 1.5, good)
+        deadline = time.monotonic() + 60  # a loaded machine may take a while to get the next one through
+        while len(results) == count and time.monotonic() < deadline:
+            spin_for(node, 0.2, good)
         assert len(results) > count  # and good ones still work
     assert "frame dropped" in log["output"] and "Traceback" not in log["output"]
     assert "depth encoding 'mono8' is not supported; use 16UC1 (mm) or 32FC1 (m)" in log["output"]
