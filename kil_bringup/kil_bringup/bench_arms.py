@@ -9,12 +9,13 @@ with the camera at ``--camera-hz`` (15 Hz, 320x240 by default) and sim_node aske
 ``--requested-rtf`` (2x by default); ``sim`` (the floating gripper, the same camera and
 controller) is the baseline measured in the same run. ``real_time_factor`` is what sim_node
 reports on /diagnostics (simulated seconds per wall second, median over the window after
-``--warmup``). sim_node advances physics by the elapsed wall time x the factor on a 100 Hz
-wall-clock tick, so the factor itself is met unless a tick stalls; what a higher factor costs
-shows in two ratios: ``control_rate_kept``, the servo targets received per simulated second over
-interpolator_node's ``rate_hz``, and ``camera_rate_kept``, the frames per simulated second over the
-camera's rate (1.0: all of them; /clock, and so every node on simulated time, moves in steps of
-factor x 10 ms, so the controllers see a coarser stream than in real time).
+``--warmup``). sim_node advances physics by the elapsed wall time x the factor on a wall-clock
+tick (``state_rate_hz``: the vendor controller's rate with a simulated arm, 100 Hz for ``sim``),
+so the factor itself is met unless a tick stalls; what a higher factor costs shows in two ratios:
+``control_rate_kept``, the servo targets received per simulated second over interpolator_node's
+``rate_hz``, and ``camera_rate_kept``, the frames per simulated second over the camera's rate
+(1.0: all of them; /clock, and so every node on simulated time, moves in steps of factor x one
+tick, so above 1x the controllers see a coarser stream than in real time).
 
 UR5e command latency: the wall time from a ``/kil/servo_target`` to the next
 ``/forward_position_controller/commands``, both received by this process (so it includes one DDS

@@ -283,11 +283,14 @@ def _robot_side(
                 f"robot:={robot} is the simulator's floating gripper already"
             )
         # Relative driver topics and services: they follow the namespace, so two simulated arms never meet.
+        # Physics (and /clock) tick at the vendor controller's rate, so at 1x the adapter's stream
+        # reaches the simulated controller at the rate it would reach the real one.
+        rate = _ROBOT[robot]["rate_hz"]
         if robot == "ur5e":
-            simulator = sim_node(robot=robot)
+            simulator = sim_node(robot=robot, state_rate_hz=rate)
             adapter = {"base_frame": base, "tcp_offset_m": SIM_TCP_OFFSET_M[robot]}
         else:
-            simulator = sim_node(robot=robot, xarm_hw_ns="ufactory")
+            simulator = sim_node(robot=robot, xarm_hw_ns="ufactory", state_rate_hz=rate)
             adapter = {"base_frame": base, "namespace": "ufactory"}
         return camera, [simulator, NodeSpec(f"{robot}_node", "kil_control", f"{robot}_node", adapter)]
     if robot in ("lite6", "ur5e"):

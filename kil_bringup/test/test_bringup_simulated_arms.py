@@ -50,6 +50,9 @@ def test_the_graph_puts_the_adapter_on_the_simulated_driver() -> None:
     lite6 = {n.name: n for n in teleop_graph("lite6", use_sim=True, namespace="left")}
     assert lite6["sim_node"].parameters["xarm_hw_ns"] == lite6["lite6_node"].parameters["namespace"] == "ufactory"
     assert lite6["sim_node"].namespace == lite6["lite6_node"].namespace == "left"
+    # physics and /clock tick at the vendor controller's rate (UR5e 125 Hz, Lite6 servo 200 Hz)
+    assert nodes["sim_node"].parameters["state_rate_hz"] == 125.0
+    assert lite6["sim_node"].parameters["state_rate_hz"] == 200.0
     with pytest.raises(ValueError, match="robot:=sim is the simulator's floating gripper already"):
         teleop_graph("sim", use_sim=True)
     with pytest.raises(ValueError, match="use camera:=sim"):
