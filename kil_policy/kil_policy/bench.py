@@ -252,15 +252,14 @@ def _graph_train_rate(config: PolicyConfig, device: torch.device, batch_size: in
 
 
 def _train_rate(config: PolicyConfig, device: torch.device, batch_size: int, iterations: int, optimised: bool) -> float:
-    """Samples/s. Optimised = what train.py does (multi-tensor AdamW on CPU; fused AdamW on CUDA; bf16
-    autocast where ``train.use_bf16`` turns it on: CUDA, and the image baselines on a CPU with native
-    bf16); reference = fp32 with the one-tensor-at-a-time AdamW."""
-    from kil_policy.train import use_bf16
+    """Samples/s. Optimised = what train.py does (fused AdamW, ``train.adamw_kernel``; bf16 autocast
+    where ``train.use_bf16`` turns it on: CUDA, and the image baselines on a CPU with native bf16);
+    reference = fp32 with the one-tensor-at-a-time AdamW."""
+    from kil_policy.train import adamw_kernel, use_bf16
 
     torch.manual_seed(0)
     policy = KeypointDiffusionPolicy(config).to(device).train()
-    cuda = device.type == "cuda"
-    kwargs = {"foreach": not cuda, "fused": cuda} if optimised else {"foreach": False}
+    kwargs = adamw_kernel(device) if optimised else {"foreach": False}
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-4, **kwargs)
     batch = _batch(config, batch_size, device, with_action=True)
     bf16 = use_bf16("auto", device, config.uses_images)
