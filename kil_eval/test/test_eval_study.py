@@ -44,19 +44,21 @@ def test_demo_size_takes_the_demos_sizes_for_every_task(captured, tmp_path: Path
     assert [c.out for c in captured] == [tmp_path / "place_shoe", tmp_path / "pour_bottle"]
 
 
-def test_pour_bottles_demo_size_trains_kil_longer_with_the_6d_proprioception(
+def test_demo_size_trains_kil_longer_with_the_6d_proprioception_on_pour_bottle_and_place_shoe(
     captured, tmp_path: Path, monkeypatch
 ) -> None:
-    """pour_bottle's side grasp needs the longer training measured for it (kil_eval.demo.KIL_TRAINING);
-    the other tasks keep the demo's, and the report's notes say which each task got."""
+    """pour_bottle's side grasp and place_shoe's heel grasp need the longer training measured for
+    them (kil_eval.demo.KIL_TRAINING); the other tasks keep the demo's, and the report's notes say
+    which each task got."""
     notes = []
     monkeypatch.setattr(
         study, "write_report", lambda results, out, text, title: notes.append(text) or out / "report.md"
     )
-    study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "--methods", "KIL-IN", "--device", "cpu",
-                "--out", str(tmp_path)])  # fmt: skip
-    mug, pour = captured
+    study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "place_shoe", "--methods", "KIL-IN",
+                "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
+    mug, pour, shoe = captured
     assert (mug.kil.steps, mug.kil.proprio_rotation) == (4000, "euler")
     assert (pour.kil.steps, pour.kil.proprio_rotation) == (12000, "rot6d")
-    assert pour.rgb == mug.rgb  # the image baselines' budget is the same on every task
+    assert (shoe.kil.steps, shoe.kil.proprio_rotation) == (12000, "rot6d")  # 1/10 with ground truth at 4000
+    assert pour.rgb == mug.rgb == shoe.rgb  # the image baselines' budget is the same on every task
     assert "place_mug: 4000 (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]
