@@ -418,6 +418,7 @@ def rollout_graph(
     device: str = "cpu",
     max_input_age_s: float = 0.5,
     method: str = "image",
+    feature_scale: float = 1.0,
     inference: str = "packed",
     precision: str = "fp32",
     fuse_kernels: str = "none",
@@ -441,6 +442,8 @@ def rollout_graph(
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
         method: keypoint_node's extraction method (image, instance with SAM3, track).
+        feature_scale: keypoint_node's frames resized by this before the feature backend (as the
+            checkpoint's keypoints were extracted: ``keypoint_extraction.feature_scale``).
         inference: policy_node's UNet execution (packed, compiled, graph on CUDA, module).
         precision, fuse_kernels: policy_node's tensor-core precision (fp32, tf32, bf16; kept only
             within its tolerance of fp32) and kernel fusion (none, inductor, triton), both for
@@ -497,6 +500,7 @@ def rollout_graph(
                 {
                     "spec": spec,
                     "method": method,
+                    "feature_scale": float(feature_scale),
                     "backend": backend,
                     "device": device,
                     "target_frame": prefixed(namespace, robot_cfg["base_frame"]),

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="effnet_lite0", help="keypoint_node's feature backend")
     parser.add_argument("--device", default="cpu", help="torch device of perception and policy")
     parser.add_argument("--method", default="image", choices=METHODS, help="keypoint extraction method")
+    parser.add_argument(
+        "--feature-scale", type=float, default=1.0, help="keypoint_node's frames resized by this before the backend"
+    )
     parser.add_argument("--inference", default="packed", choices=INFERENCE_MODES, help="policy_node's UNet execution")
     parser.add_argument(
         "--precision", default="fp32", choices=PRECISIONS, help="policy_node's precision (--inference graph only)"
@@ -204,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.max_input_age,
             method=args.method,
+            feature_scale=args.feature_scale,
             inference=args.inference,
             precision=args.precision,
             fuse_kernels=args.fuse_kernels,

@@ -58,8 +58,11 @@ def test_sim_graph_nodes_parameters_and_errors() -> None:
     assert [n.name for n in lite6] == ["lite6_node", "keypoint_node", "policy_node", "interpolator_node"]
     assert lite6[1].remappings["camera/color/image_raw"] == "/zed/zed_node/rgb/image_rect_color"
     assert lite6[3].parameters["rate_hz"] == 200.0 and lite6[0].parameters["namespace"] == "/ufactory"
-    tracked = rollout_graph("sim", spec="/s.yaml", checkpoint="/c", method="track", inference="compiled")
+    tracked = rollout_graph(
+        "sim", spec="/s.yaml", checkpoint="/c", method="track", inference="compiled", feature_scale=2
+    )
     assert tracked[1].parameters["method"] == "track" and tracked[2].parameters["inference"] == "compiled"
+    assert tracked[1].parameters["feature_scale"] == 2.0 and isinstance(tracked[1].parameters["feature_scale"], float)
     with pytest.raises(ValueError, match="method must be one of image, instance, track"):
         rollout_graph("sim", method="flow")
     with pytest.raises(ValueError, match="inference must be one of"):

@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--colour", default="rgb", choices=["rgb", "luminance"], help="what the feature backend sees (perception)"
     )
+    parser.add_argument(
+        "--feature-scale", type=float, default=1.0, help="frames resized by this before the backend (perception)"
+    )
     parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
     parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
     parser.add_argument("--out", type=Path, help="write summary.json, episodes.jsonl (and GIFs) here")
@@ -488,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             track_init=args.track_init,
             min_score=args.min_score,
             colour=args.colour,
+            feature_scale=args.feature_scale,
         )
         config = EvaluationConfig(
             name=name,

@@ -1,7 +1,7 @@
 """A perception benchmark from the simulator: rendered frames with ground-truth keypoint pixels,
 for ``python -m kil_perception.evaluate --data DIR``.
 
-    python -m kil_eval.perception_dataset --task place_mug --out datasets/place_mug
+    python -m kil_eval.perception_dataset --task place_mug --out datasets/place_mug [--width 320 --height 240]
 
 Writes ``DIR/dataset.yaml``, the reference image (the task's train configuration 0, annotated
 with the manipulated object's keypoints visible there), and per evaluation configuration the
@@ -16,12 +16,15 @@ are listed for it.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
 
+from kil_eval.specs import with_camera
+from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import evaluation_configurations, sample_configuration, task
 from kil_sim.world import CameraFrame, SimWorld
@@ -81,12 +84,14 @@ def write_dataset(
     count: int = 10,
     sequences: int = 0,
     sequence_hz: float = 5.0,
+    camera: CameraConfig | None = None,
 ) -> Path:
-    """Render the dataset into ``out``; returns the path of ``dataset.yaml``."""
+    """Render the dataset into ``out`` (through ``camera``; None: the task's default camera);
+    returns the path of ``dataset.yaml``."""
     spec = task(task_name)
     target = spec.object_names()[0]
     out.mkdir(parents=True, exist_ok=True)
-    world = sample_configuration(task_name, "train", 0).make_world()
+    world = with_camera(sample_configuration(task_name, "train", 0), camera).make_world()
     world.step(0.3)
     frame = world.render()
     reference = _pixels(visible_keypoints(world, target, frame))
@@ -95,6 +100,7 @@ def write_dataset(
     frames = []
     for setting in settings:
         for config in evaluation_configurations(task_name, setting, count):
+            config = with_camera(config, camera)
             world = config.make_world()
             world.step(0.3)
             stem = f"{setting}_{config.index:03d}"
@@ -123,8 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting (one frame each)")
     parser.add_argument("--sequences", type=int, default=0, help="of those, how many also get an expert video")
     parser.add_argument("--sequence-hz", type=float, default=5.0, help="frame rate of the videos")
+    parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
+    parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
     args = parser.parse_args(argv)
-    print(write_dataset(args.task, args.out, args.settings, args.episodes, args.sequences, args.sequence_hz))
+    if args.width < 16 or args.height < 16:
+        parser.error(f"--width/--height: at least 16 px each, got {args.width}x{args.height}")
+    camera = replace(CameraConfig(), width=args.width, height=args.height)
+    path = write_dataset(args.task, args.out, args.settings, args.episodes, args.sequences, args.sequence_hz, camera)
+    print(path)
     return 0
 
 

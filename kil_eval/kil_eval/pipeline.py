@@ -98,7 +98,8 @@ class PipelineConfig:
         demos: demonstrations recorded by the scripted expert. camera_hz, width, height: the
             camera of the recordings and of the evaluation (the spec is annotated at this size).
         methods: names from ``METHODS``. backend / model: perception's feature backend;
-            min_score: weaker matches are invalid (``ExtractorConfig.min_score``; 0 = off).
+            min_score: weaker matches are invalid (``ExtractorConfig.min_score``; 0 = off);
+            feature_scale: frames resized by this before the backend (``ExtractorConfig``).
         settings, episodes: the evaluation grid (configurations per setting).
         max_duration_s: episode time limit in evaluation (s).
         kil, rgb: training sizes (rgb: of both image baselines, RGB and S2, as in the paper).
@@ -116,6 +117,7 @@ class PipelineConfig:
     backend: str = "effnet_lite0"
     model: str = ""
     min_score: float = 0.0
+    feature_scale: float = 1.0
     settings: tuple[str, ...] = SETTINGS
     episodes: int = 10
     max_duration_s: float = 25.0
@@ -204,7 +206,7 @@ class Pipeline:
         """``keypoint_extraction`` settings of a KIL method."""
         c = self.config
         common = {"spec": str(c.spec_path), "backend": c.backend, "model": c.model, "device": c.device}
-        return common | {"min_score": c.min_score} | METHODS[method]
+        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | METHODS[method]
 
     def extract(self, method: str, bags: list[Path]) -> int:
         """Keypoints of every bag for a KIL method (cached beside the bags); returns the frame count."""

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="effnet_lite0", help="feature backend (radio, dinov3, dift need weights)")
     parser.add_argument("--model", default="", help="the backend's model id or local path")
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker keypoint matches are invalid")
+    parser.add_argument(
+        "--feature-scale", type=float, default=1.0, help="frames resized by this before the feature backend"
+    )
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--device", default="cuda", help="torch device")
     args = parser.parse_args(argv)
@@ -80,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             image_size=(224, 224),
         )
     started = time.perf_counter()
-    results, kil_steps = [], {}
+    results, kil_steps, scales = [], {}, {}
     for task in args.tasks:
-        if args.demo_size:  # the demo's sizes of this task (KIL's training can differ per task)
-            kil = full_config(args.out, args.device, task).kil
+        feature_scale = args.feature_scale
+        if args.demo_size:  # the demo's sizes of this task (KIL's training and perception can differ per task)
+            demo_task = full_config(args.out, args.device, task)
+            kil, feature_scale = demo_task.kil, demo_task.feature_scale
         config = PipelineConfig(
             task=task,
             out=args.out / task,
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             backend=args.backend,
             model=args.model,
             min_score=args.min_score,
+            feature_scale=feature_scale,
             settings=tuple(args.settings),
             episodes=args.episodes,
             max_duration_s=args.max_duration,
@@ -102,13 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
         )
         kil_steps[task] = f"{kil.steps} ({kil.proprio_rotation} proprioception)"
+        if feature_scale != 1.0:
+            scales[task] = feature_scale
         results += Pipeline(config).methods()[0]
     notes = (
         f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
         f"camera {args.width}x{args.height}; "
         f"KIL steps {', '.join(f'{t}: {n}' for t, n in kil_steps.items())} (head {list(kil.down_dims)}, batch "
         f"{kil.batch_size}), RGB {rgb.steps} steps (head "
-        f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}; "
+        f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}"
+        f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`"
     )

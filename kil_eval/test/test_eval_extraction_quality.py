@@ -62,6 +62,13 @@ def test_a_wrong_point_in_the_spec_is_flagged(recorded) -> None:
         np.linalg.norm(f.uv[slot] - truth[int(np.argmin(np.abs(stamps - f.stamp_ns)))].uv[source]) for f in frames
     ]
     assert row.median_error_px == float(np.median(by_hand)) and row.median_error_px > 8
+    # The 3-D column: the lifted point against the truth's, over the frames where it is valid.
+    nearest = [truth[int(np.argmin(np.abs(stamps - f.stamp_ns)))] for f in frames]
+    by_hand_mm = [1000 * np.linalg.norm(f.points[slot] - t.points[source]) for f, t in zip(frames, nearest, strict=True)
+                  if f.valid[slot]]  # fmt: skip
+    assert by_hand_mm and row.median_error_mm == pytest.approx(float(np.median(by_hand_mm)))
+    assert row.median_error_mm > 20  # a point on the table beside the mug, not on it
+    assert "3-D mm" in table
 
 
 def test_the_extraction_command_counts_frames_flags_and_films(recorded, capsys) -> None:

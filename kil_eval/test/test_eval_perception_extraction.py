@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from eval_perception_fixtures import rendered_scene, write_spec
 
 from kil_perception.backends import make_backend
@@ -162,6 +164,31 @@ def test_sim_dataset_and_accuracy_evaluation(tmp_path: Path) -> None:
     assert masked["scored"] == row["scored"] and masked["median_px"] < 20
     with pytest.raises(ValueError, match="no sequences to track"):
         evaluate(tmp_path / "static", "effnet_lite0", "track")
+    # One row per keypoint: the pooled row's frames split over the keypoints, each named.
+    per_keypoint = evaluate(tmp_path / "static", "effnet_lite0", "instance", per_keypoint=True)
+    assert sum(r["scored"] for r in per_keypoint) == masked["scored"]
+    assert all(len(r["keypoints"]) == 1 for r in per_keypoint) and len(per_keypoint) >= 2
+    assert {r["keypoints"][0] for r in per_keypoint} <= set(masked["keypoints"])
+
+
+def test_sim_dataset_at_another_resolution_with_finer_features(tmp_path: Path) -> None:
+    """--width/--height render the dataset (reference included) at the asked size; the evaluation
+    with the frames resized x2 for the features still scores pixels of that size."""
+    from kil_eval.perception_dataset import main
+    from kil_perception.evaluate import evaluate
+
+    out = tmp_path / "small"
+    assert main(["--task", "pour_bottle", "--out", str(out), "--settings", "in_distribution", "--episodes", "2",
+                 "--width", "160", "--height", "120"]) == 0  # fmt: skip
+    content = yaml.safe_load((out / "dataset.yaml").read_text())
+    for image in [content["reference"]["image"], *(f["image"] for f in content["frames"])]:
+        assert cv2.imread(str(out / image)).shape == (120, 160, 3)
+    for frame in content["frames"]:
+        assert all(0 <= u < 160 and 0 <= v < 120 for u, v in frame["keypoints"].values())
+    (plain,) = evaluate(out, "effnet_lite0", "instance")
+    (fine,) = evaluate(out, "effnet_lite0", "instance", feature_scale=2.0)
+    assert fine["feature_scale"] == 2.0 and fine["scored"] == plain["scored"]
+    assert fine["median_px"] < 10  # a keypoint found at twice the size would be tens of px off
 
 
 def test_sim_sequences_score_tracking_beside_matching(tmp_path: Path) -> None:

@@ -62,3 +62,24 @@ def test_demo_size_trains_kil_longer_with_the_6d_proprioception_on_pour_bottle_a
     assert (shoe.kil.steps, shoe.kil.proprio_rotation) == (12000, "rot6d")  # 1/10 with ground truth at 4000
     assert pour.rgb == mug.rgb == shoe.rgb  # the image baselines' budget is the same on every task
     assert "place_mug: 4000 (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]
+
+
+def test_demo_size_extracts_pour_bottles_keypoints_from_finer_features(captured, tmp_path: Path, monkeypatch) -> None:
+    """pour_bottle's keypoints come from features of the frames resized x2
+    (kil_eval.demo.KIL_PERCEPTION), in training's extraction and in the evaluation alike; the
+    other tasks keep x1, and the notes say which task got what."""
+    from kil_eval.pipeline import Pipeline
+
+    notes = []
+    monkeypatch.setattr(
+        study, "write_report", lambda results, out, text, title: notes.append(text) or out / "report.md"
+    )
+    study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "--methods", "KIL-IN",
+                "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
+    mug, pour = captured
+    assert (mug.feature_scale, pour.feature_scale) == (1.0, 2.0)
+    assert Pipeline(pour).extraction("KIL-IN")["feature_scale"] == 2.0
+    assert Pipeline(mug).extraction("KIL-IN")["feature_scale"] == 1.0
+    assert "frames x2 for the features on pour_bottle" in notes[0] and "on place_mug" not in notes[0]
+    assert "resized x2" in full_config(tmp_path, "cpu", "pour_bottle").notes
+    assert "resized" not in full_config(tmp_path, "cpu", "place_mug").notes

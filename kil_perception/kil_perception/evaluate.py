@@ -31,8 +31,12 @@ from kil_perception.spec import Category, KeypointSpec, Reference
 THRESHOLDS = (5, 10, 20)
 
 
-def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]:
-    """Score one dataset x backend x method; one row per setting."""
+def evaluate(
+    data: Path, backend_name: str, method: str = "image", per_keypoint: bool = False, feature_scale: float = 1.0
+) -> list[dict]:
+    """Score one dataset x backend x method; one row per setting (``per_keypoint``: one row per
+    setting and keypoint, so that one badly found keypoint cannot hide in the others' median).
+    ``feature_scale``: frames resized by this before the backend (``ExtractorConfig``)."""
     content = yaml.safe_load((data / "dataset.yaml").read_text())
     category = content["category"]
     reference = content["reference"]
@@ -48,7 +52,13 @@ def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]
             ),
         ),
     )
-    config = ExtractorConfig(method=method, backend=backend_name, instance_source="masks", track_init="instance")
+    config = ExtractorConfig(
+        method=method,
+        backend=backend_name,
+        instance_source="masks",
+        track_init="instance",
+        feature_scale=feature_scale,
+    )
     frames = content["frames"]
     if method == "track":
         frames = [f for f in frames if f.get("sequence")]
@@ -66,20 +76,22 @@ def evaluate(data: Path, backend_name: str, method: str = "image") -> list[dict]
             current["mask"] = cv2.imread(str(data / frame["mask"]), cv2.IMREAD_UNCHANGED).astype(np.int32)
             current["instances"] = {int(k): v for k, v in frame["instances"].items()}
         found = matcher.extract(read_rgb(data / frame["image"]))
-        bucket = errors.setdefault(frame["setting"] + (" seq" if frame.get("sequence") else ""), [])
+        setting = frame["setting"] + (" seq" if frame.get("sequence") else "")
         for i, name in enumerate(names):
             if name in frame["keypoints"]:
-                bucket.append(float(np.linalg.norm(found.uv[i] - np.asarray(frame["keypoints"][name]))))
+                error = float(np.linalg.norm(found.uv[i] - np.asarray(frame["keypoints"][name])))
+                errors.setdefault((setting, name if per_keypoint else ""), []).append(error)
     rows = []
-    for setting, values in errors.items():
+    for (setting, keypoint), values in errors.items():
         e = np.array(values)
         rows.append(
             {
                 "task": content.get("task", data.name),
                 "backend": backend_name,
                 "method": method,
+                "feature_scale": feature_scale,
                 "setting": setting,
-                "keypoints": list(names),
+                "keypoints": [keypoint] if keypoint else list(names),
                 "scored": len(values),
                 "median_px": round(float(np.median(e)), 1) if values else None,
                 "mean_px": round(float(e.mean()), 1) if values else None,
@@ -94,20 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset directories")
     parser.add_argument("--backends", nargs="+", default=["effnet_lite0", "classic"])
     parser.add_argument("--methods", nargs="+", default=["image", "instance"], choices=METHODS)
+    parser.add_argument("--per-keypoint", action="store_true", help="one row per setting and keypoint")
+    parser.add_argument("--feature-scale", type=float, default=1.0, help="frames resized by this before the backend")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        rows = [row for d in args.data for b in args.backends for m in args.methods for row in evaluate(d, b, m)]
+        rows = [
+            row
+            for d in args.data
+            for b in args.backends
+            for m in args.methods
+            for row in evaluate(d, b, m, args.per_keypoint, args.feature_scale)
+        ]
     except (OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     if args.json:
         print(json.dumps({"results": rows}))
         return 0
-    header = ("task", "backend", "method", "setting", "n", "median", "PCK@5", "@10", "@20")
-    print("{:14s} {:13s} {:9s} {:16s} {:>3s} {:>7s} {:>6s} {:>6s} {:>6s}".format(*header))
+    header = ("task", "backend", "method", "setting", "keypoint", "n", "median", "PCK@5", "@10", "@20")
+    print("{:14s} {:13s} {:9s} {:16s} {:12s} {:>4s} {:>7s} {:>6s} {:>6s} {:>6s}".format(*header))
     for r in rows:
+        keypoint = r["keypoints"][0] if args.per_keypoint else "all"
         print(
-            f"{r['task']:14s} {r['backend']:13s} {r['method']:9s} {r['setting']:16s} {r['scored']:3d} "
+            f"{r['task']:14s} {r['backend']:13s} {r['method']:9s} {r['setting']:16s} {keypoint:12s} {r['scored']:4d} "
             f"{r['median_px']!s:>7s} {r['pck@5']!s:>6s} {r['pck@10']!s:>6s} {r['pck@20']!s:>6s}"
         )
     return 0

@@ -77,6 +77,7 @@ class KeypointNode(ManagedNode):
         p("track_init", "image", "how tracks start after a reset: image or instance matching")
         p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
         p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")
+        p("feature_scale", 1.0, "frames resized by this before the feature backend (2: twice finer features)")
         p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         self.target_frame = p(
             "target_frame", "link_base", "frame of the 3-D keypoints, looked up in TF ('' = camera frame)"
@@ -154,7 +155,8 @@ class KeypointNode(ManagedNode):
             **{
                 name: param(name)
                 for name in ("method", "backend", "model", "device", "instance_source", "instance_model",
-                             "instance_threshold", "tracker", "tracker_repo", "track_init", "min_score", "colour")
+                             "instance_threshold", "tracker", "tracker_repo", "track_init", "min_score", "colour",
+                             "feature_scale")
             }
         )  # fmt: skip
         reliability = param("image_reliability")

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-model", default="", help="SAM3 hub id or local directory")
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: keep all)")
     parser.add_argument("--colour", default="rgb", choices=("rgb", "luminance"))
+    parser.add_argument("--feature-scale", type=float, default=1.0, help="frames resized by this before the backend")
     parser.add_argument("--calibration", default="", help="extrinsics YAML (default: calibration.yaml beside a bag)")
     parser.add_argument("--mask-categories", default="", help='mask values to categories, "1:mug,2:tray"')
     parser.add_argument("--truth-topic", default="/kil/keypoints/oracle", help="ground-truth keypoints (simulation)")
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             instance_model=args.instance_model,
             min_score=args.min_score,
             colour=args.colour,
+            feature_scale=args.feature_scale,
             calibration=args.calibration,
             mask_categories=args.mask_categories,
         )

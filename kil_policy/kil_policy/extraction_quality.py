@@ -7,6 +7,9 @@ Per keypoint slot (category, instance, name):
 - rejected: fraction of frames where a score below ``min_score`` made it invalid;
 - pixel error (median, px) against the simulator's ground truth where the bags carry it
   (``/kil/keypoints/oracle``, recorded by ``kil_eval.record_demos``; matched by category and name);
+- 3-D error (median, mm) of the lifted point against the ground truth's, over the frames where it
+  is valid: what the policy sees (a keypoint found on the right pixel but lifted from the depth of
+  whatever is behind it — an outline, a thin neck — is off here and not in pixels);
 - jumps: fraction of consecutive frame pairs where its 3-D point moved more than ``jump_m`` while
   its object rested (the ground truth moved less than ``rest_m``; needs the ground truth) — a
   keypoint that hops between the object and something else.
@@ -44,6 +47,7 @@ class KeypointQuality:
     rejected: float
     median_error_px: float | None = None
     jumps: float | None = None
+    median_error_mm: float | None = None
 
     @property
     def label(self) -> str:
@@ -76,6 +80,7 @@ def measure(
     valid = np.stack([f.valid for f in frames])
     k = first.num_keypoints
     errors: list[list[float]] = [[] for _ in range(k)]
+    errors_mm: list[list[float]] = [[] for _ in range(k)]
     jumps = np.zeros(k)
     resting = np.zeros(k)
     have_truth = False
@@ -95,6 +100,8 @@ def measure(
                 if source is None or frame.instances[slot] != 0:
                     continue
                 errors[slot].append(float(np.linalg.norm(frame.uv[slot] - current.uv[source])))
+                if frame.valid[slot]:
+                    errors_mm[slot].append(1000.0 * float(np.linalg.norm(frame.points[slot] - current.points[source])))
                 if previous is not None:
                     before_frame, before_truth = previous
                     still = np.linalg.norm(current.points[source] - before_truth.points[source]) < rest_m
@@ -116,6 +123,7 @@ def measure(
                 rejected=float(((scores[:, slot] < min_score) & ~valid[:, slot]).mean()) if min_score > 0 else 0.0,
                 median_error_px=float(np.median(errors[slot])) if have_truth and errors[slot] else None,
                 jumps=float(jumps[slot] / resting[slot]) if have_truth and resting[slot] else None,
+                median_error_mm=float(np.median(errors_mm[slot])) if have_truth and errors_mm[slot] else None,
             )
         )
     return table
@@ -138,14 +146,17 @@ def flags(table: list[KeypointQuality], image_width: int | None = None) -> list[
 
 def format_table(table: list[KeypointQuality]) -> str:
     """The table as aligned text lines."""
-    head = f"{'keypoint':28s} {'valid':>6s} {'score':>6s} {'rejected':>9s} {'error px':>9s} {'jumps':>6s}"
+    head = (
+        f"{'keypoint':28s} {'valid':>6s} {'score':>6s} {'rejected':>9s} {'error px':>9s} {'3-D mm':>7s} {'jumps':>6s}"
+    )
     lines = [head]
     for row in table:
         error = "–" if row.median_error_px is None else f"{row.median_error_px:.1f}"
+        error_mm = "–" if row.median_error_mm is None else f"{row.median_error_mm:.0f}"
         jumps = "–" if row.jumps is None else f"{100 * row.jumps:.0f} %"
         lines.append(
             f"{row.label:28s} {100 * row.valid:5.0f}% {row.median_score:6.2f} {100 * row.rejected:8.0f}% "
-            f"{error:>9s} {jumps:>6s}"
+            f"{error:>9s} {error_mm:>7s} {jumps:>6s}"
         )
     return "\n".join(lines)
 
