@@ -93,6 +93,7 @@ def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
     """The CPU-sized pipeline of a task (place_mug: the demo)."""
     kil = TrainingSize(steps=4000, batch_size=64, lr=3e-4, warmup_steps=200, down_dims=(64, 128, 256))
     kil = replace(kil, **KIL_TRAINING.get(task, {}))
+    perception = KIL_PERCEPTION.get(task, {})
     rgb = TrainingSize(
         steps=IMAGE_STEPS, batch_size=64, lr=3e-4, warmup_steps=100, down_dims=(64, 128, 256), image_size=(120, 160),
         image_backbone=IMAGE_BACKBONE,
@@ -105,13 +106,13 @@ def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
         height=240,
         methods=(KIL_METHOD, "RGB", "S2"),
         min_score=MIN_SCORE,
-        **KIL_PERCEPTION.get(task, {}),
+        **perception,
         episodes=10,
         max_duration_s=25.0,
         kil=kil,
         rgb=rgb,
         device=device,
-        notes=_notes(50, kil, rgb, 320, 240, KIL_PERCEPTION.get(task, {}).get("feature_scale", 1.0)),
+        notes=_notes(50, kil, rgb, 320, 240, perception.get("feature_scale", 1.0)),
     )
 
 
