@@ -6,12 +6,24 @@ CPU size, ``kil_eval.study`` over a grid.
 Every stage reuses what an earlier run finished (demonstrations resume, extracted keypoints are
 cached beside the bags, a finished training or evaluation with the same settings is kept), prints
 a progress bar while it works and one summary line when it is done.
+
+After recording and annotation each method's stages (extract, train, evaluate) depend on nothing
+but the demonstrations, so with ``jobs`` > 1 the methods run in that many processes at once, the
+CPU's threads divided among them: at the demo's sizes a training step is too small to keep two
+threads busy (one 2-thread process: 463 KIL samples/s; two 1-thread processes: 2 x 304 = 608,
+``python -m kil_policy.bench``'s training rows), so the methods together finish sooner. Each
+process writes its progress to ``logs/<method>.log``; the summary lines are printed here.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import re
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -105,6 +117,8 @@ class PipelineConfig:
         kil, rgb: training sizes (rgb: of both image baselines, RGB and S2, as in the paper).
             device: torch device. gif: film one episode per setting.
         notes: extra lines for the report (what was scaled down, and why).
+        jobs: methods run at once after recording (processes; the CPU's threads divided among
+            them); 1 = one after the other in this process.
     """
 
     task: str = "place_mug"
@@ -126,6 +140,7 @@ class PipelineConfig:
     device: str = "cpu"
     gif: bool = True
     notes: str = ""
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         # Absolute, so that a finished stage is found again whether the run was started with a
@@ -136,6 +151,8 @@ class PipelineConfig:
             raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
         if self.demos < 1 or self.episodes < 1:
             raise ValueError(f"demos and episodes must be >= 1, got {self.demos}, {self.episodes}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
 
     @property
     def camera(self) -> CameraConfig:
@@ -176,6 +193,9 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
+        #: Seconds from the start of the methods' stages until each method's evaluation ended.
+        self.method_seconds: dict[str, float] = {}
+        self._methods_started = time.perf_counter()
 
     def record(self) -> list[Path]:
         c, started = self.config, time.perf_counter()
@@ -279,23 +299,129 @@ class Pipeline:
         stage("report", f"{path}", started)
         return path
 
+    def method(self, method: str, bags: list[Path]) -> tuple[Path, Path]:
+        """One method's stages after recording: extract (KIL), train, evaluate; returns its
+        results directory and checkpoint."""
+        if method not in IMAGE_METHODS:
+            self.extract(method, bags)
+        checkpoint = self.train(method)
+        return self.evaluate(method, checkpoint), checkpoint
+
     def methods(self) -> tuple[list[Path], dict[str, Path]]:
         """Every stage up to the evaluations; returns the results directories and each method's
-        checkpoint."""
+        checkpoint (both in the order of ``config.methods``)."""
         bags = self.record()
         self.spec()
-        checkpoints, results = {}, []
-        for method in self.config.methods:
-            if method not in IMAGE_METHODS:
-                self.extract(method, bags)
-            checkpoints[method] = self.train(method)
-            results.append(self.evaluate(method, checkpoints[method]))
-        return results, checkpoints
+        methods = self.config.methods
+        jobs = min(self.config.jobs, len(methods))
+        self._methods_started = time.perf_counter()
+        if jobs == 1:
+            done = {}
+            for method in methods:
+                done[method] = self.method(method, bags)
+                self.method_seconds[method] = time.perf_counter() - self._methods_started
+        else:
+            done = self._in_processes(bags, jobs)
+        return [done[m][0] for m in methods], {m: done[m][1] for m in methods}
+
+    def _in_processes(self, bags: list[Path], jobs: int) -> dict[str, tuple[Path, Path]]:
+        """Each method in its own process, ``jobs`` at a time, the CPU's threads divided among them."""
+        c = self.config
+        threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+        logs = c.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        print(
+            f"[methods] {', '.join(c.methods)}: {jobs} at a time, {threads} torch thread(s) each; "
+            f"progress in {logs}/<method>.log",
+            flush=True,
+        )
+        done: dict[str, tuple[Path, Path]] = {}
+        failed: dict[str, str] = {}
+        context = multiprocessing.get_context("spawn")  # no forked torch/MuJoCo/EGL state in the workers
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {
+                pool.submit(_method_in_process, c, method, bags, threads, logs / f"{method}.log"): method
+                for method in c.methods
+            }
+            pending = set(futures)
+            bar = tqdm(total=len(futures), desc="methods", unit="method", leave=False, dynamic_ncols=True)
+            while pending:
+                finished, pending = wait(
+                    pending, timeout=2.0 if sys.stderr.isatty() else 30.0, return_when=FIRST_COMPLETED
+                )
+                bar.set_postfix_str(
+                    " | ".join(f"{futures[f]}: {_progress(logs / f'{futures[f]}.log')}" for f in pending)
+                )
+                for future in finished:
+                    method = futures[future]
+                    log_file = logs / f"{method}.log"
+                    summaries = _stage_lines(log_file)
+                    if summaries:
+                        bar.write("\n".join(summaries))
+                    self.method_seconds[method] = time.perf_counter() - self._methods_started
+                    try:
+                        done[method] = future.result()
+                    except Exception as error:  # the others go on: their finished stages are kept
+                        text = log_file.read_text(errors="replace") if log_file.is_file() else ""
+                        tail = "\n".join(text.replace("\r", "\n").splitlines()[-15:])
+                        failed[method] = (
+                            f"method {method} failed ({type(error).__name__}: {error}); {log_file} ends:\n{tail}"
+                        )
+                        bar.write(f"[methods] {method} failed: {error} (log {log_file})")
+                    bar.update(1)
+            bar.close()
+        if failed:
+            raise RuntimeError("\n".join(failed.values()))
+        return done
 
     def run(self, title: str) -> tuple[Path, dict[str, Path]]:
         """Every stage; returns the report and each method's checkpoint."""
         results, checkpoints = self.methods()
         return self.report(results, title), checkpoints
+
+
+def _method_in_process(
+    config: PipelineConfig, method: str, bags: list[Path], threads: int, log_file: Path
+) -> tuple[Path, Path]:
+    """A worker process: one method's stages with ``threads`` torch threads, its output (Python's
+    and the libraries') to ``log_file``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    handle = open(log_file, "w", buffering=1)
+    os.dup2(handle.fileno(), 1)
+    os.dup2(handle.fileno(), 2)
+    sys.stdout = sys.stderr = handle
+    return Pipeline(config).method(method, bags)
+
+
+#: A stage's summary line (:func:`stage`).
+_STAGE_LINE = re.compile(r"^\[(extract|train|evaluate)\] ")
+
+
+#: A progress bar's description and percentage, as tqdm writes them.
+_BAR = re.compile(r"([^\r\n|]*?):\s+(\d+)%\|")
+
+
+def _progress(log_file: Path) -> str:
+    """The last progress bar a worker wrote ("train 45%"), or "starting"."""
+    try:
+        with open(log_file, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            tail = handle.read().decode(errors="replace")
+    except OSError:
+        return "starting"
+    found = _BAR.findall(tail)
+    return f"{found[-1][0].strip()} {found[-1][1]}%" if found else "starting"
+
+
+def _stage_lines(log_file: Path) -> list[str]:
+    """The summary lines a worker wrote to its log."""
+    if not log_file.is_file():
+        return []
+    lines = log_file.read_text(errors="replace").replace("\r", "\n").splitlines()
+    return [line for line in lines if _STAGE_LINE.match(line)]
 
 
 def _finished_training(last: Path, config) -> bool:

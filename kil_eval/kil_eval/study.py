@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--device", default="cuda", help="torch device")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="a task's methods run at once, in processes (1: one after the other)"
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.paper:
         kil, rgb = paper_sizes()
     elif args.demo_size:
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             kil=kil,
             rgb=rgb,
             device=args.device,
+            jobs=args.jobs,
         )
         kil_steps[task] = f"{kil.steps} ({kil.proprio_rotation} proprioception)"
         if feature_scale != 1.0:

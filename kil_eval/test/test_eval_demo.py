@@ -1,6 +1,7 @@
 """`make demo DEMO=quick`: every stage of the main job at toy size, so it cannot rot unnoticed —
 record, spec, extract, train KIL (instance matching), RGB and S2, evaluate the three with inputs in
-the loop, report, and one live episode of the node graph; a rerun reuses the finished stages."""
+the loop (the three methods at once, in processes), report, and one live episode of the node
+graph; a rerun reuses the finished stages."""
 
 from __future__ import annotations
 
@@ -26,11 +27,18 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
                    "[train] S2", "[evaluate] KIL-IN", "[evaluate] RGB", "[evaluate] S2", "[report]",
                    "[live] episode place_mug"):  # fmt: skip
         assert any(line.startswith(prefix) for line in lines), f"no '{prefix}' line in:\n{done.stdout}"
+    # The three methods ran at once (the demo's default), each with its own log.
+    assert any(line.startswith("[methods] KIL-IN, RGB, S2: 3 at a time") for line in lines), done.stdout
+    for method in ("KIL-IN", "RGB", "S2"):
+        assert f"[train] {method}" in (tmp_path / "logs" / f"{method}.log").read_text()
     report = tmp_path / "report" / "report.md"
     assert lines[-1] == f"report: {report}"
     text = report.read_text()
     assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text
     assert "One episode of the live node graph" in text and "why episodes failed" in text
+    assert "## Wall time" in text and "3 at once in separate processes" in text
+    ended = text.split("## Wall time", 1)[1]
+    assert all(f"{m} " in ended and " min" in ended for m in ("KIL-IN", "RGB", "S2")), ended
     assert (tmp_path / "report" / "success.png").is_file() and list((tmp_path / "report" / "gifs").glob("*.gif"))
     again = _demo(tmp_path, "--no-live")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]

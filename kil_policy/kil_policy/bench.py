@@ -21,12 +21,18 @@ Training: samples/s for batch 128 (forward, backward, AdamW step; bf16 autocast 
 time 250k such steps (the paper's schedule) would take; per method: KIL, RGB and S2 with the
 paper's ResNet-18 at 224x224, and the demo's RGB (frozen EfficientNet-Lite0 trunk at 160x120, its
 features cached per frame as training caches them, down dims 64-128-256; batch 64).
+On the CPU, "demo_methods_at_once": the demo's three trainings (KIL, RGB and S2 at the demo's
+sizes, batch 64) one after the other with every thread, against all three at once in separate
+processes with the threads divided among them (``PipelineConfig.jobs``), as the time each
+schedule needs for the same number of steps of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import platform
 import statistics
 import time
@@ -49,7 +55,7 @@ def _batch(config: PolicyConfig, size: int, device: torch.device, with_action: b
     if config.uses_images and config.image_backbone == "effnet_lite0_frozen":
         # What training feeds this backbone: the frozen trunk's features, cached once per frame.
         h, w = config.image_size
-        features = torch.rand(size * n, 3, h, w, device=device)
+        features = torch.rand(size * n, config.image_channels, h, w, device=device)
         with torch.no_grad():
             features = make_image_encoder(config).to(device).trunk_features(features)
         batch[BatchKeys.IMAGE_FEATURES] = features.unflatten(0, (size, n))
@@ -281,6 +287,44 @@ def _train_rate(config: PolicyConfig, device: torch.device, batch_size: int, ite
     return round(batch_size * iterations / elapsed, 1)
 
 
+def _rate_in_process(config: PolicyConfig, batch_size: int, iterations: int, threads: int, start) -> float:
+    """A worker of :func:`_at_once`: warm up, wait for the others, then time."""
+    torch.set_num_threads(threads)
+    _train_rate(config, torch.device("cpu"), batch_size, 1, optimised=True)  # imports, allocations, first step
+    start.wait()
+    return _train_rate(config, torch.device("cpu"), batch_size, iterations, optimised=True)
+
+
+def _at_once(configs: dict[str, PolicyConfig], batch_size: int, iterations: int) -> dict:
+    """Seconds per step of every config: one after the other with all threads, and all at once in
+    separate processes (threads divided), measured in the same run."""
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // len(configs))
+    cpu = torch.device("cpu")
+    alone = {name: _train_rate(c, cpu, batch_size, iterations, optimised=True) for name, c in configs.items()}
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(len(configs)) as pool:
+        start = manager.Barrier(len(configs))
+        pending = {
+            name: pool.apply_async(_rate_in_process, (c, batch_size, iterations, threads, start))
+            for name, c in configs.items()
+        }
+        together = {name: result.get(timeout=1800) for name, result in pending.items()}
+    # The same number of steps of each: one after the other the times add up; at once the slowest ends it.
+    one_after_other = sum(batch_size / rate for rate in alone.values())
+    at_once = max(batch_size / rate for rate in together.values())
+    return {
+        "batch_size": batch_size,
+        "threads_alone": torch.get_num_threads(),
+        "threads_each_at_once": threads,
+        "samples_per_s_alone": alone,
+        "samples_per_s_at_once": together,
+        "s_per_step_of_each_one_after_other": round(one_after_other, 4),
+        "s_per_step_of_each_at_once": round(at_once, 4),
+        "speedup": round(one_after_other / at_once, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_policy.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -321,6 +365,15 @@ def main(argv: list[str] | None = None) -> int:
             entry["s2_training"] = _training(s2, device, image_batch, args.train_iterations)
             # The CPU recipe of RGB and S2 (the demo's): frozen trunk, features cached per frame.
             entry["rgb_frozen_trunk_training"] = _training(frozen, device, 64, args.train_iterations)
+            if device.type == "cpu":
+                demo_kil = PolicyConfig(head=frozen.head)
+                demo_kil.encoder.num_keypoints = K
+                demo_s2 = PolicyConfig(
+                    observation="s2", head=frozen.head, image_size=frozen.image_size,
+                    image_backbone=frozen.image_backbone, mask_categories=("mug", "tray"),
+                )  # fmt: skip
+                demo = {"KIL": demo_kil, "RGB": frozen, "S2": demo_s2}
+                entry["demo_methods_at_once"] = _at_once(demo, 64, max(10, args.train_iterations))
         results[name] = entry
     if args.json:
         print(json.dumps(results))
