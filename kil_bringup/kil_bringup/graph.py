@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from kil_interfaces.checkpoint_info import checkpoint_extraction, checkpoint_observation
 from kil_interfaces.tf import prefixed
 
 ROBOTS = ("sim", "lite6", "ur5e")
@@ -35,6 +36,30 @@ SIMULATED_ARMS = ("ur5e", "lite6")
 #: The TCP offset of the simulated UR5e's gripper (m; kept equal to kil_sim.arms by a test, not
 #: imported, so a launch file stays light): its adapter is told it (xArm reports the TCP itself).
 SIM_TCP_OFFSET_M = {"ur5e": 0.15}
+
+#: The simulator's ``/camera/instance_mask`` values per task (object index + 1: the manipulated objects,
+#: then the fixture; distractors are left unnamed), as keypoint_node's and policy_node's
+#: ``mask_categories`` (kept equal to kil_sim.tasks by a test, not imported, so a launch file stays light).
+SIM_MASK_CATEGORIES = {
+    "place_mug": "1:mug,2:tray",
+    "pick_pen": "1:pen,2:box",
+    "place_mouse": "1:mouse,2:mouse_pad",
+    "pour_bottle": "1:bottle,2:cup",
+    "place_shoe": "1:shoe,2:tray",
+    "place_2_shoes": "1:shoe,2:shoe,3:tray",
+    "pick_2_pens": "1:pen,2:pen,3:box",
+    "pick_pen_rotation": "1:pen,2:box",
+    "place_mouse_rotation": "1:mouse,2:mouse_pad",
+}
+#: keypoint_node's settings that shape the keypoints (``kil_perception.pipeline.ExtractorConfig``): a
+#: rollout takes them from the checkpoint's ``keypoint_extraction`` (what its training keypoints were
+#: extracted with) and refuses an explicit one that differs. (``model`` and ``device`` say where the
+#: weights are and what runs them, which differs between machines; they are not taken.)
+EXTRACTION_SETTINGS = (
+    "method", "backend", "feature_scale", "min_score", "colour", "tracker", "track_init", "instance_threshold",
+)  # fmt: skip
+#: keypoint_node's defaults for the settings a rollout always passes.
+_EXTRACTION_DEFAULTS = {"method": "image", "backend": "effnet_lite0", "feature_scale": 1.0}
 
 #: Each robot's base frame and the interpolator rate its servo interface wants.
 _ROBOT = {
@@ -407,6 +432,47 @@ def expert_graph(
     return _finish([*nodes, _interpolator(_ROBOT[robot], namespace)], True, namespace)
 
 
+def _same(a, b) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+    return a == b
+
+
+def sim_mask_categories(task: str) -> str:
+    """The simulator's instance-mask values of ``task`` ('1:mug,2:tray'); raises ValueError."""
+    if task not in SIM_MASK_CATEGORIES:
+        raise ValueError(f"task must be one of {', '.join(SIM_MASK_CATEGORIES)}, got {task!r}")
+    return SIM_MASK_CATEGORIES[task]
+
+
+def keypoint_settings(checkpoint: str, given: dict, simulated: bool, task: str) -> dict:
+    """keypoint_node's extraction parameters for a rollout of ``checkpoint``.
+
+    The settings its training keypoints were extracted with (its ``keypoint_extraction``), then
+    ``given`` (the caller's explicit ones: each must agree with the checkpoint's, else ValueError
+    naming both), then keypoint_node's defaults. Instance matching takes the simulator's instance
+    masks in a simulated graph where the checkpoint's keypoints came from masks (or it does not
+    say), SAM3 otherwise (on a real robot SAM3 stands where the simulator's masks stood).
+    """
+    recorded = checkpoint_extraction(checkpoint) if checkpoint else {}
+    trained = {k: v for k, v in recorded.items() if k in EXTRACTION_SETTINGS}
+    for key, value in given.items():
+        if key in trained and not _same(trained[key], value):
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on keypoints extracted with {key}={trained[key]!r} (its "
+                f"keypoint_extraction); {key}:={value!r} would feed it keypoints of another extractor. "
+                f"Leave {key} unset to use the checkpoint's"
+            )
+    settings = _EXTRACTION_DEFAULTS | trained | given
+    _check_choices(("method", settings["method"], METHODS))
+    if settings["method"] == "instance":
+        source = recorded.get("instance_source", "masks" if simulated else "sam3")
+        settings["instance_source"] = source if simulated else "sam3"
+        if settings["instance_source"] == "masks":
+            settings["mask_categories"] = sim_mask_categories(task)
+    return settings
+
+
 def rollout_graph(
     robot: str = "sim",
     camera: str | None = None,
@@ -414,11 +480,11 @@ def rollout_graph(
     spec: str = "",
     checkpoint: str = "",
     calibration: str = "",
-    backend: str = "effnet_lite0",
+    backend: str | None = None,
     device: str = "cpu",
     max_input_age_s: float = 0.5,
-    method: str = "image",
-    feature_scale: float = 1.0,
+    method: str | None = None,
+    feature_scale: float | None = None,
     inference: str = "packed",
     precision: str = "fp32",
     fuse_kernels: str = "none",
@@ -430,20 +496,26 @@ def rollout_graph(
     namespace: str = "",
     autostart: bool = True,
     use_sim: bool = False,
+    mask_categories: str = "",
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
+
+    What runs follows the checkpoint: a KIL checkpoint gets keypoint_node with the extraction its
+    training keypoints came from (:func:`keypoint_settings`); an RGB or S2 checkpoint gets the
+    camera topics straight into policy_node (no keypoint_node), and S2 the instance masks too.
 
     Args:
         robot: ``sim``, ``lite6`` or ``ur5e``. camera: defaults to ``sim`` for the sim robot and
             ``femto_bolt`` otherwise.
-        spec: keypoint spec YAML; checkpoint: policy checkpoint directory; calibration: camera
+        spec: keypoint spec YAML (KIL checkpoints); checkpoint: policy checkpoint directory; calibration: camera
             extrinsics YAML published on /tf_static by calibration_node (real robots; '' = the
             camera's TF comes from elsewhere; the simulator publishes its own).
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
-        method: keypoint_node's extraction method (image, instance with SAM3, track).
-        feature_scale: keypoint_node's frames resized by this before the feature backend (as the
-            checkpoint's keypoints were extracted: ``keypoint_extraction.feature_scale``).
+        backend, method, feature_scale: keypoint_node's feature backend, extraction method (image,
+            instance, track) and frame scale before the backend; None (or '') = the checkpoint's
+            (``keypoint_extraction``), else keypoint_node's defaults; a value that differs from the
+            checkpoint's is refused.
         inference: policy_node's UNet execution (packed, compiled, graph on CUDA, module).
         precision, fuse_kernels: policy_node's tensor-core precision (fp32, tf32, bf16; kept only
             within its tolerance of fp32) and kernel fusion (none, inductor, triton), both for
@@ -462,9 +534,11 @@ def rollout_graph(
             False leaves them unconfigured for a lifecycle manager (or ``~/run_policy``).
         use_sim: for ``lite6`` and ``ur5e``: the simulator's arm behind a simulated vendor driver
             in place of the real one; the adapter, interpolator, policy and perception as on the robot.
+        mask_categories: instance-mask values to categories ('1:mug,2:tray') of the masks on
+            ``camera/instance_mask`` an S2 checkpoint needs on a real robot (a segmentation node's);
+            the simulator's own in a simulated graph.
     """
     _check_choices(
-        ("method", method, METHODS),
         ("inference", inference, INFERENCE_MODES),
         ("precision", precision, PRECISIONS),
         ("fuse_kernels", fuse_kernels, FUSIONS),
@@ -483,15 +557,33 @@ def rollout_graph(
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
     namespace = check_namespace(namespace)
+    simulated = robot == "sim" or use_sim
+    observation = (checkpoint_observation(checkpoint) if checkpoint else "") or "keypoints"
+    extraction: dict = {}
+    if observation == "s2":
+        if simulated:
+            mask_categories = mask_categories or sim_mask_categories(task)
+        elif not mask_categories:
+            raise ValueError(
+                f"checkpoint {checkpoint} is S2: it needs instance masks on camera/instance_mask and their "
+                "values' categories (mask_categories:='1:mug,2:tray', as the segmentation node publishes them)"
+            )
+    elif observation == "keypoints" and keypoints == "perception":
+        given = {"method": method, "backend": backend, "feature_scale": feature_scale}
+        extraction = keypoint_settings(
+            checkpoint, {k: v for k, v in given.items() if v not in (None, "")}, simulated, task
+        )
+    if simulated and (observation == "s2" or extraction.get("instance_source") == "masks"):
+        sim["publish_instance_mask"] = True
     camera, nodes = _robot_side(robot, camera, task, calibration, namespace, sim, use_sim)
-    if keypoints == "oracle" and not (robot == "sim" or use_sim):
+    if observation == "keypoints" and keypoints == "oracle" and not simulated:
         raise ValueError("keypoints:=oracle needs the simulator (robot:=sim or use_sim:=true): only it knows them")
-    if keypoints == "perception" and not spec:
+    if observation == "keypoints" and keypoints == "perception" and not spec:
         raise ValueError(
             "keypoint_node needs a spec (spec:=...); in the simulator keypoints:=oracle feeds ground truth"
         )
     robot_cfg = _ROBOT[robot]
-    if keypoints == "perception":
+    if extraction:
         nodes.append(
             NodeSpec(
                 "keypoint_node",
@@ -499,9 +591,8 @@ def rollout_graph(
                 "keypoint_node",
                 {
                     "spec": spec,
-                    "method": method,
-                    "feature_scale": float(feature_scale),
-                    "backend": backend,
+                    **extraction,
+                    "feature_scale": float(extraction["feature_scale"]),
                     "device": device,
                     "target_frame": prefixed(namespace, robot_cfg["base_frame"]),
                     "image_reliability": image_reliability,
@@ -514,17 +605,19 @@ def rollout_graph(
     policy["autostart"] = bool(autostart)
     if inference == "graph":
         policy |= {"precision": precision, "fuse_kernels": fuse_kernels}
+    remappings = {}
+    if observation == "keypoints":
+        policy |= {"spec": spec} if keypoints == "perception" else {}
+        remappings = {"kil/keypoints": "kil/keypoints/oracle"} if keypoints == "oracle" else {}
+    else:  # the baselines see the camera
+        policy["image_reliability"] = image_reliability
+        policy |= {"mask_categories": mask_categories} if observation == "s2" else {}
+        remappings = camera_remappings(camera, namespace)
     nodes += [
-        NodeSpec(
-            "policy_node",
-            "kil_policy",
-            "policy_node",
-            policy | ({"spec": spec} if keypoints == "perception" else {}),
-            {"kil/keypoints": "kil/keypoints/oracle"} if keypoints == "oracle" else {},
-        ),
+        NodeSpec("policy_node", "kil_policy", "policy_node", policy, remappings),
         _interpolator(robot_cfg, namespace),
     ]
-    return _finish(nodes, robot == "sim" or use_sim, namespace)
+    return _finish(nodes, simulated, namespace)
 
 
 def _finish(nodes: list[NodeSpec], sim: bool, namespace: str) -> list[NodeSpec]:

@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episode-timeout", type=float, default=300.0, help="wall seconds to wait per episode")
     parser.add_argument("--checkpoint", default="", help="run this policy instead of the scripted expert")
     parser.add_argument("--spec", default="", help="with --checkpoint: keypoint_node's spec ('' = ground truth)")
-    parser.add_argument("--backend", default="effnet_lite0", help="with --spec: keypoint_node's feature backend")
+    parser.add_argument(
+        "--backend", help="with --spec: keypoint_node's feature backend (default: the checkpoint's, else effnet_lite0)"
+    )
     parser.add_argument("--width", type=int, default=320, help="with --checkpoint: camera width (px)")
     parser.add_argument("--height", type=int, default=240, help="with --checkpoint: camera height (px)")
     parser.add_argument("--max-input-age", type=float, default=2.0, help="with --checkpoint: policy_node's limit (s)")

@@ -6,7 +6,9 @@
 
 Each node runs as ``python -m <package>.<executable> --ros-args ...`` from ``kil_bringup.graph``;
 Ctrl-C (or one node exiting) stops them all. Before anything starts, the spec's keypoint layout is
-checked against the checkpoint's. With ``--episodes N`` (simulator only) it waits until the policy
+checked against the checkpoint's, and keypoint_node extracts keypoints as the checkpoint's were
+extracted (method, backend, scale: its ``keypoint_extraction``; a flag that differs is refused);
+an RGB or S2 checkpoint sees the camera directly. With ``--episodes N`` (simulator only) it waits until the policy
 publishes its first action chunk, resets the simulated episode (so that start-up time does not
 count), prints each episode's outcome from ``/kil/episode_outcome`` and stops after the N-th
 (exit status 0 when every episode succeeded, 1 otherwise, 2 when a node failed or ``--timeout``
@@ -157,11 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         help="camera extrinsics YAML published on /tf_static (real robots; '' = TF from elsewhere)",
     )
     parser.add_argument("--namespace", default="", help="run every node in this namespace, frames prefixed by it")
-    parser.add_argument("--backend", default="effnet_lite0", help="keypoint_node's feature backend")
-    parser.add_argument("--device", default="cpu", help="torch device of perception and policy")
-    parser.add_argument("--method", default="image", choices=METHODS, help="keypoint extraction method")
     parser.add_argument(
-        "--feature-scale", type=float, default=1.0, help="keypoint_node's frames resized by this before the backend"
+        "--backend", help="keypoint_node's feature backend (default: the checkpoint's, else effnet_lite0)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device of perception and policy")
+    parser.add_argument(
+        "--method", choices=METHODS, help="keypoint extraction method (default: the checkpoint's, else image)"
+    )
+    parser.add_argument(
+        "--feature-scale",
+        type=float,
+        help="keypoint_node's frames resized by this before the backend (default: the checkpoint's, else 1)",
+    )
+    parser.add_argument(
+        "--mask-categories",
+        default="",
+        help="S2 on a real robot: the instance-mask values' categories, e.g. '1:mug,2:tray' (sim: its own)",
     )
     parser.add_argument("--inference", default="packed", choices=INFERENCE_MODES, help="policy_node's UNet execution")
     parser.add_argument(
@@ -218,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             real_time_factor=args.real_time_factor,
             namespace=args.namespace,
             use_sim=args.sim,
+            mask_categories=args.mask_categories,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")

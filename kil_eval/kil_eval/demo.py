@@ -59,10 +59,14 @@ MIN_SCORE = 0.0
 #: RGB 10/10, 5/10, 1/10 and S2 10/10, 10/10, 5/10 (in / unseen / scene). At 4000 steps and 1e-3
 #: (2.5x less training): RGB 10/10, 4/10, 1/10 and S2 10/10, 9/10, 4/10, the budget the demo trains
 #: (``IMAGE_STEPS``, ``IMAGE_LR``). KIL keeps 4000 steps at 3e-4: at 2000 steps and 1e-3 it scored
-#: 7/10, 8/10, 5/10 against 10/10, 9/10, 10/10.
+#: 7/10, 8/10, 5/10 against 10/10, 9/10, 10/10. A quarter fewer steps for all three (a complete demo,
+#: 2026-12-05: KIL 3000 at 4e-4, RGB and S2 3000 at 1.3e-3) cost each of them: KIL-IN 5/10, 8/10,
+#: 5/10, RGB 8/10, 3/10, 1/10, S2 7/10, 5/10, 3/10, so the demo keeps these budgets.
 IMAGE_BACKBONE = "effnet_lite0_frozen"
 IMAGE_STEPS = 4000
 IMAGE_LR = 1e-3
+KIL_STEPS = 4000
+KIL_LR = 3e-4
 #: The live graph runs four processes (simulator, perception, policy, interpolator) on the same CPU;
 #: at a quarter of real time a 2-core machine keeps up with the simulated 10 Hz loop.
 LIVE_REAL_TIME_FACTOR = 0.25
@@ -79,8 +83,8 @@ LIVE_REAL_TIME_FACTOR = 0.25
 #: the 25 failures imprecise grasps); the same recipe as pour_bottle, 8/10, 6/10, 5/10 (KIL-IN with
 #: perception: 0/3/2 at 4000 steps, 5/5/8 at 12000).
 KIL_TRAINING = {
-    "pour_bottle": {"steps": 12000, "proprio_rotation": "rot6d"},
-    "place_shoe": {"steps": 12000, "proprio_rotation": "rot6d"},
+    "pour_bottle": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200, "proprio_rotation": "rot6d"},
+    "place_shoe": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200, "proprio_rotation": "rot6d"},
 }
 #: KIL's perception per task where the demo's defaults are not enough (``ExtractorConfig`` fields).
 #: pour_bottle: at 320x240, effnet_lite0's feature cell (8 px) is about 3 cm on the table, wider
@@ -96,7 +100,7 @@ KIL_PERCEPTION = {
 
 def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
     """The CPU-sized pipeline of a task (place_mug: the demo)."""
-    kil = TrainingSize(steps=4000, batch_size=64, lr=3e-4, warmup_steps=200, down_dims=(64, 128, 256))
+    kil = TrainingSize(steps=KIL_STEPS, batch_size=64, lr=KIL_LR, warmup_steps=200, down_dims=(64, 128, 256))
     kil = replace(kil, **KIL_TRAINING.get(task, {}))
     perception = KIL_PERCEPTION.get(task, {})
     rgb = TrainingSize(
@@ -229,13 +233,16 @@ def live_episode(config: PipelineConfig, checkpoint: Path, timeout_s: float) -> 
 
 
 def wall_time_section(minutes: float, config: PipelineConfig, method_seconds: dict[str, float]) -> str:
-    """The report's account of the demo's own duration (set-up not included)."""
+    """The report's account of the demo's own duration (set-up not included) and the CPU it ran on."""
+    from kil_policy.train import cpu_summary
+
     threads = len(os.sched_getaffinity(0))
     jobs = min(config.jobs, len(config.methods))
     schedule = "one after the other" if jobs == 1 else f"{jobs} at once in separate processes"
     ended = ", ".join(f"{m} {s / 60:.1f} min" for m, s in method_seconds.items())
     return (
-        f"\n## Wall time\n\n{minutes:.1f} min from the first stage to this line ({threads} CPU threads; the set-up "
+        f"\n## Wall time\n\n{minutes:.1f} min from the first stage to this line ({threads} CPU threads of "
+        f"{cpu_summary()}: the time depends on the CPU as much as on the thread count; the set-up "
         f"of `make demo` not included; stages an earlier run finished are reused, not rerun). The methods ran "
         f"{schedule} (`--jobs`); each one's extract, train and evaluate stages ended after: {ended}.\n"
     )
@@ -276,12 +283,16 @@ def main(argv: list[str] | None = None) -> int:
         live_started = time.perf_counter()
         line, _ = live_episode(config, checkpoints[KIL_METHOD], timeout_s=120 if args.quick else 400)
         stage("live", line, live_started)
+        settings = pipeline.extraction(KIL_METHOD)
+        extraction = f"method {settings['method']}" + (
+            ", in the simulator's instance masks" if settings.get("instance_source") == "masks" else ""
+        )
         with open(report, "a") as handle:
             handle.write(
                 "\n## One episode of the live node graph\n\n"
                 f"`python -m kil_bringup.run_graph --robot sim --episodes 1 ...` with the {KIL_METHOD} checkpoint, "
-                "keypoint_node matching the whole image (the graph's instance path needs SAM3; in-distribution "
-                "both find the mug) "
+                f"keypoint_node extracting as the checkpoint's training keypoints were ({extraction}, read from its "
+                "config: `kil_bringup.graph.keypoint_settings`) "
                 "(sim_node, keypoint_node, policy_node, interpolator_node as processes over DDS, on the simulator's "
                 f"clock at real_time_factor {LIVE_REAL_TIME_FACTOR}):\n\n"
                 f"    {line}\n"

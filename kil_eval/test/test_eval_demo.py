@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kil_policy.train import cpu_summary
+
 
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -36,9 +38,12 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text
     assert "One episode of the live node graph" in text and "why episodes failed" in text
+    # The live graph extracts as the checkpoint was trained (KIL-IN: instance matching in the sim's masks).
+    assert "method instance, in the simulator's instance masks" in text
     assert "## Wall time" in text and "3 at once in separate processes" in text
     ended = text.split("## Wall time", 1)[1]
     assert all(f"{m} " in ended and " min" in ended for m in ("KIL-IN", "RGB", "S2")), ended
+    assert cpu_summary() in ended  # the time depends on the CPU: the report says which
     assert (tmp_path / "report" / "success.png").is_file() and list((tmp_path / "report" / "gifs").glob("*.gif"))
     again = _demo(tmp_path, "--no-live")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import kil_eval.study as study
+from kil_eval import demo
 from kil_eval.demo import full_config
 
 
@@ -57,11 +58,12 @@ def test_demo_size_trains_kil_longer_with_the_6d_proprioception_on_pour_bottle_a
     study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "place_shoe", "--methods", "KIL-IN",
                 "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
     mug, pour, shoe = captured
-    assert (mug.kil.steps, mug.kil.proprio_rotation) == (4000, "euler")
+    assert (mug.kil.steps, mug.kil.proprio_rotation) == (demo.KIL_STEPS, "euler")
     assert (pour.kil.steps, pour.kil.proprio_rotation) == (12000, "rot6d")
     assert (shoe.kil.steps, shoe.kil.proprio_rotation) == (12000, "rot6d")  # 1/10 with ground truth at 4000
+    assert pour.kil.lr == shoe.kil.lr == 3e-4  # the learning rate their 12000 steps were measured at
     assert pour.rgb == mug.rgb == shoe.rgb  # the image baselines' budget is the same on every task
-    assert "place_mug: 4000 (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]
+    assert f"place_mug: {demo.KIL_STEPS} (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]
 
 
 def test_demo_size_extracts_pour_bottles_keypoints_from_finer_features(captured, tmp_path: Path, monkeypatch) -> None:

@@ -1,8 +1,9 @@
 """What a policy checkpoint says about itself, read without torch (the robot side and the graph
-runner check a checkpoint before starting anything): the task it was trained on.
+runner check a checkpoint before starting anything): the task it was trained on, what it
+observes, and how its training keypoints were extracted.
 
-A checkpoint directory holds ``config.yaml`` = {"policy": ..., "train": {"task": ..., ...}}
-(``kil_policy.checkpoint``)."""
+A checkpoint directory holds ``config.yaml`` = {"policy": {"observation": ..., ...}, "train":
+{"task": ..., "keypoint_extraction": {...}, ...}} (``kil_policy.checkpoint``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,36 @@ import yaml
 CONFIG = "config.yaml"
 
 
-def checkpoint_task(directory: str | Path) -> str:
-    """The task the checkpoint was trained on (its training config's ``task``; '' when unknown)."""
+def _section(directory: str | Path, name: str) -> dict:
+    """One top-level section of the checkpoint's ``config.yaml`` ({} when absent or unreadable)."""
     try:
         stored = yaml.safe_load((Path(directory) / CONFIG).read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return ""
-    train = stored.get("train") if isinstance(stored, dict) else None
-    return str(train.get("task") or "") if isinstance(train, dict) else ""
+        return {}
+    section = stored.get(name) if isinstance(stored, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def checkpoint_task(directory: str | Path) -> str:
+    """The task the checkpoint was trained on (its training config's ``task``; '' when unknown)."""
+    return str(_section(directory, "train").get("task") or "")
+
+
+def checkpoint_observation(directory: str | Path) -> str:
+    """What the policy observes: ``keypoints`` (KIL), ``rgb`` or ``s2`` ('' when unknown)."""
+    return str(_section(directory, "policy").get("observation") or "")
+
+
+def checkpoint_mask_categories(directory: str | Path) -> tuple[str, ...]:
+    """The object categories an S2 checkpoint's mask shows (() for the others)."""
+    return tuple(str(c) for c in _section(directory, "policy").get("mask_categories") or ())
+
+
+def checkpoint_extraction(directory: str | Path) -> dict:
+    """The ``keypoint_extraction`` settings the checkpoint's training keypoints were extracted with
+    ({} when they were recorded rather than extracted, or the checkpoint does not say)."""
+    extraction = _section(directory, "train").get("keypoint_extraction")
+    return dict(extraction) if isinstance(extraction, dict) and extraction.get("spec") else {}
 
 
 def task_mismatch(directory: str | Path, task: str) -> str:

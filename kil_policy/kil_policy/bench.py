@@ -45,6 +45,7 @@ from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler
 from kil_policy.image_encoder import make_image_encoder
 from kil_policy.packed_unet import Denoiser
 from kil_policy.policy import BatchKeys, KeypointDiffusionPolicy
+from kil_policy.train import cpu_summary
 
 K = 8
 
@@ -347,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(),
+            "cpu": cpu_summary(),
         },
         "targets": {"kil_head_p50_ms_cpu": 60.0, "kil_head_p50_ms_h100": 3.0, "kil_250k_steps_h_h100": 0.5},
     }

@@ -147,13 +147,33 @@ def parse_config(config_file: Path | None, overrides: list[str]) -> TrainConfig:
         raise SystemExit(f"error: {error}") from None
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """The CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), read from /proc/cpuinfo."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    return bool(set(_cpuinfo().split()) & {"amx_bf16", "avx512_bf16"})
+
+
+def cpu_summary() -> str:
+    """The CPU in one phrase, what training speed on it depends on: model, family/model numbers,
+    widest vector unit and whether the image baselines train in bf16 there ('unknown CPU' without
+    /proc/cpuinfo). E.g. 'AMD EPYC (family 25, model 1), AVX2, fp32 training'."""
+    text = _cpuinfo()
+    fields = dict(
+        (key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()[:30])
+    )
+    if not fields.get("model name"):
+        return "unknown CPU"
+    flags = set(fields.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    precision = "bf16 image-baseline training" if cpu_has_native_bf16() else "fp32 training"
+    family, model = fields.get("cpu family", "?"), fields.get("model", "?")
+    return f"{fields['model name']} (family {family}, model {model}), {vector}, {precision}"
 
 
 def use_bf16(autocast: str, device: torch.device, images: bool) -> bool:

@@ -55,3 +55,17 @@ def test_a_bf16_step_keeps_fp32_weights() -> None:
     assert step.bf16 and all(p.dtype == torch.float32 for p in policy.parameters())
     assert np.isfinite(step.take_mean_loss())
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters(), strict=True))  # it learned
+
+
+def test_the_cpu_summary_reads_what_training_speed_depends_on(monkeypatch) -> None:
+    """The demo's report names the CPU it ran on: its vector unit and whether the image baselines
+    trained in bf16 there (read from /proc/cpuinfo)."""
+    zen4 = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\n"
+    zen4 += "flags\t\t: fma avx2 avx512f avx512_bf16\n"
+    monkeypatch.setattr(train_module, "_cpuinfo", lambda: zen4)
+    assert train_module.cpu_has_native_bf16()
+    assert train_module.cpu_summary() == "AMD EPYC 9R14 (family 25, model 17), AVX-512, bf16 image-baseline training"
+    monkeypatch.setattr(train_module, "_cpuinfo", lambda: zen4.replace(" avx512f avx512_bf16", ""))
+    assert train_module.cpu_summary() == "AMD EPYC 9R14 (family 25, model 17), AVX2, fp32 training"
+    monkeypatch.setattr(train_module, "_cpuinfo", lambda: "")
+    assert train_module.cpu_summary() == "unknown CPU" and not train_module.cpu_has_native_bf16()
