@@ -466,8 +466,7 @@ def keypoint_settings(checkpoint: str, given: dict, simulated: bool, task: str) 
     settings = _EXTRACTION_DEFAULTS | trained | given
     _check_choices(("method", settings["method"], METHODS))
     if settings["method"] == "instance":
-        source = recorded.get("instance_source", "masks" if simulated else "sam3")
-        settings["instance_source"] = source if simulated else "sam3"
+        settings["instance_source"] = recorded.get("instance_source", "masks") if simulated else "sam3"
         if settings["instance_source"] == "masks":
             settings["mask_categories"] = sim_mask_categories(task)
     return settings

@@ -34,11 +34,6 @@ def checkpoint_observation(directory: str | Path) -> str:
     return str(_section(directory, "policy").get("observation") or "")
 
 
-def checkpoint_mask_categories(directory: str | Path) -> tuple[str, ...]:
-    """The object categories an S2 checkpoint's mask shows (() for the others)."""
-    return tuple(str(c) for c in _section(directory, "policy").get("mask_categories") or ())
-
-
 def checkpoint_extraction(directory: str | Path) -> dict:
     """The ``keypoint_extraction`` settings the checkpoint's training keypoints were extracted with
     ({} when they were recorded rather than extracted, or the checkpoint does not say)."""
