@@ -7,40 +7,94 @@ descriptions, ``WarnOnce`` for warnings logged once per kind, and
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 HELP_FLAGS = ("-h", "--help")
 
 
-def spin_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
+#: How long a node may take to stop after SIGINT/SIGTERM (its ``close()`` included) before
+#: the process dumps every thread's stack to stderr and exits with code 1.
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def spin_node(
+    factory: Callable[[], object], args: list[str] | None = None, shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S
+) -> int:
     """Create the node with ``factory`` after ``rclpy.init`` and spin it until shutdown.
+
+    SIGINT and SIGTERM are taken by this process's main thread, not by rclpy's C signal
+    handler: the node is built, spun and torn down (``close()``, then ``destroy_node()``) in one
+    worker thread; the main thread waits for it and, on a signal, shuts the context down from
+    Python, which ends the spin. A stop that takes longer than ``shutdown_timeout_s``
+    (a wedged callback, a teardown that hangs) dumps every thread's stack to stderr and exits
+    with code 1, so that a launch file or a test never waits on a process that will not end.
+    A second signal during the stop ends the process at once (code 1). An exception raised in
+    the node is re-raised here (the process fails with its traceback).
 
     With ``-h``/``--help`` before ``--ros-args``, print the node module's docstring and the
     parameters the node declares (name, type, default, description) instead, and return 0.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
     args = list(args if args is not None else sys.argv)
     own_args = args[: args.index("--ros-args")] if "--ros-args" in args else args
     if any(a in HELP_FLAGS for a in own_args):
         return _print_help(factory)
-    rclpy.init(args=args)
-    node = None
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if stopping.is_set():  # a second signal: stop waiting for a clean stop
+            print(f"{signal.Signals(signum).name} again while stopping: exiting now", file=sys.stderr, flush=True)
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(1)
+        stopping.set()
+        faulthandler.dump_traceback_later(shutdown_timeout_s, exit=True)
+        rclpy.try_shutdown()  # (the spinning executor wakes and returns)
+
+    failure: list[BaseException] = []
+
+    def run() -> None:  # construction, callbacks and teardown: all in this one thread
+        node = None
+        try:
+            node = factory()
+            rclpy.spin(node)
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # (handed to the main thread)
+            if not stopping.is_set():  # a real error, not a construction or callback cut short by a stop
+                failure.append(error)
+        finally:
+            if not stopping.is_set():  # ended without a signal: bound the teardown all the same
+                faulthandler.dump_traceback_later(shutdown_timeout_s, exit=True)
+            try:
+                _destroy(node)
+            except BaseException as error:
+                failure.append(error)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a real error, not a callback cut short by the shutdown
-            raise
-    finally:
-        _destroy(node)
+        worker = threading.Thread(target=run, name="node", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)  # (signals are handled between joins)
         rclpy.try_shutdown()
+        if failure:
+            raise failure[0]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if not stopping.is_set():  # (after a signal the watchdog also bounds the interpreter's exit)
+            faulthandler.cancel_dump_traceback_later()
     return 0
 
 

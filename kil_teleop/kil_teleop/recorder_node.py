@@ -56,6 +56,9 @@ _IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 #: Distinct latched (/tf_static) messages kept to begin each episode with.
 MAX_LATCHED = 32
 
+#: How long a stop may take: closing an episode writes what is still queued (up to 1 GB).
+RECORDER_SHUTDOWN_TIMEOUT_S = 120.0
+
 
 class RecorderNode(Node):
     def __init__(self) -> None:
@@ -269,7 +272,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_node(RecorderNode, args)
+    return spin_node(RecorderNode, args, shutdown_timeout_s=RECORDER_SHUTDOWN_TIMEOUT_S)
 
 
 if __name__ == "__main__":
