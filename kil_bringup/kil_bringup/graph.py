@@ -33,6 +33,9 @@ KEYPOINTS = ("perception", "oracle")
 
 #: The robots the simulator has an arm model and a simulated vendor driver for (use_sim:=true).
 SIMULATED_ARMS = ("ur5e", "lite6")
+#: sim_node's scene layouts for a simulated arm (``kil_sim.sim_node.SCENE_LAYOUTS``; a test keeps
+#: them equal, so that a launch file imports no simulator).
+SCENE_LAYOUTS = ("arm", "simulated")
 #: The TCP offset of the simulated UR5e's gripper (m; kept equal to kil_sim.arms by a test, not
 #: imported, so a launch file stays light): its adapter is told it (xArm reports the TCP itself).
 SIM_TCP_OFFSET_M = {"ur5e": 0.15}
@@ -410,11 +413,13 @@ def expert_graph(
     max_episode_s: float = 40.0,
     real_time_factor: float = 1.0,
     namespace: str = "",
+    scene_layout: str = "arm",
 ) -> list[NodeSpec]:
     """The simulator with its scripted expert (``controller:=expert``) driving the arm through
     the robot's real path: interpolator_node, then for ``lite6``/``ur5e`` with ``use_sim`` the
     adapter and the simulated vendor driver (``robot:=sim``: the floating gripper). A rehearsal
-    of the control path without a policy or perception (the camera renders small and slowly)."""
+    of the control path without a policy or perception (the camera renders small and slowly).
+    ``scene_layout``: sim_node's (``arm`` or ``simulated``), for ``lite6``/``ur5e``."""
     if robot == "sim":
         use_sim = False
     elif not use_sim:
@@ -428,8 +433,20 @@ def expert_graph(
         "max_episode_s": float(max_episode_s),
         "real_time_factor": float(real_time_factor),
     }
+    sim |= _scene_layout(scene_layout, robot, use_sim)
     _, nodes = _robot_side(robot, None, task, "", namespace, sim, use_sim)
     return _finish([*nodes, _interpolator(_ROBOT[robot], namespace)], True, namespace)
+
+
+def _scene_layout(scene_layout: str, robot: str, use_sim: bool) -> dict:
+    """sim_node's ``scene_layout`` parameter for a graph ({} for the default); ValueError when it
+    does not apply (only a simulated arm has a layout of its own)."""
+    _check_choices(("scene_layout", scene_layout, SCENE_LAYOUTS))
+    if scene_layout == "arm":
+        return {}
+    if robot not in SIMULATED_ARMS or not use_sim:
+        raise ValueError(f"scene_layout:={scene_layout} applies to a simulated arm (lite6 or ur5e with use_sim)")
+    return {"scene_layout": scene_layout}
 
 
 def _same(a, b) -> bool:
@@ -496,6 +513,7 @@ def rollout_graph(
     autostart: bool = True,
     use_sim: bool = False,
     mask_categories: str = "",
+    scene_layout: str = "arm",
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -555,6 +573,7 @@ def rollout_graph(
     }
     if image_size is not None:
         sim |= {"width": int(image_size[0]), "height": int(image_size[1])}
+    sim |= _scene_layout(scene_layout, robot, use_sim)
     namespace = check_namespace(namespace)
     simulated = robot == "sim" or use_sim
     observation = (checkpoint_observation(checkpoint) if checkpoint else "") or "keypoints"

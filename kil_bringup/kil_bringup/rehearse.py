@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from kil_bringup.graph import ROBOTS, expert_graph, rollout_graph
+from kil_bringup.graph import ROBOTS, SCENE_LAYOUTS, expert_graph, rollout_graph
 from kil_bringup.run_graph import check_layout, describe, start, stop
 from kil_interfaces.checkpoint_info import task_mismatch
 
@@ -112,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320, help="with --checkpoint: camera width (px)")
     parser.add_argument("--height", type=int, default=240, help="with --checkpoint: camera height (px)")
     parser.add_argument("--max-input-age", type=float, default=2.0, help="with --checkpoint: policy_node's limit (s)")
+    parser.add_argument(
+        "--scene-layout",
+        choices=SCENE_LAYOUTS,
+        default="arm",
+        help="arm: each task laid out where the arm reaches it (default); simulated: as for the floating gripper, "
+        "where a checkpoint trained in the simulator saw it (configurations beyond the arm's reach are refused)",
+    )
     parser.add_argument("--json", type=Path, help="write the outcomes and the summary here")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.first < 0:
@@ -134,10 +141,15 @@ def main(argv: list[str] | None = None) -> int:
                 max_episode_s=args.max_episode,
                 real_time_factor=args.real_time_factor,
                 use_sim=args.robot != "sim",
+                scene_layout=args.scene_layout,
             )
         else:
             nodes = expert_graph(
-                args.robot, args.task, real_time_factor=args.real_time_factor, max_episode_s=args.max_episode
+                args.robot,
+                args.task,
+                real_time_factor=args.real_time_factor,
+                max_episode_s=args.max_episode,
+                scene_layout=args.scene_layout,
             )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")

@@ -155,7 +155,9 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
 
     log = tmp_path / "nodes.log"
     with log.open("w") as out:
-        processes = start(_arm_graph("lite6", controller="none", task="pour_bottle")[:2], stdout=out)
+        # (the simulator's own layout: place_mug's tray there is beyond a Lite6)
+        graph = _arm_graph("lite6", controller="none", task="pour_bottle", scene_layout="simulated")
+        processes = start(graph[:2], stdout=out)
     node = _listener()
     states: list = []
     reports: list = []
@@ -173,10 +175,10 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
         while not (len(states) >= 5 and ready()) and time.monotonic() < deadline:
             spin(0.1)
         assert states and ready(), "lite6_node did not bring the simulated controller into servo mode"
-        request = ResetEpisode.Request(task="place_shoe", setting="unseen_object", index=0)
+        request = ResetEpisode.Request(task="place_mug", setting="in_distribution", index=0)
         refused = call_service(node, ResetEpisode, "/sim_node/reset", request)
-        assert not refused.success and "place_shoe unseen_object #0 is beyond the lite6's reach" in refused.message
-        assert "wrist centre 0.45" in refused.message and "reach 0.444 m" in refused.message, refused.message
+        assert not refused.success and "place_mug in_distribution #0 is beyond the lite6's reach" in refused.message
+        assert "has no lite6 solution" in refused.message and "reach 0.444 m" in refused.message, refused.message
         first = states[-1]
         position = np.array([first.eef_pose.position.x, first.eef_pose.position.y, first.eef_pose.position.z])
         q = first.eef_pose.orientation
@@ -237,24 +239,26 @@ def test_rehearse_runs_consecutive_episodes_through_each_arm(robot: str, task: s
 
 
 def test_rehearse_reports_a_configuration_beyond_the_arms_reach(tmp_path) -> None:
-    """place_shoe with an unseen (larger) shoe on the Lite6: sim_node starts on a configuration
-    beyond its reach (logged, no episode runs), and the rehearsal's reset to it is refused with the
-    pose and the reach — a refusal in the summary, not a failed episode."""
+    """place_mug on the Lite6 in the simulator's own layout (``--scene-layout simulated``, where a
+    checkpoint trained in the simulator saw it): sim_node starts on a configuration beyond its
+    reach (logged, no episode runs), and the rehearsal's reset to it is refused with the pose and
+    the reach — a refusal in the summary, not a failed episode."""
     import json
     import subprocess
     import sys
 
     out = tmp_path / "rehearsal.json"
-    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "lite6", "--task", "place_shoe",
-               "--setting", "unseen_object", "--episodes", "1", "--json", str(out)]  # fmt: skip
+    command = [sys.executable, "-m", "kil_bringup.rehearse", "--robot", "lite6", "--task", "place_mug",
+               "--scene-layout", "simulated", "--episodes", "1", "--json", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout[-4000:]
     (episode,) = json.loads(out.read_text())["episodes"]
-    where = "place_shoe unseen_object #0 is beyond the lite6's reach"
+    where = "place_mug in_distribution #0 is beyond the lite6's reach"
     assert not episode["success"] and where in episode["refused"]
     assert "has no lite6 solution within the joint limits" in episode["refused"]
     assert f"refused: {where}" in done.stdout  # sim_node's log
-    assert "lite6 place_shoe unseen_object: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout
+    assert "lite6 place_mug in_distribution: 0/1 expert episodes succeeded (1 configurations refused)" in done.stdout
+    assert "laid out for the lite6" not in done.stdout  # (the arm's layout, the default, would move it)
 
 
 def test_rehearse_runs_a_policy_through_the_simulated_ur5e(tmp_path) -> None:
@@ -284,3 +288,84 @@ def test_rehearse_runs_a_policy_through_the_simulated_ur5e(tmp_path) -> None:
     assert not episode["success"] and episode["reason"].startswith("time limit of 4 s reached")
     assert "[ur5e_node]" in done.stdout and "[policy_node]" in done.stdout and "producing action chunks" in done.stdout
     assert "ur5e place_mug in_distribution: 0/1 policy episodes succeeded" in done.stdout
+
+
+@pytest.mark.parametrize("settle", [True, False])
+def test_lite6_gate_starts_a_new_stream_only_once_the_arm_has_stopped(settle: bool) -> None:
+    """The fault seen in a live Lite6 run: a fast stream leaves the arm lagging its last target by
+    centimetres; the stream stops (a stale-input hold) and a new one starts where the arm is seen.
+    The simulated controller measures each servo step from its last accepted target, so a stream
+    begun at the moving arm's pose faults it (err 99). The gate (ServoGate observing every state,
+    as lite6_node does) holds the new stream until the arm has stopped at that target, then ramps
+    in: no fault, and the arm ends on the new stream. ``settle=False`` drops the observed states
+    (the gate before this rule) and shows the fault this guards against."""
+    from kil_control.lite6 import ServoGate, XArmState, pose_to_xarm
+    from kil_sim.arms import lite6
+    from kil_sim.driver_interfaces import XARM_READY, XArmDriverInterface
+    from kil_sim.simulated_arm import SimulatedArm
+
+    down = np.array([1.0, 0.0, 0.0, 0.0])  # tool pointing down
+    arm = SimulatedArm(lite6(), np.array([0.20, -0.10, 0.25]), down)
+    rclpy.init()
+    node = rclpy.create_node("gate_settle_test")
+    try:
+        driver = XArmDriverInterface(node, arm, lambda key, text: None, lambda opening: None)
+        driver.enabled, driver.mode, driver.state = True, 1, XARM_READY
+        gate = ServoGate()
+        now, dt, faults = 10**9, 0.005, []
+
+        def tick(target: np.ndarray | None) -> None:
+            nonlocal now
+            position = arm.tcp_pose()[0]
+            state = XArmState(now, position, down, driver.mode, driver.error)
+            if settle:
+                gate.observe(state)
+            if target is not None:
+                sent, _ = gate.admit(target, state, now)
+                if sent is not None:
+                    ret, message = driver.servo(pose_to_xarm(sent, down))
+                    if driver.error:
+                        faults.append(message)
+                    if ret != 0:  # (as lite6_node does when the controller refuses a target)
+                        gate.resync()
+            arm.step(dt)
+            now += int(dt * 1e9)
+
+        start = arm.tcp_pose()[0]
+        for k in range(8):  # 9 mm per 5 ms target (1.8 m/s): faster than the arm follows
+            tick(start + [0.0, 0.009 * k, 0.0])
+        np.testing.assert_allclose(driver.last_target_mm / 1000.0, start + [0.0, 0.063, 0.0], atol=1e-5)
+        lag = float(np.linalg.norm(driver.last_target_mm / 1000.0 - arm.tcp_pose()[0]))
+        assert lag > 0.02, lag  # the arm is centimetres behind the controller's last target
+        for _ in range(4):  # the stream stops for 20 ms (inputs went stale; nothing is sent)
+            tick(None)
+        gate.resync()  # (what a refusal does; lite6_node also does it when the controller refuses)
+        restart = arm.tcp_pose()[0]  # the interpolator starts again where the arm is seen
+        for k in range(150):  # a slow new stream from there: 1 mm per target, 0.75 s
+            tick(restart + [0.001 * k, 0.0, 0.0])
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if not settle:
+        assert faults and "servo step faults the controller (error 99)" in faults[0], faults
+        return
+    assert not faults and driver.error == 0, faults
+    np.testing.assert_allclose(arm.tcp_pose()[0], restart + [0.149, 0.0, 0.0], atol=2e-3)
+
+
+def test_scene_layout_reaches_sim_node_only_for_a_simulated_arm() -> None:
+    """``scene_layout`` goes to sim_node in the expert and rollout graphs of a simulated arm, the
+    choices are sim_node's own, and it is refused where there is no arm to lay a scene out for."""
+    from kil_bringup.graph import SCENE_LAYOUTS, rollout_graph
+    from kil_sim.sim_node import SCENE_LAYOUTS as SIM_SCENE_LAYOUTS
+
+    assert SCENE_LAYOUTS == SIM_SCENE_LAYOUTS
+    expert = {n.name: n for n in expert_graph("lite6", "place_mug", scene_layout="simulated")}
+    assert expert["sim_node"].parameters["scene_layout"] == "simulated"
+    assert "scene_layout" not in {n.name: n for n in expert_graph("lite6", "place_mug")}["sim_node"].parameters
+    rollout = {n.name: n for n in rollout_graph("ur5e", keypoints="oracle", use_sim=True, scene_layout="simulated")}
+    assert rollout["sim_node"].parameters["scene_layout"] == "simulated"
+    with pytest.raises(ValueError, match="applies to a simulated arm"):
+        expert_graph("sim", scene_layout="simulated")
+    with pytest.raises(ValueError, match="scene_layout must be one of arm, simulated"):
+        expert_graph("lite6", scene_layout="tabletop")

@@ -13,7 +13,14 @@ controller rejects (or jerks towards) a target far from its current pose, so
   mode, or after the arm crept a few millimetres) is ramped in: the gate sends points from the
   measured pose towards the latest target, ``ramp_step_m`` per command, until it has caught up with
   the stream (a stream farther off is refused: the interpolator restarts from the arm);
-- every later step is shorter than ``max_step_m`` (xArm's rule: < 10 mm per servo command).
+- every later step is shorter than ``max_step_m`` (xArm's rule: < 10 mm per servo command);
+- a new stream (the first target, or the first after a refusal) starts only once the arm has
+  stopped: the states the gate has observed moved less than ``settle_distance_m`` over the last
+  ``settle_window_s``. An arm still moving is on its way to the last target the controller
+  accepted, and the controller measures a servo step from that target, not from the pose it
+  reports (so it does in the simulated controller; for a real xArm the documentation searched
+  does not say which, and waiting makes the two the same): starting at the measured pose of a
+  moving arm faulted the simulated controller with a 40 mm step after a stale-input hold.
 
 Anything else is refused with the reason, and the gate re-synchronises: the next target must
 again start at the measured pose. So it does when the measured pose is more than
@@ -24,6 +31,7 @@ stopped following): a stream is only continued where the arm is. The robot state
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +77,9 @@ class ServoGateConfig:
     ramp_step_m: float = 0.002
     """Step of a ramp-in (0.4 m/s at 200 Hz: faster than the interpolator's setpoints move, so the
     ramp catches up with the stream)."""
+    settle_window_s: float = 0.1
+    settle_distance_m: float = 0.001
+    """A new stream waits while the observed arm moved more than this within ``settle_window_s``."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_step_m < 0.01:
@@ -77,6 +88,11 @@ class ServoGateConfig:
             raise ValueError("first_target_tolerance_m, state_timeout_s and resync_distance_m must be > 0")
         if not 0 < self.ramp_step_m <= self.max_step_m:
             raise ValueError(f"ramp_step_m must be in (0, max_step_m {self.max_step_m}], got {self.ramp_step_m}")
+        if self.settle_window_s <= 0 or self.settle_distance_m <= 0:
+            raise ValueError(
+                f"settle_window_s and settle_distance_m must be > 0, got {self.settle_window_s}, "
+                f"{self.settle_distance_m}"
+            )
 
 
 class ServoGate:
@@ -86,6 +102,23 @@ class ServoGate:
         self.config = config or ServoGateConfig()
         self.last_sent: np.ndarray | None = None
         self.ramping = False
+        self._seen: deque[tuple[int, np.ndarray]] = deque()  # (stamp ns, position) of observed states
+
+    def observe(self, state: XArmState) -> None:
+        """Keep a robot state (as received) to tell whether the arm has stopped."""
+        self._seen.append((state.stamp_ns, np.asarray(state.position, np.float64).copy()))
+        horizon = state.stamp_ns - int(2 * self.config.settle_window_s * 1e9)
+        while self._seen and self._seen[0][0] < horizon:
+            self._seen.popleft()
+
+    def motion(self) -> float:
+        """How far (m) the observed arm is from where it was within the last ``settle_window_s``
+        (0 before two states were observed)."""
+        if not self._seen:
+            return 0.0
+        newest_ns, newest = self._seen[-1]
+        since = newest_ns - int(self.config.settle_window_s * 1e9)
+        return max(float(np.linalg.norm(p - newest)) for t, p in self._seen if t >= since)
 
     def resync(self) -> None:
         """The next target must start at the measured pose again."""
@@ -123,6 +156,12 @@ class ServoGate:
         if self.last_sent is not None and np.linalg.norm(state.position - self.last_sent) > c.resync_distance_m:
             self.resync()  # the arm is elsewhere: the stream must start again at its pose
         if self.last_sent is None:
+            moved = self.motion()
+            if moved > c.settle_distance_m:
+                return None, (
+                    f"the arm is still moving ({1000 * moved:.1f} mm in the last {c.settle_window_s} s) towards "
+                    "the controller's last target: a new stream starts once it has stopped"
+                )
             offset = float(np.linalg.norm(target - state.position))
             if offset <= c.first_target_tolerance_m:
                 return target, ""
@@ -146,7 +185,7 @@ class ServoGate:
     def _ramp(self, start: np.ndarray, target: np.ndarray, gap: float) -> tuple[np.ndarray, str]:
         """The next ramp-in point from ``start`` towards ``target`` (``gap`` apart)."""
         step = self.config.ramp_step_m
-        if gap <= step:
+        if gap <= step + 1e-9:  # (a last step of exactly ramp_step_m, give or take rounding)
             self.ramping = False  # caught up: the stream goes through as it is from now on
             return target, ""
         return start + (target - start) * (step / gap), f"ramping in: {1000 * gap:.1f} mm behind the stream"

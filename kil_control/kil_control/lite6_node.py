@@ -12,7 +12,8 @@ node with the controller's message). Targets refused by the gate or by the contr
 non-zero ``ret``, e.g. -8 out of range) are logged (throttled) with the reason; the arm then
 keeps its last target. A stream that starts a few millimetres to ``resync_distance_m`` off the arm
 (begun before servo mode, say) is ramped in by the gate, ``ramp_step_m`` per target, instead of
-refused.
+refused; a new stream waits until the arm has stopped (``settle_window_s``, ``settle_distance_m``)
+at the last target the controller accepted.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
 other than servo; WARN while waiting for states or right after a refused target (with the reason);
 values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``).
@@ -148,6 +149,12 @@ class Lite6Node(Node):
                     0.002,
                     "a stream starting up to resync_distance_m off: ramped in by this per target (m)",
                 ),
+                settle_window_s=p(
+                    "settle_window_s", 0.1, "a new stream waits until the arm moved < settle_distance_m this long (s)"
+                ),
+                settle_distance_m=p(
+                    "settle_distance_m", 0.001, "a new stream starts once the arm moves less than this (m)"
+                ),
             )
         )
         self.latch = GripperLatch()
@@ -177,6 +184,7 @@ class Lite6Node(Node):
         received = self.get_clock().now().nanoseconds
         stamp_ns = stamp_ns or received  # the measurement's stamp when the driver sets one
         self.state = XArmState(received, position, quaternion, int(mode), int(error))  # staleness: receive time
+        self.gate.observe(self.state)
         names = tuple(f"joint{i + 1}" for i in range(len(joints)))
         state = RobotStateData(stamp_ns, self.base_frame, position, quaternion, self.gripper, names, np.array(joints))
         self.state_pub.publish(conversion.robot_state_to_msg(state))

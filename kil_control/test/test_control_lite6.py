@@ -149,14 +149,16 @@ def test_lite6_node_over_dds() -> None:
     target_pub = other.create_publisher(PoseStamped, "/kil/servo_target", 10)
     gripper_pub = other.create_publisher(Float32, "/kil/gripper_command", 10)
 
-    fault = {"error": 0, "states": True}
+    fault = {"error": 0, "states": True, "wobble_mm": 0.0}
     listener = DiagnosticsListener(other)
 
     def spin(seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if fault["states"]:
-                fake.on_state(adapter.get_clock().now().nanoseconds, POSE_MM, 1, fault["error"], [0.1] * 6)
+                fault["wobble_mm"] = -fault["wobble_mm"]  # an arm still moving: +-wobble in x, state by state
+                pose = [POSE_MM[0] + fault["wobble_mm"], *POSE_MM[1:]]
+                fake.on_state(adapter.get_clock().now().nanoseconds, pose, 1, fault["error"], [0.1] * 6)
             executor.spin_once(timeout_sec=0.01)
 
     def target(x_mm: float, frame: str = "link_base") -> None:
@@ -187,7 +189,17 @@ def test_lite6_node_over_dds() -> None:
         for _ in range(6):  # a stream 12 mm off the arm (which stays at 250 mm): ramped in, 2 mm per target
             target(262.0)
         assert [round(p[0], 3) for p in fake.poses[2:]] == [252.0, 254.0, 256.0, 258.0, 260.0, 262.0]
+        assert not adapter.gate.ramping  # caught up: the stream goes through as it is
         np.testing.assert_allclose(fake.poses[0][3:], POSE_MM[3:], atol=1e-6)
+        target(300.0)  # refused (a 38 mm step): the next target starts a new stream ...
+        fault["wobble_mm"] = 1.5
+        target(251.0)  # ... which waits while the arm is seen moving (3 mm within settle_window_s)
+        listener.wait(spin, "lite6_node: arm", (WARN,), message="the arm is still moving (3.0 mm")
+        assert len(fake.poses) == 8
+        fault["wobble_mm"] = 0.0
+        spin(0.3)  # the arm has stopped
+        target(251.0)
+        assert len(fake.poses) == 9 and round(fake.poses[-1][0], 3) == 251.0
         for command in (0.0, 0.1, 1.0):
             gripper_pub.publish(Float32(data=command))
             spin(0.2)

@@ -33,12 +33,16 @@ UR5E_TCP_OFFSET_M = 0.15
 #: scripted expert's whole path within the joint limits). Lite6 (wrist reach 0.444 m): the tray or
 #: box at (0.36, -0.24) m is out of reach for place_mug and pick_pen (0/30) and the mouse pad's far
 #: side for place_mouse (1/30); 8 cm towards the base all three are 30/30. pour_bottle's side grasp
-#: passes over joint 1's axis for bottles near y = 0 (27/30); 5 cm to +y it is 30/30.
+#: passes over joint 1's axis for bottles near y = 0 (27/30); 5 cm to +y it is 30/30. place_shoe's
+#: shoe tray (0.34 x 0.32 m) has a far corner out of reach (14/30; (-0.08, 0) 16/30, (-0.10, 0.06)
+#: 22/30, (-0.09, 0.12) 29/30); 10 cm towards the base and 12 cm to +y every pose of all 30 is
+#: solved (two scene-variation paths turn joint 6 at 3.2 rad/s, which the controller slows).
 LITE6_SCENE_OFFSETS = (
     ("place_mug", (-0.08, 0.0)),
     ("pick_pen", (-0.08, 0.0)),
     ("place_mouse", (-0.08, 0.0)),
     ("pour_bottle", (0.0, 0.05)),
+    ("place_shoe", (-0.10, 0.12)),
 )
 #: UR5e: pour_bottle's side grasp, approached from the base's side, puts the wrist centre within the
 #: shoulder offset d4 = 0.133 m of the base axis (no IK solution: 0/30 configurations); 10 cm out

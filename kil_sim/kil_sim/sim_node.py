@@ -29,7 +29,10 @@ publishes /kil/robot_state; the gripper body follows the arm's TCP. ``robot:=lit
 behind xarm_api's services and robot_states under ``xarm_hw_ns`` for ``kil_control.lite6_node``
 (Cartesian servo targets through the controller's own inverse kinematics and step rule; the
 gripper through its open/close services instead of /kil/gripper_command). The arm starts at the
-joints that put its TCP on the scene's gripper home pose.
+joints that put its TCP on the scene's gripper home pose. Each task's scene is laid out where the
+arm reaches it (``ArmModel.scene_offset``; ``scene_layout:=simulated`` keeps the floating
+gripper's layout, where a checkpoint trained in the simulator saw it; configurations the arm
+cannot reach there are refused).
 Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
 node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
 interpolator_node commands the arm.
@@ -75,6 +78,8 @@ from kil_sim.tasks import SETTINGS, EpisodeConfig, explain, left_scene, sample_c
 _NS = 1_000_000_000
 #: sim_node's robot models: the gripper alone, or an arm behind its vendor driver's interface.
 ROBOTS = ("floating", "ur5e", "lite6")
+#: Where an arm's scene is laid out: for the arm (``ArmModel.scene_offset``), or as simulated.
+SCENE_LAYOUTS = ("arm", "simulated")
 
 
 class SimNode(Node):
@@ -107,6 +112,16 @@ class SimNode(Node):
             raise ValueError(f"parameter robot must be one of {', '.join(ROBOTS)}, got {self.robot!r}")
         self.xarm_hw_ns = p("xarm_hw_ns", "ufactory", "robot:=lite6: namespace of the simulated xarm_api")
         self.arm_model = arm_model(self.robot) if self.robot != "floating" else None
+        self.scene_layout = p(
+            "scene_layout",
+            "arm",
+            "robot:=lite6/ur5e: arm (each task laid out where the arm reaches, ArmModel.scene_offset) or "
+            "simulated (as for the floating gripper: where a checkpoint trained in the simulator saw it)",
+        )
+        if self.scene_layout not in SCENE_LAYOUTS:
+            raise ValueError(
+                f"parameter scene_layout must be one of {', '.join(SCENE_LAYOUTS)}, got {self.scene_layout!r}"
+            )
         self.check_reach = p(
             "check_reach",
             True,
@@ -329,9 +344,12 @@ class SimNode(Node):
 
     def _configuration(self, task_name: str, setting: str, index: int) -> EpisodeConfig:
         """Configuration ``index`` of a task and setting, laid out for the arm
-        (``ArmModel.scene_offset``: e.g. place_mug 8 cm nearer a Lite6's base)."""
+        (``ArmModel.scene_offset``: e.g. place_mug 8 cm nearer a Lite6's base) unless
+        ``scene_layout`` is ``simulated``."""
         episode = sample_configuration(task_name, setting, index, scene=self.scene)
         if self.arm_model is None:
+            return episode
+        if self.scene_layout == "simulated":
             return episode
         offset = self.arm_model.scene_offset(task_name)
         if offset != (0.0, 0.0):

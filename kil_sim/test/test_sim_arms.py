@@ -240,9 +240,10 @@ def test_after_a_reset_the_drivers_do_not_follow_the_stream_aimed_at_the_old_pla
 
 
 def test_tasks_beyond_an_arms_reach_are_laid_out_where_it_reaches() -> None:
-    """place_mug's tray is beyond a Lite6 and pour_bottle's side grasp inside a UR5e's shoulder
-    offset as the simulator lays them out; each arm's layout of the task (the scene moved by
-    ``ArmModel.scene_offset``) puts every pose of the expert's path within the joint limits."""
+    """place_mug's tray and place_shoe's far corner (a larger shoe) are beyond a Lite6 and
+    pour_bottle's side grasp inside a UR5e's shoulder offset as the simulator lays them out; each
+    arm's layout of the task (the scene moved by ``ArmModel.scene_offset``) puts every pose of the
+    expert's path within the joint limits."""
     from kil_sim.arms import arm
     from kil_sim.tasks import evaluation_configurations
 
@@ -254,8 +255,10 @@ def test_tasks_beyond_an_arms_reach_are_laid_out_where_it_reaches() -> None:
         assert (after.name, after.yaw, after.model) == (before.name, before.yaw, before.model)
     assert config.shifted((0.0, 0.0)) is config
     assert arm("lite6").scene_offset("place_mug") != (0.0, 0.0) and arm("ur5e").scene_offset("place_mug") == (0.0, 0.0)
-    for robot, task in (("lite6", "place_mug"), ("ur5e", "pour_bottle")):
-        kwargs = dict(episodes=1, settings=("in_distribution",), progress=False)
+    cases = (("lite6", "place_mug", "in_distribution"), ("lite6", "place_shoe", "unseen_object"),
+             ("ur5e", "pour_bottle", "in_distribution"))  # fmt: skip
+    for robot, task, setting in cases:
+        kwargs = dict(episodes=1, settings=(setting,), progress=False)
         (as_simulated,) = check_task(task, robot, offset_m=(0.0, 0.0), **kwargs)
         assert as_simulated.unreachable > 0 and "no " + robot + " solution" in as_simulated.first_unreachable
         (laid_out,) = check_task(task, robot, **kwargs)
