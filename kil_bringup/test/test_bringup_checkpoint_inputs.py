@@ -6,6 +6,7 @@ camera directly; an explicit setting that differs from the checkpoint's is refus
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import time
@@ -14,17 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-import torch
 import yaml
 
-from kil_bringup.graph import EXTRACTION_SETTINGS, SIM_MASK_CATEGORIES, rollout_graph
+from kil_bringup.graph import _EXTRACTION_DEFAULTS, EXTRACTION_SETTINGS, SIM_MASK_CATEGORIES, rollout_graph
 from kil_bringup.run_graph import start, stop
 from kil_interfaces.msg import ActionChunk
 from kil_perception.instances import parse_mask_categories
 from kil_perception.pipeline import ExtractorConfig
-from kil_policy.checkpoint import save_policy
-from kil_policy.config import HeadConfig, PolicyConfig
-from kil_policy.policy import KeypointDiffusionPolicy
+from kil_policy.testing import tiny_image_checkpoint
 from kil_sim.tasks import TASKS, sample_configuration
 
 
@@ -80,22 +78,8 @@ def test_keypoint_node_extracts_as_the_checkpoints_keypoints_were(tmp_path: Path
     assert "publish_instance_mask" not in plain["sim_node"].parameters
 
 
-def _image_checkpoint(directory: Path, observation: str) -> Path:
-    config = PolicyConfig(
-        observation=observation,
-        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=3),
-        image_size=(24, 32),
-        mask_categories=("mug", "tray") if observation == "s2" else (),
-    )
-    policy = KeypointDiffusionPolicy(config)
-    rng = torch.Generator().manual_seed(0)
-    actions = torch.rand(64, 10, generator=rng) * 0.1 + torch.tensor([0.3, 0, 0.2, 1, 0, 0, 0, -1, 0, 1.0])
-    policy.fit_normalizers(actions, torch.rand(64, 7, generator=rng) * 0.2, None, None)
-    return save_policy(directory, policy, {"train": {"task": "place_mug"}})
-
-
 def test_image_checkpoints_see_the_camera(tmp_path: Path) -> None:
-    rgb, s2 = (str(_image_checkpoint(tmp_path / o, o)) for o in ("rgb", "s2"))
+    rgb, s2 = (str(tiny_image_checkpoint(tmp_path / o, o, task="place_mug")) for o in ("rgb", "s2"))
     graph = _nodes(rollout_graph("lite6", camera="zed2i", checkpoint=rgb))  # no spec: no keypoints
     assert "keypoint_node" not in graph
     assert graph["policy_node"].remappings["camera/color/image_raw"] == "/zed/zed_node/rgb/image_rect_color"
@@ -120,12 +104,18 @@ def test_simulator_mask_values_and_extraction_settings_match_their_sources() -> 
         assert parse_mask_categories(text) == named, task
     fields = {f.name for f in dataclasses.fields(ExtractorConfig)}
     assert set(EXTRACTION_SETTINGS) <= fields
+    # the defaults the graph falls back to are keypoint_node's own (its --help lists what it declares)
+    shown = subprocess.run(
+        [sys.executable, "-m", "kil_perception.keypoint_node", "--help"], capture_output=True, text=True, timeout=300
+    ).stdout
+    declared = dict(re.findall(r"^  (\w+) \(\w+, default (.+?)\): ", shown, flags=re.MULTILINE))
+    assert _EXTRACTION_DEFAULTS and all(declared[k] == repr(v) for k, v in _EXTRACTION_DEFAULTS.items()), declared
 
 
 def test_s2_checkpoint_runs_in_the_simulated_graph(tmp_path: Path) -> None:
     """Over DDS: sim_node publishes its instance masks, policy_node builds S2's frames from them
     and the depth, and publishes chunks."""
-    checkpoint = _image_checkpoint(tmp_path / "s2", "s2")
+    checkpoint = tiny_image_checkpoint(tmp_path / "s2", "s2", task="place_mug")
     nodes = rollout_graph("sim", checkpoint=str(checkpoint), image_size=(96, 72), max_input_age_s=2.0)
     processes = start(nodes)
     rclpy.init()

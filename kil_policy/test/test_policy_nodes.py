@@ -34,6 +34,7 @@ from kil_interfaces.testing import (
 from kil_policy.checkpoint import save_policy
 from kil_policy.config import EncoderConfig, HeadConfig, PolicyConfig
 from kil_policy.policy import KeypointDiffusionPolicy
+from kil_policy.testing import tiny_image_checkpoint
 
 K = 4
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
@@ -527,25 +528,11 @@ def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> N
         assert "inputs recovered; producing action chunks again" in lines
 
 
-def _image_checkpoint(directory: Path, observation: str) -> Path:
-    config = PolicyConfig(
-        observation=observation,
-        head=HeadConfig(down_dims=(16, 32, 64), inference_steps=3),
-        image_size=(24, 32),
-        mask_categories=("mug", "tray") if observation == "s2" else (),
-    )
-    policy = KeypointDiffusionPolicy(config)
-    rng = torch.Generator().manual_seed(0)
-    actions = torch.rand(64, 10, generator=rng) * 0.2 + torch.tensor([0.3, 0, 0.1, 1, 0, 0, 0, -1, 0, 0])
-    policy.fit_normalizers(actions, torch.rand(64, 7, generator=rng) * 0.2, None, None)
-    return save_policy(directory, policy)
-
-
 @pytest.mark.parametrize("observation", ["rgb", "s2"])
 def test_policy_node_runs_image_baselines(observation: str, tmp_path: Path, ros_node) -> None:
     """An RGB checkpoint takes colour frames, an S2 checkpoint depth images + instance masks (its
     mask from mask_categories); each publishes chunks over DDS, and not before its inputs come."""
-    checkpoint = _image_checkpoint(tmp_path / "checkpoint", observation)
+    checkpoint = tiny_image_checkpoint(tmp_path / "checkpoint", observation)
     params = [f"checkpoint:={checkpoint}"] + (
         ["mask_categories:=1:mug,2:tray,3:distractor"] if observation == "s2" else []
     )
@@ -590,7 +577,7 @@ def test_policy_node_runs_image_baselines(observation: str, tmp_path: Path, ros_
 
 
 def test_policy_node_refuses_s2_without_its_mask_categories(tmp_path: Path) -> None:
-    checkpoint = _image_checkpoint(tmp_path / "checkpoint", "s2")
+    checkpoint = tiny_image_checkpoint(tmp_path / "checkpoint", "s2")
     command = [sys.executable, "-m", "kil_policy.policy_node", "--ros-args", "-p", f"checkpoint:={checkpoint}"]
     done = subprocess.run([*command, "-p", "mask_categories:=1:mug"], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
