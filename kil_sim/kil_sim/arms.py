@@ -15,6 +15,11 @@ Sources of the numbers:
   ``config/ur5e/joint_limits.yaml``).
 - UR5e gripper: the paper's Schunk EGK 40 with custom fingertips; its TCP offset is not published,
   so ``UR5E_TCP_OFFSET_M`` is an estimate (0.15 m) to be replaced by the measured value.
+- Link geometry (``link_radii_m``): one capsule per DH segment (frame i to frame i+1), radii
+  estimated from the arms' outer diameters on their product drawings (Lite6 about 80 mm, the UR5e's
+  upper arm and forearm about 120 mm and its wrists about 90 mm), not published values: simple
+  collision geometry along the DH skeleton, which for the UR5e leaves out the shoulder and elbow
+  offsets (0.138 m and 0.131 m sideways) that the DH convention folds into the joint axes.
 """
 
 from __future__ import annotations
@@ -70,6 +75,30 @@ class ArmModel:
     wrist_reach_m: float = np.inf
     ik: IKConfig = field(default_factory=IKConfig)
     scene_offsets: tuple[tuple[str, tuple[float, float]], ...] = ()
+    link_radii_m: tuple[float, ...] = ()
+    """Radius of each link's capsule (one per joint: the segment from DH frame i to frame i + 1);
+    () = no link geometry."""
+
+    def link_segments(self, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """(start (3,), end (3,), radius) of every link capsule for ``joints`` (base frame, m)."""
+        frames = dh_frames(np.asarray(joints, np.float64), self.table)
+        return [(frames[i][:3, 3], frames[i + 1][:3, 3], r) for i, r in enumerate(self.link_radii_m)]
+
+    def link_capsules(self) -> tuple[tuple[float, float], ...]:
+        """(radius, half length) of every link capsule (a DH segment's length is the same for any
+        joint angle: |(a, d)|)."""
+        return tuple((r, 0.5 * float(np.hypot(j.a, j.d))) for j, r in zip(self.table, self.link_radii_m, strict=False))
+
+    def table_clearance(self, joints: np.ndarray) -> tuple[float, int]:
+        """How far (m) the lowest link capsule stays above the table top (z = 0; negative: into
+        it) and which link (1-based) — the first link, standing on the table, not counted;
+        (inf, 0) without link geometry."""
+        lowest, which = np.inf, 0
+        for k, (start, end, radius) in enumerate(self.link_segments(joints)[1:], start=2):
+            clearance = min(float(start[2]), float(end[2])) - radius
+            if clearance < lowest:
+                lowest, which = clearance, k
+        return lowest, which
 
     def scene_offset(self, task: str) -> tuple[float, float]:
         """Where ``task``'s layout sits for this arm: (dx, dy) added to every object's position
@@ -173,6 +202,7 @@ def lite6() -> ArmModel:
         joint_names=tuple(f"joint{i}" for i in range(1, 7)),
         wrist_reach_m=0.200 + float(np.hypot(0.087, 0.2276)),  # a2 + |(a3, d4)|: elbow stretched, 0.444 m
         scene_offsets=LITE6_SCENE_OFFSETS,
+        link_radii_m=(0.04,) * 6,
     )
 
 
@@ -190,6 +220,7 @@ def ur5e_arm() -> ArmModel:
         home=np.array([np.pi, -1.9, 1.9, -1.57, -1.57, 0.0]),  # in front of the base (+x), tool down
         joint_names=ur.JOINT_NAMES,
         scene_offsets=UR5E_SCENE_OFFSETS,
+        link_radii_m=(0.06, 0.06, 0.06, 0.045, 0.045, 0.045),
     )
 
 

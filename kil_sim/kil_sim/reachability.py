@@ -4,7 +4,10 @@ The scripted expert runs each evaluation configuration (no camera) and every com
 on the 10 Hz control clock is solved with the arm's inverse kinematics (``kil_sim.arms``), seeded
 by the previous tick's joints so that the path stays on one branch. A configuration fails when a
 pose has no solution within the joint limits (out of reach: the distance from the shoulder is
-given) or when the joints would move faster than the arm's maximum joint speed between two ticks.
+given) or when the joints would move faster than the arm's maximum joint speed between two
+ticks. Poses whose solution puts a link capsule into the table (``ArmModel.table_clearance``) are
+counted and named (``into_table``) but do not fail a configuration: the capsules' radii are
+estimates.
 
     python -m kil_sim.reachability --robot lite6 --tasks place_mug pour_bottle [--episodes 10] [--json out.json]
 """
@@ -40,6 +43,10 @@ class PathCheck:
     expert_success: bool = False
     first_problem: str = ""
     first_unreachable: str = ""
+    into_table: int = 0
+    """Poses whose solution puts a link capsule into the table (the capsules' radii are estimates,
+    so this is reported, not counted against reachability)."""
+    first_into_table: str = ""
     max_joint_speed: list[float] = field(default_factory=list)
 
     @property
@@ -68,6 +75,14 @@ def check_path(poses: list[tuple[np.ndarray, np.ndarray]], model: ArmModel, dt: 
                 )
                 check.first_problem = check.first_problem or check.first_unreachable
             continue
+        clearance, link = model.table_clearance(q)
+        if clearance < 0.0:  # solved, but a link capsule would reach into the table
+            check.into_table += 1
+            if not check.first_into_table:
+                check.first_into_table = (
+                    f"tick {k}: TCP ({position[0]:.3f}, {position[1]:.3f}, {position[2]:.3f}) m puts the "
+                    f"{model.name}'s link {link} {-100 * clearance:.1f} cm into the table"
+                )
         if previous is not None:
             speed = np.abs(q - previous) / dt
             speeds = np.maximum(speeds, speed)

@@ -23,6 +23,9 @@ CAMERA_NAME = "scene_camera"
 GRIPPER_BODY = "gripper"
 GRIPPER_TARGET_BODY = "gripper_target"
 FINGER_JOINTS = ("finger_left_joint", "finger_right_joint")
+FINGER_BODIES = ("finger_left", "finger_right")
+#: Link bodies of an arm carrying the gripper: ``arm_link1`` .. ``arm_linkN``.
+ARM_LINK_BODY = "arm_link"
 GRIPPER_ACTUATORS = ("finger_left", "finger_right")
 #: Finger mass (kg) including the reflected drive inertia; heavier fingers make the squeeze contact
 #: stiffer (MuJoCo scales contact stiffness with the effective mass), so thin walls hold.
@@ -140,8 +143,32 @@ def _gripper_xml(config: GripperConfig) -> str:
     </body>"""
 
 
-def build_mjcf(objects: list[PlacedObject], config: SceneConfig) -> str:
-    """The MJCF of the scene with ``objects`` at their placements."""
+def _arm_links_xml(arm_links: tuple[tuple[float, float], ...]) -> tuple[str, str]:
+    """Kinematic (mocap) link bodies, one capsule each (a sphere for a zero-length link), and the
+    contact exclusions that keep them off the gripper they carry. The links push objects; static
+    like the table, they never touch it (``kil_sim.arms.ArmModel.table_clearance`` checks that).
+    Geom group 3: not drawn by the scene camera, so the images are those of the floating gripper."""
+    bodies, excludes = [], []
+    for i, (radius, half_length) in enumerate(arm_links):
+        shape = (
+            f'type="capsule" size="{radius:.4g} {half_length:.4g}"'
+            if half_length > 0
+            else f'type="sphere" size="{radius:.4g}"'
+        )
+        bodies.append(
+            f'<body name="{ARM_LINK_BODY}{i + 1}" mocap="true" pos="0 0 -1">'
+            f'<geom name="{ARM_LINK_BODY}{i + 1}" {shape} group="3" rgba="0.8 0.8 0.82 1"/></body>'
+        )
+        excludes += [f'<exclude body1="{ARM_LINK_BODY}{i + 1}" body2="{b}"/>' for b in (GRIPPER_BODY, *FINGER_BODIES)]
+    return "\n    ".join(bodies), "\n    ".join(excludes)
+
+
+def build_mjcf(
+    objects: list[PlacedObject], config: SceneConfig, arm_links: tuple[tuple[float, float], ...] = ()
+) -> str:
+    """The MJCF of the scene with ``objects`` at their placements; ``arm_links``: (radius, half
+    length) of each link capsule of an arm carrying the gripper (``SimWorld.set_arm_links`` places
+    them), none for the floating gripper."""
     names = [o.name for o in objects]
     if len(set(names)) != len(names):
         raise ValueError(f"object names must be unique, got {names}")
@@ -157,6 +184,7 @@ def build_mjcf(objects: list[PlacedObject], config: SceneConfig) -> str:
     bodies = "\n    ".join(
         o.model.body_xml(o.name, np.array([o.position[0], o.position[1], 0.0005]), o.yaw) for o in objects
     )
+    links, excludes = _arm_links_xml(tuple(arm_links))
     return f"""<mujoco model="kil_tabletop">
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{config.timestep_s}" cone="elliptic" impratio="10" integrator="implicitfast"/>
@@ -183,8 +211,12 @@ def build_mjcf(objects: list[PlacedObject], config: SceneConfig) -> str:
     <geom name="robot_pedestal" type="cylinder" size="0.06 0.05" pos="0 0 0.05" rgba="0.9 0.9 0.92 1"/>
     <camera name="{CAMERA_NAME}" pos="{_vec(cam.position)}" xyaxes="{cam.mujoco_xyaxes()}" fovy="{cam.fovy_deg}"/>
     {_gripper_xml(config.gripper)}
+    {links}
     {bodies}
   </worldbody>
+  <contact>
+    {excludes}
+  </contact>
   <equality>
     <weld body1="{GRIPPER_TARGET_BODY}" body2="{GRIPPER_BODY}" solref="0.005 1"/>
   </equality>

@@ -214,10 +214,11 @@ class SimNode(Node):
         if self.world is not None:
             self.world.close()
         self.episode = episode
-        self.world = episode.make_world()
+        self.world = episode.make_world(self.arm_model.link_capsules() if self.arm_model is not None else ())
         if self.arm_model is not None:
             # The arm starts where the floating gripper would: its TCP on the gripper's home pose.
             self.arm = SimulatedArm(self.arm_model, *self.world.commanded_tcp_pose())
+            self.world.set_arm_links(self.arm_model.link_segments(self.arm.joints))
             if self.driver is None and self.robot == "ur5e":
                 self.driver = UrDriverInterface(self, self.arm, self._warn, self._on_arm_commanded)
             elif self.driver is None:
@@ -256,6 +257,7 @@ class SimNode(Node):
                 self.arm.command(self.arm.joints)
             self.arm.step(step_ns / _NS)
             self.world.set_target(*self.arm.tcp_pose())
+            self.world.set_arm_links(self.arm_model.link_segments(self.arm.joints))
         self.world.step(step_ns / _NS)
         self.sim_ns += step_ns
         self.clock_pub.publish(Clock(clock=self._stamp()))
@@ -369,6 +371,11 @@ class SimNode(Node):
         if check.too_fast:
             too_fast = f"{where}: the expert's path is too fast for the {self.robot}: {check.first_problem}"
             self.get_logger().warning(too_fast + " (the controller slows it)")
+        if check.into_table:
+            self.get_logger().warning(
+                f"{where}: {check.into_table} poses of the expert's path put a {self.robot} link capsule into the "
+                f"table (the simulated links do not collide with it): {check.first_into_table}"
+            )
         return None
 
     def _set_gripper(self, opening: float) -> None:

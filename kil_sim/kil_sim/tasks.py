@@ -90,8 +90,9 @@ class EpisodeConfig:
     objects: tuple[PlacedObject, ...]
     scene: SceneConfig
 
-    def make_world(self) -> SimWorld:
-        return SimWorld(list(self.objects), self.scene)
+    def make_world(self, arm_links: tuple[tuple[float, float], ...] = ()) -> SimWorld:
+        """The configuration's world; ``arm_links``: an arm's link capsules (``SimWorld``)."""
+        return SimWorld(list(self.objects), self.scene, arm_links)
 
     def shifted(self, offset_m: tuple[float, float]) -> EpisodeConfig:
         """The same configuration with every object (fixture and distractors too) moved by

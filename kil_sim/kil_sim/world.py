@@ -18,6 +18,7 @@ from kil_interfaces.rotations import quat_angle, quat_slerp, quat_to_matrix
 from kil_sim.camera import depth_to_millimetres
 from kil_sim.rendering import CameraRenderer
 from kil_sim.scene import (
+    ARM_LINK_BODY,
     CAMERA_NAME,
     FINGER_JOINTS,
     GRIPPER_ACTUATORS,
@@ -52,6 +53,19 @@ def _mj_quat(quat_xyzw: np.ndarray) -> np.ndarray:
     return np.array([quat_xyzw[3], quat_xyzw[0], quat_xyzw[1], quat_xyzw[2]])
 
 
+def _z_onto(direction: np.ndarray) -> np.ndarray:
+    """MuJoCo quaternion (w, x, y, z) turning the z axis onto ``direction`` (identity for a zero
+    vector: a sphere link)."""
+    length = float(np.linalg.norm(direction))
+    if length < 1e-9:
+        return np.array([1.0, 0.0, 0.0, 0.0])
+    d = direction / length
+    if d[2] < -1.0 + 1e-9:  # straight down: half a turn about x
+        return np.array([0.0, 1.0, 0.0, 0.0])
+    quat = np.array([1.0 + d[2], -d[1], d[0], 0.0])  # (w, z x d): the shortest arc from z to d
+    return quat / np.linalg.norm(quat)
+
+
 def _xyzw(quat_wxyz: np.ndarray) -> np.ndarray:
     return np.array([quat_wxyz[1], quat_wxyz[2], quat_wxyz[3], quat_wxyz[0]])
 
@@ -66,13 +80,25 @@ class SimWorld:
     Args:
         objects: the task's objects and their initial placements.
         config: camera, gripper and physics settings.
+        arm_links: (radius, half length) of each link capsule of an arm carrying the gripper
+            (``kil_sim.arms.ArmModel.link_capsules``; placed with :meth:`set_arm_links`), none
+            for the floating gripper.
     """
 
-    def __init__(self, objects: list[PlacedObject], config: SceneConfig | None = None) -> None:
+    def __init__(
+        self,
+        objects: list[PlacedObject],
+        config: SceneConfig | None = None,
+        arm_links: tuple[tuple[float, float], ...] = (),
+    ) -> None:
         self.config = config or SceneConfig()
         self.objects = list(objects)
-        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.objects, self.config))
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.objects, self.config, arm_links))
         self.data = mujoco.MjData(self.model)
+        self._arm_links = [
+            self.model.body_mocapid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"{ARM_LINK_BODY}{i + 1}")]
+            for i in range(len(arm_links))
+        ]
         self._mocap = self.model.body_mocapid[
             mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_TARGET_BODY)
         ]
@@ -125,6 +151,16 @@ class SimWorld:
             raise ValueError(f"TCP target quaternion must be a unit (x, y, z, w), got {quaternion}")
         self._target_position = position
         self._target_quaternion = quaternion / norm
+
+    def set_arm_links(self, segments: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        """Place the arm's link capsules on ``segments`` ((start, end, radius) per link, base
+        frame; ``kil_sim.arms.ArmModel.link_segments``), one per link this world was built with."""
+        if len(segments) != len(self._arm_links):
+            raise ValueError(f"{len(segments)} link segments for a world built with {len(self._arm_links)} links")
+        for mocap, (start, end, _radius) in zip(self._arm_links, segments, strict=True):
+            start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+            self.data.mocap_pos[mocap] = 0.5 * (start + end)
+            self.data.mocap_quat[mocap] = _z_onto(end - start)
 
     def set_gripper(self, opening: float) -> None:
         """Gripper opening command, 0 (close, squeezing with the grip force) .. 1 (fully open)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,71 @@ def test_a_path_beyond_reach_or_too_fast_for_the_joints_is_flagged() -> None:
     check = PathCheck("t", "in_distribution", 2)
     check_path(far, model, 0.1, check)
     assert check.unreachable == 1 and "m from the shoulder, reach 0.444 m" in check.first_problem
+
+
+def test_a_pose_that_puts_a_link_into_the_table_is_flagged() -> None:
+    """The tool held horizontally (pointing along +x) 2 cm above the table: the Lite6 solves it,
+    but its wrist link (radius 4 cm) would be 2 cm into the table; 8 cm up it clears it."""
+    model = lite6()
+    sideways = matrix_to_quat(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]))
+    low, high = ((np.array([0.33, 0.0, z]), sideways) for z in (0.02, 0.08))
+    check = PathCheck("t", "in_distribution", 0)
+    check_path([high, low], model, 1.0, check)
+    assert check.into_table == 1 and check.poses == 2 and check.reachable  # (reported, not refused)
+    where = r"\(0\.330, 0\.000, 0\.020\) m puts the lite6's link \d 2\.0 cm into the table"
+    assert re.search(where, check.first_into_table), check.first_into_table
+    for joints in (model.home, model.inverse(_pose([0.30, 0.10, 0.05]))):  # tool down: the links stay above
+        assert model.table_clearance(joints)[0] > 0.0
+
+
+@pytest.mark.parametrize("name", ["lite6", "ur5e"])
+def test_link_segments_follow_the_kinematic_chain_to_the_flange(name: str) -> None:
+    model = arm(name)
+    joints = model.home + 0.3
+    segments = model.link_segments(joints)
+    assert len(segments) == len(model.table) == len(model.link_capsules())
+    np.testing.assert_allclose(segments[0][0], 0.0, atol=1e-12)  # from the base
+    for (_, end, _), (start, _, _) in itertools.pairwise(segments):
+        np.testing.assert_allclose(end, start, atol=1e-12)  # a chain
+    tcp = model.forward(joints)
+    np.testing.assert_allclose(segments[-1][1] + model.tcp_offset_m * tcp[:3, 2], tcp[:3, 3], atol=1e-9)  # the flange
+    for (start, end, _), (_, half_length) in zip(segments, model.link_capsules(), strict=True):
+        assert np.linalg.norm(end - start) == pytest.approx(2 * half_length, abs=1e-9)  # rigid links
+
+
+def test_arm_links_push_objects_and_stay_out_of_the_camera() -> None:
+    """The arm's link capsules in the MuJoCo world: kinematic bodies that push an object they
+    sweep through, kept off the gripper, and not drawn by the scene camera (the images stay those
+    the floating-gripper demonstrations were recorded with)."""
+    from kil_sim.tasks import sample_configuration
+
+    model = ur5e_arm()
+    world = sample_configuration("place_mug", "in_distribution", 0).make_world(model.link_capsules())
+    try:
+        parked = [(np.array([0.0, 0.0, -1.0]), np.array([0.0, 0.0, -0.9]), r) for r, _ in model.link_capsules()]
+        world.set_arm_links(parked)
+        world.step(0.3)
+        mug = world.object_pose("mug")[0].copy()
+        before = world.render().rgb.copy()
+        above = list(parked)
+        above[2] = (mug + [-0.1, 0.0, 0.25], mug + [0.1, 0.0, 0.25], 0.06)  # in view, touching nothing
+        world.set_arm_links(above)
+        world.step(0.05)
+        np.testing.assert_array_equal(world.render().rgb, before)
+        geom = world.model.geom("arm_link3")
+        np.testing.assert_allclose(world.data.geom_xpos[geom.id], mug + [0.0, 0.0, 0.25], atol=1e-9)  # centred
+        np.testing.assert_allclose(world.data.geom_xmat[geom.id].reshape(3, 3)[:, 2], [1.0, 0.0, 0.0], atol=1e-9)
+        with pytest.raises(ValueError, match="5 link segments for a world built with 6 links"):
+            world.set_arm_links(above[:5])
+        for k in range(40):  # the forearm swept along x through the mug, 5 cm above the table
+            x = mug[0] - 0.25 + 0.01 * k
+            sweep = list(parked)
+            sweep[2] = (np.array([x, mug[1] - 0.1, 0.05]), np.array([x, mug[1] + 0.1, 0.05]), 0.04)
+            world.set_arm_links(sweep)
+            world.step(0.01)
+        assert np.linalg.norm(world.object_pose("mug")[0][:2] - mug[:2]) > 0.05  # pushed
+    finally:
+        world.close()
 
 
 def test_an_expert_episode_is_checked_on_the_ur5e() -> None:
