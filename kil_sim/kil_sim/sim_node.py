@@ -82,6 +82,12 @@ ROBOTS = ("floating", "ur5e", "lite6")
 SCENE_LAYOUTS = ("arm", "simulated")
 
 
+def follow_arm(world, arm: SimulatedArm) -> None:
+    """Put the world's gripper target on the arm's TCP and its link capsules on the arm's links."""
+    world.set_target(*arm.tcp_pose())
+    world.set_arm_links(arm.model.link_segments(arm.joints))
+
+
 class SimNode(Node):
     """Runs one :class:`~kil_sim.world.SimWorld` in real time behind ROS topics."""
 
@@ -218,7 +224,7 @@ class SimNode(Node):
         if self.arm_model is not None:
             # The arm starts where the floating gripper would: its TCP on the gripper's home pose.
             self.arm = SimulatedArm(self.arm_model, *self.world.commanded_tcp_pose())
-            self.world.set_arm_links(self.arm_model.link_segments(self.arm.joints))
+            follow_arm(self.world, self.arm)
             if self.driver is None and self.robot == "ur5e":
                 self.driver = UrDriverInterface(self, self.arm, self._warn, self._on_arm_commanded)
             elif self.driver is None:
@@ -256,8 +262,7 @@ class SimNode(Node):
             if self._refused:  # no episode on a refused configuration: the arm holds
                 self.arm.command(self.arm.joints)
             self.arm.step(step_ns / _NS)
-            self.world.set_target(*self.arm.tcp_pose())
-            self.world.set_arm_links(self.arm_model.link_segments(self.arm.joints))
+            follow_arm(self.world, self.arm)
         self.world.step(step_ns / _NS)
         self.sim_ns += step_ns
         self.clock_pub.publish(Clock(clock=self._stamp()))

@@ -152,6 +152,29 @@ def test_arm_links_push_objects_and_stay_out_of_the_camera() -> None:
         world.close()
 
 
+@pytest.mark.parametrize("name", ["lite6", "ur5e"])
+def test_sim_node_keeps_the_links_and_the_gripper_on_the_arm(name: str) -> None:
+    """What sim_node does at every step with an arm (``follow_arm``): every link capsule on its
+    segment of the arm's current joints (the gripper's target on its TCP)."""
+    from kil_sim.sim_node import follow_arm
+    from kil_sim.simulated_arm import SimulatedArm
+    from kil_sim.tasks import sample_configuration
+
+    model = arm(name)
+    world = sample_configuration("place_mug", "in_distribution", 0).make_world(model.link_capsules())
+    try:
+        moved = SimulatedArm(model, *world.commanded_tcp_pose())
+        moved.command(moved.joints + 0.2)
+        moved.step(1.0)
+        follow_arm(world, moved)
+        world.step(0.01)
+        for i, (start, end, _) in enumerate(model.link_segments(moved.joints)):
+            geom = world.model.geom(f"arm_link{i + 1}")
+            np.testing.assert_allclose(world.data.geom_xpos[geom.id], 0.5 * (start + end), atol=1e-9)
+    finally:
+        world.close()
+
+
 def test_an_expert_episode_is_checked_on_the_ur5e() -> None:
     checks = check_task("place_mug", "ur5e", episodes=1, settings=("in_distribution",), progress=False)
     (check,) = checks
