@@ -146,7 +146,8 @@ def _gripper_xml(config: GripperConfig) -> str:
 def _arm_links_xml(arm_links: tuple[tuple[float, float], ...]) -> tuple[str, str]:
     """Kinematic (mocap) link bodies, one capsule each (a sphere for a zero-length link), and the
     contact exclusions that keep them off the gripper they carry. The links push objects; static
-    like the table, they never touch it (``kil_sim.arms.ArmModel.table_clearance`` checks that).
+    like the table, they pass through it unfelt (``kil_sim.arms.ArmModel.table_clearance`` names
+    the poses where they would).
     Geom group 3: not drawn by the scene camera, so the images are those of the floating gripper."""
     bodies, excludes = [], []
     for i, (radius, half_length) in enumerate(arm_links):
