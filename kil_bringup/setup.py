@@ -14,6 +14,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
         (f"share/{PACKAGE}/foxglove", glob("foxglove/*.json")),
+        (f"share/{PACKAGE}/dds", glob("dds/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -81,13 +81,21 @@ class ArmModel:
 
     def link_segments(self, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """(start (3,), end (3,), radius) of every link capsule for ``joints`` (base frame, m)."""
+        return self.forward_with_links(joints)[1]
+
+    def forward_with_links(self, joints: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, float]]]:
+        """The (4, 4) TCP pose and :meth:`link_segments` for ``joints`` from one pass down the DH
+        chain (the simulator moves both every step)."""
         frames = dh_frames(np.asarray(joints, np.float64), self.table)
-        return [(frames[i][:3, 3], frames[i + 1][:3, 3], r) for i, r in enumerate(self.link_radii_m)]
+        links = [(frames[i][:3, 3], frames[i + 1][:3, 3], r) for i, r in enumerate(self.link_radii_m)]
+        return frames[-1] @ self.tool, links
 
     def link_capsules(self) -> tuple[tuple[float, float], ...]:
         """(radius, half length) of every link capsule (a DH segment's length is the same for any
         joint angle: |(a, d)|)."""
-        return tuple((r, 0.5 * float(np.hypot(j.a, j.d))) for j, r in zip(self.table, self.link_radii_m, strict=False))
+        if not self.link_radii_m:
+            return ()
+        return tuple((r, 0.5 * float(np.hypot(j.a, j.d))) for j, r in zip(self.table, self.link_radii_m, strict=True))
 
     def table_clearance(self, joints: np.ndarray) -> tuple[float, int]:
         """How far (m) the lowest link capsule stays above the table top (z = 0; negative: into
@@ -116,6 +124,11 @@ class ArmModel:
             raise ValueError(f"ArmModel {self.name}: limits must satisfy lower < upper and max_speed > 0")
         if len(self.joint_names) != n:
             raise ValueError(f"ArmModel {self.name}: {len(self.joint_names)} joint names for {n} joints")
+        if self.link_radii_m and (len(self.link_radii_m) != n or min(self.link_radii_m) <= 0):
+            raise ValueError(
+                f"ArmModel {self.name}: link_radii_m needs one radius > 0 per joint ({n}) or none, "
+                f"got {self.link_radii_m}"
+            )
 
     @property
     def tool(self) -> np.ndarray:

@@ -84,8 +84,9 @@ SCENE_LAYOUTS = ("arm", "simulated")
 
 def follow_arm(world, arm: SimulatedArm) -> None:
     """Put the world's gripper target on the arm's TCP and its link capsules on the arm's links."""
-    world.set_target(*arm.tcp_pose())
-    world.set_arm_links(arm.model.link_segments(arm.joints))
+    tcp, links = arm.tcp_pose_and_links()
+    world.set_target(*tcp)
+    world.set_arm_links(links)
 
 
 class SimNode(Node):

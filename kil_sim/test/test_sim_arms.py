@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 
@@ -115,6 +116,20 @@ def test_link_segments_follow_the_kinematic_chain_to_the_flange(name: str) -> No
     np.testing.assert_allclose(segments[-1][1] + model.tcp_offset_m * tcp[:3, 2], tcp[:3, 3], atol=1e-9)  # the flange
     for (start, end, _), (_, half_length) in zip(segments, model.link_capsules(), strict=True):
         assert np.linalg.norm(end - start) == pytest.approx(2 * half_length, abs=1e-9)  # rigid links
+    pose, links = model.forward_with_links(joints)  # the simulator's one-pass form: the same numbers
+    np.testing.assert_allclose(pose, tcp, atol=1e-12)
+    for (start, end, radius), (start2, end2, radius2) in zip(links, segments, strict=True):
+        np.testing.assert_allclose(np.stack([start, end]), np.stack([start2, end2]), atol=1e-12)
+        assert radius == radius2
+
+
+def test_link_radii_must_name_every_link_or_none() -> None:
+    model = arm("lite6")
+    assert dataclasses.replace(model, link_radii_m=()).link_capsules() == ()  # no geometry: allowed
+    assert dataclasses.replace(model, link_radii_m=()).table_clearance(model.home) == (np.inf, 0)
+    for radii in [(0.04,) * 5, (0.04,) * 7, (0.04,) * 5 + (0.0,)]:
+        with pytest.raises(ValueError, match="link_radii_m needs one radius > 0 per joint"):
+            dataclasses.replace(model, link_radii_m=radii)
 
 
 def test_arm_links_push_objects_and_stay_out_of_the_camera() -> None:
