@@ -39,9 +39,8 @@ from kil_eval.specs import unknown_keypoints, with_camera
 from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
-from kil_sim.tasks import SETTINGS, TASKS, evaluation_configurations
+from kil_sim.tasks import EVALUATION_SETTINGS, TASKS, evaluation_configurations
 
-EVALUATION_SETTINGS = tuple(s for s in SETTINGS if s != "train")
 SUMMARY = "summary.json"
 EPISODES = "episodes.jsonl"
 PCK_PX = 10.0

@@ -36,7 +36,7 @@ from kil_eval.report import write_report
 from kil_eval.specs import make_spec
 from kil_perception.pipeline import ExtractorConfig
 from kil_sim.camera import CameraConfig
-from kil_sim.tasks import TASKS
+from kil_sim.tasks import TABLE_SETTINGS, TASKS
 
 #: The compared methods (paper §IV-C, §IV-F): KIL with image matching (IM), instance matching
 #: (IN, the simulator's masks standing in for SAM3) or tracking (T, Lucas-Kanade started by image
@@ -51,7 +51,7 @@ METHODS: dict[str, dict] = {
 }
 #: The baselines that see images, and their ``PolicyConfig.observation``.
 IMAGE_METHODS = {"RGB": "rgb", "S2": "s2"}
-SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+SETTINGS = TABLE_SETTINGS
 
 
 @dataclass

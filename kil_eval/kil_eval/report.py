@@ -37,6 +37,7 @@ SETTING_TITLES = {
     "in_distribution": "In-distribution",
     "unseen_object": "Unseen object",
     "scene_variation": "Scene variation",
+    "generated_object": "Generated object (not in the paper)",
 }
 
 

@@ -3,11 +3,13 @@
 Each model is an MJCF ``<body>`` (with a free joint when movable) whose frame sits at the
 centre of the object's footprint on the table, z up, plus the ground-truth semantic keypoints in
 that frame (the ``oracle`` keypoint source, and the reference for scoring perception).
-Variants of a category differ in shape, size and colour (two for training, two unseen).
+Variants of a category differ in shape, size and colour (two for training, two unseen), and
+:func:`generated_variant` draws any number more, of sizes and colours no one chose.
 """
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass, field
 
@@ -446,3 +448,52 @@ def variant(category: str, index: int) -> ObjectModel:
     if not 0 <= index < len(makers):
         raise IndexError(f"{category} has variants 0..{len(makers) - 1}, got {index}")
     return makers[index]()
+
+
+#: Size ranges of :func:`generated_variant` per category (m), wider than the four fixed variants on
+#: every side while the parallel gripper (8 cm opening) can still take each object as the expert
+#: does: a mug by its rim wall, a bottle across its body, a shoe by its heel counter, a pen across
+#: its barrel, a mouse across its body.
+GENERATED_SIZES: dict[str, dict[str, tuple[float, float]]] = {
+    "mug": {"radius": (0.032, 0.052), "height": (0.07, 0.125), "handle": (0.025, 0.045), "wall": (0.004, 0.008)},
+    "bottle": {"radius": (0.024, 0.036), "height": (0.11, 0.17), "neck": (0.035, 0.055)},
+    "shoe": {"length": (0.15, 0.24), "width": (0.055, 0.08), "height": (0.055, 0.095)},
+    "pen": {"radius": (0.0045, 0.0095), "length": (0.11, 0.17)},
+    "mouse": {"length": (0.085, 0.13), "width": (0.05, 0.072), "height": (0.028, 0.042)},
+}
+
+
+def random_colour(rng: np.random.Generator) -> tuple[float, float, float]:
+    """An RGB colour (0-1) of any hue; a quarter of them nearly grey (white to black), the colours
+    of a gripper, a pedestal or a table that perception must not confuse with the object."""
+    hue = float(rng.uniform())
+    saturation = float(rng.uniform(0.0, 0.12)) if rng.uniform() < 0.25 else float(rng.uniform(0.35, 1.0))
+    value = float(rng.uniform(0.15, 0.95))
+    return tuple(round(c, 3) for c in colorsys.hsv_to_rgb(hue, saturation, value))
+
+
+def generated_variant(category: str, rng: np.random.Generator, name: str | None = None) -> ObjectModel:
+    """A variant of ``category`` with sizes drawn uniformly from :data:`GENERATED_SIZES` and a
+    :func:`random_colour` — not one of the four in :data:`VARIANTS`, so a result on these holds for
+    objects nobody tuned to. The keypoints are the category's, at the drawn geometry.
+
+    Raises:
+        KeyError: a category without generated variants (the fixtures: tray, box, pad, cup).
+    """
+    try:
+        sizes = GENERATED_SIZES[category]
+    except KeyError:
+        raise KeyError(f"no generated variants of {category!r}; categories: {sorted(GENERATED_SIZES)}") from None
+    size = {key: float(rng.uniform(lo, hi)) for key, (lo, hi) in sizes.items()}
+    colour = random_colour(rng)
+    name = name or f"{category}_generated"
+    if category == "mug":
+        return mug(name, colour=colour, **size)
+    if category == "bottle":
+        return bottle(name, colour=colour, **size)
+    if category == "shoe":
+        return shoe(name, colour=colour, **size)
+    if category == "pen":
+        return pen(name, colour=colour, **size)
+    half = (0.5 * size["length"], 0.5 * size["width"], 0.5 * size["height"])
+    return mouse(name, half_size=half, colour=colour)

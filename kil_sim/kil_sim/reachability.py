@@ -25,9 +25,7 @@ from tqdm import tqdm
 from kil_interfaces.rotations import quat_to_matrix
 from kil_sim.arms import ARMS, ArmModel, arm
 from kil_sim.rollout import RolloutConfig, run_episode
-from kil_sim.tasks import TASKS, EpisodeConfig, evaluation_configurations
-
-SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+from kil_sim.tasks import EVALUATION_SETTINGS, TABLE_SETTINGS, TASKS, EpisodeConfig, evaluation_configurations
 
 
 @dataclass
@@ -119,7 +117,7 @@ def check_task(
     task: str,
     robot: str,
     episodes: int = 10,
-    settings=SETTINGS,
+    settings=TABLE_SETTINGS,
     progress: bool = True,
     offset_m: tuple[float, float] | None = None,
 ) -> list[PathCheck]:
@@ -154,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robot", required=True, choices=sorted(ARMS), help="the arm")
     parser.add_argument("--tasks", nargs="+", default=["place_mug"], choices=sorted(TASKS), help="tasks to check")
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    parser.add_argument("--settings", nargs="+", default=list(TABLE_SETTINGS), choices=EVALUATION_SETTINGS)
     parser.add_argument("--json", default="", help="write every configuration's check here")
     parser.add_argument(
         "--offset", nargs=2, type=float, metavar=("DX", "DY"), help="move the scene by DX DY (m; default: the arm's)"

@@ -7,7 +7,10 @@ every policy (DESIGN: evaluation protocol):
 
 - ``in_distribution``: the two training variants, default scene;
 - ``unseen_object``: the two unseen variants (different shape, size, colour);
-- ``scene_variation``: training variants with distractor objects and another table colour.
+- ``scene_variation``: training variants with distractor objects and another table colour;
+- ``generated_object``: not in the paper's table — objects generated per configuration
+  (``objects.generated_variant``: sizes and colours drawn from wide ranges, none of the four
+  variants), default scene: the check on objects nobody tuned to.
 
 Demonstrations use the ``train`` setting: training variants, any seed.
 """
@@ -26,7 +29,11 @@ from kil_sim import objects as obj
 from kil_sim.scene import TABLE_CENTRE, TABLE_HALF_SIZE, PlacedObject, SceneConfig
 from kil_sim.world import SimWorld
 
-SETTINGS = ("train", "in_distribution", "unseen_object", "scene_variation")
+SETTINGS = ("train", "in_distribution", "unseen_object", "scene_variation", "generated_object")
+#: The paper's Table I columns.
+TABLE_SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+#: Every setting an evaluation may use (all but ``train``).
+EVALUATION_SETTINGS = tuple(s for s in SETTINGS if s != "train")
 #: Table colours of the scene-variation setting.
 _VARIATION_TABLES = ((0.35, 0.36, 0.4, 1.0), (0.85, 0.85, 0.82, 1.0), (0.42, 0.28, 0.2, 1.0))
 
@@ -292,7 +299,10 @@ def sample_configuration(
     variants = (2, 3) if setting == "unseen_object" else (0, 1)
     first_variant = int(rng.integers(2))
     for k, name in enumerate(spec.object_names()):
-        model = obj.variant(spec.category, variants[(first_variant + k) % 2])
+        if setting == "generated_object":
+            model = obj.generated_variant(spec.category, rng, f"{spec.category}_generated_{index}_{k}")
+        else:
+            model = obj.variant(spec.category, variants[(first_variant + k) % 2])
         candidate = _free_placement(
             rng, name, model, spec.region, spec.canonical_yaw, yaw_range, occupied, spec.min_separation
         )
@@ -346,5 +356,5 @@ def _free_placement(rng, name, model, region, canonical_yaw, yaw_range, occupied
 def evaluation_configurations(task_name: str, setting: str, count: int = 10) -> list[EpisodeConfig]:
     """The fixed evaluation configurations of a setting (10 per setting in the paper's protocol)."""
     if setting == "train":
-        raise ValueError("evaluation uses in_distribution, unseen_object or scene_variation")
+        raise ValueError(f"evaluation uses one of {', '.join(EVALUATION_SETTINGS)}, not train")
     return [sample_configuration(task_name, setting, i) for i in range(count)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kil_interfaces.data import ActionChunkData
+from kil_sim import objects as obj
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import TASKS, _overlap, evaluation_configurations, sample_configuration
 
@@ -63,6 +64,46 @@ def test_placements_do_not_overlap_and_respect_the_yaw_range(name: str) -> None:
             for placed in objects[: spec.count]:
                 delta = np.remainder(placed.yaw - spec.canonical_yaw + np.pi, 2 * np.pi) - np.pi
                 assert abs(delta) <= spec.yaw_range + 1e-9
+
+
+@pytest.mark.parametrize("name", ["place_mug", "pour_bottle", "place_shoe", "pick_pen", "place_mouse"])
+def test_generated_objects_are_new_every_configuration_and_the_expert_handles_them(name: str) -> None:
+    """The generated_object setting: per configuration a variant of sizes and colour drawn from
+    ``GENERATED_SIZES`` (the same on every run), none of the four fixed ones; the scripted expert
+    still does the task (so a policy's failure on them is the policy's)."""
+    spec = TASKS[name]
+    configs = evaluation_configurations(name, "generated_object", count=4)
+    again = evaluation_configurations(name, "generated_object", count=4)
+    models = [c.objects[0].model for c in configs]
+    assert [m.geoms for m in models] == [c.objects[0].model.geoms for c in again]  # reproducible
+    assert len({m.geoms for m in models}) == 4  # a new object every configuration
+    fixed = {obj.variant(spec.category, i).geoms for i in range(len(obj.VARIANTS[spec.category]))}
+    assert not fixed & {m.geoms for m in models}
+    fixed_keypoints = obj.variant(spec.category, 0).keypoints
+    for model in models:
+        assert model.category == spec.category and set(model.keypoints) == set(fixed_keypoints)
+    for config in configs[:2]:
+        result = run_episode(config, config=FAST)
+        assert result.success, f"{name} generated #{config.index}: expert completion {result.completion}"
+
+
+def test_generated_variants_draw_within_the_stated_ranges() -> None:
+    rng = np.random.default_rng(0)
+    radii, heights, greys = [], [], 0
+    for _ in range(200):
+        colour = obj.random_colour(rng)
+        greys += max(colour) - min(colour) < 0.12
+        model = obj.generated_variant("mug", rng)
+        radii.append(model.footprint[1])
+        heights.append(model.keypoints["opening"][2])
+    (r_lo, r_hi), (h_lo, h_hi) = obj.GENERATED_SIZES["mug"]["radius"], obj.GENERATED_SIZES["mug"]["height"]
+    assert r_lo <= min(radii) and max(radii) <= r_hi and h_lo <= min(heights) and max(heights) <= h_hi
+    assert max(radii) - min(radii) > 0.8 * (r_hi - r_lo)  # the whole range is used
+    fixed = [obj.variant("mug", i).footprint[1] for i in range(4)]
+    assert min(radii) < min(fixed) and max(radii) > max(fixed)  # beyond every fixed variant
+    assert 20 < greys < 90  # about a quarter nearly grey
+    with pytest.raises(KeyError, match="no generated variants of 'tray'"):
+        obj.generated_variant("tray", rng)
 
 
 def test_unknown_task_and_setting_are_named() -> None:
