@@ -30,7 +30,9 @@ from pathlib import Path
 from kil_bringup.graph import ROBOTS, SCENE_LAYOUTS, expert_graph, rollout_graph
 from kil_bringup.run_graph import check_layout, describe, start, stop
 from kil_interfaces.checkpoint_info import task_mismatch
-from kil_sim.tasks import EVALUATION_SETTINGS
+
+#: sim_node's configuration settings but train (kil_bringup imports no kil_sim; a test pins the two).
+SETTINGS = ("in_distribution", "unseen_object", "scene_variation", "generated_object")
 
 
 class RefusedError(Exception):
@@ -97,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_bringup.rehearse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot", choices=[r for r in ROBOTS], default="ur5e", help="lite6, ur5e, or sim (floating)")
     parser.add_argument("--task", default="place_mug", help="simulated task")
-    parser.add_argument(
-        "--setting", choices=EVALUATION_SETTINGS, default="in_distribution", help="configuration setting"
-    )
+    parser.add_argument("--setting", choices=SETTINGS, default="in_distribution", help="configuration setting")
     parser.add_argument("--episodes", type=int, default=10, help="this many configurations of the setting")
     parser.add_argument("--first", type=int, default=0, help="the first configuration's index")
     parser.add_argument("--real-time-factor", type=float, default=1.0, help="simulated seconds per wall second")

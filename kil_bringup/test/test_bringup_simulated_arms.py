@@ -360,6 +360,10 @@ def test_scene_layout_reaches_sim_node_only_for_a_simulated_arm() -> None:
     from kil_sim.sim_node import SCENE_LAYOUTS as SIM_SCENE_LAYOUTS
 
     assert SCENE_LAYOUTS == SIM_SCENE_LAYOUTS
+    from kil_bringup.rehearse import SETTINGS
+    from kil_sim.tasks import EVALUATION_SETTINGS
+
+    assert SETTINGS == EVALUATION_SETTINGS  # rehearse offers exactly the settings sim_node loads
     expert = {n.name: n for n in expert_graph("lite6", "place_mug", scene_layout="simulated")}
     assert expert["sim_node"].parameters["scene_layout"] == "simulated"
     assert "scene_layout" not in {n.name: n for n in expert_graph("lite6", "place_mug")}["sim_node"].parameters
