@@ -7,7 +7,8 @@ pipeline's names. Source: ``shared/reference`` Table I, rows RGB [9], S2 [30], K
 
 from __future__ import annotations
 
-SETTINGS = ("in_distribution", "unseen_object", "scene_variation")
+from kil_sim.tasks import TABLE_SETTINGS as SETTINGS
+
 _TASKS = ("place_shoe", "place_mug", "pour_bottle", "pick_pen", "place_mouse")
 _ROWS = {
     "RGB": (8, 6, 3, 10, 7, 0, 4, 0, 1, 7, 7, 0, 8, 8, 1),

@@ -79,11 +79,15 @@ class SimulatedArm:
 
     def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """TCP position (3,) and quaternion (4, x, y, z, w) in the base frame, from the joints."""
-        pose = self.model.forward(self.joints)
-        return pose[:3, 3].copy(), matrix_to_quat(pose[:3, :3])
+        return _position_quaternion(self.model.forward(self.joints))
 
     def tcp_pose_and_links(self) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray, float]]]:
         """:meth:`tcp_pose` and the model's link segments (start, end, radius) for the current
         joints, from one forward-kinematics pass."""
         pose, links = self.model.forward_with_links(self.joints)
-        return (pose[:3, 3].copy(), matrix_to_quat(pose[:3, :3])), links
+        return _position_quaternion(pose), links
+
+
+def _position_quaternion(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (4, 4) pose as position (3,) and quaternion (4, x, y, z, w)."""
+    return pose[:3, 3].copy(), matrix_to_quat(pose[:3, :3])
