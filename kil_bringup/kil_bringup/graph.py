@@ -514,6 +514,7 @@ def rollout_graph(
     use_sim: bool = False,
     mask_categories: str = "",
     scene_layout: str = "arm",
+    cpu_threads: int | None = None,
 ) -> list[NodeSpec]:
     """The nodes of a policy rollout.
 
@@ -529,6 +530,8 @@ def rollout_graph(
             camera's TF comes from elsewhere; the simulator publishes its own).
         max_input_age_s: policy_node stops producing chunks when its inputs are older than this;
             raise it where perception is slow (CPU-only machines).
+        cpu_threads: keypoint_node's and policy_node's torch CPU threads (None = the nodes' default,
+            1; 0 = torch's, one per core: for a machine with cores to spare).
         backend, method, feature_scale: keypoint_node's feature backend, extraction method (image,
             instance, track) and frame scale before the backend; None (or '') = the checkpoint's
             (``keypoint_extraction``), else keypoint_node's defaults; a value that differs from the
@@ -564,6 +567,9 @@ def rollout_graph(
     )
     if real_time_factor <= 0:
         raise ValueError(f"real_time_factor must be > 0, got {real_time_factor}")
+    if cpu_threads is not None and cpu_threads < 0:
+        raise ValueError(f"cpu_threads must be 0 (torch's default) or more, got {cpu_threads}")
+    threads = {} if cpu_threads is None else {"cpu_threads": int(cpu_threads)}
     if inference != "graph" and (precision != "fp32" or fuse_kernels != "none"):
         raise ValueError(f"precision:={precision} and fuse_kernels:={fuse_kernels} need inference:=graph")
     sim = {
@@ -615,12 +621,14 @@ def rollout_graph(
                     "target_frame": prefixed(namespace, robot_cfg["base_frame"]),
                     "image_reliability": image_reliability,
                     "autostart": bool(autostart),
+                    **threads,
                 },
                 camera_remappings(camera, namespace),
             )
         )
     policy = {"checkpoint": checkpoint, "device": device, "max_input_age_s": max_input_age_s, "inference": inference}
     policy["autostart"] = bool(autostart)
+    policy |= threads
     if inference == "graph":
         policy |= {"precision": precision, "fuse_kernels": fuse_kernels}
     remappings = {}

@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, help="simulated camera width (px; the spec's reference size)")
     parser.add_argument("--height", type=int, help="simulated camera height (px)")
     parser.add_argument("--max-input-age", type=float, default=0.5, help="policy_node's max_input_age_s (s)")
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        help="keypoint_node's and policy_node's torch CPU threads (default 1; 0: one per core)",
+    )
     parser.add_argument("--max-episode", type=float, default=40.0, help="simulated episode time limit (s)")
     parser.add_argument(
         "--real-time-factor",
@@ -232,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             namespace=args.namespace,
             use_sim=args.sim,
             mask_categories=args.mask_categories,
+            cpu_threads=args.cpu_threads,
         )
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")

@@ -44,6 +44,8 @@ ARGUMENTS = {
         "QoS reliability of the image topics: reliable (the drivers' default) or best_effort",
     ),
     "real_time_factor": ("1.0", "simulated seconds per wall second (sim only; below 1 on slow machines)"),
+    "max_input_age_s": ("0.5", "policy_node stops new chunks when its inputs are older than this (s; raise it on CPU)"),
+    "cpu_threads": ("", "keypoint_node's and policy_node's torch CPU threads ('' = the nodes' 1; 0 = one per core)"),
     "autostart": ("true", "keypoint_node and policy_node bring themselves up (false: left to a lifecycle manager)"),
 }
 
@@ -58,6 +60,7 @@ def _graph(values: dict[str, str]):
         values["calibration"],
         values["backend"] or None,
         values["device"],
+        float(values["max_input_age_s"]),
         method=values["method"] or None,
         feature_scale=float(values["feature_scale"]) if values["feature_scale"] else None,
         inference=values["inference"],
@@ -72,6 +75,7 @@ def _graph(values: dict[str, str]):
         use_sim=is_true(values["use_sim"]),
         autostart=is_true(values["autostart"]),
         mask_categories=values["mask_categories"],
+        cpu_threads=int(values["cpu_threads"]) if values["cpu_threads"] else None,
     )
 
 

@@ -84,10 +84,12 @@ def test_drivers_false_attaches_to_running_drivers_and_robot_ip_is_required() ->
         launch_standin.run(LAUNCH / "rollout.launch.py", robot_address="10.0.0.7")
     graphed = launch_standin.run(
         LAUNCH / "rollout.launch.py", spec="/s.yaml", checkpoint="/c", inference="graph", precision="tf32",
-        fuse_kernels="triton",
+        fuse_kernels="triton", max_input_age_s="1.5", cpu_threads="2",
     )  # fmt: skip
     policy = graphed.node("policy_node")["parameters"][0]
     assert (policy["inference"], policy["precision"], policy["fuse_kernels"]) == ("graph", "tf32", "triton")
+    assert (policy["max_input_age_s"], policy["cpu_threads"]) == (1.5, 2)
+    assert "cpu_threads" not in sim.node("policy_node")["parameters"][0]  # '' = the node's default
     with pytest.raises(ValueError, match="fuse_kernels must be one of none, inductor, triton, got 'yes'"):
         launch_standin.run(LAUNCH / "rollout.launch.py", spec="/s.yaml", inference="graph", fuse_kernels="yes")
 

@@ -170,6 +170,7 @@ def test_keypoint_node_publishes_and_survives_bad_frames(tmp_path: Path) -> None
     assert "frame dropped" in log["output"] and "Traceback" not in log["output"]
     assert "depth encoding 'mono8' is not supported; use 16UC1 (mm) or 32FC1 (m)" in log["output"]
     assert "sizes differ: colour 640x480, depth 320x240, CameraInfo 640x480" in log["output"]
+    assert "with classic; 1 CPU thread(s)" in log["output"]  # the default cpu_threads (torch's: one per core)
 
 
 def test_keypoint_node_waits_for_the_camera_transform_then_publishes_in_the_base_frame(tmp_path: Path) -> None:

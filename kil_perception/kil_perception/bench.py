@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kil_perception.cpu_threads import threads_under_load
 from kil_perception.matching import match_keypoints, match_keypoints_naive
 
 SIZE = (480, 640)
@@ -251,6 +252,28 @@ def paper_sized(device: torch.device, repeats: int) -> dict:
     return out
 
 
+def threads_under_load_frame(repeats: int) -> dict:
+    """One 640 x 480 frame of image matching with effnet_lite0 (extraction + lifting) with 1 thread
+    and one per core, alone and beside one busy process per core: what keypoint_node's
+    ``cpu_threads`` decides."""
+    from kil_interfaces.data import CameraIntrinsics
+    from kil_perception.extraction import keypoints_message
+    from kil_perception.pipeline import ExtractorConfig, build_extractor
+
+    image = (np.random.default_rng(0).random((*SIZE, 3)) * 255).astype(np.uint8)
+    depth = np.full(SIZE, 0.8, np.float32)
+    intrinsics = CameraIntrinsics(SIZE[1], SIZE[0], 500, 500, 319.5, 239.5)
+    with tempfile.TemporaryDirectory() as directory:
+        spec = _bench_spec(directory, image)
+        extractor = build_extractor(spec, ExtractorConfig(method="image", backend="effnet_lite0"))
+
+        def frame() -> None:
+            found = extractor.extract(image)
+            keypoints_message(spec, found, depth, intrinsics, None, 0, "image", "effnet_lite0")
+
+        return threads_under_load(frame, repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_perception.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
@@ -261,7 +284,16 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="time the paper-sized models (auto: on CUDA only; on the CPU they take minutes)",
     )
+    parser.add_argument(
+        "--threads-under-load",
+        action="store_true",
+        help="only: a frame with 1 thread and one per core, alone and beside busy processes",
+    )
     args = parser.parse_args(argv)
+    if args.threads_under_load:
+        result = {"image/effnet_lite0": threads_under_load_frame(args.repeats)}
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
     results = {
         "torch_threads": torch.get_num_threads(),
         "matching": matching(args.repeats),

@@ -49,6 +49,7 @@ from kil_interfaces.msg import KeypointArray
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
 from kil_interfaces.tf import TF_STATIC_TOPIC, TF_TOPIC, TransformListener
 from kil_perception import foxglove_annotations
+from kil_perception.cpu_threads import CPU_THREADS_DESCRIPTION, DEFAULT_CPU_THREADS, set_cpu_threads
 from kil_perception.extraction import TrackingExtractor, keypoints_message
 from kil_perception.instances import SimulatorMasks, parse_mask_categories
 from kil_perception.lifting import LiftingConfig, depth_in_metres
@@ -69,6 +70,7 @@ class KeypointNode(ManagedNode):
         p("backend", "effnet_lite0", "feature backend: effnet_lite0, classic, radio, dinov3, dift, dift2")
         p("model", "", "feature model hub id or local path ('' = the backend's default)")
         p("device", "cpu", "torch device")
+        p("cpu_threads", DEFAULT_CPU_THREADS, CPU_THREADS_DESCRIPTION)
         p("instance_source", "sam3", "instance masks from sam3 or masks (/camera/instance_mask)")
         p("instance_model", "", "SAM3 hub id or local path ('' = facebook/sam3)")
         p("instance_threshold", 0.3, "minimum instance confidence")
@@ -160,6 +162,7 @@ class KeypointNode(ManagedNode):
             }
         )  # fmt: skip
         reliability = param("image_reliability")
+        threads = set_cpu_threads(param("cpu_threads"))
         if not spec_path:
             raise ValueError("parameter 'spec' is required")
         self.spec = load_spec(spec_path)
@@ -202,7 +205,8 @@ class KeypointNode(ManagedNode):
         self.min_score = config.min_score
         self.diagnostics.hardware_id = spec_path
         self.get_logger().info(
-            f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}"
+            f"{self.spec.num_keypoints} keypoints from {spec_path}; method {config.method} with {config.backend}; "
+            f"{threads} CPU thread(s)"
         )
 
     def _on_color(self, msg: Image) -> None:

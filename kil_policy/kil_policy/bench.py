@@ -39,6 +39,7 @@ import time
 
 import torch
 
+from kil_perception.cpu_threads import threads_under_load
 from kil_perception.cuda_graph import capture_cuda_graph
 from kil_policy.config import HeadConfig, PolicyConfig
 from kil_policy.graphed import DEFAULT_TOLERANCE, GraphedSampler
@@ -326,14 +327,36 @@ def _at_once(configs: dict[str, PolicyConfig], batch_size: int, iterations: int)
     }
 
 
+def threads_under_load_chunk(config: PolicyConfig, repeats: int) -> dict:
+    """One CPU chunk (batch 1, packed sampler) with 1 thread and one per core, alone and beside one
+    busy process per core (``kil_perception.cpu_threads``): what policy_node's ``cpu_threads`` decides."""
+    policy = KeypointDiffusionPolicy(config).eval()
+    batch = _batch(config, 1, torch.device("cpu"), with_action=False)
+    packed = Denoiser(policy.unet)
+    steps = config.head.inference_steps
+    with torch.inference_mode():
+        return threads_under_load(lambda: policy.predict_action_chunk(batch, steps=steps, denoiser=packed), repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_policy.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=20, help="chunks timed per measurement")
     parser.add_argument("--train-iterations", type=int, default=3, help="training steps timed per measurement")
     parser.add_argument("--devices", nargs="*", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument(
+        "--threads-under-load",
+        action="store_true",
+        help="only: the KIL chunk on the CPU with 1 thread and one per core, alone and beside busy processes",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.threads_under_load:
+        kil = PolicyConfig()
+        kil.encoder.num_keypoints = K
+        result = {"cpu": cpu_summary(), "kil_chunk": threads_under_load_chunk(kil, args.repeats)}
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     kil = PolicyConfig()
     kil.encoder.num_keypoints = K

@@ -64,6 +64,7 @@ from kil_interfaces.keypoint_layout import layout_of_spec_file, mismatch, read_l
 from kil_interfaces.managed_node import ManagedNode
 from kil_interfaces.msg import ActionChunk, KeypointArray, RobotState
 from kil_interfaces.node_runtime import ThrottledWarning, declare, qos_event_callbacks, spin_node
+from kil_perception.cpu_threads import CPU_THREADS_DESCRIPTION, DEFAULT_CPU_THREADS, set_cpu_threads
 from kil_policy.checkpoint import load_policy
 from kil_policy.graphed import DEFAULT_TOLERANCE
 from kil_policy.run_policy import RunPolicyServer
@@ -79,6 +80,7 @@ class PolicyNode(ManagedNode):
         p("checkpoint", "", "policy checkpoint directory (checkpoint_last from training)")
         p("device", "cpu", "torch device: cpu, cuda, cuda:0, ...")
         p("ddim_steps", 0, "DDIM denoising steps (0 = the checkpoint's setting)")
+        p("cpu_threads", DEFAULT_CPU_THREADS, CPU_THREADS_DESCRIPTION)
         p("control_rate_hz", 10.0, "observation/action clock (Hz); the policy was trained at 10 Hz")
         p("max_input_age_s", 0.5, "inputs older than this stop new chunks (s)")
         p("min_valid_keypoints", 1, "fewer valid keypoints than this stop new chunks")
@@ -184,6 +186,7 @@ class PolicyNode(ManagedNode):
         self.max_age_ns = round(param("max_input_age_s") * _NS)
         self.min_valid = param("min_valid_keypoints")
         self.slop_ns = round(param("slop_s") * _NS)
+        threads = set_cpu_threads(param("cpu_threads"))
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a directory with model.safetensors and config.yaml)")
         policy = load_policy(checkpoint, device)
@@ -229,7 +232,9 @@ class PolicyNode(ManagedNode):
         self.get_logger().info(
             f"loaded {checkpoint}: {observes}, "
             f"n_obs={cfg.n_obs_steps}, horizon={cfg.horizon}, executing {cfg.n_action_steps}, device {device}, "
-            f"{inference} UNet" + (f" ({self.runner.graphed.precision})" if self.runner.graphed is not None else "")
+            f"{inference} UNet"
+            + (f" ({self.runner.graphed.precision})" if self.runner.graphed is not None else "")
+            + f", {threads} CPU thread(s)"
         )
 
     @property

@@ -149,6 +149,7 @@ def test_policy_node_publishes_chunks_and_stops_on_stale_inputs(checkpoint: Path
     finally:
         output = _stop(process)
     assert "not producing action chunks" in output  # one warning for the stale inputs
+    assert ", 1 CPU thread(s)" in output  # the default cpu_threads applied (torch's would be one per core)
 
 
 def test_policy_node_refuses_a_spec_of_another_layout_at_start(tmp_path: Path) -> None:
@@ -173,6 +174,8 @@ def test_policy_node_refuses_a_spec_of_another_layout_at_start(tmp_path: Path) -
     done = subprocess.run([*command, "-p", "precision:=bf16"], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "precision 'bf16' and fuse 'none' apply to inference graph only (inference is 'packed')" in done.stderr
+    done = subprocess.run([*command, "-p", "cpu_threads:=-1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "parameter cpu_threads must be 0 (torch's default) or more, got -1" in done.stderr
 
 
 def test_policy_node_services_and_input_refusals(checkpoint: Path, ros_node) -> None:
