@@ -45,7 +45,10 @@ from kil_sim.tasks import TABLE_SETTINGS, TASKS
 METHODS: dict[str, dict] = {
     "KIL-IM": {"method": "image"},
     "KIL-IN": {"method": "instance", "instance_source": "masks"},
-    "KIL-T": {"method": "track", "tracker": "lk", "track_init": "image"},
+    # Tracks start from instance matching, as in the paper (§III-B: "To initialize the tracker, we use
+    # the instance matching method"), in the simulator's masks as KIL-IN; Lucas-Kanade, since
+    # CoTracker3's weights cannot be downloaded here ("tracker": "cotracker3" where they can).
+    "KIL-T": {"method": "track", "tracker": "lk", "track_init": "instance", "instance_source": "masks"},
     "RGB": {},
     "S2": {},
 }

@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="", help="the backend's model id or local path")
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker keypoint matches are invalid")
     parser.add_argument(
-        "--feature-scale", type=float, default=1.0, help="frames resized by this before the feature backend"
+        "--feature-scale",
+        type=float,
+        default=None,
+        help="frames resized by this before the feature backend (default 1; --demo-size: each task's, unless given)",
     )
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--device", default="cuda", help="torch device")
@@ -93,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results, kil_steps, scales = [], {}, {}
     for task in args.tasks:
-        feature_scale = args.feature_scale
+        feature_scale = 1.0 if args.feature_scale is None else args.feature_scale
         if args.demo_size:  # the demo's sizes of this task (KIL's training and perception can differ per task)
             demo_task = full_config(args.out, args.device, task)
-            kil, feature_scale = demo_task.kil, demo_task.feature_scale
+            kil = demo_task.kil
+            feature_scale = demo_task.feature_scale if args.feature_scale is None else args.feature_scale
         config = PipelineConfig(
             task=task,
             out=args.out / task,

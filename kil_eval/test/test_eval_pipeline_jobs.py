@@ -56,3 +56,16 @@ def test_progress_is_the_last_bar_in_the_log(tmp_path: Path) -> None:
     log.write_text("extract KIL-IN: 100%|##########| 50/50 [04:01<00:00]\ntrain:  12%|#    | 1200/10000 [01:00<07:20]\r"
                    "train:  13%|#    | 1300/10000 [01:05<07:15, 20step/s, loss=0.1]")  # fmt: skip
     assert _progress(log) == "train 13%"
+
+
+def test_kil_t_starts_its_tracks_by_instance_matching_as_the_paper(tmp_path: Path) -> None:
+    """Paper §III-B: the tracker is initialised by instance matching; here in the simulator's masks,
+    so the demonstrations are recorded with them."""
+    from kil_eval.pipeline import Pipeline
+    from kil_perception.pipeline import ExtractorConfig
+
+    pipeline = Pipeline(PipelineConfig(out=tmp_path, methods=("KIL-T",)))
+    settings = pipeline.extraction("KIL-T")
+    settings.pop("spec")
+    extractor = ExtractorConfig(**settings)
+    assert extractor.method == "track" and extractor.track_init == "instance" and extractor.uses_given_masks

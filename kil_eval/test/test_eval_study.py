@@ -85,3 +85,10 @@ def test_demo_size_extracts_pour_bottles_keypoints_from_finer_features(captured,
     assert "frames x2 for the features on pour_bottle" in notes[0] and "on place_mug" not in notes[0]
     assert "resized x2" in full_config(tmp_path, "cpu", "pour_bottle").notes
     assert "resized" not in full_config(tmp_path, "cpu", "place_mug").notes
+
+
+def test_an_explicit_feature_scale_overrides_the_demo_sizes(captured, tmp_path: Path) -> None:
+    study.main(["--demo-size", "--tasks", "place_shoe", "pour_bottle", "--methods", "KIL-T", "--feature-scale", "2",
+                "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
+    shoe, pour = captured
+    assert (shoe.feature_scale, pour.feature_scale) == (2.0, 2.0) and shoe.kil.steps == 12000
