@@ -469,7 +469,8 @@ def keypoint_settings(checkpoint: str, given: dict, simulated: bool, task: str) 
     ``given`` (the caller's explicit ones: each must agree with the checkpoint's, else ValueError
     naming both), then keypoint_node's defaults. Instance matching takes the simulator's instance
     masks in a simulated graph where the checkpoint's keypoints came from masks (or it does not
-    say), SAM3 otherwise (on a real robot SAM3 stands where the simulator's masks stood).
+    say), SAM3 otherwise (on a real robot SAM3 stands where the simulator's masks stood); so do
+    tracks started by instance matching (``track_init: instance``, the paper's KIL-T).
     """
     recorded = checkpoint_extraction(checkpoint) if checkpoint else {}
     trained = {k: v for k, v in recorded.items() if k in EXTRACTION_SETTINGS}
@@ -482,7 +483,8 @@ def keypoint_settings(checkpoint: str, given: dict, simulated: bool, task: str) 
             )
     settings = _EXTRACTION_DEFAULTS | trained | given
     _check_choices(("method", settings["method"], METHODS))
-    if settings["method"] == "instance":
+    # Tracks started by instance matching (the paper's KIL-T) need the instances as instance matching does.
+    if settings["method"] == "instance" or (settings["method"] == "track" and settings.get("track_init") == "instance"):
         settings["instance_source"] = recorded.get("instance_source", "masks") if simulated else "sam3"
         if settings["instance_source"] == "masks":
             settings["mask_categories"] = sim_mask_categories(task)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from kil_bringup.graph import ROBOTS, SCENE_LAYOUTS, expert_graph, rollout_graph
-from kil_bringup.run_graph import check_layout, describe, start, stop
+from kil_bringup.run_graph import EpisodeInputsReset, check_layout, describe, start, stop
 from kil_interfaces.checkpoint_info import task_mismatch
 
 #: sim_node's configuration settings but train (kil_bringup imports no kil_sim; a test pins the two).
@@ -59,6 +59,7 @@ class Rehearsal:
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self.outcomes.append, latched)
         self.reset_client = self.node.create_client(ResetEpisode, "sim_node/reset")
+        self.inputs = EpisodeInputsReset(self.node)  # (with --checkpoint: keypoint_node's tracks, policy history)
         self._request_type = ResetEpisode.Request
 
     def episode(self, task: str, setting: str, index: int, timeout_s: float, alive) -> object | None:
@@ -80,6 +81,7 @@ class Rehearsal:
                 return None
         if not future.result().success:
             raise RefusedError(future.result().message)
+        self.inputs.call()
         started = self.node.get_clock().now().nanoseconds
         while time.monotonic() < deadline and alive():
             rclpy.spin_once(self.node, timeout_sec=0.1)

@@ -10,9 +10,11 @@ checked against the checkpoint's, and keypoint_node extracts keypoints as the ch
 extracted (method, backend, scale: its ``keypoint_extraction``; a flag that differs is refused);
 an RGB or S2 checkpoint sees the camera directly. With ``--episodes N`` (simulator only) it waits until the policy
 publishes its first action chunk, resets the simulated episode (so that start-up time does not
-count), prints each episode's outcome from ``/kil/episode_outcome`` and stops after the N-th
-(exit status 0 when every episode succeeded, 1 otherwise, 2 when a node failed or ``--timeout``
-passed first).
+count) to configuration 0 of its setting, after each outcome to the next configuration (1, 2, ...),
+clearing keypoint_node's tracks and policy_node's observation history after each reset (their
+``~/reset``), prints each episode's outcome from ``/kil/episode_outcome`` and stops after the N-th
+(exit status 0 when every episode succeeded, 1 otherwise or when sim_node refused a configuration,
+2 when a node failed or ``--timeout`` passed first).
 """
 
 from __future__ import annotations
@@ -74,11 +76,36 @@ def check_layout(spec: str, checkpoint: str) -> str | None:
     return mismatch(expected, actual, f"checkpoint {checkpoint}", f"spec {spec}")
 
 
-class OutcomeListener:
-    """Watches a simulated rollout: the policy's first action chunk, then episode outcomes after
-    a ``~/reset`` of sim_node (a node of its own, spun by :meth:`spin_once`)."""
+#: Nodes whose state belongs to one episode, cleared (``~/reset``, std_srvs/Trigger) when the
+#: simulator starts the next: keypoint_node's tracks (KIL-T), policy_node's observation history.
+EPISODE_STATE_NODES = ("keypoint_node", "policy_node")
 
-    def __init__(self, namespace: str = "") -> None:
+
+class EpisodeInputsReset:
+    """Clears the episode state of the graph's perception and policy after a simulator reset: a
+    track started in the previous scene would follow objects that have just been moved."""
+
+    def __init__(self, node) -> None:
+        from std_srvs.srv import Trigger
+
+        self._request = Trigger.Request()
+        self.clients = {name: node.create_client(Trigger, f"{name}/reset") for name in EPISODE_STATE_NODES}
+
+    def call(self) -> list[str]:
+        """Ask every node that is up (without waiting for its answer); returns their names."""
+        ready = [name for name, client in self.clients.items() if client.service_is_ready()]
+        for name in ready:
+            self.clients[name].call_async(self._request)
+        return ready
+
+
+class OutcomeListener:
+    """Runs a simulated rollout's episodes: once the policy publishes its first action chunk, resets
+    sim_node to configuration 0 of its setting, and after each outcome to the next (1, 2, ...), up
+    to ``episodes``; after each reset the perception and policy state is cleared
+    (:class:`EpisodeInputsReset`). A node of its own, spun by :meth:`spin_once`."""
+
+    def __init__(self, namespace: str = "", episodes: int = 1) -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -95,15 +122,19 @@ class OutcomeListener:
             parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
             cli_args=["--ros-args", "-r", "/clock:=clock"] if namespace else None,
         )
+        self.episodes = episodes
         self.outcomes: list = []
+        self.refusals: list[str] = []  # sim_node's answers to resets it refused
         self.chunks = 0
-        self.started_ns: int | None = None  # when the episode was reset, on the node clock
-        self._reset = None
+        self.started_ns: int | None = None  # when the current episode was reset, on the node clock
+        self.resets = 0  # resets sent (configuration index of the next one)
+        self._reset = None  # the pending reset's future
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self._on_outcome, latched)
         self.node.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
         self.client = self.node.create_client(ResetEpisode, "sim_node/reset")
-        self.request = ResetEpisode.Request()  # empty fields: the same task, setting and configuration
+        self.inputs = EpisodeInputsReset(self.node)
+        self._request_type = ResetEpisode.Request
 
     def _on_chunk(self, _msg) -> None:
         self.chunks += 1
@@ -111,18 +142,35 @@ class OutcomeListener:
     def _on_outcome(self, msg) -> None:
         from kil_interfaces.conversion import time_to_ns
 
-        if self.started_ns is not None and time_to_ns(msg.header.stamp) >= self.started_ns:
+        if self._reset is None and self.started_ns is not None and time_to_ns(msg.header.stamp) >= self.started_ns:
             self.outcomes.append(msg)
 
+    @property
+    def finished(self) -> bool:
+        return len(self.outcomes) + len(self.refusals) >= self.episodes
+
     def spin_once(self, timeout_s: float) -> None:
-        """Process callbacks; once the policy is producing chunks, reset the episode (once)."""
+        """Process callbacks; reset to the next configuration when the policy is producing chunks
+        and the previous episode has ended."""
         import rclpy
 
         rclpy.spin_once(self.node, timeout_sec=timeout_s)
-        if self.chunks and self._reset is None and self.client.service_is_ready():
+        if self._reset is not None and self._reset.done():
+            answer = self._reset.result()
+            self._reset = None
+            if answer.success:
+                cleared = self.inputs.call()
+                print(f"episode reset and started: {answer.message} (state cleared: {', '.join(cleared)})", flush=True)
+            else:
+                self.refusals.append(answer.message)
+                print(f"sim_node refused configuration {self.resets - 1}: {answer.message}", flush=True)
+        ended = len(self.outcomes) + len(self.refusals) == self.resets
+        if self.chunks and self._reset is None and ended and not self.finished and self.client.service_is_ready():
+            request = self._request_type()
+            request.index = self.resets  # empty task and setting: sim_node's own
             self.started_ns = self.node.get_clock().now().nanoseconds
-            self._reset = self.client.call_async(self.request)
-            print("policy ready: episode reset and started", flush=True)
+            self._reset = self.client.call_async(request)
+            self.resets += 1
 
     def close(self) -> None:
         import rclpy
@@ -246,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
     if problem:
         parser.exit(2, f"error: {problem}\n")
-    listener = OutcomeListener(nodes[0].namespace) if args.episodes > 0 else None
+    listener = OutcomeListener(nodes[0].namespace, args.episodes) if args.episodes > 0 else None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
     status, started, printed = 0, time.monotonic(), 0
@@ -257,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 for outcome in listener.outcomes[printed:]:
                     print(describe(outcome), flush=True)
                 printed = len(listener.outcomes)
-                if printed >= args.episodes:
+                if listener.finished:
                     break
             else:
                 time.sleep(0.2)
@@ -275,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop(processes)
         if listener is not None:
-            if status == 0 and listener.outcomes and not all(o.success for o in listener.outcomes):
+            failed = listener.refusals or not all(o.success for o in listener.outcomes)
+            if status == 0 and (listener.outcomes or listener.refusals) and failed:
                 status = 1
             listener.close()
     return status

@@ -78,6 +78,25 @@ def test_keypoint_node_extracts_as_the_checkpoints_keypoints_were(tmp_path: Path
     assert "publish_instance_mask" not in plain["sim_node"].parameters
 
 
+def test_tracks_started_by_instance_matching_take_the_instances_too(tmp_path: Path) -> None:
+    """KIL-T as the paper starts it (tracks from instance matching): the simulated graph gives
+    keypoint_node the simulator's masks, a real robot SAM3, as for KIL-IN."""
+    extraction = {"method": "track", "tracker": "lk", "track_init": "instance", "instance_source": "masks"}
+    checkpoint = str(_kil_checkpoint(tmp_path / "kil_t", **extraction))
+    sim = _nodes(rollout_graph("sim", task="place_shoe", spec="/s.yaml", checkpoint=checkpoint))
+    keypoints = sim["keypoint_node"].parameters
+    assert (keypoints["method"], keypoints["track_init"]) == ("track", "instance")
+    assert keypoints["instance_source"] == "masks"
+    assert keypoints["mask_categories"] == SIM_MASK_CATEGORIES["place_shoe"]
+    assert sim["sim_node"].parameters["publish_instance_mask"] is True
+    real = _nodes(rollout_graph("lite6", spec="/s.yaml", checkpoint=checkpoint))
+    assert real["keypoint_node"].parameters["instance_source"] == "sam3"
+    image_init = str(_kil_checkpoint(tmp_path / "kil_t_image", method="track", track_init="image"))
+    plain = _nodes(rollout_graph("sim", spec="/s.yaml", checkpoint=image_init))
+    assert "instance_source" not in plain["keypoint_node"].parameters
+    assert "publish_instance_mask" not in plain["sim_node"].parameters
+
+
 def test_image_checkpoints_see_the_camera(tmp_path: Path) -> None:
     rgb, s2 = (str(tiny_image_checkpoint(tmp_path / o, o, task="place_mug")) for o in ("rgb", "s2"))
     graph = _nodes(rollout_graph("lite6", camera="zed2i", checkpoint=rgb))  # no spec: no keypoints

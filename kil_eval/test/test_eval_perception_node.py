@@ -29,7 +29,7 @@ from kil_interfaces.testing import (
     spin_executor,
 )
 from kil_interfaces.tf import StaticTransformBroadcaster
-from kil_perception.synchronization import LatestPairSynchronizer
+from kil_perception.synchronization import SAME_CLOCK_NS, LatestPairSynchronizer, reset_stamp
 
 
 @contextmanager
@@ -74,6 +74,21 @@ def test_synchronizer_pairs_newest_within_slop_and_never_repeats() -> None:
     sync.add_color(300, "c300")
     sync.add_depth(305, "d305")
     assert sync.pop_newest().color == "c300"  # the newest, skipping older frames
+    sync.skip_through(400)  # a reset: frames up to 400 belong to the scene before it
+    sync.add_color(350, "c350")  # (still in flight at the reset)
+    sync.add_depth(350, "d350")
+    assert sync.pop_newest() is None
+    sync.add_color(450, "c450")
+    sync.add_depth(450, "d450")
+    assert sync.pop_newest().color == "c450" and sync.newest_color_ns == 450
+
+
+def test_a_reset_skips_frames_through_the_clock_the_camera_stamps_on() -> None:
+    now = 1_000 * SAME_CLOCK_NS
+    assert reset_stamp(None, now) is None  # nothing received: nothing to skip
+    assert reset_stamp(now - 60_000_000, now) == now  # simulator / host-stamped camera: up to the reset itself
+    assert reset_stamp(now + 5_000_000, now) == now + 5_000_000
+    assert reset_stamp(123_000, now) == 123_000  # a device clock: only the frames received so far
 
 
 class CameraFeed:
@@ -92,6 +107,7 @@ class CameraFeed:
         self.info_pub = node.create_publisher(CameraInfo, "/camera/color/camera_info", qos)
         self.intrinsics = intrinsics
         self.stamp = 0
+        self.wall_clock = False  # True: frames stamped with the wall clock (the node's), else 50 ms apart from 0
 
     def send_pose(self, extrinsics) -> None:
         self.static_tf.send([replace(extrinsics, child_frame="cam")], 0)
@@ -103,8 +119,9 @@ class CameraFeed:
         color_encoding="rgb8",
         mask: np.ndarray | None = None,
         depth_encoding="16UC1",
+        stamp_ns: int | None = None,
     ):
-        self.stamp += 50_000_000
+        self.stamp = stamp_ns or (time.time_ns() if self.wall_clock else self.stamp + 50_000_000)
         self.info_pub.publish(cv.camera_info_to_msg(self.intrinsics, 0))
         if mask is not None:
             self.pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", self.stamp, "cam"))
@@ -300,6 +317,24 @@ def test_keypoint_node_tracking_restarts_from_matching_on_reset(tmp_path: Path) 
         while len(results) <= count and time.monotonic() < deadline:
             spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
         assert any(matched(frame) for frame in results[count:]), "no frame matched again after ~/reset"
+        # A frame of the scene before a reset (stamped before it, arriving after it) does not start the
+        # tracks. The camera stamps on the node's clock from here on, as the simulator's and host drivers do.
+        feed.wall_clock = True
+        count = len(results)
+        deadline = time.monotonic() + 60
+        while len(results) <= count + 1 and time.monotonic() < deadline:
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        stale = time.time_ns()  # after every frame published so far
+        assert call_trigger(node, "/keypoint_node/reset").success
+        count = len(results)
+        feed.publish(rgb, depth, stamp_ns=stale)  # (in flight at the reset)
+        spin_for(node, 3.0)  # time to process it, were it used
+        deadline = time.monotonic() + 60
+        while len(results) <= count and time.monotonic() < deadline:
+            spin_for(node, 0.2, lambda: feed.publish(rgb, depth))
+        after = results[count:]
+        assert after and all(r.stamp_ns > stale for r in after), [r.stamp_ns - stale for r in after]
+        assert matched(after[0]), "the first frame after the reset was not matched"
         assert process.poll() is None
     assert "Traceback" not in log["output"]
 

@@ -92,3 +92,19 @@ def test_an_explicit_feature_scale_overrides_the_demo_sizes(captured, tmp_path: 
                 "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
     shoe, pour = captured
     assert (shoe.feature_scale, pour.feature_scale) == (2.0, 2.0) and shoe.kil.steps == 12000
+
+
+def test_the_demo_runs_kil_t_on_place_shoe_and_kil_in_elsewhere(tmp_path: Path) -> None:
+    """place_shoe's KIL row is KIL-T (tracks follow the turned shoe; matching swaps heel and toe),
+    on the x2 frames it was measured with; place_mug and pour_bottle keep KIL-IN. The notes say how
+    each row's keypoints were found."""
+    from kil_eval.pipeline import Pipeline
+
+    shoe, mug = full_config(tmp_path, "cpu", "place_shoe"), full_config(tmp_path, "cpu", "place_mug")
+    assert shoe.methods == ("KIL-T", "RGB", "S2") and mug.methods == ("KIL-IN", "RGB", "S2")
+    assert full_config(tmp_path, "cpu", "pour_bottle").methods[0] == "KIL-IN"
+    assert demo.quick_config(tmp_path, "cpu", "place_shoe").methods[0] == "KIL-T"
+    extraction = Pipeline(shoe).extraction("KIL-T")
+    assert (extraction["method"], extraction["track_init"], extraction["feature_scale"]) == ("track", "instance", 2.0)
+    assert "KIL-T: keypoints by tracking" in shoe.notes and "Lucas-Kanade" in shoe.notes and "x2" in shoe.notes
+    assert "KIL-IN: keypoints by instance matching" in mug.notes and "tracking" not in mug.notes

@@ -10,7 +10,8 @@ same circles and labels, drawn by Foxglove's Image panel over /camera/color/imag
 Methods (``method``): image matching, instance matching (SAM3 text prompts from the spec, or
 instance masks from /camera/instance_mask, 16UC1 object value per pixel, with
 ``mask_categories`` "1:mug,2:tray" naming the values) and tracking (Lucas-Kanade or CoTracker3,
-started by image or instance matching; ~/reset restarts it). A bad frame (unsupported encoding,
+started by image or instance matching; ~/reset restarts it from the next frame stamped after the
+reset: frames of the scene before it, queued or in flight, are skipped). A bad frame (unsupported encoding,
 colour/depth size mismatch, no CameraInfo yet, no instance mask for its stamp) is dropped with a
 throttled warning; the node keeps running.
 TF: the camera's pose in ``target_frame`` comes from /tf_static and /tf (the simulator, the
@@ -56,7 +57,7 @@ from kil_perception.lifting import LiftingConfig, depth_in_metres
 from kil_perception.overlay import category_colours, draw_keypoints
 from kil_perception.pipeline import ExtractorConfig, build_extractor
 from kil_perception.spec import load_spec
-from kil_perception.synchronization import LatestPairSynchronizer
+from kil_perception.synchronization import LatestPairSynchronizer, reset_stamp
 
 WARN_PERIOD_S = 5.0
 
@@ -375,6 +376,11 @@ class KeypointNode(ManagedNode):
             return response
         if isinstance(self.matcher, TrackingExtractor):
             self.matcher.reset()
+        # Frames of the scene before the reset (queued, or in flight) would start the tracks on objects
+        # that have since moved: only frames stamped after it are used.
+        through = reset_stamp(self.sync.newest_color_ns, self.get_clock().now().nanoseconds)
+        if through is not None:
+            self.sync.skip_through(through)
         response.success, response.message = True, "keypoints re-initialised on the next frame"
         return response
 

@@ -19,10 +19,13 @@ interpolator holds the arm); cleanup frees the model. A failing configure goes t
 logs the reason and reports it on /diagnostics, and the node returns to unconfigured (fix the
 parameter, configure again). ``autostart`` (default) configures and activates at start-up, and a
 failing configure then ends the process with the reason. Services ~/start (configure if needed +
-activate), ~/stop (deactivate), ~/reset (clear the observation history) (std_srvs/Trigger) do the
+activate), ~/stop (deactivate), ~/reset (clear the observation history; inputs stamped before the
+reset are not used) (std_srvs/Trigger) do the
 same for tools that cannot drive lifecycle transitions or actions; action ``~/run_policy``
 (kil_interfaces/action/RunPolicy, ``kil_policy.run_policy``) runs one episode with feedback,
-result and cancel = hold.
+result and cancel = hold. A goal first asks perception to start again on the new scene
+(``keypoint_reset_service``, default keypoint_node's ``~/reset``: its tracks would follow the
+objects of the previous episode) and forgets the observations from before.
 The keypoints must come in the layout the checkpoint was trained on (``keypoint_layout.yaml``):
 with ``spec`` set, a spec of another layout is refused at start-up; keypoints of another layout
 are refused (one warning naming both) and produce no chunks.
@@ -114,6 +117,13 @@ class PolicyNode(ManagedNode):
             "kernels) or triton (each residual block as two hand-written kernels; fp32/tf32) inside the graph",
         )
         p("spec", "", "keypoint spec keypoint_node extracts with; checked against the checkpoint at start")
+        p(
+            "keypoint_reset_service",
+            "keypoint_node/reset",
+            "keypoint policies: std_srvs/Trigger service called when a RunPolicy goal starts an episode, so that "
+            "perception starts again on the new scene (keypoint_node's tracks, KIL-T); keypoints stamped before "
+            "its answer are not used. '' = none; a service that is not up is skipped",
+        )
         p("image_reliability", "reliable", "image QoS reliability (RGB/S2): reliable or best_effort")
         p("mask_categories", "", "S2: instance mask values to categories, e.g. '1:mug,2:tray'")
         p("slop_s", 0.02, "S2: largest depth/mask stamp difference (s)")
@@ -127,11 +137,13 @@ class PolicyNode(ManagedNode):
         self.observation_kind = ""
         self.observation: KeypointArrayData | np.ndarray | None = None  # the newest keypoints or frame
         self.observation_ns = 0
+        self.episode_start_ns = 0  # observations stamped before this belong to the scene before the episode
         self.state: RobotStateData | None = None
         self.publisher = None
         self._blocked: str | None = None
         self.blocked_reason = ""
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
+        self._keypoint_reset = None  # (service name, client) of keypoint_reset_service, made when first needed
         self.latency = RollingStats(50)
         self.failures = 0
         self.last_latency = 0.0
@@ -316,6 +328,8 @@ class PolicyNode(ManagedNode):
         self._set_observation(s2_frame(mask, depth), stamp, "/camera/depth/image_raw")
 
     def _set_observation(self, frame, stamp_ns: int, topic: str) -> None:
+        if stamp_ns < self.episode_start_ns:
+            return  # (the scene before the episode)
         if stamp_ns <= self.observation_ns:
             kind = "repeats" if stamp_ns == self.observation_ns else "goes back from"
             self._warn(f"{topic} order", f"{topic} dropped: its stamp {kind} the previous one")
@@ -328,6 +342,8 @@ class PolicyNode(ManagedNode):
         except conversion.ConversionError as error:
             self._warn("keypoints", f"dropped: {error}")
             return
+        if keypoints.stamp_ns < self.episode_start_ns:
+            return  # (found in the scene before the episode)
         if self._in_order("/kil/keypoints", self.observation, keypoints):
             self.observation, self.observation_ns = keypoints, keypoints.stamp_ns
 
@@ -489,12 +505,53 @@ class PolicyNode(ManagedNode):
         return response
 
     def _on_reset(self, request, response):
+        self.clear_observations(since_ns=self.get_clock().now().nanoseconds)
+        response.success, response.message = True, "observation history cleared (nothing stamped before kept)"
+        return response
+
+    def clear_observations(self, since_ns: int = 0) -> None:
+        """Forget the observation history; with ``since_ns``, observations stamped before it are not used."""
         if self.runner is not None:
             self.runner.reset()
         self.observation = self.state = None
         self.observation_ns = 0
-        response.success, response.message = True, "observation history cleared"
-        return response
+        self.episode_start_ns = since_ns
+
+    async def new_episode(self, timeout_s: float = 5.0) -> str:
+        """Before an episode (a RunPolicy goal): perception starts again on the new scene
+        (``keypoint_reset_service``, answered within ``timeout_s``) and the observations from before
+        are forgotten. Returns what was done, for the log."""
+        self.clear_observations(since_ns=self.get_clock().now().nanoseconds)  # no chunk from the old scene meanwhile
+        name = self.get_parameter("keypoint_reset_service").value
+        done = "observations cleared"
+        if self.observation_kind == "keypoints" and name:
+            service = self.resolve_service_name(name)
+            if self._keypoint_reset is None or self._keypoint_reset[0] != service:
+                self._keypoint_reset = (service, self.create_client(Trigger, service))
+            client = self._keypoint_reset[1]
+            if not client.service_is_ready():
+                done += f"; {service} is not up (keypoint_reset_service): not called"
+            else:
+                answer = await wait_for(self, client.call_async(Trigger.Request()), timeout_s)
+                if answer is None:
+                    done += f"; {service} gave no answer within {timeout_s:g} s"
+                else:
+                    done += f"; {service}: {answer.message or answer.success}"
+        self.clear_observations(since_ns=self.get_clock().now().nanoseconds)
+        return done
+
+
+async def wait_for(node, future, timeout_s: float):
+    """Await an rclpy future for at most ``timeout_s`` on ``node``'s clock; its result, or None."""
+    from rclpy.task import Future
+
+    either = Future()
+    future.add_done_callback(lambda f: either.done() or either.set_result(f.result()))
+    timer = node.create_timer(timeout_s, lambda: either.done() or either.set_result(None))
+    try:
+        return await either
+    finally:
+        node.destroy_timer(timer)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """The ``RunPolicy`` action of ``policy_node`` (``kil_interfaces/action/RunPolicy``): run the
 policy for one episode, with feedback, a result that says how it ended, and cancel = hold.
 
-A goal activates the node (configuring it first when needed), so that chunks flow; every
+A goal activates the node (configuring it first when needed), starts perception again on the new
+scene and forgets older observations (``PolicyNode.new_episode``), so that chunks flow from the
+episode's own inputs; every
 ``feedback_period_s`` it sends feedback (chunks produced, the oldest input's age, valid keypoints,
 the newest inference time, and why no chunks come when they do not). It ends when:
 - ``/kil/episode_outcome`` reports an episode stamped after the goal started (the simulator, or an
@@ -83,7 +85,8 @@ class RunPolicyServer:
         if problem:
             handle.abort()
             return RunPolicy.Result(outcome="stopped", reason=problem)
-        self.run = GoalRun(handle, self._now(), self.node.latency.count)
+        self.run = GoalRun(handle, self._now(), self.node.latency.count)  # (one goal at a time from here)
+        self.node.get_logger().info(f"run_policy: new episode: {await self.node.new_episode()}")
         self.node.get_logger().info(
             f"run_policy: running (max_duration_s {handle.request.max_duration_s or 'none'}, task "
             f"{handle.request.task or 'any'})"

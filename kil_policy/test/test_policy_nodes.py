@@ -84,7 +84,9 @@ def _spin(node, seconds: float, every=None, period: float = 0.05) -> None:
         rclpy.spin_once(node, timeout_sec=0.01)
 
 
-def _inputs(node):
+def _inputs(node, keypoint_stamp=None):
+    """A function publishing a robot state and keypoints stamped now (the keypoints: at
+    ``keypoint_stamp()`` where it gives a stamp)."""
     state_pub = node.create_publisher(RobotState, "/kil/robot_state", 10)
     kp_pub = node.create_publisher(KeypointArray, "/kil/keypoints", 10)
 
@@ -93,7 +95,7 @@ def _inputs(node):
         state = RobotStateData(now, "link_base", [0.3, 0.0, 0.2], DOWN, 1.0)
         points = np.array([[0.35, 0.05, 0.0], [0.36, -0.05, 0.02], [0.4, 0.0, 0.05], [0.0, 0.0, 0.0]])
         keypoints = KeypointArrayData(
-            now,
+            (keypoint_stamp and keypoint_stamp()) or now,
             "link_base",
             "oracle",
             "",
@@ -498,6 +500,60 @@ def test_run_policy_action_feedback_result_and_cancel(checkpoint: Path, tmp_path
     assert "run_policy: success (task complete); holding" in output
     assert "run_policy: cancelled" in output
     assert "rejected: task 'pour_bottle', but the checkpoint was trained on 'place_mug'" in output
+
+
+def test_a_goal_restarts_perception_and_uses_no_keypoints_from_before_it(checkpoint: Path, ros_node) -> None:
+    """A RunPolicy goal is a new episode: policy_node calls keypoint_reset_service (keypoint_node's
+    ~/reset: a track would follow the previous scene's objects) and takes no keypoints stamped
+    before its answer, however fresh by max_input_age_s."""
+    from rclpy.action import ActionClient
+    from std_srvs.srv import Trigger
+
+    from kil_interfaces.action import RunPolicy
+
+    resets: list[int] = []
+
+    def on_reset(request, response):
+        resets.append(ros_node.get_clock().now().nanoseconds)
+        response.success, response.message = True, "keypoints re-initialised on the next frame"
+        return response
+
+    ros_node.create_service(Trigger, "/keypoint_node/reset", on_reset)
+    chunks: list = []
+    ros_node.create_subscription(ActionChunk, "/kil/action_chunk", chunks.append, 10)
+    before = {"stamp": None}  # keypoints stamped at this time (None: now)
+    publish = _inputs(ros_node, keypoint_stamp=lambda: before["stamp"])
+    client = ActionClient(ros_node, RunPolicy, "/policy_node/run_policy")
+    process = _start("kil_policy.policy_node", f"checkpoint:={checkpoint}", "max_input_age_s:=60.0")
+    try:
+        assert client.wait_for_server(timeout_sec=60)
+        before["stamp"] = ros_node.get_clock().now().nanoseconds  # the scene before the episode
+        deadline = time.monotonic() + 60
+        while not chunks and time.monotonic() < deadline:
+            _spin(ros_node, 0.1, publish)
+        assert chunks, "no chunks before the goal (autostart, keypoints 0 s old)"
+        feedback: list = []
+        handle = _send_goal(ros_node, client, RunPolicy.Goal(), feedback)
+        assert handle.accepted
+        deadline = time.monotonic() + 60
+        while not resets and time.monotonic() < deadline:
+            _spin(ros_node, 0.1, publish)
+        assert len(resets) == 1, "the goal did not call keypoint_node/reset"
+        _spin(ros_node, 3.0, publish)  # keypoints from before the episode keep coming, well within max_input_age_s
+        after = [c for c in chunks if cv.time_to_ns(c.header.stamp) > resets[0]]
+        assert not after, f"{len(after)} chunks from keypoints found before the episode"
+        assert feedback and "keypoints" in feedback[-1].status, feedback[-1:]
+        before["stamp"] = None  # keypoints of the new scene
+        deadline = time.monotonic() + 60
+        while not any(cv.time_to_ns(c.header.stamp) > resets[0] for c in chunks) and time.monotonic() < deadline:
+            _spin(ros_node, 0.1, publish)
+        assert any(cv.time_to_ns(c.header.stamp) > resets[0] for c in chunks), "no chunks from the new keypoints"
+        cancel = handle.cancel_goal_async()
+        rclpy.spin_until_future_complete(ros_node, cancel, timeout_sec=30)
+    finally:
+        client.destroy()
+        output = _stop(process)
+    assert "run_policy: new episode: observations cleared; /keypoint_node/reset: keypoints re-initialised" in output
 
 
 def test_an_inference_failure_costs_one_tick_not_the_node(checkpoint: Path) -> None:
