@@ -59,7 +59,8 @@ SIM_MASK_CATEGORIES = {
 #: extracted with) and refuses an explicit one that differs. (``model`` and ``device`` say where the
 #: weights are and what runs them, which differs between machines; they are not taken.)
 EXTRACTION_SETTINGS = (
-    "method", "backend", "feature_scale", "min_score", "colour", "tracker", "track_init", "instance_threshold",
+    "method", "backend", "feature_scale", "min_score", "colour", "tracker", "track_init", "redetect_every",
+    "instance_threshold",
 )  # fmt: skip
 #: keypoint_node's defaults for the settings a rollout always passes.
 _EXTRACTION_DEFAULTS = {"method": "image", "backend": "effnet_lite0", "feature_scale": 1.0}

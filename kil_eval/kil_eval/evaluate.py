@@ -465,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-source", default="masks", help="masks (the simulator's) or sam3")
     parser.add_argument("--tracker", default="lk", help="lk or cotracker3 (--method track)")
     parser.add_argument("--track-init", default="image", help="image or instance matching starts the tracks")
+    parser.add_argument(
+        "--redetect-every",
+        type=int,
+        default=0,
+        help="--method track: every N-th frame with a lost track, matching restarts it (0: never, the paper)",
+    )
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: off)")
     parser.add_argument(
         "--colour", default="rgb", choices=["rgb", "luminance"], help="what the feature backend sees (perception)"
@@ -488,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             instance_source=args.instance_source,
             tracker=args.tracker,
             track_init=args.track_init,
+            redetect_every=args.redetect_every,
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,

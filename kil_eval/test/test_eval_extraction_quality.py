@@ -117,3 +117,25 @@ def test_the_extraction_command_names_what_is_wrong(recorded, tmp_path: Path, ca
     with pytest.raises(SystemExit) as exit_info:
         extract_bags.main([str(bags[0]), "--spec", str(tmp_path / "missing.yaml")])
     assert exit_info.value.code == 2 and "missing.yaml" in capsys.readouterr().err
+
+
+def test_the_extraction_command_tracks_with_the_given_settings(recorded, capsys) -> None:
+    """--method track with its tracker settings: the cache written is the one training with those
+    settings reads (so a re-detecting tracker is measured before it is trained on); a bad value exits 2."""
+    from kil_policy.keypoint_cache import is_cached
+
+    bags, _, root = recorded
+    spec = root / "good" / "spec.yaml"
+    if not spec.is_file():
+        make_spec("place_mug", spec.parent, CameraConfig(width=160, height=120))
+    capsys.readouterr()  # (what annotating the spec printed)
+    argv = [str(bags[0]), "--spec", str(spec), "--method", "track", "--track-init", "image", "--json"]
+    assert extract_bags.main([*argv, "--redetect-every", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["extracted_frames"] == colour_frame_count(bags[0], "/camera/color/image_raw") > 0
+    tracked = ExtractionConfig(spec=str(spec), method="track", track_init="image", redetect_every=3)
+    assert is_cached(bags[0], tracked)
+    assert not is_cached(bags[0], ExtractionConfig(spec=str(spec), method="track", track_init="image"))
+    with pytest.raises(SystemExit) as exit_info:
+        extract_bags.main([*argv, "--redetect-every", "-1"])
+    assert exit_info.value.code == 2 and "redetect_every must be 0" in capsys.readouterr().err

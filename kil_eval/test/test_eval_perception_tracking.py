@@ -102,3 +102,48 @@ def test_tracking_extractor_matches_first_then_tracks(tmp_path) -> None:
     assert np.linalg.norm(result.uv[:2] - truths[-1], axis=1).max() < 4.0
     extractor.reset()
     assert extractor.extract(frames[-1]).similarities is not None  # re-initialised by matching
+
+
+def _mug_at(xy: tuple[float, float], yaw: float):
+    world = SimWorld([PlacedObject("mug", mug("m"), xy, yaw)])
+    world.step(0.05)
+    intr, to_cam = world.camera_intrinsics, world.camera_extrinsics.inverse()
+    truth = intr.project(to_cam.apply(np.array([world.keypoints("mug")[n] for n in ("rim", "handle", "base")])))
+    frame = world.render().rgb
+    world.close()
+    return frame, truth
+
+
+@pytest.mark.parametrize("redetect_every", [0, 1, 3])
+def test_lost_tracks_are_found_again_by_matching_when_asked(tmp_path, redetect_every: int) -> None:
+    """The mug vanishes (the tracks are lost), then stands 12 cm away: the paper's tracking keeps
+    the lost tracks where they were; with redetect_every N the N-th frame with a lost track matches
+    again and restarts the lost keypoints from their matches (those it finds: on the blank frame,
+    matched below min_score, none)."""
+    from eval_perception_fixtures import write_spec
+
+    from kil_perception.backends import make_backend
+    from kil_perception.extraction import ImageMatcher, ScoreGate, TrackingExtractor
+    from kil_perception.spec import load_spec
+
+    before, truth_before = _mug_at((0.38, 0.05), 0.5)
+    after, truth_after = _mug_at((0.30, -0.04), 0.5)
+    assert np.linalg.norm(truth_after - truth_before, axis=1).min() > 25.0  # beyond the tracker's reach
+    names = ("rim", "handle", "base")
+    spec = load_spec(write_spec(tmp_path, before, dict(zip(names, map(tuple, truth_before), strict=True))))
+    matcher = ScoreGate(ImageMatcher(spec, make_backend("classic")), min_score=0.5)
+    extractor = TrackingExtractor(matcher, LucasKanadeTracker(), redetect_every)
+    extractor.extract(before)
+    lost = extractor.extract(np.full_like(before, 127))
+    assert not lost.found.any()
+    results = [extractor.extract(after) for _ in range(3)]
+    errors = [np.linalg.norm(r.uv - truth_after, axis=1).max() for r in results]
+    if redetect_every == 0:
+        assert extractor.redetected == 0 and errors[-1] > 25.0  # still where the mug was
+    else:
+        # Tracked frames count from the blank one (1): matching runs again on the first multiple of N from 2.
+        n = next(count for count in range(2, 10) if count % redetect_every == 0) - 2
+        assert extractor.redetected == 3 and results[n].found.all() and errors[n] < 6.0, errors
+        assert all(e > 25.0 for e in errors[:n]) and results[-1].found.all() and errors[-1] < 6.0, errors
+    with pytest.raises(ValueError, match="redetect_every must be 0"):
+        TrackingExtractor(extractor.initializer, LucasKanadeTracker(), -1)

@@ -87,15 +87,27 @@ class TrackingExtractor:
     """Tracking (T): image or instance matching (``initializer``) on the first frame after a reset,
     then a tracker; the tracker's visibility gives the found flags (and the score: 1 visible,
     0 lost). A frame of another size than the tracked ones (the camera was reconfigured) starts
-    again from matching: tracks cannot follow a change of resolution."""
+    again from matching: tracks cannot follow a change of resolution.
+
+    Args:
+        redetect_every: 0 (the paper's tracking): a lost track stays with the tracker, which may
+            recover it. N > 0: every N-th tracked frame on which a track is lost, the initializer
+            matches the frame again and each lost keypoint it finds restarts from its match (the
+            found ones keep their tracks); the frame reports the match for those keypoints.
+    """
 
     method = "track"
 
-    def __init__(self, initializer, tracker) -> None:
+    def __init__(self, initializer, tracker, redetect_every: int = 0) -> None:
+        if redetect_every < 0:
+            raise ValueError(f"redetect_every must be 0 (never) or more, got {redetect_every}")
         self.initializer = initializer
         self.tracker = tracker
+        self.redetect_every = redetect_every
         self.started = False
         self._size: tuple[int, ...] = ()
+        self._tracked = 0  # frames tracked since the tracks (re)started
+        self.redetected = 0  # keypoints restarted from a match since the last reset
 
     def reset(self) -> None:
         """The next frame re-initialises the tracks by matching."""
@@ -105,10 +117,26 @@ class TrackingExtractor:
         if not self.started or image.shape[:2] != self._size:
             first = self.initializer.extract(image)
             self.tracker.start(image, first.uv)
-            self.started, self._size = True, image.shape[:2]
+            self.started, self._size, self._tracked, self.redetected = True, image.shape[:2], 0, 0
             return first
         uv, visible = self.tracker.track(image)
-        return Extraction2D(uv, visible.astype(np.float32), visible, None)
+        self._tracked += 1
+        found = Extraction2D(uv, visible.astype(np.float32), visible, None)
+        if self.redetect_every and not visible.all() and self._tracked % self.redetect_every == 0:
+            found = self._redetect(image, found)
+        return found
+
+    def _redetect(self, image: np.ndarray, tracked: Extraction2D) -> Extraction2D:
+        """Lost keypoints that matching finds on ``image`` restart from their match."""
+        matched = self.initializer.extract(image)
+        take = ~tracked.found & matched.found
+        if not take.any():
+            return tracked
+        uv = np.where(take[:, None], matched.uv, tracked.uv)
+        self.tracker.start(image, uv)
+        self.redetected += int(take.sum())
+        scores = np.where(take, matched.scores, tracked.scores).astype(np.float32)
+        return Extraction2D(uv, scores, tracked.found | take, None)
 
 
 def keypoints_message(

@@ -78,6 +78,12 @@ class KeypointNode(ManagedNode):
         p("tracker", "lk", "tracker for method track: lk (Lucas-Kanade) or cotracker3")
         p("tracker_repo", "facebookresearch/co-tracker", "CoTracker torch.hub repo or local clone")
         p("track_init", "image", "how tracks start after a reset: image or instance matching")
+        p(
+            "redetect_every",
+            0,
+            "method track: 0 = a lost track stays with the tracker (the paper); N = every N-th tracked frame with a "
+            "lost track, matching restarts the lost keypoints it finds",
+        )
         p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
         p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")
         p("feature_scale", 1.0, "frames resized by this before the feature backend (2: twice finer features)")
@@ -158,8 +164,8 @@ class KeypointNode(ManagedNode):
             **{
                 name: param(name)
                 for name in ("method", "backend", "model", "device", "instance_source", "instance_model",
-                             "instance_threshold", "tracker", "tracker_repo", "track_init", "min_score", "colour",
-                             "feature_scale")
+                             "instance_threshold", "tracker", "tracker_repo", "track_init", "redetect_every",
+                             "min_score", "colour", "feature_scale")
             }
         )  # fmt: skip
         reliability = param("image_reliability")

@@ -33,6 +33,9 @@ class ExtractorConfig:
     tracker: "lk" (pyramidal Lucas-Kanade, weights-free) or "cotracker3" (online CoTracker3);
         tracker_repo: its torch.hub repo or a local clone.
     track_init: how tracks start after a reset: "image" or "instance" matching (the paper: instance).
+    redetect_every: tracking: 0 = a lost track stays with the tracker (the paper); N > 0 = every
+        N-th tracked frame with a lost track, matching (``track_init``'s) restarts the lost
+        keypoints it finds (``TrackingExtractor``).
     min_score: matched keypoints whose cosine similarity is below this are reported not found
         (invalid) — occluded or mismatched ones are masked instead of lifted wrongly; 0 = off (the
         paper's matching keeps every argmax).
@@ -56,6 +59,7 @@ class ExtractorConfig:
     tracker: str = "lk"
     tracker_repo: str = "facebookresearch/co-tracker"
     track_init: str = "image"
+    redetect_every: int = 0
     min_score: float = 0.0
     colour: str = "rgb"
     feature_scale: float = 1.0
@@ -70,6 +74,8 @@ class ExtractorConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.redetect_every < 0:
+            raise ValueError(f"redetect_every must be 0 (never) or more, got {self.redetect_every}")
         if not 0.0 <= self.instance_threshold <= 1.0:
             raise ValueError(f"instance_threshold must be in [0, 1], got {self.instance_threshold}")
         if not 0.25 <= self.feature_scale <= 4.0:
@@ -119,4 +125,4 @@ def build_extractor(
         tracker = CoTrackerOnline(device=config.device, repo=config.tracker_repo)
     else:
         tracker = LucasKanadeTracker()
-    return TrackingExtractor(first, tracker)
+    return TrackingExtractor(first, tracker, config.redetect_every)

@@ -37,6 +37,8 @@ def test_bad_settings_name_the_field(field: str, value: str) -> None:
         ExtractorConfig(**{field: value})
     with pytest.raises(ValueError, match="instance_threshold must be in"):
         ExtractorConfig(instance_threshold=1.5)
+    with pytest.raises(ValueError, match="redetect_every must be 0"):
+        ExtractorConfig(redetect_every=-2)
 
 
 def test_built_extractors(spec) -> None:
@@ -52,7 +54,9 @@ def test_built_extractors(spec) -> None:
         masks,
     )
     assert isinstance(track, TrackingExtractor) and isinstance(track.initializer, InstanceMatcher)
-    assert isinstance(track.tracker, LucasKanadeTracker)
+    assert isinstance(track.tracker, LucasKanadeTracker) and track.redetect_every == 0  # (the paper's)
+    config_redetect = ExtractorConfig(method="track", backend="classic", redetect_every=5)
+    assert build_extractor(spec, config_redetect).redetect_every == 5
     with pytest.raises(ValueError, match="needs instance masks"):
         build_extractor(spec, config)
 

@@ -3,6 +3,8 @@ is checked before any training step.
 
     python -m kil_policy.extract_bags demos/ --spec spec.yaml --method instance \\
         --instance-source masks [--min-score 0.6] [--gif overlays/ --gif-bags 2] [--json]
+    python -m kil_policy.extract_bags demos/ --spec spec.yaml --method track --track-init instance \\
+        --instance-source masks [--redetect-every 5]
 
 One progress bar over every frame to extract (with its ETA), then the quality table per keypoint
 (``kil_policy.extraction_quality``: valid fraction, median score, share rejected by
@@ -74,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-source", default="sam3", choices=("sam3", "masks"),
                         help="instance masks: SAM3, or the bags' recorded masks (simulation)")  # fmt: skip
     parser.add_argument("--instance-model", default="", help="SAM3 hub id or local directory")
+    parser.add_argument("--tracker", default="lk", choices=("lk", "cotracker3"), help="--method track: the tracker")
+    parser.add_argument(
+        "--track-init", default="image", choices=("image", "instance"), help="--method track: matching that starts it"
+    )
+    parser.add_argument(
+        "--redetect-every",
+        type=int,
+        default=0,
+        help="--method track: every N-th frame with a lost track, matching restarts it (0: never, the paper)",
+    )
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: keep all)")
     parser.add_argument("--colour", default="rgb", choices=("rgb", "luminance"))
     parser.add_argument("--feature-scale", type=float, default=1.0, help="frames resized by this before the backend")
@@ -94,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             instance_source=args.instance_source,
             instance_model=args.instance_model,
+            tracker=args.tracker,
+            track_init=args.track_init,
+            redetect_every=args.redetect_every,
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,
