@@ -259,7 +259,7 @@ def live_episode(config: PipelineConfig, checkpoint: Path, timeout_s: float) -> 
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s + 120)
     output = done.stdout + done.stderr
-    outcome = re.findall(r"^episode .*$", done.stdout, flags=re.MULTILINE)
+    outcome = re.findall(r"^episode \S+ \S+ #\d+: (?:success|failure) .*$", done.stdout, flags=re.MULTILINE)
     if outcome:
         return outcome[-1], done.returncode
     tail = " | ".join(line for line in output.strip().splitlines()[-3:])
