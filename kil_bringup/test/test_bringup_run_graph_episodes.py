@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import rclpy
@@ -76,21 +78,29 @@ class _FarSide:
             self.pending = None
 
 
-def test_each_episode_is_a_new_configuration_with_its_perception_and_policy_state_cleared() -> None:
-    listener = OutcomeListener(episodes=4)
-    far = _FarSide(refuse={1})
+@contextmanager
+def _far_side_spinning(refuse: set[int]) -> Iterator[_FarSide]:
+    """A :class:`_FarSide` answering from its own thread until the block ends."""
+    far = _FarSide(refuse)
     executor = SingleThreadedExecutor()
     executor.add_node(far.node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    threading.Thread(target=executor.spin, daemon=True).start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not listener.finished:
-            listener.spin_once(0.05)
-        assert listener.finished, f"the listener stopped after {far.events}"
+        yield far
     finally:
         executor.shutdown()
         far.node.destroy_node()
+
+
+def test_each_episode_is_a_new_configuration_with_its_perception_and_policy_state_cleared() -> None:
+    listener = OutcomeListener(episodes=4)
+    try:
+        with _far_side_spinning(refuse={1}) as far:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not listener.finished:
+                listener.spin_once(0.05)
+            assert listener.finished, f"the listener stopped after {far.events}"
+    finally:
         listener.close()
     assert [(o.index, o.success) for o in listener.outcomes] == [(0, True), (2, False), (3, True)]
     assert listener.refusals == ["configuration 1 is beyond reach"]
@@ -105,19 +115,13 @@ def test_each_episode_is_a_new_configuration_with_its_perception_and_policy_stat
 
 def test_rehearse_clears_perception_and_policy_state_after_each_reset() -> None:
     rehearsal = Rehearsal()
-    far = _FarSide(refuse={1})
-    executor = SingleThreadedExecutor()
-    executor.add_node(far.node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        first = rehearsal.episode("place_mug", "in_distribution", 0, 60.0, alive=lambda: True)
-        with pytest.raises(RefusedError, match="configuration 1 is beyond reach"):
-            rehearsal.episode("place_mug", "in_distribution", 1, 60.0, alive=lambda: True)
-        third = rehearsal.episode("place_mug", "in_distribution", 2, 60.0, alive=lambda: True)
+        with _far_side_spinning(refuse={1}) as far:
+            first = rehearsal.episode("place_mug", "in_distribution", 0, 60.0, alive=lambda: True)
+            with pytest.raises(RefusedError, match="configuration 1 is beyond reach"):
+                rehearsal.episode("place_mug", "in_distribution", 1, 60.0, alive=lambda: True)
+            third = rehearsal.episode("place_mug", "in_distribution", 2, 60.0, alive=lambda: True)
     finally:
-        executor.shutdown()
-        far.node.destroy_node()
         rehearsal.close()
     # (an episode whose nodes were not cleared never ends: episode() would return None)
     assert (first.index, first.success) == (0, True) and (third.index, third.success) == (2, False), far.events

@@ -23,7 +23,7 @@ activate), ~/stop (deactivate), ~/reset (clear the observation history; inputs s
 reset are not used) (std_srvs/Trigger) do the
 same for tools that cannot drive lifecycle transitions or actions; action ``~/run_policy``
 (kil_interfaces/action/RunPolicy, ``kil_policy.run_policy``) runs one episode with feedback,
-result and cancel = hold. A goal first asks perception to start again on the new scene
+result and cancel = hold. A goal (once the node is active) asks perception to start again on the new scene
 (``keypoint_reset_service``, default keypoint_node's ``~/reset``: its tracks would follow the
 objects of the previous episode) and forgets the observations from before.
 The keypoints must come in the layout the checkpoint was trained on (``keypoint_layout.yaml``):
