@@ -60,7 +60,7 @@ SIM_MASK_CATEGORIES = {
 #: weights are and what runs them, which differs between machines; they are not taken.)
 EXTRACTION_SETTINGS = (
     "method", "backend", "feature_scale", "min_score", "colour", "tracker", "track_init", "redetect_every",
-    "instance_threshold",
+    "mask_guard", "instance_threshold",
 )  # fmt: skip
 #: keypoint_node's defaults for the settings a rollout always passes.
 _EXTRACTION_DEFAULTS = {"method": "image", "backend": "effnet_lite0", "feature_scale": 1.0}

@@ -471,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="--method track: every N-th frame with a lost track, matching restarts it (0: never, the paper)",
     )
+    parser.add_argument(
+        "--mask-guard",
+        action="store_true",
+        help="--method track --track-init instance: a track that leaves its object's instance mask restarts from "
+        "matching (off: the paper's tracking)",
+    )
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: off)")
     parser.add_argument(
         "--colour", default="rgb", choices=["rgb", "luminance"], help="what the feature backend sees (perception)"
@@ -495,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             tracker=args.tracker,
             track_init=args.track_init,
             redetect_every=args.redetect_every,
+            mask_guard=args.mask_guard,
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,

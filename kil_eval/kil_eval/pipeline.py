@@ -114,7 +114,9 @@ class PipelineConfig:
             camera of the recordings and of the evaluation (the spec is annotated at this size).
         methods: names from ``METHODS``. backend / model: perception's feature backend;
             min_score: weaker matches are invalid (``ExtractorConfig.min_score``; 0 = off);
-            feature_scale: frames resized by this before the backend (``ExtractorConfig``).
+            feature_scale: frames resized by this before the backend (``ExtractorConfig``);
+            mask_guard: tracks started by instance matching (KIL-T) are kept on their objects'
+            instance masks (``ExtractorConfig.mask_guard``; other methods are unaffected).
         settings, episodes: the evaluation grid (configurations per setting).
         max_duration_s: episode time limit in evaluation (s).
         kil, rgb: training sizes (rgb: of both image baselines, RGB and S2, as in the paper).
@@ -135,6 +137,7 @@ class PipelineConfig:
     model: str = ""
     min_score: float = 0.0
     feature_scale: float = 1.0
+    mask_guard: bool = False
     settings: tuple[str, ...] = SETTINGS
     episodes: int = 10
     max_duration_s: float = 25.0
@@ -229,7 +232,10 @@ class Pipeline:
         """``keypoint_extraction`` settings of a KIL method."""
         c = self.config
         common = {"spec": str(c.spec_path), "backend": c.backend, "model": c.model, "device": c.device}
-        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | METHODS[method]
+        method_settings = METHODS[method]
+        guarded = method_settings.get("method") == "track" and method_settings.get("track_init") == "instance"
+        guard = {"mask_guard": True} if c.mask_guard and guarded else {}
+        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | method_settings | guard
 
     def extract(self, method: str, bags: list[Path]) -> int:
         """Keypoints of every bag for a KIL method (cached beside the bags); returns the frame count."""

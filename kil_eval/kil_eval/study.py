@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="frames resized by this before the feature backend (default 1; --demo-size: each task's, unless given)",
     )
+    parser.add_argument(
+        "--mask-guard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="KIL-T's tracks kept on their objects' instance masks (default off; --demo-size: each task's)",
+    )
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--device", default="cuda", help="torch device")
     parser.add_argument(
@@ -94,13 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             image_size=(224, 224),
         )
     started = time.perf_counter()
-    results, kil_steps, scales = [], {}, {}
+    results, kil_steps, scales, guarded = [], {}, {}, []
     for task in args.tasks:
         feature_scale = 1.0 if args.feature_scale is None else args.feature_scale
+        mask_guard = bool(args.mask_guard)
         if args.demo_size:  # the demo's sizes of this task (KIL's training and perception can differ per task)
             demo_task = full_config(args.out, args.device, task)
             kil = demo_task.kil
             feature_scale = demo_task.feature_scale if args.feature_scale is None else args.feature_scale
+            mask_guard = demo_task.mask_guard if args.mask_guard is None else args.mask_guard
         config = PipelineConfig(
             task=task,
             out=args.out / task,
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             min_score=args.min_score,
             feature_scale=feature_scale,
+            mask_guard=mask_guard,
             settings=tuple(args.settings),
             episodes=args.episodes,
             max_duration_s=args.max_duration,
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         kil_steps[task] = f"{kil.steps} ({kil.proprio_rotation} proprioception)"
         if feature_scale != 1.0:
             scales[task] = feature_scale
+        if mask_guard and "KIL-T" in args.methods:
+            guarded.append(task)
         results += Pipeline(config).methods()[0]
     notes = (
         f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"KIL steps {', '.join(f'{t}: {n}' for t, n in kil_steps.items())} (head {list(kil.down_dims)}, batch "
         f"{kil.batch_size}), RGB {rgb.steps} steps (head "
         f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}"
-        f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}; "
+        f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}"
+        f"{''.join(f' (KIL-T tracks kept on the instance masks on {t})' for t in guarded)}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`"
     )

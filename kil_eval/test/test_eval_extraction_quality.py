@@ -139,3 +139,32 @@ def test_the_extraction_command_tracks_with_the_given_settings(recorded, capsys)
     with pytest.raises(SystemExit) as exit_info:
         extract_bags.main([*argv, "--redetect-every", "-1"])
     assert exit_info.value.code == 2 and "redetect_every must be 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        extract_bags.main([*argv, "--mask-guard"])  # (tracks started by image matching have no masks)
+    assert exit_info.value.code == 2 and "mask_guard keeps tracks on instance masks" in capsys.readouterr().err
+
+
+def test_settings_added_later_at_their_neutral_value_keep_the_cache(recorded, monkeypatch) -> None:
+    """The cache key leaves out a setting at its neutral value (``NEUTRAL_SETTINGS``): keypoints
+    extracted before the setting existed stay cached; set to anything else, it is a new key."""
+    from dataclasses import dataclass
+
+    from kil_policy import keypoint_cache
+
+    bags, _, root = recorded
+    spec = root / "good" / "spec.yaml"
+    if not spec.is_file():
+        make_spec("place_mug", spec.parent, CameraConfig(width=160, height=120))
+
+    @dataclass
+    class WithALaterSetting(ExtractionConfig):
+        later_setting: int = 0
+
+    before = keypoint_cache.cache_key(bags[0], ExtractionConfig(spec=str(spec)))
+    monkeypatch.setitem(keypoint_cache.NEUTRAL_SETTINGS, "later_setting", 0)
+    assert keypoint_cache.cache_key(bags[0], WithALaterSetting(spec=str(spec))) == before
+    assert keypoint_cache.cache_key(bags[0], WithALaterSetting(spec=str(spec), later_setting=2)) != before
+    key = keypoint_cache.cache_key
+    track = {"spec": str(spec), "method": "track", "track_init": "instance", "instance_source": "masks"}
+    assert key(bags[0], ExtractionConfig(**track, redetect_every=4)) != key(bags[0], ExtractionConfig(**track))
+    assert key(bags[0], ExtractionConfig(**track, mask_guard=True)) != key(bags[0], ExtractionConfig(**track))

@@ -69,3 +69,19 @@ def test_kil_t_starts_its_tracks_by_instance_matching_as_the_paper(tmp_path: Pat
     settings.pop("spec")
     extractor = ExtractorConfig(**settings)
     assert extractor.method == "track" and extractor.track_init == "instance" and extractor.uses_given_masks
+    assert not extractor.mask_guard  # (the paper's tracking unless asked)
+
+
+def test_the_mask_guard_reaches_kil_t_only(tmp_path: Path) -> None:
+    """``mask_guard`` in a pipeline keeps KIL-T's tracks on the masks; instance and image matching
+    have no tracks, so their settings stay valid extractor settings without it."""
+    from kil_eval.pipeline import Pipeline
+    from kil_perception.pipeline import ExtractorConfig
+
+    pipeline = Pipeline(PipelineConfig(out=tmp_path, methods=("KIL-T", "KIL-IN", "KIL-IM"), mask_guard=True))
+    built = {}
+    for method in ("KIL-T", "KIL-IN", "KIL-IM"):
+        settings = pipeline.extraction(method)
+        settings.pop("spec")
+        built[method] = ExtractorConfig(**settings)
+    assert built["KIL-T"].mask_guard and not built["KIL-IN"].mask_guard and not built["KIL-IM"].mask_guard

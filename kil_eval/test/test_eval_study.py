@@ -94,15 +94,19 @@ def test_an_explicit_feature_scale_overrides_the_demo_sizes(captured, tmp_path: 
     assert (shoe.feature_scale, pour.feature_scale) == (2.0, 2.0) and shoe.kil.steps == 12000
 
 
-def test_the_demo_runs_kil_t_on_place_shoe_and_kil_in_elsewhere(tmp_path: Path) -> None:
+def test_the_demo_runs_kil_t_on_place_shoe_and_pour_bottle_and_kil_in_elsewhere(tmp_path: Path) -> None:
     """place_shoe's KIL row is KIL-T (tracks follow the turned shoe; matching swaps heel and toe),
-    on the x2 frames it was measured with; place_mug and pour_bottle keep KIL-IN. The notes say how
-    each row's keypoints were found."""
+    on the x2 frames it was measured with; pour_bottle's is KIL-T with its tracks kept on the masks;
+    place_mug keeps KIL-IN. The notes say how each row's keypoints were found."""
     from kil_eval.pipeline import Pipeline
 
     shoe, mug = full_config(tmp_path, "cpu", "place_shoe"), full_config(tmp_path, "cpu", "place_mug")
     assert shoe.methods == ("KIL-T", "RGB", "S2") and mug.methods == ("KIL-IN", "RGB", "S2")
-    assert full_config(tmp_path, "cpu", "pour_bottle").methods[0] == "KIL-IN"
+    pour = full_config(tmp_path, "cpu", "pour_bottle")
+    assert pour.methods[0] == "KIL-T" and pour.mask_guard and not shoe.mask_guard
+    poured = Pipeline(pour).extraction("KIL-T")
+    assert (poured["mask_guard"], poured["track_init"], poured["feature_scale"]) == (True, "instance", 2.0)
+    assert "kept on the objects' instance masks" in pour.notes and "instance masks (a track" not in shoe.notes
     assert demo.quick_config(tmp_path, "cpu", "place_shoe").methods[0] == "KIL-T"
     extraction = Pipeline(shoe).extraction("KIL-T")
     assert (extraction["method"], extraction["track_init"], extraction["feature_scale"]) == ("track", "instance", 2.0)

@@ -289,17 +289,33 @@ class InstanceMatcher:
             uv = torch.tensor(list(reference.keypoints.values()), dtype=torch.float32, device=features.device)
             self.queries.append(descriptors_at(features, uv, image.shape[:2]))
 
-    def extract(self, image: np.ndarray) -> Extraction2D:
-        features = self.backend.features(image)
-        size = image.shape[:2]
+    def _prepare(self, image: np.ndarray) -> None:
         prepare = getattr(self.source, "prepare", None)  # (a source that batches a frame's prompts)
         if prepare is not None:
             prepare(image, [category.prompt or category.name for category in self.spec.categories])
+
+    def _kept(self, image: np.ndarray, category) -> list[Instance]:
+        """The category's instances above the threshold, most confident first, at most its count."""
+        kept = [i for i in self.source(image, category.name, category.prompt) if i.score >= self.threshold]
+        return sorted(kept, key=lambda i: -i.score)[: category.instances]
+
+    def category_masks(self, image: np.ndarray) -> dict[str, np.ndarray | None]:
+        """Per category, the union of the instances it would match in (H, W bool; None: none kept)."""
+        self._prepare(image)
+        masks: dict[str, np.ndarray | None] = {}
+        for category in self.spec.categories:
+            kept = self._kept(image, category)
+            masks[category.name] = np.logical_or.reduce([i.mask for i in kept]) if kept else None
+        return masks
+
+    def extract(self, image: np.ndarray) -> Extraction2D:
+        features = self.backend.features(image)
+        size = image.shape[:2]
+        self._prepare(image)
         uv, scores, found, sims = [], [], [], []
         for category, queries in zip(self.spec.categories, self.queries, strict=True):
             k = len(queries)
-            kept = [i for i in self.source(image, category.name, category.prompt) if i.score >= self.threshold]
-            kept = sorted(kept, key=lambda i: -i.score)[: category.instances]
+            kept = self._kept(image, category)
             # Only the kept instances' masks are made, on the features' device.
             masks = [instance.tensor(features.device) for instance in kept]
             for mask in masks:

@@ -84,6 +84,12 @@ class KeypointNode(ManagedNode):
             "method track: 0 = a lost track stays with the tracker (the paper); N = every N-th tracked frame with a "
             "lost track, matching restarts the lost keypoints it finds",
         )
+        p(
+            "mask_guard",
+            False,
+            "method track with track_init instance: a track that leaves its object's instance mask restarts from "
+            "instance matching (the instance source runs on every frame); false = the paper's tracking",
+        )
         p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
         p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")
         p("feature_scale", 1.0, "frames resized by this before the feature backend (2: twice finer features)")
@@ -165,7 +171,7 @@ class KeypointNode(ManagedNode):
                 name: param(name)
                 for name in ("method", "backend", "model", "device", "instance_source", "instance_model",
                              "instance_threshold", "tracker", "tracker_repo", "track_init", "redetect_every",
-                             "min_score", "colour", "feature_scale")
+                             "mask_guard", "min_score", "colour", "feature_scale")
             }
         )  # fmt: skip
         reliability = param("image_reliability")

@@ -50,16 +50,28 @@ def depth_in_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"depth encoding {encoding!r} is not supported; use 16UC1 (mm) or 32FC1 (m)")
 
 
-def window_depth(depth_m: np.ndarray, uv: np.ndarray, config: LiftingConfig) -> np.ndarray:
-    """(K,) median valid depth (m) around each pixel (K, 2); NaN where there is none."""
+def window_depth(
+    depth_m: np.ndarray, uv: np.ndarray, config: LiftingConfig, masks: list[np.ndarray | None] | None = None
+) -> np.ndarray:
+    """(K,) median valid depth (m) around each pixel (K, 2); NaN where there is none.
+
+    ``masks``: per keypoint, its object's (H, W) bool instance mask (or None): the median is then
+    over the window's pixels on the object, so a keypoint on a thin part or an outline is not
+    lifted from the depth of what lies behind it; a window without object pixels (the point is
+    hidden) falls back to all its pixels."""
     h, w = depth_m.shape
     r = config.window // 2
     out = np.full(len(uv), np.nan, np.float32)
     for i, (u, v) in enumerate(np.rint(uv).astype(int)):
         if not (0 <= u < w and 0 <= v < h):
             continue
-        patch = depth_m[max(0, v - r) : v + r + 1, max(0, u - r) : u + r + 1]
-        valid = patch[np.isfinite(patch) & (patch >= config.min_depth_m) & (patch <= config.max_depth_m)]
+        rows, cols = slice(max(0, v - r), v + r + 1), slice(max(0, u - r), u + r + 1)
+        patch = depth_m[rows, cols]
+        usable = np.isfinite(patch) & (patch >= config.min_depth_m) & (patch <= config.max_depth_m)
+        mask = masks[i] if masks is not None else None
+        if mask is not None and mask.shape == depth_m.shape and (usable & mask[rows, cols]).any():
+            usable &= mask[rows, cols]
+        valid = patch[usable]
         if valid.size:
             out[i] = np.median(valid)
     return out
@@ -79,6 +91,7 @@ def lift(
     intrinsics: CameraIntrinsics,
     extrinsics: RigidTransform | None = None,
     config: LiftingConfig | None = None,
+    masks: list[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels -> 3-D points.
 
@@ -87,6 +100,8 @@ def lift(
         depth_m: (H, W) depth in metres (NaN = no return), aligned to the colour image.
         intrinsics: of the colour image; extrinsics: optical frame -> base (None: stay in the
             optical frame).
+        masks: per keypoint, its object's instance mask or None (depth read on the object; see
+            :func:`window_depth`).
 
     Returns:
         points (K, 3) in the base (or optical) frame, zero where invalid; valid (K,) bool.
@@ -95,7 +110,7 @@ def lift(
     if depth_m.shape != (intrinsics.height, intrinsics.width):
         h, w = depth_m.shape
         raise ValueError(f"depth image is {w}x{h} but CameraInfo says {intrinsics.width}x{intrinsics.height}")
-    z = window_depth(depth_m, uv, config)
+    z = window_depth(depth_m, uv, config, masks)
     valid = np.isfinite(z)
     rays = normalized_rays(uv, intrinsics)
     points = np.zeros((len(z), 3))

@@ -36,6 +36,10 @@ class ExtractorConfig:
     redetect_every: tracking: 0 = a lost track stays with the tracker (the paper); N > 0 = every
         N-th tracked frame with a lost track, matching (``track_init``'s) restarts the lost
         keypoints it finds (``TrackingExtractor``).
+    mask_guard: tracking started by instance matching: False (the paper) or True = every frame,
+        a track that left its object's instance mask (it followed the gripper over the object)
+        restarts from instance matching on that frame (``TrackingExtractor``'s ``guard``); costs
+        the instance source (SAM3, or the given masks) on every frame, as instance matching does.
     min_score: matched keypoints whose cosine similarity is below this are reported not found
         (invalid) — occluded or mismatched ones are masked instead of lifted wrongly; 0 = off (the
         paper's matching keeps every argmax).
@@ -60,6 +64,7 @@ class ExtractorConfig:
     tracker_repo: str = "facebookresearch/co-tracker"
     track_init: str = "image"
     redetect_every: int = 0
+    mask_guard: bool = False
     min_score: float = 0.0
     colour: str = "rgb"
     feature_scale: float = 1.0
@@ -76,6 +81,11 @@ class ExtractorConfig:
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, got {value!r}")
         if self.redetect_every < 0:
             raise ValueError(f"redetect_every must be 0 (never) or more, got {self.redetect_every}")
+        if self.mask_guard and not (self.method == "track" and self.track_init == "instance"):
+            raise ValueError(
+                "mask_guard keeps tracks on instance masks: it needs method 'track' with track_init 'instance', "
+                f"got method {self.method!r}, track_init {self.track_init!r}"
+            )
         if not 0.0 <= self.instance_threshold <= 1.0:
             raise ValueError(f"instance_threshold must be in [0, 1], got {self.instance_threshold}")
         if not 0.25 <= self.feature_scale <= 4.0:
@@ -107,6 +117,7 @@ def build_extractor(
         backend = LuminanceBackend(backend)
     if config.feature_scale != 1.0:
         backend = ScaledBackend(backend, config.feature_scale)
+    instances = None
     if config.uses_instances:
         if config.uses_given_masks:
             if masks is None:
@@ -114,7 +125,7 @@ def build_extractor(
             source = masks
         else:
             source = Sam3Instances(config.device, config.instance_model or None)
-        first = InstanceMatcher(spec, backend, source, config.instance_threshold)
+        first = instances = InstanceMatcher(spec, backend, source, config.instance_threshold)
     else:
         first = ImageMatcher(spec, backend)
     if config.min_score > 0:
@@ -125,4 +136,4 @@ def build_extractor(
         tracker = CoTrackerOnline(device=config.device, repo=config.tracker_repo)
     else:
         tracker = LucasKanadeTracker()
-    return TrackingExtractor(first, tracker, config.redetect_every)
+    return TrackingExtractor(first, tracker, config.redetect_every, guard=instances if config.mask_guard else None)

@@ -39,6 +39,10 @@ def test_bad_settings_name_the_field(field: str, value: str) -> None:
         ExtractorConfig(instance_threshold=1.5)
     with pytest.raises(ValueError, match="redetect_every must be 0"):
         ExtractorConfig(redetect_every=-2)
+    with pytest.raises(ValueError, match="mask_guard keeps tracks on instance masks: it needs method 'track'"):
+        ExtractorConfig(method="instance", mask_guard=True)
+    with pytest.raises(ValueError, match="got method 'track', track_init 'image'"):
+        ExtractorConfig(method="track", mask_guard=True)
 
 
 def test_built_extractors(spec) -> None:
@@ -55,6 +59,15 @@ def test_built_extractors(spec) -> None:
     )
     assert isinstance(track, TrackingExtractor) and isinstance(track.initializer, InstanceMatcher)
     assert isinstance(track.tracker, LucasKanadeTracker) and track.redetect_every == 0  # (the paper's)
+    assert track.guard is None
+    guarded = build_extractor(
+        spec,
+        ExtractorConfig(
+            method="track", backend="classic", instance_source="masks", track_init="instance", mask_guard=True
+        ),
+        masks,
+    )
+    assert guarded.guard is guarded.initializer  # the masks the tracks started in keep them on the mug
     config_redetect = ExtractorConfig(method="track", backend="classic", redetect_every=5)
     assert build_extractor(spec, config_redetect).redetect_every == 5
     with pytest.raises(ValueError, match="needs instance masks"):

@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="--method track: every N-th frame with a lost track, matching restarts it (0: never, the paper)",
     )
+    parser.add_argument(
+        "--mask-guard",
+        action="store_true",
+        help="--method track --track-init instance: a track that leaves its object's instance mask restarts from "
+        "matching (off: the paper's tracking)",
+    )
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: keep all)")
     parser.add_argument("--colour", default="rgb", choices=("rgb", "luminance"))
     parser.add_argument("--feature-scale", type=float, default=1.0, help="frames resized by this before the backend")
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             tracker=args.tracker,
             track_init=args.track_init,
             redetect_every=args.redetect_every,
+            mask_guard=args.mask_guard,
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,

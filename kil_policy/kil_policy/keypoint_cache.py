@@ -77,8 +77,15 @@ def colour_frame_count(bag: str | Path, topic: str) -> int:
         return sum(c.msgcount for c in reader.connections if c.topic == topic)
 
 
+#: Settings added after caches were first written, with the value that changes nothing: a setting
+#: at this value is left out of the cache key, so adding it did not invalidate the caches that
+#: were extracted before it existed (add every new extraction setting here with its neutral value).
+NEUTRAL_SETTINGS: dict[str, object] = {"redetect_every": 0, "mask_guard": False}
+
+
 def cache_key(bag: Path, config: ExtractionConfig) -> str:
-    """Hash of the bag's metadata and data file sizes, the spec and its images, and the settings."""
+    """Hash of the bag's metadata and data file sizes, the spec and its images, and the settings
+    (those at their :data:`NEUTRAL_SETTINGS` value left out)."""
     from kil_perception.spec import load_spec
 
     digest = hashlib.sha256()
@@ -91,7 +98,11 @@ def cache_key(bag: Path, config: ExtractionConfig) -> str:
         for reference in category.references:
             digest.update(reference.image_path.read_bytes())
     digest.update(_calibration_path(bag, config).read_bytes())
-    settings = {k: v for k, v in asdict(config).items() if k not in ("spec", "calibration", "device")}
+    settings = {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("spec", "calibration", "device") and not (k in NEUTRAL_SETTINGS and v == NEUTRAL_SETTINGS[k])
+    }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
