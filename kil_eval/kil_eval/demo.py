@@ -145,7 +145,14 @@ def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
         rgb=rgb,
         device=device,
         notes=_notes(
-            50, kil, rgb, 320, 240, perception.get("feature_scale", 1.0), kil_method(task), perception.get("mask_guard")
+            50,
+            kil,
+            rgb,
+            320,
+            240,
+            perception.get("feature_scale", 1.0),
+            kil_method(task),
+            perception.get("mask_guard", False),
         ),
     )
 
@@ -204,7 +211,7 @@ def _notes(
     height: int,
     scale: float = 1.0,
     method: str = KIL_METHOD,
-    mask_guard: bool | None = False,
+    mask_guard: bool = False,
 ) -> str:
     frames = f" on the frames resized x{scale:g} (finer features: `kil_eval.demo.KIL_PERCEPTION`)" if scale != 1 else ""
     guard = (

@@ -474,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mask-guard",
         action="store_true",
-        help="--method track --track-init instance: a track that leaves its object's instance mask restarts from "
-        "matching (off: the paper's tracking)",
+        help="--method track --track-init instance: a track that leaves its object's instance mask is matched "
+        "again there or moves with its object; depth read on the object (off: the paper's tracking)",
     )
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: off)")
     parser.add_argument(

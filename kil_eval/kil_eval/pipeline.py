@@ -232,10 +232,10 @@ class Pipeline:
         """``keypoint_extraction`` settings of a KIL method."""
         c = self.config
         common = {"spec": str(c.spec_path), "backend": c.backend, "model": c.model, "device": c.device}
-        method_settings = METHODS[method]
-        guarded = method_settings.get("method") == "track" and method_settings.get("track_init") == "instance"
-        guard = {"mask_guard": True} if c.mask_guard and guarded else {}
-        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | method_settings | guard
+        guard = (
+            {"mask_guard": True} if c.mask_guard and ExtractorConfig(**METHODS[method]).tracks_from_instances else {}
+        )
+        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | METHODS[method] | guard
 
     def extract(self, method: str, bags: list[Path]) -> int:
         """Keypoints of every bag for a KIL method (cached beside the bags); returns the frame count."""

@@ -139,13 +139,14 @@ class TrackingExtractor:
         self.guard_margin_px = guard_margin_px
         self.guard_score_ratio = guard_score_ratio
         self._categories = [category for category, _, _ in guard.spec.layout()] if guard is not None else []
+        self._slots = {c: np.array([c == other for other in self._categories]) for c in self._categories}
         self.started = False
         self._size: tuple[int, ...] = ()
         self._tracked = 0  # frames tracked since the tracks (re)started
         self.redetected = 0  # keypoints restarted from a match since the last reset
         self.strayed = 0  # tracks the guard found off their object since the last reset
         self.rematched = 0  # of those, seen again by matching and restarted there
-        self._last = np.zeros((0, 2))  # the positions reported for the previous frame
+        self._last = np.zeros((0, 2))  # the positions reported for the previous frame (the guard's reference)
         self._start_scores = np.zeros(0)  # the matching scores the tracks started from
 
     def reset(self) -> None:
@@ -169,11 +170,12 @@ class TrackingExtractor:
             found = self._keep_on_objects(image, found)
         if self.redetect_every and not found.found.all() and self._tracked % self.redetect_every == 0:
             found = replace(self._redetect(image, found), masks=found.masks)
-            self._last = found.uv.copy()
+        self._last = found.uv.copy()
         return found
 
     def _keep_on_objects(self, image: np.ndarray, tracked: Extraction2D) -> Extraction2D:
-        """Tracks off their object's instance mask move with their object instead (see ``guard``)."""
+        """Tracks off their object's instance mask are matched again or move with their object
+        (see ``guard``); the frame's masks go with the keypoints."""
         masks = self.guard.category_masks(image)
         on = np.array(
             [
@@ -183,7 +185,6 @@ class TrackingExtractor:
         )
         strayed = tracked.found & ~on
         if not strayed.any():
-            self._last = tracked.uv.copy()
             return replace(tracked, masks=self._slot_masks(masks))
         self.strayed += int(strayed.sum())
         uv, found, scores = tracked.uv.copy(), tracked.found.copy(), tracked.scores.copy()
@@ -192,8 +193,7 @@ class TrackingExtractor:
         seen = strayed & matched.found & (matched.scores >= self.guard_score_ratio * self._start_scores)
         uv[seen], scores[seen] = matched.uv[seen], matched.scores[seen]
         self.rematched += int(seen.sum())
-        for category in dict.fromkeys(self._categories):
-            slots = np.array([c == category for c in self._categories])
+        for slots in self._slots.values():
             hidden = slots & strayed & ~seen
             if not hidden.any():
                 continue
@@ -205,7 +205,6 @@ class TrackingExtractor:
                 scores[hidden] = np.where(matched.found[hidden], matched.scores[hidden], 0.0)
                 found[hidden] = matched.found[hidden]
         self.tracker.start(image, uv)
-        self._last = uv.copy()
         return Extraction2D(uv, scores.astype(np.float32), found, None, self._slot_masks(masks))
 
     def _slot_masks(self, masks: dict[str, np.ndarray | None]) -> list[np.ndarray | None]:

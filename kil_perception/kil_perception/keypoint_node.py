@@ -87,8 +87,9 @@ class KeypointNode(ManagedNode):
         p(
             "mask_guard",
             False,
-            "method track with track_init instance: a track that leaves its object's instance mask restarts from "
-            "instance matching (the instance source runs on every frame); false = the paper's tracking",
+            "method track with track_init instance: a track that leaves its object's instance mask is matched again "
+            "there or moves with its object, and depth is read on the object (the instance source runs on every "
+            "frame); false = the paper's tracking",
         )
         p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
         p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")

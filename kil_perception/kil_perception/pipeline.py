@@ -37,9 +37,10 @@ class ExtractorConfig:
         N-th tracked frame with a lost track, matching (``track_init``'s) restarts the lost
         keypoints it finds (``TrackingExtractor``).
     mask_guard: tracking started by instance matching: False (the paper) or True = every frame,
-        a track that left its object's instance mask (it followed the gripper over the object)
-        restarts from instance matching on that frame (``TrackingExtractor``'s ``guard``); costs
-        the instance source (SAM3, or the given masks) on every frame, as instance matching does.
+        a track that left its object's instance mask (it followed the gripper over the object) is
+        matched again inside the mask, or moves with its object while hidden, and depth is read
+        on the object (``TrackingExtractor``'s ``guard``); costs the instance source (SAM3, or the
+        given masks) on every frame, as instance matching does, and a match on frames with a stray.
     min_score: matched keypoints whose cosine similarity is below this are reported not found
         (invalid) — occluded or mismatched ones are masked instead of lifted wrongly; 0 = off (the
         paper's matching keeps every argmax).
@@ -81,7 +82,7 @@ class ExtractorConfig:
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, got {value!r}")
         if self.redetect_every < 0:
             raise ValueError(f"redetect_every must be 0 (never) or more, got {self.redetect_every}")
-        if self.mask_guard and not (self.method == "track" and self.track_init == "instance"):
+        if self.mask_guard and not self.tracks_from_instances:
             raise ValueError(
                 "mask_guard keeps tracks on instance masks: it needs method 'track' with track_init 'instance', "
                 f"got method {self.method!r}, track_init {self.track_init!r}"
@@ -94,8 +95,13 @@ class ExtractorConfig:
             raise ValueError(f"min_score must be a cosine similarity in [-1, 1], got {self.min_score}")
 
     @property
+    def tracks_from_instances(self) -> bool:
+        """Tracking whose tracks start by instance matching (the paper's KIL-T)."""
+        return self.method == "track" and self.track_init == "instance"
+
+    @property
     def uses_instances(self) -> bool:
-        return self.method == "instance" or (self.method == "track" and self.track_init == "instance")
+        return self.method == "instance" or self.tracks_from_instances
 
     @property
     def uses_given_masks(self) -> bool:
