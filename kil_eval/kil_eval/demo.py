@@ -93,9 +93,13 @@ LIVE_REAL_TIME_FACTOR = 0.25
 #: the 25 failures imprecise grasps); the same recipe as pour_bottle, 8/10, 6/10, 5/10 (KIL-IN with
 #: perception: 0/3/2 at 4000 steps, 5/5/8 at 12000).
 KIL_TRAINING = {
-    "pour_bottle": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200, "proprio_rotation": "rot6d"},
-    "place_shoe": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200, "proprio_rotation": "rot6d"},
+    "pour_bottle": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200},
+    "place_shoe": {"steps": 12000, "lr": 3e-4, "warmup_steps": 200},
 }
+#: How the robot's orientation enters every method's observation, per task (identical for KIL, RGB and
+#: S2, so that the methods differ only in what they see of the scene): the 6-D rotation where a side
+#: grasp puts the Euler angles at their singularity (pitch 90 deg), the paper's Euler angles elsewhere.
+TASK_PROPRIO = {"pour_bottle": "rot6d", "place_shoe": "rot6d"}
 #: KIL's perception per task where the demo's defaults are not enough (``ExtractorConfig`` fields).
 #: pour_bottle: at 320x240, effnet_lite0's feature cell (8 px) is about 3 cm on the table, wider
 #: than the bottle's neck; measured on expert videos (``kil_eval.perception_dataset --width 320
@@ -124,11 +128,12 @@ def kil_method(task: str) -> str:
 def full_config(out: Path, device: str, task: str = TASK) -> PipelineConfig:
     """The CPU-sized pipeline of a task (place_mug: the demo)."""
     kil = TrainingSize(steps=KIL_STEPS, batch_size=64, lr=KIL_LR, warmup_steps=200, down_dims=(64, 128, 256))
-    kil = replace(kil, **KIL_TRAINING.get(task, {}))
+    proprio = TASK_PROPRIO.get(task, "euler")
+    kil = replace(kil, **KIL_TRAINING.get(task, {}), proprio_rotation=proprio)
     perception = KIL_PERCEPTION.get(task, {})
     rgb = TrainingSize(
         steps=IMAGE_STEPS, batch_size=64, lr=IMAGE_LR, warmup_steps=100, down_dims=(64, 128, 256),
-        image_size=(120, 160), image_backbone=IMAGE_BACKBONE,
+        image_size=(120, 160), image_backbone=IMAGE_BACKBONE, proprio_rotation=proprio,
     )  # fmt: skip
     return PipelineConfig(
         task=task,
@@ -228,8 +233,7 @@ def _notes(
             f"- {demos} scripted demonstrations (paper: 50 teleoperated), camera {width}x{height} at 10 Hz "
             "(paper: the Femto Bolt's colour stream);",
             f"- KIL: UNet down dims {list(kil.down_dims)} (paper: [128, 256, 512]), {kil.steps} steps at batch "
-            f"{kil.batch_size}, learning rate {kil.lr:g} (paper: 250k at 128), "
-            f"{_proprio_note(kil.proprio_rotation)}; {method}: "
+            f"{kil.batch_size}, learning rate {kil.lr:g} (paper: 250k at 128); {method}: "
             f"{_EXTRACTION_NOTES[method].format(frames=frames)}{guard}, "
             "every match kept as in the paper;",
             f"- RGB: EfficientNet-Lite0's ImageNet trunk (stride 16), frozen, its features computed once per "
@@ -241,6 +245,7 @@ def _notes(
             "- S2: the same encoder, head and budget as RGB on two channels: the mask of the task's objects "
             "(the simulator's instance masks, standing in for Grounded-SAM2 as they do for KIL-IN) and the relative "
             "depth (the sensor's inverse depth, min-max normalised per frame, standing in for Depth Anything V2);",
+            f"- every method: the end effector's position, gripper and {_proprio_note(kil.proprio_rotation)};",
             "- 10 configurations per setting, as in the paper; episodes end at success or after 25 s.",
             "",
             "Reproduce: `make demo` (or `python -m kil_eval.demo --out outputs/demo`). On a GPU machine the study "

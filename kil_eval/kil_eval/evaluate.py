@@ -334,7 +334,12 @@ class Evaluation:
                     if episode_errors.size and self.source is not None:
                         moving = np.array([x == TASKS[task].category for x in self.source.categories])
                         valid = episode_valid if episode_valid.shape == episode_errors.shape else None
-                        fault = keypoint_fault(episode_errors, valid, moving, c.width, monitor.thresholds)
+                        # Perception is judged on the frames before the object fell, if it did.
+                        stamps = self._since(marks, "stamps")
+                        until = monitor.mishap_ns() if len(stamps) == len(episode_errors) else None
+                        fault = keypoint_fault(
+                            episode_errors, valid, moving, c.width, monitor.thresholds, stamps, until
+                        )
                     failure = monitor.classify(result.completion, result.ended, fault)
                     errors.append(episode_errors)
                     completions.append(result.completion)
@@ -355,7 +360,7 @@ class Evaluation:
 
     def _marks(self) -> dict[str, int]:
         """How many per-frame records the source holds so far (an episode's are those after)."""
-        return {name: len(getattr(self.source, name, [])) for name in ("errors", "valid", "seconds")}
+        return {name: len(getattr(self.source, name, [])) for name in ("errors", "valid", "seconds", "stamps")}
 
     def _since(self, marks: dict[str, int], name: str) -> np.ndarray:
         """(F, K) per-frame records ``name`` of the source since ``marks`` ((0, 0) when none)."""

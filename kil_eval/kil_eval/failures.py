@@ -10,7 +10,9 @@ episode one class, the first of ``FAILURE_CLASSES`` that applies, and a line say
   ended there: ``kil_sim.tasks.left_scene``);
 - ``keypoints lost or jumped``: with perceived keypoints only, the manipulated object's keypoints
   were off the ground truth by more than ``jump_fraction`` of the image width, or not found while
-  visible, on more than ``lost_fraction`` of the frames (the policy was steered by wrong inputs);
+  visible, on more than ``lost_fraction`` of the frames before the object was dropped or knocked
+  over (the policy was steered by wrong inputs; keypoints that go wrong only once the object
+  fell are its consequence, not its cause: :meth:`FailureMonitor.mishap_ns`);
 - ``dropped object``: lifted in the gripper (off the table), then out of it while the gripper
   was still commanded closed;
 - ``object knocked over``: never lifted, ends tilted more than ``tipped_deg``;
@@ -89,6 +91,8 @@ class ObjectHistory:
     held_now: bool = False
     lifted_now: bool = False
     tilt_deg: float = 0.0
+    dropped_ns: int | None = None  # when it first fell out of the closed gripper
+    tipped_ns: int | None = None  # when it first tilted past ``tipped_deg`` before it was ever lifted
 
 
 @dataclass
@@ -130,12 +134,22 @@ class FailureMonitor:
             lifted_now = held and z > h.start_z + t.lift_m and not world.on_table(name)
             if h.lifted_now and not held and closed:
                 h.dropped = True  # out of the closed fingers: it slipped, nobody let it go
+                h.dropped_ns = stamp_ns if h.dropped_ns is None else h.dropped_ns
             h.lifted = h.lifted or lifted_now
             h.held_now, h.lifted_now = held, lifted_now
             if closed and not h.grasp_attempted:
                 distance = min(np.linalg.norm(p - tcp) for p in world.keypoints(name).values())
                 h.grasp_attempted = distance < t.near_m
             h.tilt_deg = _tilt_deg(world, name)
+            if h.tipped_ns is None and not h.lifted and h.tilt_deg > t.tipped_deg:
+                h.tipped_ns = stamp_ns
+
+    def mishap_ns(self) -> int | None:
+        """When the first manipulated object was dropped, or knocked over (tipped before it was
+        ever lifted, and never lifted after), or None: perception is judged on the frames before."""
+        stamps = [h.dropped_ns for h in self.history.values() if h.dropped_ns is not None]
+        stamps += [h.tipped_ns for h in self.history.values() if h.tipped_ns is not None and not h.lifted]
+        return min(stamps) if stamps else None
 
     def classify(self, completion: float, ended: str, keypoint_fault: str = "") -> Failure:
         """The episode's class.
@@ -174,7 +188,13 @@ class FailureMonitor:
 
 
 def keypoint_fault(
-    errors: np.ndarray, valid: np.ndarray | None, moving: np.ndarray, width: int, thresholds: FailureThresholds
+    errors: np.ndarray,
+    valid: np.ndarray | None,
+    moving: np.ndarray,
+    width: int,
+    thresholds: FailureThresholds,
+    stamps: np.ndarray | None = None,
+    until_ns: int | None = None,
 ) -> str:
     """Why the manipulated object's perceived keypoints misled the policy ('' = they did not).
 
@@ -184,7 +204,18 @@ def keypoint_fault(
         valid: (F, K) whether perception found each keypoint, or None.
         moving: (K,) True for the manipulated object's keypoints.
         width: image width (px).
+        stamps: (F,) each frame's time (ns), needed with ``until_ns``.
+        until_ns: only the frames before this time count (the object was dropped or knocked
+            over then: :meth:`FailureMonitor.mishap_ns`); None: every frame.
     """
+    after = ""
+    if until_ns is not None and errors.size:
+        if stamps is None or len(stamps) != len(errors):
+            raise ValueError(f"keypoint_fault: until_ns needs one stamp per frame ({len(errors)} frames)")
+        before = np.asarray(stamps) < until_ns
+        errors = errors[before]
+        valid = valid[before] if valid is not None else None
+        after = " before the object fell" if not before.all() else ""
     if errors.size == 0 or not moving.any():
         return ""
     limit = thresholds.jump_fraction * width
@@ -199,6 +230,6 @@ def keypoint_fault(
     if fraction <= thresholds.lost_fraction:
         return ""
     return (
-        f"on {bad.sum()}/{frames.sum()} frames a keypoint of the manipulated object was over {limit:.0f} px off "
-        f"({jumped.any(axis=1).sum()} frames) or not found while visible ({lost.any(axis=1).sum()} frames)"
+        f"on {bad.sum()}/{frames.sum()} frames{after} a keypoint of the manipulated object was over {limit:.0f} px "
+        f"off ({jumped.any(axis=1).sum()} frames) or not found while visible ({lost.any(axis=1).sum()} frames)"
     )

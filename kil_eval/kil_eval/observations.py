@@ -52,6 +52,7 @@ class PerceivedKeypoints:
         self.errors: list[np.ndarray] = []  # (K,) px per perceived frame, NaN where not visible
         self.valid: list[np.ndarray] = []  # (K,) bool per perceived frame: perception found it
         self.seconds: list[float] = []  # extraction + lifting time per frame
+        self.stamps: list[int] = []  # each perceived frame's time (ns)
         self.last_rgb: np.ndarray | None = None
         self.last_uv: np.ndarray | None = None
 
@@ -83,6 +84,7 @@ class PerceivedKeypoints:
         seen = present & world.visible(truth_points, frame.depth_mm)
         self.errors.append(pixel_errors(self.spec, found.uv, truth_uv, seen))
         self.valid.append(np.asarray(keypoints.valid, bool).copy())
+        self.stamps.append(stamp_ns)
         self.last_rgb, self.last_uv = frame.rgb, found.uv
         return keypoints
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         mask_guard = bool(args.mask_guard)
         if args.demo_size:  # the demo's sizes of this task (KIL's training and perception can differ per task)
             demo_task = full_config(args.out, args.device, task)
-            kil = demo_task.kil
+            kil, rgb = demo_task.kil, demo_task.rgb
             feature_scale = demo_task.feature_scale if args.feature_scale is None else args.feature_scale
             mask_guard = demo_task.mask_guard if args.mask_guard is None else args.mask_guard
         config = PipelineConfig(

@@ -108,9 +108,15 @@ def test_the_expert_succeeds() -> None:
 
 
 def test_a_loosened_grip_drops_the_mug() -> None:
-    _, failure = _classify(LooseGrip())
+    monitor = FailureMonitor(TASKS["place_mug"])
+    config = RolloutConfig(camera_hz=0, max_duration_s=8.0, stop_on_success=True)
+    result = run_episode(EPISODE, LooseGrip(), config, observer=monitor)
+    failure = monitor.classify(result.completion, result.ended)
     assert failure.kind == "dropped object", failure
     assert failure.objects["mug"]["lifted"]
+    # when it fell: perception is judged on the frames before
+    assert 0 < monitor.mishap_ns() == failure.objects["mug"]["dropped_ns"] < result.duration_s * _NS
+    assert failure.objects["mug"]["tipped_ns"] is None
 
 
 def test_a_sweep_knocks_the_mug_over() -> None:
@@ -120,6 +126,7 @@ def test_a_sweep_knocks_the_mug_over() -> None:
     _, failure = _classify(sweep)
     assert failure.kind == "object knocked over", failure
     assert not failure.objects["mug"]["lifted"]
+    assert failure.objects["mug"]["tipped_ns"] > 0 and failure.objects["mug"]["dropped_ns"] is None
 
 
 def test_closing_beside_the_mug_is_an_imprecise_grasp_and_staying_away_a_timeout() -> None:
@@ -169,6 +176,23 @@ def test_perception_is_blamed_only_for_the_manipulated_objects_keypoints() -> No
     assert keypoint_fault(hidden, ~np.isnan(hidden), moving, 320, thresholds) == ""
     _, failure = _classify(Waypoints([([0.25, 0.0, 0.25], 1.0)]), seconds=1.0, fault="on 4/10 frames ...")
     assert failure.kind == "keypoints lost or jumped"
+
+
+def test_keypoints_that_go_wrong_only_after_the_object_fell_are_not_blamed() -> None:
+    """A dropped or knocked-over object takes its keypoints with it (tracks lose it, matches jump):
+    only the frames before the mishap say whether perception misled the policy."""
+    thresholds, moving = FailureThresholds(), np.array([True, False])
+    stamps = np.arange(10) * _NS // 10
+    after = np.array([[2.0, 1.0]] * 10)
+    after[6:, 0] = 40.0  # 4 of 10 frames off, all after the fall at frame 6
+    assert "4/10 frames" in keypoint_fault(after, None, moving, 320, thresholds)  # every frame: blamed
+    assert keypoint_fault(after, None, moving, 320, thresholds, stamps, until_ns=int(stamps[6])) == ""
+    before = after[::-1].copy()  # off on frames 0-3, then the fall at frame 6: perception's fault
+    blamed = keypoint_fault(before, None, moving, 320, thresholds, stamps, until_ns=int(stamps[6]))
+    assert "4/6 frames before the object fell" in blamed
+    assert keypoint_fault(before, None, moving, 320, thresholds, stamps, until_ns=None).startswith("on 4/10 frames a")
+    with pytest.raises(ValueError, match="one stamp per frame"):
+        keypoint_fault(before, None, moving, 320, thresholds, stamps[:5], until_ns=int(stamps[6]))
 
 
 @pytest.mark.parametrize("field", ["lift_m", "near_m", "jump_fraction"])

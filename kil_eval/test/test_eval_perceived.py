@@ -58,7 +58,11 @@ def test_perceived_keypoints_match_the_oracle(tmp_path: Path, method: str) -> No
     assert np.linalg.norm(seen.points[:2] - truth[:2], axis=1).max() < 0.015
 
 
-def test_evaluate_with_perception_runs_a_checkpoint(tmp_path: Path, capsys) -> None:
+def test_evaluate_with_perception_runs_a_checkpoint(tmp_path: Path, capsys, monkeypatch) -> None:
+    import kil_eval.evaluate as evaluate
+
+    judged = []  # perception is judged with each frame's time, up to the episode's mishap
+    monkeypatch.setattr(evaluate, "keypoint_fault", lambda *a: judged.append(a) or "")
     spec, world = _spec(tmp_path)
     world.close()
     torch.manual_seed(0)
@@ -79,5 +83,8 @@ def test_evaluate_with_perception_runs_a_checkpoint(tmp_path: Path, capsys) -> N
     report = json.loads(capsys.readouterr().out)
     assert report["keypoints"] == "perception" and report["method"] == "track"
     assert report["results"][0]["episodes"] == 1
+    ((errors, _, _, _, _, stamps, until),) = judged
+    assert len(stamps) == len(errors) > 1 and np.all(np.diff(stamps) > 0)
+    assert until is None  # nothing was dropped or knocked over in 1.5 s at home
     with pytest.raises(SystemExit):
         evaluate_main([*args[:6], "--keypoints", "perception"])  # no --spec
