@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             image_size=(224, 224),
         )
     started = time.perf_counter()
-    results, kil_steps, scales, guarded = [], {}, {}, []
+    results, kil_steps, proprio, scales, guarded = [], {}, {}, {}, []
     for task in args.tasks:
         feature_scale = 1.0 if args.feature_scale is None else args.feature_scale
         mask_guard = bool(args.mask_guard)
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             jobs=args.jobs,
         )
-        kil_steps[task] = f"{kil.steps} ({kil.proprio_rotation} proprioception)"
+        kil_steps[task] = kil.steps
+        proprio[task] = kil.proprio_rotation
         if feature_scale != 1.0:
             scales[task] = feature_scale
         if mask_guard and "KIL-T" in args.methods:
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"camera {args.width}x{args.height}; "
         f"KIL steps {', '.join(f'{t}: {n}' for t, n in kil_steps.items())} (head {list(kil.down_dims)}, batch "
         f"{kil.batch_size}), RGB {rgb.steps} steps (head "
-        f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); keypoints by {args.backend}"
+        f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); every method's proprioception "
+        f"with {', '.join(f'{t}: {r}' for t, r in proprio.items())} rotations; keypoints by {args.backend}"
         f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}"
         f"{''.join(f' (KIL-T tracks kept on the instance masks on {t})' for t in guarded)}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "

@@ -67,7 +67,8 @@ def test_demo_size_trains_kil_longer_with_the_6d_proprioception_on_pour_bottle_a
     assert replace(pour.rgb, proprio_rotation="euler") == mug.rgb == replace(shoe.rgb, proprio_rotation="euler")
     rotations = [config.rgb.proprio_rotation for config in (mug, pour, shoe)]
     assert rotations == ["euler", "rot6d", "rot6d"]
-    assert f"place_mug: {demo.KIL_STEPS} (euler proprioception), pour_bottle: 12000 (rot6d proprioception)" in notes[0]
+    assert f"KIL steps place_mug: {demo.KIL_STEPS}, pour_bottle: 12000, place_shoe: 12000" in notes[0]
+    assert "proprioception with place_mug: euler, pour_bottle: rot6d, place_shoe: rot6d rotations" in notes[0]
 
 
 def test_demo_size_extracts_pour_bottles_keypoints_from_finer_features(captured, tmp_path: Path, monkeypatch) -> None:
