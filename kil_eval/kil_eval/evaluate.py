@@ -335,10 +335,9 @@ class Evaluation:
                         moving = np.array([x == TASKS[task].category for x in self.source.categories])
                         valid = episode_valid if episode_valid.shape == episode_errors.shape else None
                         # Perception is judged on the frames before the object fell, if it did.
-                        stamps = self._since(marks, "stamps")
-                        until = monitor.mishap_ns() if len(stamps) == len(episode_errors) else None
+                        stamps = self._since(marks, "stamps")  # recorded with every frame's errors
                         fault = keypoint_fault(
-                            episode_errors, valid, moving, c.width, monitor.thresholds, stamps, until
+                            episode_errors, valid, moving, c.width, monitor.thresholds, stamps, monitor.mishap_ns()
                         )
                     failure = monitor.classify(result.completion, result.ended, fault)
                     errors.append(episode_errors)
