@@ -10,7 +10,9 @@ The graph is :func:`kil_bringup.graph.expert_graph` (sim_node with ``controller:
 ``robot:=<arm>``, ``<arm>_node``, interpolator_node), or with ``--checkpoint`` the rollout graph
 (:func:`kil_bringup.graph.rollout_graph` with ``use_sim``: policy_node fed the simulator's
 ground-truth keypoints, or keypoint_node with ``--spec``), started as processes; ``--robot sim``
-is the floating gripper, for the same run without an arm. Episode i is sim_node's
+is the floating gripper, for the same run without an arm. A controller stop that outlives an
+episode (a collision: C31 on the Lite6, a protective stop on the UR5e) is cleared before the next
+one, as the operator would (``run_graph.ControllerFaults``). Episode i is sim_node's
 configuration i of the setting (``~/reset``), the same configurations the offline evaluation and
 ``kil_sim.reachability`` use; each outcome comes from ``/kil/episode_outcome``. Prints one line
 per episode and a summary (JSON with ``--json``); a configuration sim_node refuses (beyond the
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 from kil_bringup.graph import ROBOTS, SCENE_LAYOUTS, expert_graph, rollout_graph
-from kil_bringup.run_graph import EpisodeInputsReset, check_layout, describe, start, stop
+from kil_bringup.run_graph import ControllerFaults, EpisodeInputsReset, check_layout, describe, start, stop
 from kil_interfaces.checkpoint_info import task_mismatch
 
 #: sim_node's configuration settings but train (kil_bringup imports no kil_sim; a test pins the two).
@@ -43,7 +45,7 @@ class Rehearsal:
     """A node on the simulator's clock that resets sim_node to a configuration and waits for the
     episode's outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, robot: str = "sim") -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -60,10 +62,13 @@ class Rehearsal:
         self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self.outcomes.append, latched)
         self.reset_client = self.node.create_client(ResetEpisode, "sim_node/reset")
         self.inputs = EpisodeInputsReset(self.node)  # (with --checkpoint: keypoint_node's tracks, policy history)
+        self.faults = ControllerFaults(self.node, robot)
         self._request_type = ResetEpisode.Request
 
     def episode(self, task: str, setting: str, index: int, timeout_s: float, alive) -> object | None:
-        """Reset to configuration ``index`` and return its EpisodeOutcome (None: none in time)."""
+        """Reset to configuration ``index`` and return its EpisodeOutcome (None: none in time).
+        A controller stop left by the last episode (a collision) is cleared once the scene is
+        reset, as the operator would (``run_graph.ControllerFaults``)."""
         import rclpy
 
         from kil_interfaces.conversion import time_to_ns
@@ -81,6 +86,9 @@ class Rehearsal:
                 return None
         if not future.result().success:
             raise RefusedError(future.result().message)
+        cleared = self.faults.clear()
+        if cleared:
+            print(f"operator: {cleared}", flush=True)
         self.inputs.call()
         started = self.node.get_clock().now().nanoseconds
         while time.monotonic() < deadline and alive():
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {error}\n")
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
-    rehearsal = Rehearsal()
+    rehearsal = Rehearsal(args.robot)
     results, status = [], 0
     alive = lambda: all(p.poll() is None for p in processes)  # noqa: E731
     try:

@@ -12,7 +12,9 @@ an RGB or S2 checkpoint sees the camera directly. With ``--episodes N`` (simulat
 publishes its first action chunk, resets the simulated episode (so that start-up time does not
 count) to configuration 0 of its setting, after each outcome to the next configuration (1, 2, ...),
 clearing keypoint_node's tracks and policy_node's observation history after each reset (their
-``~/reset``), prints each episode's outcome from ``/kil/episode_outcome`` and stops after the N-th
+``~/reset``) and clearing a simulated arm's controller stop that outlived the episode (a
+collision) as an operator would (:class:`ControllerFaults`), prints each episode's outcome from
+``/kil/episode_outcome`` and stops after the N-th
 (exit status 0 when every episode succeeded, 1 otherwise or when sim_node refused a configuration,
 2 when a node failed or ``--timeout`` passed first).
 """
@@ -99,13 +101,99 @@ class EpisodeInputsReset:
         return ready
 
 
+def clear_controller_fault(node, robot: str, timeout_s: float = 10.0) -> str:
+    """What an operator does after a collision stopped the simulated arm, before the next episode
+    (sim_node's ~/reset does not clear it, as a real reset would not): the Lite6's xarm_api calls
+    ``clean_error``, ``set_mode`` 1, ``set_state`` 0, or the UR5e dashboard client's
+    ``unlock_protective_stop``, each answered before the next (services relative to ``node``'s
+    namespace, where the simulated graph puts them). Returns what was done; raises RuntimeError
+    with the service's answer when one refuses or does not answer within ``timeout_s``."""
+    import rclpy
+
+    if robot == "lite6":
+        from xarm_msgs.srv import Call, SetInt16
+
+        calls = [("ufactory/clean_error", Call, {}), ("ufactory/set_mode", SetInt16, {"data": 1})]
+        calls.append(("ufactory/set_state", SetInt16, {"data": 0}))
+    elif robot == "ur5e":
+        from std_srvs.srv import Trigger
+
+        calls = [("dashboard_client/unlock_protective_stop", Trigger, {})]
+    else:
+        return "no controller to clear (floating gripper)"
+    done = []
+    for name, kind, fields in calls:
+        client = node.create_client(kind, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise RuntimeError(f"{name} is not available within {timeout_s:.0f} s")
+            request = kind.Request()
+            for key, value in fields.items():
+                setattr(request, key, value)
+            future = client.call_async(request)
+            rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+            answer = future.result()
+            if answer is None:
+                raise RuntimeError(f"{name} did not answer within {timeout_s:.0f} s")
+            refused = answer.ret != 0 if hasattr(answer, "ret") else not answer.success
+            if refused:
+                raise RuntimeError(f"{name} refused: {answer.message}")
+        finally:
+            node.destroy_client(client)
+        done.append(name.rsplit("/", 1)[-1] + "".join(f" {v}" for v in fields.values()))
+    return "cleared the controller's stop: " + ", ".join(done)
+
+
+class ControllerFaults:
+    """Watches a simulated arm's controller for a stop that outlived its episode (a collision,
+    C31 or a protective stop; on the Lite6 any error in ``ufactory/robot_states``) and clears it
+    before the next episode, as the operator would (:func:`clear_controller_fault`)."""
+
+    def __init__(self, node, robot: str) -> None:
+        self.node, self.robot = node, robot
+        self.error = 0  # the Lite6 controller's last reported error code
+        if robot == "lite6":
+            from xarm_msgs.msg import RobotMsg
+
+            node.create_subscription(RobotMsg, "ufactory/robot_states", self._on_state, 10)
+
+    def _on_state(self, msg) -> None:
+        self.error = int(msg.err)
+
+    def clear(self) -> str | None:
+        """Clear a stop if there is one; what was done, or None. The UR5e's protective stop is not
+        reported here (``safety_mode`` is not simulated), so its unlock is always asked for and
+        answers whether there was one."""
+        if self.robot == "lite6" and self.error:
+            done = clear_controller_fault(self.node, self.robot)
+            self.error = 0
+            return done
+        if self.robot == "ur5e":
+            import rclpy
+            from std_srvs.srv import Trigger
+
+            client = self.node.create_client(Trigger, "dashboard_client/unlock_protective_stop")
+            try:
+                if not client.wait_for_service(timeout_sec=10.0):
+                    raise RuntimeError("dashboard_client/unlock_protective_stop is not available within 10 s")
+                future = client.call_async(Trigger.Request())
+                rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
+                answer = future.result()
+            finally:
+                self.node.destroy_client(client)
+            if answer is None:
+                raise RuntimeError("dashboard_client/unlock_protective_stop did not answer within 10 s")
+            return answer.message if answer.message.startswith("protective stop unlocked") else None
+        return None
+
+
 class OutcomeListener:
     """Runs a simulated rollout's episodes: once the policy publishes its first action chunk, resets
     sim_node to configuration 0 of its setting, and after each outcome to the next (1, 2, ...), up
     to ``episodes``; after each reset the perception and policy state is cleared
     (:class:`EpisodeInputsReset`). A node of its own, spun by :meth:`spin_once`."""
 
-    def __init__(self, namespace: str = "", episodes: int = 1) -> None:
+    def __init__(self, namespace: str = "", episodes: int = 1, robot: str = "sim") -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -122,7 +210,7 @@ class OutcomeListener:
             parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
             cli_args=["--ros-args", "-r", "/clock:=clock"] if namespace else None,
         )
-        self.episodes = episodes
+        self.episodes, self.robot = episodes, robot
         self.outcomes: list = []
         self.refusals: list[str] = []  # sim_node's answers to resets it refused
         self.chunks = 0
@@ -134,6 +222,7 @@ class OutcomeListener:
         self.node.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
         self.client = self.node.create_client(ResetEpisode, "sim_node/reset")
         self.inputs = EpisodeInputsReset(self.node)
+        self.faults = ControllerFaults(self.node, robot)
         self._request_type = ResetEpisode.Request
 
     def _on_chunk(self, _msg) -> None:
@@ -159,6 +248,9 @@ class OutcomeListener:
             answer = self._reset.result()
             self._reset = None
             if answer.success:
+                cleared = self.faults.clear()
+                if cleared:
+                    print(f"operator: {cleared}", flush=True)
                 cleared = self.inputs.call()
                 print(f"episode reset and started: {answer.message} (state cleared: {', '.join(cleared)})", flush=True)
             else:
@@ -294,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
     if problem:
         parser.exit(2, f"error: {problem}\n")
-    listener = OutcomeListener(nodes[0].namespace, args.episodes) if args.episodes > 0 else None
+    listener = OutcomeListener(nodes[0].namespace, args.episodes, args.robot) if args.episodes > 0 else None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
     status, started, printed = 0, time.monotonic(), 0

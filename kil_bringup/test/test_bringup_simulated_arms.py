@@ -373,3 +373,88 @@ def test_scene_layout_reaches_sim_node_only_for_a_simulated_arm() -> None:
         expert_graph("sim", scene_layout="simulated")
     with pytest.raises(ValueError, match="scene_layout must be one of arm, simulated"):
         expert_graph("lite6", scene_layout="tabletop")
+
+
+@pytest.mark.parametrize("robot", ["lite6", "ur5e"])
+def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_path) -> None:
+    """Servo targets streamed within the adapter's rules down into the table: the simulated
+    controller's collision detection stops the arm (Lite6: error C31 in robot_states; UR5e:
+    protective stop), the episode ends as a collision, and further targets move nothing; after
+    ``ControllerFaults.clear`` (what rehearse does before the next episode: clean_error / set_mode /
+    set_state on a Lite6 reporting an error, unlock_protective_stop on the UR5e; nothing while
+    there is no stop) the arm follows a stream that backs off the table."""
+    from kil_bringup.run_graph import ControllerFaults
+
+    log = tmp_path / "nodes.log"
+    with log.open("w") as out:
+        processes = start(_arm_graph(robot, controller="none", max_episode_s=600.0)[:2], stdout=out)
+    node = _listener()
+    states: list = []
+    outcomes: list = []
+    reports: list = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(RobotState, "/kil/robot_state", states.append, 10)
+    node.create_subscription(EpisodeOutcome, "/kil/episode_outcome", outcomes.append, latched)
+    if robot == "lite6":
+        from xarm_msgs.msg import RobotMsg
+
+        node.create_subscription(RobotMsg, "/ufactory/robot_states", reports.append, 10)
+    target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    faults = ControllerFaults(node, robot)
+
+    def spin(seconds: float) -> None:
+        spin_while_alive(node, lambda: False, seconds, processes, period_s=0.02)
+
+    def z() -> float:
+        return states[-1].eef_pose.position.z
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (len(states) >= 5 and target_pub.get_subscription_count()) and time.monotonic() < deadline:
+            spin(0.1)
+        assert states and target_pub.get_subscription_count(), f"{robot}_node is not up"
+        assert faults.clear() is None  # no stop: nothing to clear
+        first = states[-1].eef_pose
+        target = PoseStamped()
+        target.header.frame_id = nodes_base(robot)
+        target.pose.orientation = first.orientation
+        target.pose.position.x, target.pose.position.y = first.position.x, first.position.y
+
+        def stream(heights) -> None:
+            for height in heights:
+                target.pose.position.z = float(height)
+                target_pub.publish(target)
+                spin(0.05)
+
+        stream(np.arange(first.position.z, -0.03, -0.004))  # 4 mm steps down through the table top
+        deadline = time.monotonic() + 60
+        while not outcomes and time.monotonic() < deadline:
+            spin(0.1)
+        assert outcomes and outcomes[-1].reason.startswith("collision: "), [o.reason for o in outcomes]
+        reaction = "controller error C31" if robot == "lite6" else "protective stop"
+        assert "contact with table" in outcomes[-1].reason and reaction in outcomes[-1].reason, outcomes[-1].reason
+        if robot == "lite6":
+            assert reports[-1].err == 31 and reports[-1].state == 4
+        held = z()
+        assert -0.005 < held < 0.02, held  # stopped with the fingertips at the table top
+        stream(held + 0.002 * np.arange(1, 11))  # targets up: not followed while stopped
+        spin(1.0)
+        assert abs(z() - held) < 1e-6
+        done = faults.clear()
+        expected = "cleared the controller's stop: clean_error, set_mode 1, set_state 0"
+        if robot == "lite6":
+            assert done == expected, done
+        else:
+            assert done.startswith("protective stop unlocked (") and "contact with table" in done, done
+        if robot == "lite6":
+            spin(0.5)
+            assert reports[-1].err == 0 and reports[-1].mode == 1 and reports[-1].state == 2
+        stream(held + 0.002 * np.arange(0, 41))  # a new stream from the pose, up 8 cm
+        spin(2.0)
+        assert z() > held + 0.03, (held, z())  # backed off the table without faulting again
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(processes)
+    text = log.read_text()
+    assert ("C31 (collision caused abnormal current)" if robot == "lite6" else "protective stop: ") in text, text

@@ -5,7 +5,12 @@
 ``forward_position_controller/commands`` (std_msgs/Float64MultiArray, joint positions in that
 order). Each command goes to :class:`~kil_sim.simulated_arm.SimulatedArm`, which refuses what the
 controller would not follow (wrong length, not finite, beyond a joint limit; logged, the arm keeps
-its last target) and moves no joint faster than its maximum speed.
+its last target) and moves no joint faster than its maximum speed. A collision
+(``kil_sim.arm_collision``) puts the arm into a protective stop: it holds and follows no command
+until ``dashboard_client/unlock_protective_stop`` (std_srvs/Trigger, as ur_robot_driver's dashboard
+client serves it) is called; the first command after that must start at the joints. (The real
+driver also reports the stop on ``io_and_status_controller/safety_mode``, a ur_dashboard_msgs type
+the PyPI set-up lacks; not simulated.)
 
 ``robot:=lite6``: xarm_api's services and robot_states (:class:`XArmDriverInterface`; needs
 xarm_msgs, which the PyPI set-up generates as a field-for-field subset of xarm_ros2's).
@@ -20,6 +25,7 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
 
 from kil_interfaces import conversion
 from kil_interfaces.rotations import quat_to_matrix
@@ -41,8 +47,30 @@ class UrDriverInterface:
         self.arm, self.warn, self.on_command = arm, warn, on_command
         self.commands = 0
         self.just_reset = True
+        self.protective_stop = ""  # why the arm is in a protective stop ("" = not)
         self.state_pub = node.create_publisher(JointState, "joint_states", 10)
         node.create_subscription(Float64MultiArray, "forward_position_controller/commands", self._on_command, 10)
+        node.create_service(Trigger, "dashboard_client/unlock_protective_stop", self._on_unlock)
+
+    @property
+    def faulted(self) -> bool:
+        """In a protective stop."""
+        return bool(self.protective_stop)
+
+    def collide(self, detail: str) -> None:
+        """A collision: protective stop (the arm holds where it is until unlocked)."""
+        if self.protective_stop:
+            return
+        self.protective_stop = detail
+        self.arm.command(self.arm.joints)
+        self.warn("collision", f"protective stop: {detail}; commands are not followed until unlock_protective_stop")
+
+    def _on_unlock(self, request, response):
+        was = self.protective_stop
+        self.protective_stop, self.just_reset = "", True  # the stream must start again at the joints
+        response.success = True
+        response.message = f"protective stop unlocked ({was})" if was else "no protective stop"
+        return response
 
     def reset(self, arm: SimulatedArm) -> None:
         """A new episode: the arm was placed anew. Until a command near its joints arrives, the
@@ -51,6 +79,9 @@ class UrDriverInterface:
         self.arm, self.just_reset = arm, True
 
     def _on_command(self, msg: Float64MultiArray) -> None:
+        if self.protective_stop:
+            self.warn("stopped", f"protective stop ({self.protective_stop}): command not followed")
+            return
         command = list(msg.data)
         if self.just_reset and self.arm.problem(command) is None:
             jump = float(np.max(np.abs(np.asarray(command) - self.arm.joints)))
@@ -83,6 +114,8 @@ XARM_SERVO_MODE = 1
 #: The controller error this simulator raises for a servo step longer than the step rule allows
 #: (its own code: the real controller's code for it depends on the firmware).
 SIM_STEP_ERROR = 99
+#: C31 "Collision Caused Abnormal Current" (xArm-Python-SDK ``xarm/core/config/x_code.py``).
+XARM_COLLISION_ERROR = 31
 
 
 class XArmDriverInterface:
@@ -95,7 +128,8 @@ class XArmDriverInterface:
     goes through the controller's own inverse kinematics (none within the joint limits:
     ``ret`` -8, the arm keeps its target); a target more than ``max_step_mm`` from the last one
     faults the controller (``err`` :data:`SIM_STEP_ERROR`, state stopped) until ``clean_error``,
-    ``set_mode`` 1 and ``set_state`` 0. Pose units: mm and rad, R = Rz(yaw) Ry(pitch) Rx(roll).
+    ``set_mode`` 1 and ``set_state`` 0; so does a collision (:meth:`collide`, ``err`` 31, C31).
+    Pose units: mm and rad, R = Rz(yaw) Ry(pitch) Rx(roll).
 
     Args:
         node: sim_node. arm: the simulated Lite6. warn: ``warn(key, text)``.
@@ -137,6 +171,19 @@ class XArmDriverInterface:
         Until a target near its pose arrives, targets aimed at its old place are refused without a
         fault (``ret`` 9: a real arm is never moved by a reset)."""
         self.arm, self.last_target_mm, self.just_reset = arm, None, True
+
+    @property
+    def faulted(self) -> bool:
+        """The controller reports an error."""
+        return bool(self.error)
+
+    def collide(self, detail: str) -> None:
+        """A collision: error C31, state stopped, the arm holds where it is."""
+        if self.error:
+            return
+        self.error, self.state = XARM_COLLISION_ERROR, XARM_STOPPED
+        self.arm.command(self.arm.joints)
+        self.warn("collision", f"controller error C31 (collision caused abnormal current): {detail}")
 
     # --- services ---------------------------------------------------------------------------------
 

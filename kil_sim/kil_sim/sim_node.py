@@ -33,6 +33,12 @@ joints that put its TCP on the scene's gripper home pose. Each task's scene is l
 arm reaches it (``ArmModel.scene_offset``; ``scene_layout:=simulated`` keeps the floating
 gripper's layout, where a checkpoint trained in the simulator saw it; configurations the arm
 cannot reach there are refused).
+Collisions (robot:=lite6/ur5e, ``kil_sim.arm_collision``): a net contact force on the arm and gripper
+above ``collision_force_n`` for ``collision_time_s``, or a link's axis below the table top, stops the
+arm as its controller would (Lite6: error C31 in robot_states until ``clean_error``, ``set_mode`` 1,
+``set_state`` 0; UR5e: a protective stop until ``dashboard_client/unlock_protective_stop``) and ends
+the episode as a failure whose reason starts with "collision:". A ~/reset does not clear it (it
+does not on the real arm either).
 Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
 node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
 interpolator_node commands the arm.
@@ -64,6 +70,7 @@ from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, Robot
 from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_interfaces.tf import StaticTransformBroadcaster, TransformBroadcaster
+from kil_sim.arm_collision import CollisionConfig, CollisionMonitor
 from kil_sim.arms import arm as arm_model
 from kil_sim.camera import CameraConfig
 from kil_sim.driver_interfaces import UrDriverInterface, XArmDriverInterface
@@ -134,6 +141,22 @@ class SimNode(Node):
             True,
             "robot:=lite6/ur5e: refuse a configuration whose scripted expert path the arm cannot reach "
             "(at start-up: logged, no episode runs and diagnostics say why; ~/reset answers why)",
+        )
+        self.collisions = CollisionMonitor(
+            CollisionConfig(
+                force_n=p(
+                    "collision_force_n",
+                    50.0,
+                    "robot:=lite6/ur5e: net contact force on the arm and gripper that its controller takes for a "
+                    "collision (N; Lite6: error C31, UR5e: protective stop; 0: off)",
+                ),
+                duration_s=p("collision_time_s", 0.02, "robot:=lite6/ur5e: ...for at least this long (s)"),
+                table_depth_m=p(
+                    "collision_table_depth_m",
+                    0.0,
+                    "robot:=lite6/ur5e: a link axis this far below the table top is a collision (m; < 0: off)",
+                ),
+            )
         )
         self.state_ns, self.camera_ns = round(_NS / state_rate), round(_NS / camera_rate)
         if reliability not in ("reliable", "best_effort"):
@@ -233,6 +256,7 @@ class SimNode(Node):
                     self, self.arm, self._warn, self._set_gripper, self._on_arm_commanded, self.xarm_hw_ns
                 )
             self.driver.reset(self.arm)
+            self.collisions.reset()
         self.world.step(0.3)  # objects settle
         self.static_tf.send([self.world.camera_extrinsics], self.sim_ns)
         self._episode_start_ns = self.sim_ns
@@ -266,6 +290,8 @@ class SimNode(Node):
             follow_arm(self.world, self.arm)
         self.world.step(step_ns / _NS)
         self.sim_ns += step_ns
+        if self.arm is not None and not self._refused:
+            self._check_collision()
         self.clock_pub.publish(Clock(clock=self._stamp()))
         if self.sim_ns >= self._next_state:
             self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
@@ -284,6 +310,22 @@ class SimNode(Node):
             self._on_check()
             if self._expert is not None and not self._ended and not self._expert.done:
                 self.chunk_pub.publish(conversion.action_chunk_to_msg(self._expert.act(self.world, self.sim_ns)))
+
+    def _check_collision(self) -> None:
+        """The controller's collision detection (``kil_sim.arm_collision``): on a collision the
+        driver stops the arm (Lite6: error C31; UR5e: protective stop) and the episode fails."""
+        if self.driver.faulted:
+            return  # stopped already: the arm holds until the fault is cleared
+        collision = self.collisions.update(self.world, self.arm.tcp_pose_and_links()[1], self.sim_ns / _NS)
+        if collision is None:
+            return
+        self.driver.collide(collision)
+        self.collisions.disarm()  # until the arm is off what it hit
+        if not self._ended:
+            completion = task(self.task).success(self.world, self._success_state)
+            reaction = "controller error C31" if self.robot == "lite6" else "protective stop"
+            duration = (self.sim_ns - self._episode_start_ns) / _NS
+            self._end(False, completion, duration, f"collision: {collision} ({reaction})")
 
     def _on_check(self) -> None:
         """The task's success check; ends the episode on success or at the time limit."""

@@ -104,6 +104,12 @@ class SimWorld:
         ]
         self._gripper = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, GRIPPER_BODY)
         self._gripper_bodies = {self._gripper, *np.flatnonzero(self.model.body_parentid == self._gripper).tolist()}
+        link_bodies = [
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"{ARM_LINK_BODY}{i + 1}")
+            for i in range(len(arm_links))
+        ]
+        self._robot_bodies = np.zeros(self.model.nbody, bool)  # the gripper, its fingers, the arm's links
+        self._robot_bodies[[*self._gripper_bodies, *link_bodies]] = True
         self._finger_qpos = [
             self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
         ]
@@ -235,6 +241,28 @@ class SimWorld:
             if body in pair and any(b in self._gripper_bodies for b in pair):
                 return True
         return False
+
+    def robot_contact_force(self) -> tuple[float, str]:
+        """The net contact force (N) that everything else exerts on the robot (gripper, fingers and
+        arm links; world frame, vector sum: a grasp's squeeze cancels, a held object's weight does
+        not), and the name of the body (or static geom, e.g. the table) pushing hardest ("" when
+        nothing touches the robot)."""
+        net, hardest, push = np.zeros(3), "", 0.0
+        force = np.zeros(6)
+        robot, bodies = self._robot_bodies, self.model.geom_bodyid
+        for i, contact in enumerate(self.data.contact[: self.data.ncon]):
+            on_second = robot[bodies[contact.geom2]]
+            if robot[bodies[contact.geom1]] == on_second:
+                continue  # robot-robot (excluded in the model) or robot-free
+            mujoco.mj_contactForce(self.model, self.data, i, force)  # contact frame; +normal pushes geom2
+            world = contact.frame.reshape(3, 3).T @ force[:3]
+            net += world if on_second else -world
+            if force[0] > push:
+                other = contact.geom1 if on_second else contact.geom2
+                body = bodies[other]
+                kind, index = (mujoco.mjtObj.mjOBJ_BODY, body) if body else (mujoco.mjtObj.mjOBJ_GEOM, other)
+                hardest, push = mujoco.mj_id2name(self.model, kind, index) or "", float(force[0])
+        return float(np.linalg.norm(net)), hardest
 
     def on_table(self, name: str) -> bool:
         """True when any geom of object ``name`` touches the table top."""
