@@ -101,6 +101,28 @@ class EpisodeInputsReset:
         return ready
 
 
+def _call_service(node, name: str, kind, fields: dict, timeout_s: float):
+    """Call service ``name`` (type ``kind``, request ``fields``) and spin ``node`` until it
+    answers; the answer, or RuntimeError when it is not up or does not answer within ``timeout_s``."""
+    import rclpy
+
+    client = node.create_client(kind, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise RuntimeError(f"{name} is not available within {timeout_s:.0f} s")
+        request = kind.Request()
+        for key, value in fields.items():
+            setattr(request, key, value)
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+        answer = future.result()
+    finally:
+        node.destroy_client(client)
+    if answer is None:
+        raise RuntimeError(f"{name} did not answer within {timeout_s:.0f} s")
+    return answer
+
+
 def clear_controller_fault(node, robot: str, timeout_s: float = 10.0) -> str:
     """What an operator does after a collision stopped the simulated arm, before the next episode
     (sim_node's ~/reset does not clear it, as a real reset would not): the Lite6's xarm_api calls
@@ -108,8 +130,6 @@ def clear_controller_fault(node, robot: str, timeout_s: float = 10.0) -> str:
     ``unlock_protective_stop``, each answered before the next (services relative to ``node``'s
     namespace, where the simulated graph puts them). Returns what was done; raises RuntimeError
     with the service's answer when one refuses or does not answer within ``timeout_s``."""
-    import rclpy
-
     if robot == "lite6":
         from xarm_msgs.srv import Call, SetInt16
 
@@ -118,30 +138,21 @@ def clear_controller_fault(node, robot: str, timeout_s: float = 10.0) -> str:
     elif robot == "ur5e":
         from std_srvs.srv import Trigger
 
-        calls = [("dashboard_client/unlock_protective_stop", Trigger, {})]
+        calls = [(UNLOCK_PROTECTIVE_STOP, Trigger, {})]
     else:
         return "no controller to clear (floating gripper)"
     done = []
     for name, kind, fields in calls:
-        client = node.create_client(kind, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                raise RuntimeError(f"{name} is not available within {timeout_s:.0f} s")
-            request = kind.Request()
-            for key, value in fields.items():
-                setattr(request, key, value)
-            future = client.call_async(request)
-            rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
-            answer = future.result()
-            if answer is None:
-                raise RuntimeError(f"{name} did not answer within {timeout_s:.0f} s")
-            refused = answer.ret != 0 if hasattr(answer, "ret") else not answer.success
-            if refused:
-                raise RuntimeError(f"{name} refused: {answer.message}")
-        finally:
-            node.destroy_client(client)
+        answer = _call_service(node, name, kind, fields, timeout_s)
+        refused = answer.ret != 0 if hasattr(answer, "ret") else not answer.success
+        if refused:
+            raise RuntimeError(f"{name} refused: {answer.message}")
         done.append(name.rsplit("/", 1)[-1] + "".join(f" {v}" for v in fields.values()))
     return "cleared the controller's stop: " + ", ".join(done)
+
+
+#: The simulated (and ur_robot_driver's) dashboard service that ends a UR5e protective stop.
+UNLOCK_PROTECTIVE_STOP = "dashboard_client/unlock_protective_stop"
 
 
 class ControllerFaults:
@@ -169,20 +180,9 @@ class ControllerFaults:
             self.error = 0
             return done
         if self.robot == "ur5e":
-            import rclpy
             from std_srvs.srv import Trigger
 
-            client = self.node.create_client(Trigger, "dashboard_client/unlock_protective_stop")
-            try:
-                if not client.wait_for_service(timeout_sec=10.0):
-                    raise RuntimeError("dashboard_client/unlock_protective_stop is not available within 10 s")
-                future = client.call_async(Trigger.Request())
-                rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
-                answer = future.result()
-            finally:
-                self.node.destroy_client(client)
-            if answer is None:
-                raise RuntimeError("dashboard_client/unlock_protective_stop did not answer within 10 s")
+            answer = _call_service(self.node, UNLOCK_PROTECTIVE_STOP, Trigger, {}, 10.0)
             return answer.message if answer.message.startswith("protective stop unlocked") else None
         return None
 
@@ -210,7 +210,7 @@ class OutcomeListener:
             parameter_overrides=[Parameter("use_sim_time", Parameter.Type.BOOL, True)],
             cli_args=["--ros-args", "-r", "/clock:=clock"] if namespace else None,
         )
-        self.episodes, self.robot = episodes, robot
+        self.episodes = episodes
         self.outcomes: list = []
         self.refusals: list[str] = []  # sim_node's answers to resets it refused
         self.chunks = 0

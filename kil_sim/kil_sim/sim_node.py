@@ -89,11 +89,13 @@ ROBOTS = ("floating", "ur5e", "lite6")
 SCENE_LAYOUTS = ("arm", "simulated")
 
 
-def follow_arm(world, arm: SimulatedArm) -> None:
-    """Put the world's gripper target on the arm's TCP and its link capsules on the arm's links."""
+def follow_arm(world, arm: SimulatedArm) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Put the world's gripper target on the arm's TCP and its link capsules on the arm's links;
+    returns the links' segments (``SimulatedArm.tcp_pose_and_links``)."""
     tcp, links = arm.tcp_pose_and_links()
     world.set_target(*tcp)
     world.set_arm_links(links)
+    return links
 
 
 class SimNode(Node):
@@ -287,11 +289,11 @@ class SimNode(Node):
             if self._refused:  # no episode on a refused configuration: the arm holds
                 self.arm.command(self.arm.joints)
             self.arm.step(step_ns / _NS)
-            follow_arm(self.world, self.arm)
+            links = follow_arm(self.world, self.arm)
         self.world.step(step_ns / _NS)
         self.sim_ns += step_ns
         if self.arm is not None and not self._refused:
-            self._check_collision()
+            self._check_collision(links)
         self.clock_pub.publish(Clock(clock=self._stamp()))
         if self.sim_ns >= self._next_state:
             self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
@@ -311,12 +313,13 @@ class SimNode(Node):
             if self._expert is not None and not self._ended and not self._expert.done:
                 self.chunk_pub.publish(conversion.action_chunk_to_msg(self._expert.act(self.world, self.sim_ns)))
 
-    def _check_collision(self) -> None:
-        """The controller's collision detection (``kil_sim.arm_collision``): on a collision the
-        driver stops the arm (Lite6: error C31; UR5e: protective stop) and the episode fails."""
+    def _check_collision(self, links: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        """The controller's collision detection (``kil_sim.arm_collision``) on the arm's link
+        segments now: on a collision the driver stops the arm (Lite6: error C31; UR5e: protective
+        stop) and the episode fails."""
         if self.driver.faulted:
             return  # stopped already: the arm holds until the fault is cleared
-        collision = self.collisions.update(self.world, self.arm.tcp_pose_and_links()[1], self.sim_ns / _NS)
+        collision = self.collisions.update(self.world, links, self.sim_ns / _NS)
         if collision is None:
             return
         self.driver.collide(collision)
