@@ -23,7 +23,7 @@ lint: setup  ## ruff check + format check
 	$(WS) ruff check . && ruff format --check .
 
 test: setup  ## lint, then every package's tests
-	$(WS) ruff check . && ruff format --check . && python -m pytest $(PYTEST_ARGS)
+	$(WS) ruff check . && ruff format --check . && python -m pytest --durations=25 $(PYTEST_ARGS)
 
 format: setup  ## apply ruff's fixes and formatting
 	$(WS) ruff check --fix . && ruff format .

@@ -39,6 +39,7 @@ ROS_PACKAGES = {
     "rclpy", "std_msgs", "std_srvs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
     "builtin_interfaces", "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "rosgraph_msgs",
     "tf2_msgs", "tf2_ros", "diagnostic_msgs", "lifecycle_msgs", "action_msgs", "foxglove_msgs",
+    "ur_dashboard_msgs",  # ur_robot_driver's; generated at set-up where the driver is not installed
 }  # fmt: skip
 # Imported only when a user opts in, from source packages rosdep cannot install: not declared.
 OPTIONAL = {

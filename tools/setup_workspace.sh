@@ -56,9 +56,9 @@ else
     log "dependencies up to date ($venv)"
 fi
 
-# tf2_msgs and foxglove_msgs are not among the wheels: generate them into the venv (nothing happens
-# where they exist).
-tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs xarm_msgs
+# tf2_msgs, foxglove_msgs and the vendor drivers' xarm_msgs and ur_dashboard_msgs are not among the
+# wheels: generate them into the venv (nothing happens where they exist).
+tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs xarm_msgs ur_dashboard_msgs
 
 # apt_install WHY PACKAGE...: install Debian packages where this runs as root (else say what is missing).
 apt_install() {

@@ -172,9 +172,9 @@ class ControllerFaults:
         self.error = int(msg.err)
 
     def clear(self) -> str | None:
-        """Clear a stop if there is one; what was done, or None. The UR5e's protective stop is not
-        reported here (``safety_mode`` is not simulated), so its unlock is always asked for and
-        answers whether there was one."""
+        """Clear a stop if there is one; what was done, or None. The UR5e's unlock is always asked
+        for and answers whether there was a stop (harmless without one, and unlike
+        ``io_and_status_controller/safety_mode`` it cannot arrive after the episode's outcome)."""
         if self.robot == "lite6" and self.error:
             done = clear_controller_fault(self.node, self.robot)
             self.error = 0

@@ -19,10 +19,11 @@ from std_msgs.msg import Float64MultiArray
 from kil_bringup.graph import SIM_TCP_OFFSET_M, expert_graph, teleop_graph
 from kil_bringup.run_graph import start, stop
 from kil_control import ur5e
+from kil_interfaces.diagnostics import OK
 from kil_interfaces.msg import EpisodeOutcome, RobotState
 from kil_interfaces.rotations import quat_to_matrix
 from kil_interfaces.srv import ResetEpisode
-from kil_interfaces.testing import call_service, spin_while_alive
+from kil_interfaces.testing import DiagnosticsListener, call_service, spin_while_alive
 
 
 def _arm_graph(robot: str, **sim):
@@ -399,6 +400,10 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         from xarm_msgs.msg import RobotMsg
 
         node.create_subscription(RobotMsg, "/ufactory/robot_states", reports.append, 10)
+    else:
+        from ur_dashboard_msgs.msg import SafetyMode
+
+        node.create_subscription(SafetyMode, "/io_and_status_controller/safety_mode", reports.append, latched)
     target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
     faults = ControllerFaults(node, robot)
 
@@ -413,6 +418,9 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         while not (len(states) >= 5 and target_pub.get_subscription_count()) and time.monotonic() < deadline:
             spin(0.1)
         assert states and target_pub.get_subscription_count(), f"{robot}_node is not up"
+        # The adapter has finished its set-up (the Lite6's: motion_enable, servo mode, state 0); a
+        # stream sent before would be refused and then run ahead of the arm.
+        DiagnosticsListener(node).wait(spin, f"{robot}_node: arm", (OK,), message="ready")
         assert faults.clear() is None  # no stop: nothing to clear
         first = states[-1].eef_pose
         target = PoseStamped()
@@ -435,6 +443,8 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         assert "contact with table" in outcomes[-1].reason and reaction in outcomes[-1].reason, outcomes[-1].reason
         if robot == "lite6":
             assert reports[-1].err == 31 and reports[-1].state == 4
+        else:
+            assert [r.mode for r in reports] == [SafetyMode.NORMAL, SafetyMode.PROTECTIVE_STOP]
         held = z()
         assert -0.005 < held < 0.02, held  # stopped with the fingertips at the table top
         stream(held + 0.002 * np.arange(1, 11))  # targets up: not followed while stopped
@@ -446,9 +456,11 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
             assert done == expected, done
         else:
             assert done.startswith("protective stop unlocked (") and "contact with table" in done, done
+        spin(0.5)
         if robot == "lite6":
-            spin(0.5)
             assert reports[-1].err == 0 and reports[-1].mode == 1 and reports[-1].state == 2
+        else:
+            assert [r.mode for r in reports][-1] == SafetyMode.NORMAL
         stream(held + 0.002 * np.arange(0, 41))  # a new stream from the pose, up 8 cm
         spin(2.0)
         assert z() > held + 0.03, (held, z())  # backed off the table without faulting again
@@ -458,3 +470,5 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         stop(processes)
     text = log.read_text()
     assert ("C31 (collision caused abnormal current)" if robot == "lite6" else "protective stop: ") in text, text
+    if robot == "ur5e":  # the adapter saw the stop and refused the targets streamed during it
+        assert "the controller is in a protective stop (safety mode 3)" in text, text

@@ -15,9 +15,14 @@ target far off). Commands move towards the solution by at most ``max_joint_step_
 follows a turn faster than its joints at their speed, lagging for a moment, instead of stalling).
 Steps count from the last command, or from the measured joints when they are more than
 ``resync_tolerance_rad`` from it (the arm was moved by something else).
-/diagnostics (1 Hz), check ``arm``: ERROR for stale joint states; WARN while waiting for them or right
-after a refused target (with the reason); values: targets sent/refused, state age
-(``kil_control.adapter_status``).
+The controller's safety mode comes from /io_and_status_controller/safety_mode (ur_dashboard_msgs/
+SafetyMode, transient local as ur_robot_driver's io_and_status_controller publishes it): outside
+NORMAL and REDUCED (a protective stop after a collision, a safeguard or emergency stop, a fault) the
+arm follows no command, so targets are refused and nothing is sent until the mode is NORMAL again;
+then commands start from the measured joints (unlock with ``dashboard_client/unlock_protective_stop``).
+/diagnostics (1 Hz), check ``arm``: ERROR for stale joint states or a stop; WARN while waiting for
+them or right after a refused target (with the reason); values: targets sent/refused, safety mode,
+state age (``kil_control.adapter_status``).
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from functools import partial
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float32, Float64MultiArray
+from ur_dashboard_msgs.msg import SafetyMode
 
 from kil_control.adapter_status import AdapterStatus
 from kil_control.ur5e import JOINT_NAMES, JointServo, JointServoConfig, forward
@@ -41,6 +48,34 @@ from kil_interfaces.node_runtime import ThrottledWarning, declare, spin_node
 from kil_interfaces.rotations import matrix_to_quat, quat_to_matrix
 
 WARN_PERIOD_S = 2.0
+#: Safety modes in which the controller follows commands (ur_dashboard_msgs/SafetyMode).
+FOLLOWING_SAFETY_MODES = (SafetyMode.NORMAL, SafetyMode.REDUCED)
+#: What each other safety mode is, in the words of UR's RTDE safety_mode (for logs and diagnostics).
+SAFETY_MODE_NAMES = {
+    SafetyMode.PROTECTIVE_STOP: "a protective stop",
+    SafetyMode.RECOVERY: "recovery mode",
+    SafetyMode.SAFEGUARD_STOP: "a safeguard stop",
+    SafetyMode.SYSTEM_EMERGENCY_STOP: "a system emergency stop",
+    SafetyMode.ROBOT_EMERGENCY_STOP: "a robot emergency stop",
+    SafetyMode.VIOLATION: "a safety violation",
+    SafetyMode.FAULT: "a safety fault",
+    SafetyMode.VALIDATE_JOINT_ID: "joint ID validation",
+    SafetyMode.UNDEFINED_SAFETY_MODE: "an undefined safety mode",
+    SafetyMode.AUTOMATIC_MODE_SAFEGUARD_STOP: "an automatic-mode safeguard stop",
+    SafetyMode.SYSTEM_THREE_POSITION_ENABLING_STOP: "a three-position enabling stop",
+}
+#: io_and_status_controller's QoS for its status topics: system defaults made transient local
+#: (Universal_Robots_ROS2_Driver ``ur_controllers/src/gpio_controller.cpp``, ``qos_latched``).
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def safety_stop(mode: int | None) -> str:
+    """Why the controller follows no command in safety ``mode`` ('' when it does, or before the
+    first report)."""
+    if mode is None or mode in FOLLOWING_SAFETY_MODES:
+        return ""
+    name = SAFETY_MODE_NAMES.get(mode, "an unknown safety mode")
+    return f"the controller is in {name} (safety mode {mode}): servo targets refused until it is cleared"
 
 
 class Ur5eNode(Node):
@@ -70,7 +105,9 @@ class Ur5eNode(Node):
         self.joints: np.ndarray | None = None
         self.joints_stamp = 0
         self.gripper = 1.0
+        self.safety_mode: int | None = None  # none reported yet
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
+        self.create_subscription(SafetyMode, "io_and_status_controller/safety_mode", self._on_safety_mode, LATCHED)
         self.create_subscription(JointState, "joint_states", self._on_joints, 10)
         self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
@@ -96,6 +133,15 @@ class Ur5eNode(Node):
         )  # fmt: skip
         self.state_pub.publish(conversion.robot_state_to_msg(state))
 
+    def _on_safety_mode(self, msg: SafetyMode) -> None:
+        was, self.safety_mode = safety_stop(self.safety_mode), int(msg.mode)
+        now = safety_stop(self.safety_mode)
+        if now and not was:
+            self.get_logger().error(now)
+        elif was and not now:
+            self.servo.reset()  # the arm held while stopped: the next command starts from its joints
+            self.get_logger().info(f"safety mode {self.safety_mode} again: servoing from the measured joints")
+
     def _on_target(self, msg: PoseStamped) -> None:
         if msg.header.frame_id and msg.header.frame_id != self.base_frame:
             self._warn("frame", f"servo target in frame {msg.header.frame_id!r}, not {self.base_frame!r}: dropped")
@@ -104,6 +150,10 @@ class Ur5eNode(Node):
         if self.joints is None or now - self.joints_stamp > self.timeout_ns:
             self._refuse("stale", "no fresh /joint_states: servo targets refused", now)
             self.servo.reset()
+            return
+        stopped = safety_stop(self.safety_mode)
+        if stopped:
+            self._refuse("safety", stopped, now)
             return
         p, q = msg.pose.position, msg.pose.orientation
         target = np.eye(4)
@@ -125,7 +175,9 @@ class Ur5eNode(Node):
 
     def _check_arm(self) -> Check:
         stamp = self.joints_stamp if self.joints is not None else None
-        return self.status.check(self.get_clock().now().nanoseconds, stamp, self.timeout_ns / 1e9)
+        mode = {} if self.safety_mode is None else {"safety_mode": self.safety_mode}
+        now = self.get_clock().now().nanoseconds
+        return self.status.check(now, stamp, self.timeout_ns / 1e9, safety_stop(self.safety_mode), **mode)
 
     def _on_gripper(self, msg: Float32) -> None:
         self.gripper = float(np.clip(msg.data, 0.0, 1.0))

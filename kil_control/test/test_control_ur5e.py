@@ -1,6 +1,6 @@
 """The UR5e adapter: forward kinematics against the arm's known zero pose, closed-form IK
 against FK on random configurations, and ur5e_node over real DDS with a stand-in for the arm
-(joint states in, joint position commands out; the robot cannot exist here)."""
+(joint states and the safety mode in, joint position commands out; the robot cannot exist here)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+from ur_dashboard_msgs.msg import SafetyMode
 
 from kil_control.ur5e import DH, JOINT_NAMES, JointServo, JointServoConfig, forward, inverse, nearest_solution
-from kil_control.ur5e_node import Ur5eNode
+from kil_control.ur5e_node import LATCHED, Ur5eNode
 from kil_interfaces import conversion as cv
 from kil_interfaces.diagnostics import ERROR, OK, WARN
 from kil_interfaces.msg import RobotState
@@ -109,10 +110,23 @@ def test_ur5e_node_over_dds() -> None:
         assert len(commands) == 4
         refused = listener.wait(spin, "ur5e_node: arm", (WARN,), message="jump from the previous target's solution")
         assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
+        # The controller goes into a protective stop (reported as io_and_status_controller does):
+        # targets are refused and nothing is sent; NORMAL again, the stream resumes from the joints.
+        safety = robot.create_publisher(SafetyMode, "/io_and_status_controller/safety_mode", LATCHED)
+        safety.publish(SafetyMode(mode=SafetyMode.PROTECTIVE_STOP))
+        stopped = listener.wait(spin, "ur5e_node: arm", (ERROR,), message="protective stop (safety mode 3)")
+        assert DiagnosticsListener.values(stopped)["safety_mode"] == "3"
+        send(joints["q"] + [0.01, 0, 0, 0, 0, 0])
+        assert len(commands) == 4
+        safety.publish(SafetyMode(mode=SafetyMode.NORMAL))
+        assert listener.wait(spin, "ur5e_node: arm", (OK, WARN)).message != stopped.message
+        send(joints["q"] + [0.01, 0, 0, 0, 0, 0])
+        assert len(commands) == 5
+        np.testing.assert_allclose(commands[-1].data, joints["q"] + [0.01, 0, 0, 0, 0, 0], atol=1e-8)
         joints["publish"] = False
         spin(0.3)
         send(HOME)  # joint states stale: refused
-        assert len(commands) == 4
+        assert len(commands) == 5
         listener.wait(spin, "ur5e_node: arm", (ERROR,), message="/joint_states is")
     finally:
         executor.shutdown()

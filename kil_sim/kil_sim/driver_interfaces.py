@@ -8,9 +8,10 @@ controller would not follow (wrong length, not finite, beyond a joint limit; log
 its last target) and moves no joint faster than its maximum speed. A collision
 (``kil_sim.arm_collision``) puts the arm into a protective stop: it holds and follows no command
 until ``dashboard_client/unlock_protective_stop`` (std_srvs/Trigger, as ur_robot_driver's dashboard
-client serves it) is called; the first command after that must start at the joints. (The real
-driver also reports the stop on ``io_and_status_controller/safety_mode``, a ur_dashboard_msgs type
-the PyPI set-up lacks; not simulated.)
+client serves it) is called; the first command after that must start at the joints. The stop is
+reported as the real driver's io_and_status_controller does: ``io_and_status_controller/safety_mode``
+(ur_dashboard_msgs/SafetyMode, transient local, published on change: NORMAL, PROTECTIVE_STOP, NORMAL
+again after the unlock; the PyPI set-up generates ur_dashboard_msgs as a subset of the driver's).
 
 ``robot:=lite6``: xarm_api's services and robot_states (:class:`XArmDriverInterface`; needs
 xarm_msgs, which the PyPI set-up generates as a field-for-field subset of xarm_ros2's).
@@ -26,7 +27,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
+from ur_dashboard_msgs.msg import SafetyMode
 
+from kil_control.ur5e_node import LATCHED as UR_LATCHED_QOS
 from kil_interfaces import conversion
 from kil_interfaces.rotations import quat_to_matrix
 from kil_sim.simulated_arm import SimulatedArm
@@ -51,6 +54,12 @@ class UrDriverInterface:
         self.state_pub = node.create_publisher(JointState, "joint_states", 10)
         node.create_subscription(Float64MultiArray, "forward_position_controller/commands", self._on_command, 10)
         node.create_service(Trigger, "dashboard_client/unlock_protective_stop", self._on_unlock)
+        self.safety_pub = node.create_publisher(SafetyMode, "io_and_status_controller/safety_mode", UR_LATCHED_QOS)
+        self._publish_safety_mode()
+
+    def _publish_safety_mode(self) -> None:
+        mode = SafetyMode.PROTECTIVE_STOP if self.protective_stop else SafetyMode.NORMAL
+        self.safety_pub.publish(SafetyMode(mode=mode))
 
     @property
     def faulted(self) -> bool:
@@ -63,11 +72,14 @@ class UrDriverInterface:
             return
         self.protective_stop = detail
         self.arm.command(self.arm.joints)
+        self._publish_safety_mode()
         self.warn("collision", f"protective stop: {detail}; commands are not followed until unlock_protective_stop")
 
     def _on_unlock(self, request, response):
         was = self.protective_stop
         self.protective_stop, self.just_reset = "", True  # the stream must start again at the joints
+        if was:
+            self._publish_safety_mode()
         response.success = True
         response.message = f"protective stop unlocked ({was})" if was else "no protective stop"
         return response
