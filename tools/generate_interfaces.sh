@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Generate ROS 2 interface packages that the PyPI ROS 2 wheels lack (tf2_msgs, foxglove_msgs, xarm_msgs,
 # ur_dashboard_msgs) into the environment, each only where it is not installed (a real ROS install has
-# its own and is left alone). The definitions live in tools/interfaces/<package> (ignored by colcon, so
-# the workspace never shadows a real package); each is built with rosidl and installed into the prefix, beside
-# the wheels' own message packages: $PREFIX/share/<package>, $PREFIX/lib, and the Python package
-# in site-packages.
+# its own and is left alone). The definitions live in tools/interfaces/<package> (ignored by colcon,
+# so the workspace never shadows a real package); each is built with rosidl and installed into the
+# prefix, beside the wheels' own message packages: $PREFIX/share/<package>, $PREFIX/lib, and the
+# Python package in site-packages.
 #
 # Usage: tools/generate_interfaces.sh PREFIX PACKAGE...   (PREFIX: the venv holding the ROS 2 wheels)
 set -euo pipefail

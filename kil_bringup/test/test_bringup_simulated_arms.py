@@ -460,7 +460,7 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         if robot == "lite6":
             assert reports[-1].err == 0 and reports[-1].mode == 1 and reports[-1].state == 2
         else:
-            assert [r.mode for r in reports][-1] == SafetyMode.NORMAL
+            assert reports[-1].mode == SafetyMode.NORMAL
         stream(held + 0.002 * np.arange(0, 41))  # a new stream from the pose, up 8 cm
         spin(2.0)
         assert z() > held + 0.03, (held, z())  # backed off the table without faulting again
