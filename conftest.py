@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kil_interfaces import background_jobs
 from kil_interfaces.testing import RUN_MARKER, claim_ros_domain, reap_leftovers
 
 #: Fast DDS profile of the test session (see pytest_configure).
@@ -75,3 +76,42 @@ def _no_process_outlives_its_test():
     if leftovers:
         named = "; ".join(f"{pid}: {command[:160]}" for pid, command in leftovers.items())
         pytest.fail(f"the test left {len(leftovers)} process(es) running (killed now): {named}", pytrace=False)
+
+
+#: pytest-timeout's limit for a test that reads a background job's result.
+READER_TIMEOUT_S = 1800
+
+#: The background jobs this session started (kil_interfaces.background_jobs).
+_JOBS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """Only a test marked background_job may read a scheduled job (kil_interfaces.background_jobs);
+    set before any fixture of the test runs, module-scoped ones included."""
+    background_jobs.reader_marked = item.get_closest_marker("background_job") is not None
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Tests that read a background job's result run last (stable order otherwise), so the jobs
+    have the rest of the suite's time to finish (see kil_interfaces.background_jobs)."""
+    items.sort(key=lambda item: item.get_closest_marker("background_job") is not None)
+    for item in items:
+        # A reader may wait for jobs queued before its own (when few tests run beside them).
+        if item.get_closest_marker("background_job") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(READER_TIMEOUT_S))
+
+
+def pytest_collection_finish(session) -> None:
+    """Start, one after the other in a thread, the jobs of the modules whose marked tests are
+    selected, in the order those tests will run."""
+    modules = [item.module.__name__ for item in session.items if item.get_closest_marker("background_job")]
+    wanted = [job for job in background_jobs.JOBS if job.module in modules]
+    wanted.sort(key=lambda job: modules.index(job.module))
+    session.config.stash[_JOBS] = wanted
+    if not session.config.option.collectonly:
+        background_jobs.start(wanted)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    background_jobs.stop(session.config.stash.get(_JOBS, []))

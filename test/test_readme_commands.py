@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kil_interfaces.background_jobs import BackgroundJob
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 PYTHON_M = sorted(set(re.findall(r"python -m ([A-Za-z_][\w.]*)", README)) - {"pytest", "venv", "pip"})
@@ -19,19 +21,24 @@ ROS2_RUN = sorted(set(re.findall(r"ros2 run (\w+) (\w+)", README)))
 ROS2_LAUNCH = sorted(set(re.findall(r"ros2 launch (\w+) ([\w.]+\.launch\.py)", README)))
 
 
-def _help(module: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=240, cwd=ROOT
-    )
+def _helps(job: BackgroundJob) -> dict[str, subprocess.CompletedProcess]:
+    """``python -m MODULE --help`` for every README module, three at a time."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = pool.map(lambda module: job.run([sys.executable, "-m", module, "--help"], 240, cwd=ROOT), PYTHON_M)
+        return dict(zip(PYTHON_M, runs, strict=True))
+
+
+# Each module imports its stack (torch for most): about a minute, beside the rest of the suite.
+HELPS = BackgroundJob("readme_help", _helps, __name__)
 
 
 def test_readme_shows_commands() -> None:
     assert len(PYTHON_M) >= 10 and ROS2_LAUNCH  # the pattern still finds the README's commands
 
 
+@pytest.mark.background_job
 def test_every_python_m_command_runs_with_help() -> None:
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        results = dict(zip(PYTHON_M, pool.map(_help, PYTHON_M), strict=True))
+    results = HELPS.result()
     broken = {
         module: (done.stdout + done.stderr)[-600:]
         for module, done in results.items()

@@ -57,8 +57,10 @@ else
 fi
 
 # tf2_msgs, foxglove_msgs and the vendor drivers' xarm_msgs and ur_dashboard_msgs are not among the
-# wheels: generate them into the venv (nothing happens where they exist).
-tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs xarm_msgs ur_dashboard_msgs
+# wheels: generate them into the venv (nothing happens where they exist). No workspace package needs
+# them to build, so they are generated while apt and colcon work (about a minute saved on 2 cores).
+tools/generate_interfaces.sh "$venv" tf2_msgs foxglove_msgs xarm_msgs ur_dashboard_msgs &
+generating=$!
 
 # apt_install WHY PACKAGE...: install Debian packages where this runs as root (else say what is missing).
 apt_install() {
@@ -86,4 +88,5 @@ fi
 log "colcon build"
 colcon build --symlink-install --event-handlers console_cohesion- summary+ status- \
     --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF
+wait "$generating" || { echo "[setup] error: generating the missing interface packages failed (see above)" >&2; exit 1; }
 log "done: run 'source install/setup.bash' in a new shell to use the workspace"

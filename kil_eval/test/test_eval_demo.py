@@ -9,20 +9,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from kil_interfaces.background_jobs import BackgroundJob
 from kil_policy.train import cpu_summary
 
 
-def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kil_eval.demo", "--quick", "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def _demo(job: BackgroundJob, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return job.run([sys.executable, "-m", "kil_eval.demo", "--quick", "--out", str(out), *extra], timeout_s=900)
 
 
-def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
-    done = _demo(tmp_path)
+def _twice(job: BackgroundJob) -> tuple[Path, subprocess.CompletedProcess, str, subprocess.CompletedProcess]:
+    """The quick demo, its report's text, then its rerun without the live episode (which must reuse
+    every stage, and rewrites the report)."""
+    out = job.workdir / "demo"
+    first = _demo(job, out)
+    report = out / "report" / "report.md"
+    text = report.read_text() if report.is_file() else ""
+    return out, first, text, _demo(job, out, "--no-live")
+
+
+# About two minutes: it runs beside the rest of the suite.
+QUICK_DEMO = BackgroundJob("quick_demo", _twice, __name__)
+
+
+@pytest.mark.background_job
+def test_quick_demo_runs_every_stage_and_reuses_them() -> None:
+    tmp_path, done, text, again = QUICK_DEMO.result()
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     lines = done.stdout.splitlines()
     for prefix in ("[record] 2 place_mug", "[spec]", "[extract] KIL-IN", "[train] KIL-IN", "[train] RGB",
@@ -35,7 +48,6 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
         assert f"[train] {method}" in (tmp_path / "logs" / f"{method}.log").read_text()
     report = tmp_path / "report" / "report.md"
     assert lines[-1] == f"report: {report}"
-    text = report.read_text()
     assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text
     assert "One episode of the live node graph" in text and "why episodes failed" in text
     # The live graph extracts as the checkpoint was trained (KIL-IN: instance matching in the sim's masks).
@@ -45,7 +57,6 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     assert all(f"{m} " in ended and " min" in ended for m in ("KIL-IN", "RGB", "S2")), ended
     assert cpu_summary() in ended  # the time depends on the CPU: the report says which
     assert (tmp_path / "report" / "success.png").is_file() and list((tmp_path / "report" / "gifs").glob("*.gif"))
-    again = _demo(tmp_path, "--no-live")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     for prefix in ("[spec]", "[train] KIL-IN", "[train] RGB", "[train] S2", "[evaluate] KIL-IN", "[evaluate] S2"):
         line = next(line for line in again.stdout.splitlines() if line.startswith(prefix))

@@ -4,10 +4,13 @@ walkthrough marker and the end of its fence, with the sizes overridden by the en
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
+
+import pytest
+
+from kil_interfaces.background_jobs import BackgroundJob
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,13 +22,21 @@ def walkthrough() -> str:
     return match.group(1)
 
 
-def test_the_readme_walkthrough_runs_at_toy_size(tmp_path: Path) -> None:
+def _walk(job: BackgroundJob) -> subprocess.CompletedProcess:
+    sizes = {"EPISODES": "2", "WIDTH": "160", "HEIGHT": "120", "STEPS": "3", "EVAL_EPISODES": "1"}
+    return job.run(["bash", "-euo", "pipefail", "-c", walkthrough()], timeout_s=900, env=job.env | sizes)
+
+
+# About two minutes: it runs beside the rest of the suite.
+WALKTHROUGH = BackgroundJob("readme_walkthrough", _walk, __name__)
+
+
+@pytest.mark.background_job
+def test_the_readme_walkthrough_runs_at_toy_size() -> None:
     block = walkthrough()
     assert "python -m kil_policy.train" in block and "python -m kil_eval.evaluate" in block
-    env = os.environ | {"EPISODES": "2", "WIDTH": "160", "HEIGHT": "120", "STEPS": "3", "EVAL_EPISODES": "1"}
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
+    done = WALKTHROUGH.result()
+    tmp_path = WALKTHROUGH.workdir
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "pour_bottle: bottle (mouth" in done.stdout  # the --list line
     assert "keypoints extracted from 2 bags (instance, effnet_lite0)" in done.stdout  # the quality table

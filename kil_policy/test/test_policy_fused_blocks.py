@@ -8,11 +8,11 @@ falling back to the torch code."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
+
+from kil_interfaces.background_jobs import BackgroundJob
 
 CHECK = r"""
 import json, torch
@@ -72,12 +72,21 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def interpreted() -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, timeout=900)
+def _interpret(job: BackgroundJob) -> dict:
+    env = {**job.env, "TRITON_INTERPRET": "1"}
+    done = job.run([sys.executable, "-c", CHECK], timeout_s=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# About a minute in Triton's interpreter: it runs beside the rest of the suite.
+INTERPRETED = BackgroundJob("triton_interpreter", _interpret, __name__)
+pytestmark = pytest.mark.background_job
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict:
+    return INTERPRETED.result()
 
 
 def test_fused_blocks_compute_the_packed_step(interpreted: dict) -> None:
