@@ -36,7 +36,7 @@ JOBS: list[BackgroundJob] = []
 reader_marked = True
 
 #: ``nice`` increment of a job's processes: the serial suite's tests keep the CPU they ask for.
-NICENESS = 5
+NICENESS = 10
 
 
 class BackgroundJobError(RuntimeError):

@@ -25,5 +25,6 @@ if __name__ == "__main__":
     result = train(config)
     dataset = WindowDataset(load_episodes([root / "held_out"], min_length=16), 2, 16)
     batch = default_collate([dataset[i] for i in range(4)])
+    torch.set_num_threads(1)  # the reload test predicts with one thread too: the same sums in the same order
     chunk = result.policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(PREDICTION_SEED))
     torch.save(chunk, root / "in_memory_prediction.pt")
