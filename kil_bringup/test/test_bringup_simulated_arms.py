@@ -171,11 +171,6 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
     def spin(seconds: float) -> None:
         spin_while_alive(node, lambda: False, seconds, processes, period_s=0.02)
 
-    def wait_for(done, seconds: float = 30.0) -> bool:
-        """Spin until ``done()`` (the outcome, the driver's report and the arm's state arrive on
-        different topics, in no fixed order)."""
-        return spin_while_alive(node, done, seconds, processes, period_s=0.02)
-
     try:
         deadline = time.monotonic() + 120
         ready = lambda: reports and reports[-1].mode == 1 and reports[-1].state == 2  # noqa: E731
@@ -226,7 +221,6 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
     assert "the controller reports error 99" in text, text
 
 
-@pytest.mark.parametrize(("robot", "task"), [("ur5e", "place_mug"), ("lite6", "pour_bottle")])
 def _digest(log: str, limit: int = 80) -> str:
     """A node log's distinct lines in order of first appearance (a repeated warning once, with its
     count), so that the first fault is not pushed out of the failure message by its repeats."""
@@ -238,6 +232,7 @@ def _digest(log: str, limit: int = 80) -> str:
     return "\n".join(lines[:limit] + ([f"... {len(lines) - limit} more distinct lines"] if len(lines) > limit else []))
 
 
+@pytest.mark.parametrize(("robot", "task"), [("ur5e", "place_mug"), ("lite6", "pour_bottle")])
 def test_rehearse_runs_consecutive_episodes_through_each_arm(robot: str, task: str, tmp_path) -> None:
     """``python -m kil_bringup.rehearse``: two configurations in a row; the reset between them puts
     the arm home while the adapter and the interpolator still hold the last episode's targets —
