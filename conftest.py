@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kil_interfaces import background_jobs
-from kil_interfaces.testing import RUN_MARKER, claim_ros_domain, reap_leftovers
+from kil_interfaces.testing import RUN_MARKER, claim_ros_domain, describe_processes, reap_leftovers
 
 #: Fast DDS profile of the test session (see pytest_configure).
 LOOPBACK_UDP_PROFILE = Path(__file__).resolve().parent / "kil_bringup" / "dds" / "fastdds_loopback_udp.xml"
@@ -74,7 +74,7 @@ def _no_process_outlives_its_test():
     yield
     leftovers = reap_leftovers(os.environ[RUN_MARKER], exclude=os.getpid())
     if leftovers:
-        named = "; ".join(f"{pid}: {command[:160]}" for pid, command in leftovers.items())
+        named = describe_processes(leftovers)
         pytest.fail(f"the test left {len(leftovers)} process(es) running (killed now): {named}", pytrace=False)
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kil_interfaces.testing import RUN_MARKER, claim_ros_domain, reap_leftovers
+from kil_interfaces.testing import RUN_MARKER, claim_ros_domain, describe_processes, reap_leftovers
 
 #: Every job declared so far, in declaration order.
 JOBS: list[BackgroundJob] = []
@@ -98,7 +98,7 @@ class BackgroundJob:
             if background:
                 left = reap_leftovers(self.marker, grace_s=5.0)
                 if left and self._error is None:
-                    named = "; ".join(f"{pid}: {command[:160]}" for pid, command in left.items())
+                    named = describe_processes(left)
                     self._error = f"the job left {len(left)} process(es) running (killed now): {named}"
             self._done.set()
 

@@ -222,6 +222,11 @@ def processes_of_run(marker: str, exclude: int | None = None) -> dict[int, str]:
     return found
 
 
+def describe_processes(processes: dict[int, str]) -> str:
+    """``pid: command line`` of each process (commands cut at 160 characters), ``; ``-separated."""
+    return "; ".join(f"{pid}: {command[:160]}" for pid, command in processes.items())
+
+
 def reap_leftovers(marker: str, exclude: int | None = None, grace_s: float = 5.0) -> dict[int, str]:
     """Wait up to ``grace_s`` for the run's processes to end, then SIGKILL the rest; returns those
     that had to be killed (pid -> command line). A test that leaves nodes running would otherwise

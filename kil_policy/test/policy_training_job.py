@@ -17,14 +17,20 @@ from kil_policy.train import parse_config, train
 #: Seed of the sampling noise for the in-memory prediction (the reload test uses the same).
 PREDICTION_SEED = 3
 
+
+def held_out_batch(root: Path) -> dict:
+    """The first four held-out windows, collated: what both sides of the reload comparison predict."""
+    dataset = WindowDataset(load_episodes([root / "held_out"], min_length=16), 2, 16)
+    return default_collate([dataset[i] for i in range(4)])
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1])
     write_episodes(root / "train", count=20, seed=0)
     write_episodes(root / "held_out", count=6, seed=99)
     config = parse_config(None, [f"data=[{root / 'train'}]", f"out={root / 'run'}", *sys.argv[2:]])
     result = train(config)
-    dataset = WindowDataset(load_episodes([root / "held_out"], min_length=16), 2, 16)
-    batch = default_collate([dataset[i] for i in range(4)])
+    batch = held_out_batch(root)
     torch.set_num_threads(1)  # the reload test predicts with one thread too: the same sums in the same order
     chunk = result.policy.predict_action_chunk(batch, generator=torch.Generator().manual_seed(PREDICTION_SEED))
     torch.save(chunk, root / "in_memory_prediction.pt")

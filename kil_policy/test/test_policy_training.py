@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from policy_synthetic import write_episodes
-from policy_training_job import PREDICTION_SEED
+from policy_training_job import PREDICTION_SEED, held_out_batch
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
@@ -83,8 +83,7 @@ def test_policy_beats_the_mean_action(trained: Path) -> None:
 def test_checkpoint_reload_gives_identical_predictions(trained: Path) -> None:
     """The checkpoint predicts exactly what the trained policy predicted in memory (saved by the job)."""
     root = trained
-    dataset = WindowDataset(load_episodes([root / "held_out"], min_length=16), 2, 16)
-    batch = default_collate([dataset[i] for i in range(4)])
+    batch = held_out_batch(root)
     in_memory = torch.load(root / "in_memory_prediction.pt")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the job predicted: float sums depend on how the work is split
