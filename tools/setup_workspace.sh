@@ -37,13 +37,25 @@ stamp="$venv/.kil-requirements.sha256"
 want=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing ROS 2 Jazzy wheels, torch and the Python dependencies (a few minutes the first time)"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -c requirements/constraints.txt \
-        -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/lerobot.txt 2>&1 \
-        | grep -v -E "^WARNING: Location '.*' is ignored" || true
+    requirements=(-c requirements/constraints.txt
+        -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/lerobot.txt)
+    # uv installs in parallel (1.5 min here with byte-compilation, which this machine's
+    # PYTHONDONTWRITEBYTECODE=1 makes necessary; pip: 4 min). It reads no pip configuration, so
+    # pip's sources (wheels on local disk) are passed on; unsafe-best-match resolves across them as
+    # pip does. pip installs instead where uv cannot.
+    if "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements/installer.txt; then
+        mapfile -t sources < <("$venv/bin/python" tools/pip_sources.py)
+        "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --compile-bytecode \
+            --index-strategy unsafe-best-match "${sources[@]}" "${requirements[@]}" \
+            || { log "uv failed (above): installing with pip"; rm -f "$venv/bin/uv"; }
+    fi
+    if [ ! -x "$venv/bin/uv" ]; then
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}" 2>&1 \
+            | grep -v -E "^WARNING: Location '.*' is ignored" || true
+    fi
     # pip's exit status is lost in the pipe above: check the install really happened.
     "$venv/bin/python" -c "import rclpy, torch, mujoco, rosbags, pyarrow, av" \
-        || { echo "[setup] error: pip install failed (see above)" >&2; exit 1; }
+        || { echo "[setup] error: installing the dependencies failed (see above)" >&2; exit 1; }
     "$venv/bin/python" tools/fix_ros_wheel_cmake_paths.py "$venv"
     # Let `source install/setup.bash` activate this venv too: colcon chains every
     # AMENT_PREFIX_PATH entry that holds a local_setup.* script.

@@ -37,9 +37,11 @@ def claim_ros_domain() -> int:
 
 def call_service(node, kind, service: str, request=None, timeout_s: float = 60.0, retry: bool = True):
     """Call service ``service`` of type ``kind`` from ``node`` and return its response. With
-    ``retry`` (for idempotent requests) it asks again while no answer comes: a restarted or killed
-    node's endpoints linger in discovery until their lease ends, so a first request can go to a
-    server that is gone while the new one is not yet matched.
+    ``retry`` (for idempotent requests) it asks again every 5 s while no answer comes: a restarted
+    or killed node's endpoints linger in discovery until their lease ends, so a first request can
+    go to a server that is gone while the new one is not yet matched. An earlier request stays
+    awaited beside the later ones and the first answer wins: a live server that is merely slow
+    (a recorder closing a large bag) answers the request it got first, not its repeat.
 
     Raises:
         AssertionError: no answer within ``timeout_s``.
@@ -49,20 +51,24 @@ def call_service(node, kind, service: str, request=None, timeout_s: float = 60.0
     client = node.create_client(kind, service)
     request = kind.Request() if request is None else request
     deadline = time.monotonic() + timeout_s
+    pending: list = []
+    asked_at = -float("inf")
     try:
         while time.monotonic() < deadline:
-            if not client.wait_for_service(timeout_sec=1.0):
+            for future in pending:
+                if future.done() and future.result() is not None:
+                    return future.result()
+            if (retry or not pending) and time.monotonic() - asked_at >= 5.0 and client.service_is_ready():
+                pending.append(client.call_async(request))
+                asked_at = time.monotonic()
+            elif not pending:
+                client.wait_for_service(timeout_sec=min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
-            future = client.call_async(request)
-            wait = max(0.1, deadline - time.monotonic())
-            rclpy.spin_until_future_complete(node, future, timeout_sec=min(5.0, wait) if retry else wait)
-            if future.result() is not None:
-                return future.result()
-            client.remove_pending_request(future)
-            if not retry:
-                break
+            rclpy.spin_once(node, timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
         raise AssertionError(f"{service} did not answer within {timeout_s} s")
     finally:
+        for future in pending:
+            client.remove_pending_request(future)
         node.destroy_client(client)
 
 

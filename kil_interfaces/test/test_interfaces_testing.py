@@ -30,6 +30,43 @@ def test_call_trigger_returns_the_answer_and_names_a_silent_service() -> None:
         rclpy.shutdown()
 
 
+def test_a_slow_answer_to_the_first_request_is_the_one_returned() -> None:
+    """A live server slower than the 5 s retry: the caller asks again, but the answer to its first
+    request (not the repeat's, which a non-idempotent service like a recorder's stop refuses) is
+    the one returned."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    rclpy.init(args=[])
+    release = threading.Event()
+    executor = SingleThreadedExecutor()
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        server = rclpy.create_node("slow_trigger_server")
+        calls = []
+
+        def answer(request, response):
+            calls.append(1)
+            release.wait(6.5 if len(calls) == 1 else 0.0)
+            response.success, response.message = len(calls) == 1, f"call {len(calls)}"
+            return response
+
+        server.create_service(Trigger, "/slow_trigger_server/stop", answer)
+        executor.add_node(server)
+        thread.start()
+        client = rclpy.create_node("slow_trigger_client")
+        response = call_trigger(client, "/slow_trigger_server/stop", timeout_s=60)
+        assert (response.success, response.message) == (True, "call 1")
+        assert len(calls) >= 2  # it did ask again while the first answer was pending
+    finally:
+        release.set()
+        executor.shutdown()
+        if thread.is_alive():
+            thread.join(timeout=10)
+        rclpy.shutdown()
+
+
 def test_a_claimed_ros_domain_is_never_handed_out_again() -> None:
     """This run's domain (claimed by conftest) and a second claim differ, and another process
     claiming three domains gets none of them."""
