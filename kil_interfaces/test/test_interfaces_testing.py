@@ -35,6 +35,7 @@ def test_a_slow_answer_to_the_first_request_is_the_one_returned() -> None:
     request (not the repeat's, which a non-idempotent service like a recorder's stop refuses) is
     the one returned."""
     import threading
+    import time
 
     from rclpy.executors import SingleThreadedExecutor
 
@@ -58,6 +59,9 @@ def test_a_slow_answer_to_the_first_request_is_the_one_returned() -> None:
         client = rclpy.create_node("slow_trigger_client")
         response = call_trigger(client, "/slow_trigger_server/stop", timeout_s=60)
         assert (response.success, response.message) == (True, "call 1")
+        deadline = time.monotonic() + 30  # the repeat reaches the server once its first callback returned
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(calls) >= 2  # it did ask again while the first answer was pending
     finally:
         release.set()

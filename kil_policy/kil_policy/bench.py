@@ -72,11 +72,24 @@ def _batch(config: PolicyConfig, size: int, device: torch.device, with_action: b
     return batch
 
 
+def diffusers_ddim(policy: KeypointDiffusionPolicy):
+    """diffusers' ``DDIMScheduler`` for the policy's noise schedule (the references below loop over it)."""
+    from diffusers import DDIMScheduler
+
+    schedule = policy.noise_schedule
+    return DDIMScheduler(
+        num_train_timesteps=schedule.num_train_timesteps,
+        beta_schedule=schedule.beta_schedule,
+        clip_sample=schedule.clip_sample,
+        prediction_type=schedule.prediction_type,
+    )
+
+
 @torch.no_grad()
 def reference_predict(policy: KeypointDiffusionPolicy, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
     """The straightforward sampler: encoder once, then the full UNet (FiLM included) per step."""
     cond = policy.encode(batch)
-    scheduler = policy.inference_scheduler
+    scheduler = diffusers_ddim(policy)
     scheduler.set_timesteps(steps)
     sample = torch.randn(cond.shape[0], policy.config.horizon, 10, device=cond.device)
     for t in scheduler.timesteps:
@@ -96,7 +109,7 @@ def scheduler_predict(
     """``predict_action_chunk`` with ``diffusers.DDIMScheduler.step`` in the loop instead of the
     precomputed coefficients (``kil_policy.sampler``): the sampler's reference, in tests and here."""
     cond = policy.encode(batch)
-    scheduler = policy.inference_scheduler
+    scheduler = diffusers_ddim(policy)
     scheduler.set_timesteps(steps)
     sample = noise if noise is not None else torch.randn(cond.shape[0], policy.config.horizon, 10, device=cond.device)
     timesteps = scheduler.timesteps.to(cond.device)

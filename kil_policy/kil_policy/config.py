@@ -21,6 +21,10 @@ ACTION_DIM = 10
 PROPRIO_DIM = 7
 
 
+#: The diffusion head's noise schedules (diffusers' names; ``kil_policy.noise_schedule``).
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
 @dataclass
 class EncoderConfig:
     """Keypoint encoder (§III-C): a pre-LayerNorm transformer with one token per keypoint and one
@@ -93,6 +97,8 @@ class HeadConfig:
             raise ValueError(
                 f"head.inference_steps must be in [1, train_steps={self.train_steps}], got {self.inference_steps}"
             )
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"head.beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
 
 
 @dataclass

@@ -19,12 +19,12 @@ with n_obs = 2 the executed actions are indices 1 .. n_action_steps.
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from kil_policy.config import ACTION_DIM, PolicyConfig
 from kil_policy.encoder import make_encoder
+from kil_policy.noise_schedule import NoiseSchedule
 from kil_policy.normalization import MinMaxNormalizer
 from kil_policy.packed_unet import Denoiser
 from kil_policy.sampler import DdimCoefficients, ddim_coefficients, ddim_step
@@ -59,14 +59,9 @@ class KeypointDiffusionPolicy(nn.Module):
             self.encoder = make_encoder(config.encoder, config.proprio_dim)
         self.unet = ConditionalUnet1D(ACTION_DIM, config.n_obs_steps * self.encoder.output_dim, config.head)
         head = config.head
-        schedule = dict(
-            num_train_timesteps=head.train_steps,
-            beta_schedule=head.beta_schedule,
-            clip_sample=head.clip_sample,
-            prediction_type="epsilon",
-        )
-        self.train_scheduler = DDPMScheduler(**schedule)
-        self.inference_scheduler = DDIMScheduler(**schedule)  # its numbers, precomputed: self.ddim(steps)
+        self.noise_schedule = NoiseSchedule(
+            num_train_timesteps=head.train_steps, beta_schedule=head.beta_schedule, clip_sample=head.clip_sample
+        )  # DDPM in training, DDIM at inference (its numbers, precomputed: self.ddim(steps))
         self._ddim: dict[tuple, DdimCoefficients] = {}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
@@ -116,7 +111,7 @@ class KeypointDiffusionPolicy(nn.Module):
         cond = self.encode(batch)
         noise = torch.randn_like(actions)
         steps = torch.randint(0, self.config.head.train_steps, (actions.shape[0],), device=actions.device)
-        noisy = self.train_scheduler.add_noise(actions, noise, steps)
+        noisy = self.noise_schedule.add_noise(actions, noise, steps)
         predicted = self.unet(noisy, steps, cond)
         loss = F.mse_loss(predicted, noise, reduction="none")
         pad = batch.get(BatchKeys.ACTION_IS_PAD)
@@ -136,7 +131,7 @@ class KeypointDiffusionPolicy(nn.Module):
         if cached is None:
             original = self._ddim.get((steps, None, torch.float32))
             if original is None:
-                original = self._ddim[(steps, None, torch.float32)] = ddim_coefficients(self.inference_scheduler, steps)
+                original = self._ddim[(steps, None, torch.float32)] = ddim_coefficients(self.noise_schedule, steps)
             cached = self._ddim[key] = original if device is None else original.to(device, dtype)
         return cached
 

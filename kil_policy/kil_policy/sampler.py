@@ -58,7 +58,8 @@ class DdimCoefficients:
 
 
 def ddim_coefficients(scheduler, steps: int) -> DdimCoefficients:
-    """The coefficients a ``diffusers.DDIMScheduler`` uses for ``steps`` inference steps.
+    """The coefficients a ``diffusers.DDIMScheduler`` uses for ``steps`` inference steps;
+    ``scheduler`` is one, or a ``kil_policy.noise_schedule.NoiseSchedule`` (the same fields).
 
     Raises:
         ValueError: for settings this closed form does not cover (another prediction type or

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import os
 import shutil
 import sys
@@ -28,7 +29,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -242,6 +242,20 @@ class TrainResult:
     rows: list[tuple[int, float, float]]
 
 
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """The learning rate rises linearly over ``warmup_steps`` then follows a half cosine to 0 at
+    ``total_steps`` (diffusers' ``get_cosine_schedule_with_warmup``, the diffusion policy's
+    schedule; written here so that training does not import diffusers)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run training (on every rank when started by torchrun)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -313,7 +327,7 @@ def train(config: TrainConfig) -> TrainResult:
         **adamw_kernel(device),
         capturable=config.cuda_graph,
     )
-    schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    schedule = cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, rows = 0, []
     last = out / LAST
     if config.resume and (last / TRAIN_STATE).exists():

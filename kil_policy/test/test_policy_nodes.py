@@ -622,6 +622,13 @@ def test_policy_node_runs_image_baselines(observation: str, tmp_path: Path, ros_
             image_pubs["/camera/instance_mask"].publish(cv.numpy_to_image(mask, "16UC1", now, "camera"))
 
     try:
+        # The node's subscriptions and control loop start together, once the checkpoint is loaded
+        # (seconds on a loaded machine): the state-only window starts then.
+        frames_topic = "/camera/color/image_raw" if observation == "rgb" else "/camera/depth/image_raw"
+        deadline = time.monotonic() + 90
+        while ros_node.count_subscribers(frames_topic) < 1 and time.monotonic() < deadline:
+            _spin(ros_node, 0.2)
+        assert ros_node.count_subscribers(frames_topic) >= 1, f"policy_node never subscribed to {frames_topic}"
         _spin(ros_node, 8.0, lambda: publish(False))  # state only: no chunk without the frames
         assert not chunks
         deadline = time.monotonic() + 90
