@@ -103,11 +103,10 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
 
 def pytest_collection_finish(session) -> None:
-    """Start, one after the other in a thread, the jobs of the modules whose marked tests are
-    selected, in the order those tests will run."""
-    modules = [item.module.__name__ for item in session.items if item.get_closest_marker("background_job")]
+    """Start the jobs of the modules whose marked tests are selected (``background_jobs.WIDTH`` at
+    a time, the longest first)."""
+    modules = {item.module.__name__ for item in session.items if item.get_closest_marker("background_job")}
     wanted = [job for job in background_jobs.JOBS if job.module in modules]
-    wanted.sort(key=lambda job: modules.index(job.module))
     session.config.stash[_JOBS] = wanted
     if not session.config.option.collectonly:
         background_jobs.start(wanted)

@@ -29,7 +29,7 @@ def _helps(job: BackgroundJob) -> dict[str, subprocess.CompletedProcess]:
 
 
 # Each module imports its stack (torch for most): about a minute, beside the rest of the suite.
-HELPS = BackgroundJob("readme_help", _helps, __name__)
+HELPS = BackgroundJob("readme_help", _helps, __name__, cost_s=60)
 
 
 def test_readme_shows_commands() -> None:

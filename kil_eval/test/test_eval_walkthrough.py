@@ -28,7 +28,7 @@ def _walk(job: BackgroundJob) -> subprocess.CompletedProcess:
 
 
 # About two minutes: it runs beside the rest of the suite.
-WALKTHROUGH = BackgroundJob("readme_walkthrough", _walk, __name__)
+WALKTHROUGH = BackgroundJob("readme_walkthrough", _walk, __name__, cost_s=120)
 
 
 @pytest.mark.background_job

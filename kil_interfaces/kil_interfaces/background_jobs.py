@@ -4,9 +4,10 @@ The suite is serial (its node tests load the CPU on purpose and a 2-core machine
 with parallel workers), and most of it waits on DDS with a core to spare. A few tests spend minutes
 in child processes of their own (the quick demo, the README walkthrough, a training run): each
 declares that work as a :class:`BackgroundJob` at import time; the session (``conftest.py``)
-starts the jobs its selected tests need, one after the other, in a thread when collection ends,
-and moves the tests that read them (marked ``background_job``) to the end of the run, where
-:meth:`BackgroundJob.result` waits for the result.
+starts the jobs its selected tests need when collection ends, :data:`WIDTH` at a time, the
+longest first (a job's processes are mostly single-threaded and the foreground tests often wait,
+so one job at a time left a core idle), and moves the tests that read them (marked
+``background_job``) to the end of the run, where :meth:`BackgroundJob.result` waits for the result.
 
 A job's processes run at a lower CPU priority, in a DDS domain and under a run marker of their own
 (so the per-test leftover guard leaves them alone, and they never see a foreground test's nodes);
@@ -38,6 +39,9 @@ reader_marked = True
 #: ``nice`` increment of a job's processes: the serial suite's tests keep the CPU they ask for.
 NICENESS = 10
 
+#: How many jobs run at once.
+WIDTH = 2
+
 
 class BackgroundJobError(RuntimeError):
     """A background job failed; the message carries its traceback."""
@@ -52,14 +56,17 @@ class BackgroundJob:
             ``job.env`` and ``job.workdir`` itself) and returns what the tests check.
         module: ``__name__`` of the test module that declares the job (the session starts it
             only when a selected test of that module is marked ``background_job``).
+        cost_s: roughly how long it runs on an idle machine (s): longer jobs start first.
     """
 
-    def __init__(self, name: str, body: Callable[[BackgroundJob], Any], module: str) -> None:
+    def __init__(self, name: str, body: Callable[[BackgroundJob], Any], module: str, cost_s: float = 60.0) -> None:
         if not name or any(c in name for c in "/ "):
             raise ValueError(f"background job name must be non-empty without '/' or spaces, got {name!r}")
         if any(job.name == name for job in JOBS):
             raise ValueError(f"background job {name!r} is declared twice")
-        self.name, self.body, self.module = name, body, module
+        if cost_s <= 0:
+            raise ValueError(f"background job {name!r}: cost_s must be > 0, got {cost_s}")
+        self.name, self.body, self.module, self.cost_s = name, body, module, cost_s
         self.workdir: Path | None = None
         self.env: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -139,21 +146,32 @@ class BackgroundJob:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start(jobs: Sequence[BackgroundJob]) -> threading.Thread | None:
-    """Run ``jobs`` one after the other in a daemon thread (each unless a caller started it already)."""
-    if not jobs:
-        return None
+def start(jobs: Sequence[BackgroundJob], width: int = WIDTH) -> list[threading.Thread]:
+    """Run ``jobs`` in ``width`` daemon threads, longest ``cost_s`` first (each unless a caller
+    started it already); the threads."""
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
     for job in jobs:
         job._scheduled = True
+    queue = sorted(jobs, key=lambda job: -job.cost_s)
+    lock = threading.Lock()
 
-    def run_all() -> None:
-        for job in jobs:
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job = queue.pop(0)
             if job.claim():
                 job.execute(background=True)
 
-    thread = threading.Thread(target=run_all, name="kil-background-jobs", daemon=True)
-    thread.start()
-    return thread
+    threads = [
+        threading.Thread(target=worker, name=f"kil-background-jobs-{k}", daemon=True)
+        for k in range(min(width, len(jobs)))
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def stop(jobs: Sequence[BackgroundJob]) -> None:

@@ -91,6 +91,35 @@ def test_names_are_checked() -> None:
         BackgroundJob("a/b", lambda j: None, __name__)
 
 
+def test_two_jobs_run_at_once_and_the_longest_starts_first(tmp_path: Path) -> None:
+    """Each of two jobs waits for the other to have started: both finish only when they run side
+    by side. One at a time, the job declared as longer starts first."""
+
+    def meet(mine: str, theirs: str):
+        def body(job: BackgroundJob) -> bool:
+            (tmp_path / mine).write_text("started")
+            deadline = time.monotonic() + 60
+            while not (tmp_path / theirs).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return (tmp_path / theirs).exists()
+
+        return body
+
+    a = BackgroundJob(_name("meet-a"), meet("a", "b"), __name__)
+    b = BackgroundJob(_name("meet-b"), meet("b", "a"), __name__)
+    background_jobs.start([a, b], width=2)
+    assert a.result(timeout_s=120) and b.result(timeout_s=120)
+
+    started: list[str] = []
+    short = BackgroundJob(_name("short"), lambda j: started.append("short"), __name__, cost_s=5)
+    long = BackgroundJob(_name("long"), lambda j: started.append("long"), __name__, cost_s=500)
+    for thread in background_jobs.start([short, long], width=1):
+        thread.join(timeout=60)
+    assert started == ["long", "short"]
+    with pytest.raises(ValueError, match="cost_s must be > 0"):
+        BackgroundJob(_name("free"), lambda j: None, __name__, cost_s=0)
+
+
 SLOW_MODULE = """
 import pytest
 from kil_interfaces.background_jobs import BackgroundJob, BackgroundJobError

@@ -80,7 +80,7 @@ def _interpret(job: BackgroundJob) -> dict:
 
 
 # About a minute in Triton's interpreter: it runs beside the rest of the suite.
-INTERPRETED = BackgroundJob("triton_interpreter", _interpret, __name__)
+INTERPRETED = BackgroundJob("triton_interpreter", _interpret, __name__, cost_s=60)
 pytestmark = pytest.mark.background_job
 
 

@@ -43,7 +43,7 @@ def _learn(job: BackgroundJob) -> Path:
     return root
 
 
-LEARNING_RUN = BackgroundJob("policy_learning", _learn, __name__)
+LEARNING_RUN = BackgroundJob("policy_learning", _learn, __name__, cost_s=140)
 
 
 @pytest.fixture(scope="module")
