@@ -16,7 +16,7 @@ from kil_policy.train import cpu_summary
 
 
 def _demo(job: BackgroundJob, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return job.run([sys.executable, "-m", "kil_eval.demo", "--quick", "--out", str(out), *extra], timeout_s=900)
+    return job.run([sys.executable, "-m", "kil_eval.demo", "--quick", "--out", str(out), *extra], timeout_s=1800)
 
 
 def _twice(job: BackgroundJob) -> tuple[Path, subprocess.CompletedProcess, str, subprocess.CompletedProcess]:

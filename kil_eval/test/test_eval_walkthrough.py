@@ -24,7 +24,7 @@ def walkthrough() -> str:
 
 def _walk(job: BackgroundJob) -> subprocess.CompletedProcess:
     sizes = {"EPISODES": "2", "WIDTH": "160", "HEIGHT": "120", "STEPS": "3", "EVAL_EPISODES": "1"}
-    return job.run(["bash", "-euo", "pipefail", "-c", walkthrough()], timeout_s=900, env=job.env | sizes)
+    return job.run(["bash", "-euo", "pipefail", "-c", walkthrough()], timeout_s=1800, env=job.env | sizes)
 
 
 # About two minutes: it runs beside the rest of the suite.

@@ -9,10 +9,11 @@ longest first (a job's processes are mostly single-threaded and the foreground t
 so one job at a time left a core idle), and moves the tests that read them (marked
 ``background_job``) to the end of the run, where :meth:`BackgroundJob.result` waits for the result.
 
-A job's processes run at a lower CPU priority, in a DDS domain and under a run marker of their own
-(so the per-test leftover guard leaves them alone, and they never see a foreground test's nodes);
-processes a job leaves running are killed and make its result an error that names them. Where no
-session started it, :meth:`~BackgroundJob.result` runs the job in the calling thread.
+A job's processes run at a lower CPU priority with one thread each, in a DDS domain and under a run
+marker of their own (so the per-test leftover guard leaves them alone, and they never see a
+foreground test's nodes); processes a job leaves running are killed and make its result an error
+that names them. Where no session started it, :meth:`~BackgroundJob.result` runs the job in the
+calling thread.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class BackgroundJob:
         if background:
             self.env[RUN_MARKER] = self.marker
             self.env["ROS_DOMAIN_ID"] = str(claim_ros_domain())
+            # One thread per process (torch's default is one per core): the cores belong to the
+            # suite and to the other job, and a thread that lost its core stalls the others.
+            self.env["OMP_NUM_THREADS"] = "1"
         try:
             self._result = self.body(self)
         except BaseException:

@@ -20,7 +20,10 @@ from kil_interfaces.testing import RUN_MARKER
 ROOT = Path(__file__).resolve().parents[2]
 # These tests read jobs they start themselves: marked as every reader must be (they run last).
 pytestmark = pytest.mark.background_job
-PRINT_ENV = "import os; print(os.environ['ROS_DOMAIN_ID'], os.environ['KIL_TEST_RUN'], os.nice(0))"
+PRINT_ENV = (
+    "import os; print(os.environ['ROS_DOMAIN_ID'], os.environ['KIL_TEST_RUN'], os.nice(0), "
+    "os.environ.get('OMP_NUM_THREADS', '-'))"
+)
 
 
 def _name(tag: str) -> str:
@@ -31,8 +34,9 @@ def test_a_started_job_runs_apart_from_the_session_and_reports_its_result() -> N
     job = BackgroundJob(_name("env"), lambda j: j.run([sys.executable, "-c", PRINT_ENV], 60), __name__)
     background_jobs.start([job])
     done = job.result(timeout_s=120)
-    domain, marker, niceness = done.stdout.split()
+    domain, marker, niceness, threads = done.stdout.split()
     assert done.returncode == 0, done.stderr
+    assert threads == "1"  # one thread per process: the cores are the suite's and the other job's
     assert domain != os.environ["ROS_DOMAIN_ID"]  # never sees the foreground tests' nodes
     assert marker == job.marker != os.environ[RUN_MARKER]  # the per-test leftover guard leaves it alone
     assert int(niceness) == os.nice(0) + background_jobs.NICENESS
@@ -42,7 +46,7 @@ def test_a_started_job_runs_apart_from_the_session_and_reports_its_result() -> N
 
 def test_a_job_that_was_never_started_runs_when_read() -> None:
     job = BackgroundJob(_name("here"), lambda j: j.run([sys.executable, "-c", PRINT_ENV], 60), __name__)
-    domain, marker, _ = job.result(timeout_s=120).stdout.split()
+    domain, marker, _, _ = job.result(timeout_s=120).stdout.split()
     assert (domain, marker) == (os.environ["ROS_DOMAIN_ID"], os.environ[RUN_MARKER])
     job.cleanup()
 
