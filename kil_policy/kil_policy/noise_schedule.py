@@ -11,7 +11,7 @@ stays the reference in the tests and in ``kil_policy.bench``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -43,6 +43,7 @@ class NoiseSchedule:
     timestep_spacing: str = "leading"
     steps_offset: int = 0
     thresholding: bool = False
+    _moved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -81,12 +82,20 @@ class NoiseSchedule:
         """The cumulative alpha DDIM's last step goes to (0-d)."""
         return torch.tensor(1.0) if self.set_alpha_to_one else self.alphas_cumprod[0]
 
+    def alphas_cumprod_on(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """``alphas_cumprod`` on ``device`` as ``dtype``, moved once: a training step captured as a
+        CUDA graph (``kil_policy.train_step``) must not copy from the host inside the capture."""
+        key = (torch.device(device), dtype)
+        if key not in self._moved:
+            self._moved[key] = self.alphas_cumprod.to(key[0], dtype)
+        return self._moved[key]
+
     def add_noise(self, samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """The forward process: sqrt(a_t) x + sqrt(1 - a_t) noise.
 
         Args:
             samples: (B, ...) clean samples. noise: like ``samples``. timesteps: (B,) integer steps.
         """
-        alphas = self.alphas_cumprod.to(samples.device, samples.dtype)[timesteps.to(samples.device)]
+        alphas = self.alphas_cumprod_on(samples.device, samples.dtype)[timesteps.to(samples.device)]
         shape = (-1,) + (1,) * (samples.dim() - 1)
         return (alphas**0.5).reshape(shape) * samples + ((1 - alphas) ** 0.5).reshape(shape) * noise

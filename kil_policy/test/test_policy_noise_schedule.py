@@ -31,6 +31,18 @@ def test_alphas_and_noising_equal_diffusers(beta_schedule: str, steps: int) -> N
     assert torch.equal(ours.add_noise(samples, noise, timesteps), reference.add_noise(samples, noise, timesteps))
 
 
+def test_the_schedule_is_moved_once_per_device_and_dtype() -> None:
+    """Noising reuses the moved schedule: a training step captured as a CUDA graph cannot copy from
+    the host inside the capture (diffusers' scheduler kept its moved copy the same way)."""
+    schedule = NoiseSchedule()
+    samples, steps = torch.randn(3, 16, 10, dtype=torch.float64), torch.tensor([0, 5, 99])
+    schedule.add_noise(samples, torch.randn_like(samples), steps)
+    moved = schedule.alphas_cumprod_on(torch.device("cpu"), torch.float64)
+    schedule.add_noise(samples, torch.randn_like(samples), steps)
+    assert schedule.alphas_cumprod_on("cpu", torch.float64) is moved
+    assert moved.dtype == torch.float64 and torch.equal(moved, schedule.alphas_cumprod.double())
+
+
 @pytest.mark.parametrize("beta_schedule", BETA_SCHEDULES)
 @pytest.mark.parametrize("clip", [True, False])
 def test_ddim_coefficients_from_the_schedule_equal_the_schedulers(beta_schedule: str, clip: bool) -> None:
