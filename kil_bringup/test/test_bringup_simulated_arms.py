@@ -150,7 +150,8 @@ def test_ur5e_targets_beyond_reach_or_joint_limits_are_held(tmp_path) -> None:
 def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(tmp_path) -> None:
     """A configuration beyond the Lite6's reach is refused by ~/reset, naming the pose and the reach.
     Servo targets streamed within the adapter's rules (small steps) out beyond the Lite6's reach:
-    the simulated controller answers ret -8 and the arm stops at the edge; a 50 mm servo step sent
+    the simulated controller answers ret -8 and the arm stops at the edge (a target that followed
+    a refused one in the same burst is not sent: no step fault); a 50 mm servo step sent
     straight to the controller faults it (err 99), and the adapter then sends nothing more."""
     from xarm_msgs.msg import RobotMsg
     from xarm_msgs.srv import MoveCartesian
@@ -195,6 +196,18 @@ def test_lite6_out_of_range_targets_hold_and_a_controller_fault_stops_streaming(
         spin(2.0)
         reached = states[-1].eef_pose.position.x
         assert position[0] + 0.05 < reached < 0.55, reached  # moved out, stopped at the edge of reach
+        # A stream from the arm's pose, then two targets in one burst past the edge, 6 mm apart (each
+        # within the gate's step rule): the first is refused (ret -8), and the second, sent before
+        # that answer came, would be measured by the controller from the last target it accepted
+        # (12 mm: a step fault). It waits for the answer instead and is dropped with the refused one.
+        target.pose.position.x = float(reached)
+        target_pub.publish(target)
+        spin(0.5)
+        for dx in (0.006, 0.012):
+            target.pose.position.x = float(reached + dx)
+            target_pub.publish(target)
+        spin(1.0)
+        assert reports[-1].err == 0, "two targets in flight at once faulted the controller"
         before = len(states)
         request = MoveCartesian.Request()
         pose = list(reports[-1].pose)

@@ -22,6 +22,11 @@ controller rejects (or jerks towards) a target far from its current pose, so
   does not say which, and waiting makes the two the same): starting at the measured pose of a
   moving arm faulted the simulated controller with a 40 mm step after a stale-input hold.
 
+Which targets go out while the controller has not answered earlier ones is ``lite6_node``'s rule
+(each within ``max_step_m`` of every target the controller may measure it from); when targets
+waited for answers and the stream moved on more than a step meanwhile, :meth:`ServoGate.catch_up`
+ramps towards it as it ramps a stream in, instead of refusing the gap as a jump.
+
 Anything else is refused with the reason, and the gate re-synchronises: the next target must
 again start at the measured pose. So it does when the measured pose is more than
 ``resync_distance_m`` from the last target sent (something else moved the arm, or the controller
@@ -124,6 +129,15 @@ class ServoGate:
         """The next target must start at the measured pose again."""
         self.last_sent = None
         self.ramping = False
+
+    def catch_up(self, target_m: np.ndarray) -> None:
+        """The stream went on while targets waited (for the controller's answers): when ``target_m``
+        is now more than a step from the last target sent (but within ``resync_distance_m``), it is
+        ramped towards like a stream starting off the arm, instead of refused as a jump."""
+        if self.last_sent is None or self.ramping:
+            return
+        gap = float(np.linalg.norm(np.asarray(target_m, np.float64) - self.last_sent))
+        self.ramping = self.config.max_step_m < gap <= self.config.resync_distance_m
 
     def admit(self, target_m: np.ndarray, state: XArmState | None, now_ns: int) -> tuple[np.ndarray | None, str]:
         """The position (3,) to send for ``target_m`` now — the target, or during a ramp-in a point

@@ -14,14 +14,24 @@ keeps its last target. A stream that starts a few millimetres to ``resync_distan
 (begun before servo mode, say) is ramped in by the gate, ``ramp_step_m`` per target, instead of
 refused; a new stream waits until the arm has stopped (``settle_window_s``, ``settle_distance_m``)
 at the last target the controller accepted.
+The controller measures each servo step from the last target it *accepted*, so a target sent
+while earlier ones are unanswered is sent only when it is within ``max_step_m`` of the last
+accepted target and of every unanswered one (any of them may be refused: ``ret`` -8 out of range);
+otherwise it waits for the next answer (the newest replacing an older one), and it is dropped when
+that answer is a refusal. The first target of a stream waits for its answer before the next is
+sent. A target that waited and fell more than a step behind the stream is ramped towards
+(``ramp_step_m`` per target), not refused. Requests unanswered after ``servo_answer_timeout_s`` are
+given up: the stream starts again at the arm's pose.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
 other than servo; WARN while waiting for states or right after a refused target (with the reason);
-values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``).
+values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``), and
+targets superseded (replaced by a newer one while waiting for an answer).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import Protocol
 
@@ -54,7 +64,9 @@ class XArmDriver(Protocol):
 
     def start_servo(self) -> None: ...
 
-    def servo(self, pose: list[float]) -> None: ...
+    def servo(self, pose: list[float], answered: Callable[[int, str], None]) -> None:
+        """Send one servo target [x, y, z mm, roll, pitch, yaw rad]; ``answered(ret, message)`` is
+        called (from the node's executor) with the controller's answer."""
 
     def gripper(self, action: str) -> None: ...
 
@@ -67,7 +79,7 @@ class XArmServices:
         on_state: called with (stamp_ns, pose [mm, rad], mode, error, joint angles) per RobotMsg.
     """
 
-    def __init__(self, node: Node, namespace: str, on_state, timeout_s: float = 30.0, on_refused=None) -> None:
+    def __init__(self, node: Node, namespace: str, on_state, timeout_s: float = 30.0) -> None:
         try:
             from xarm_msgs.msg import RobotMsg
             from xarm_msgs.srv import Call, MoveCartesian, SetInt16, SetInt16ById
@@ -76,7 +88,6 @@ class XArmServices:
                 "the Lite6 adapter needs xarm_msgs (github.com/xArm-Developer/xarm_ros2, built in the workspace)"
             ) from None
         self.node, self.ns, self.timeout_s = node, namespace.rstrip("/"), timeout_s
-        self.on_refused = on_refused
         self.types = {"call": Call, "move": MoveCartesian, "int16": SetInt16, "by_id": SetInt16ById}
         self.servo_client = node.create_client(MoveCartesian, f"{self.ns}/set_servo_cartesian")
         self.grippers = {a: node.create_client(Call, f"{self.ns}/{a}_lite6_gripper") for a in ("open", "close")}
@@ -111,17 +122,19 @@ class XArmServices:
         self._call("int16", "set_mode", data=1)
         self._call("int16", "set_state", data=0)
 
-    def servo(self, pose: list[float]) -> None:
+    def servo(self, pose: list[float], answered: Callable[[int, str], None]) -> None:
         request = self.types["move"].Request()
         request.pose = [float(v) for v in pose]
         future = self.servo_client.call_async(request)
-        if self.on_refused is not None:
-            future.add_done_callback(self._answered)
 
-    def _answered(self, future) -> None:
-        response = future.result()
-        if response is not None and response.ret != 0:
-            self.on_refused(f"set_servo_cartesian refused (ret {response.ret}): {response.message}")
+        def done(future) -> None:
+            response = future.result()
+            if response is None:  # (the client was destroyed)
+                answered(-1, "no answer")
+            else:
+                answered(int(response.ret), str(response.message))
+
+        future.add_done_callback(done)
 
     def gripper(self, action: str) -> None:
         self.grippers[action].call_async(self.types["call"].Request())
@@ -134,6 +147,16 @@ class Lite6Node(Node):
         namespace = p("namespace", "/ufactory", "xarm_api namespace")
         driver_timeout = p("driver_timeout_s", 30.0, "how long start-up waits for each xarm_api service (s)")
         self.base_frame = p("base_frame", "link_base", "robot base frame (frame of servo targets and states)")
+        self.answer_timeout_ns = int(
+            1e9
+            * p(
+                "servo_answer_timeout_s",
+                1.0,
+                "a set_servo_cartesian request unanswered this long is given up (the stream restarts at the pose)",
+            )
+        )
+        if self.answer_timeout_ns <= 0:
+            raise ValueError(f"servo_answer_timeout_s must be > 0, got {self.answer_timeout_ns / 1e9}")
         self.gate = ServoGate(
             ServoGateConfig(
                 max_step_m=p("max_step_m", 0.0095, "largest servo step (m); xArm requires < 10 mm"),
@@ -162,9 +185,15 @@ class Lite6Node(Node):
         self.gripper = 1.0
         self._warn = ThrottledWarning(self.get_logger(), WARN_PERIOD_S)
         self.state_pub = self.create_publisher(RobotState, "kil/robot_state", 10)
-        factory = driver_factory or (
-            lambda node, on_state: XArmServices(node, namespace, on_state, driver_timeout, self._on_driver_refused)
-        )
+        # Servo requests not answered yet (number -> (position sent (3,), when)), the last target the
+        # controller accepted in this stream (and its number), the newest target waiting to be
+        # sent ((position (3,), quaternion (4,) xyzw) or None) and how many were replaced waiting.
+        self._request, self._in_flight = 0, {}
+        self._accepted: np.ndarray | None = None
+        self._accepted_request = 0
+        self._waiting: tuple[np.ndarray, np.ndarray] | None = None
+        self._superseded = 0
+        factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state, driver_timeout))
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
         self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
         self.create_subscription(Float32, "kil/gripper_command", self._on_gripper, 10)
@@ -194,20 +223,76 @@ class Lite6Node(Node):
             self._warn("frame", f"servo target in frame {msg.header.frame_id!r}, not {self.base_frame!r}: dropped")
             return
         p, q = msg.pose.position, msg.pose.orientation
-        position = np.array([p.x, p.y, p.z])
         now = self.get_clock().now().nanoseconds
-        sent, note = self.gate.admit(position, self.state, now)
+        oldest = min((sent_ns for _, sent_ns in self._in_flight.values()), default=None)
+        if oldest is not None and now - oldest > self.answer_timeout_ns:
+            self._in_flight.clear()  # their answers, should they come, belong to no request now
+            waited = (now - oldest) / 1e9
+            self._on_driver_refused(
+                f"set_servo_cartesian did not answer within {waited:.2f} s (servo_answer_timeout_s)"
+            )
+        held = self._waiting is not None  # the stream went on while a target waited
+        self._superseded += held
+        self._waiting = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+        self._flush(now, waited=held)
+
+    def _flush(self, now: int, waited: bool) -> None:
+        """Send the waiting target through the gate, unless the controller could measure its step
+        from a target further than ``max_step_m`` away (see the module docstring): then it waits
+        for the next answer. ``waited``: targets waited since the last one sent (the stream may
+        have moved on by more than one step since: ramped towards, not refused as a jump)."""
+        if self._waiting is None:
+            return
+        position, quaternion = self._waiting
+        gate = self.gate
+        saved = (gate.last_sent, gate.ramping)
+        if waited:
+            gate.catch_up(position)
+        sent, note = gate.admit(position, self.state, now)
         if sent is None:
+            self._waiting = None
             self.status.on_refused(note, now)
             self._warn("gate", f"servo target refused: {note}")
             return
+        if self._in_flight and not self._measured_alike(sent):
+            gate.last_sent, gate.ramping = saved  # not sent: the gate's stream is where it was
+            return
+        self._waiting = None
         if note:
             self._warn("ramp", note)
-        self.driver.servo(pose_to_xarm(sent, np.array([q.x, q.y, q.z, q.w])))
+        self._request += 1
+        self._in_flight[self._request] = (sent, now)
+        self.driver.servo(pose_to_xarm(sent, quaternion), partial(self._on_answer, self._request))
         self.status.on_sent()
+
+    def _measured_alike(self, position: np.ndarray) -> bool:
+        """Whether ``position`` (3,) is within the step rule of every target the controller may
+        measure it from: the last one it accepted and each one it has not answered yet (any of
+        them may be refused). Until the controller accepted one since the stream started, only one
+        target is in flight."""
+        if self._accepted is None:
+            return False
+        references = [self._accepted, *(sent for sent, _ in self._in_flight.values())]
+        limit = self.gate.config.max_step_m
+        return all(float(np.linalg.norm(position - r)) <= limit for r in references)
+
+    def _on_answer(self, request: int, ret: int, message: str) -> None:
+        """The controller's answer to servo request number ``request``."""
+        answered = self._in_flight.pop(request, None)
+        if answered is None:  # a request given up on (servo_answer_timeout_s), answered late
+            if ret != 0:
+                self._warn("late", f"a late answer to a given-up servo target: refused (ret {ret}): {message}")
+            return
+        if ret != 0:  # the waiting target was meant to follow the refused one: dropped with it
+            self._on_driver_refused(f"set_servo_cartesian refused (ret {ret}): {message}")
+            return
+        if request > self._accepted_request:
+            self._accepted, self._accepted_request = answered[0], request
+        self._flush(self.get_clock().now().nanoseconds, waited=True)
 
     def _on_driver_refused(self, reason: str) -> None:
         """The controller did not follow a servo target: the arm holds; streams start over at its pose."""
+        self._waiting, self._accepted = None, None
         self.gate.resync()
         self.status.on_refused(reason, self.get_clock().now().nanoseconds)
         self._warn("driver", reason)
@@ -222,7 +307,9 @@ class Lite6Node(Node):
             fault = f"the controller reports error {state.error}; clear it (clean_error) and restart servo mode"
         elif state.mode != SERVO_MODE:
             fault = f"the controller is in mode {state.mode}, not servo mode {SERVO_MODE}"
-        return self.status.check(now, state.stamp_ns, timeout, fault, mode=state.mode, error=state.error)
+        return self.status.check(
+            now, state.stamp_ns, timeout, fault, mode=state.mode, error=state.error, targets_superseded=self._superseded
+        )
 
     def _on_gripper(self, msg: Float32) -> None:
         action = self.latch.update(float(msg.data))

@@ -119,17 +119,24 @@ def test_gripper_latch() -> None:
 
 
 class FakeXArm:
-    """Test double of xarm_ros2's services: records servo poses and gripper actions."""
+    """Test double of xarm_ros2's services: records servo poses and gripper actions. Each servo
+    target is answered ``ret`` 0 at once, or with ``hold_answers`` kept in ``unanswered`` until the
+    test answers it."""
 
     def __init__(self, node, on_state) -> None:
         self.on_state = on_state
         self.started, self.poses, self.gripper_actions = False, [], []
+        self.hold_answers, self.unanswered = False, []
 
     def start_servo(self) -> None:
         self.started = True
 
-    def servo(self, pose) -> None:
+    def servo(self, pose, answered) -> None:
         self.poses.append(list(pose))
+        if self.hold_answers:
+            self.unanswered.append(answered)
+        else:
+            answered(0, "")
 
     def gripper(self, action: str) -> None:
         self.gripper_actions.append(action)
@@ -217,3 +224,107 @@ def test_lite6_node_over_dds() -> None:
         adapter.destroy_node()
         other.destroy_node()
         rclpy.try_shutdown()
+
+
+def test_lite6_node_sends_only_targets_every_possible_controller_reference_accepts() -> None:
+    """The controller measures each servo step from the last target it accepted: a target sent
+    while an earlier one is unanswered is measured from further back when that one is refused. So
+    a target goes out while others are in flight only within max_step_m of the last accepted one
+    and of each unanswered one; otherwise it waits for an answer (the newest replacing an older
+    one), is dropped when the answer is a refusal, is ramped towards when the stream moved on
+    meanwhile, and answers that never come are given up after servo_answer_timeout_s."""
+    rclpy.init(args=["--ros-args", "-p", "servo_answer_timeout_s:=6.0"])
+    fakes = []
+    adapter = Lite6Node(driver_factory=lambda node, on_state: fakes.append(FakeXArm(node, on_state)) or fakes[-1])
+    fake = fakes[0]
+    fake.hold_answers = True
+    other = rclpy.create_node("interpolator_stand_in")
+    executor = SingleThreadedExecutor()
+    executor.add_node(adapter)
+    executor.add_node(other)
+    target_pub = other.create_publisher(PoseStamped, "/kil/servo_target", 10)
+    listener = DiagnosticsListener(other)
+
+    def spin(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            fake.on_state(adapter.get_clock().now().nanoseconds, POSE_MM, 1, 0, [0.1] * 6)
+            executor.spin_once(timeout_sec=0.01)
+
+    def target(x_mm: float) -> None:
+        msg = PoseStamped()
+        msg.header.frame_id = "link_base"
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x_mm / 1000, -0.03, 0.18
+        quaternion = Rotation.from_euler("xyz", POSE_MM[3:]).as_quat()
+        msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = quaternion
+        target_pub.publish(msg)
+        spin(0.2)
+
+    def answer(ret: int, message: str = "") -> None:
+        fake.unanswered.pop(0)(ret, message)
+        spin(0.1)
+
+    def sent() -> list[float]:
+        return [round(p[0], 3) for p in fake.poses]
+
+    try:
+        deadline = time.monotonic() + 10
+        while other.count_subscribers("/kil/servo_target") == 0 and time.monotonic() < deadline:
+            spin(0.1)
+        target(251.0)
+        target(253.0)  # the stream's first target is not answered yet: waits ...
+        target(255.0)  # ... replaced by the newest
+        assert sent() == [251.0]
+        answer(0)
+        assert sent() == [251.0, 255.0]  # sent on the answer
+        target(258.0)  # within 9.5 mm of 251 (accepted) and 255 (in flight): sent at once
+        target(262.0)  # 11 mm from 251: were 255 and 258 refused, a step fault; waits
+        assert sent() == [251.0, 255.0, 258.0]
+        answer(-8, "out of range")  # 255 refused: 262 dropped with it
+        answer(0)  # 258 accepted
+        assert sent() == [251.0, 255.0, 258.0] and not fake.unanswered
+        refused = listener.wait(spin, "lite6_node: arm", (WARN,), message="set_servo_cartesian refused (ret -8)")
+        assert DiagnosticsListener.values(refused)["targets_refused"] == "1"
+        assert DiagnosticsListener.values(refused)["targets_superseded"] == "1"  # 253, by 255
+        del fake.poses[:]
+        target(251.0)  # a new stream at the arm's pose (250 mm)
+        answer(0)
+        for x in (253.0, 255.0, 257.0, 259.0, 261.0, 263.0, 265.0):  # unanswered: sent while within 9.5 mm
+            target(x)
+        assert sent() == [251.0, 253.0, 255.0, 257.0, 259.0]
+        for _ in range(5):  # 253 .. 257 accepted: 265 (the newest) is within 9.5 mm of 257 and 259: sent
+            answer(0)
+        target(267.0)
+        assert sent() == [251.0, 253.0, 255.0, 257.0, 259.0, 265.0, 267.0]
+        del fake.unanswered[:]  # 267 is never answered: given up after servo_answer_timeout_s
+        spin(6.2)
+        target(251.0)  # a new stream from the pose
+        assert sent()[-1] == 251.0
+        listener.wait(spin, "lite6_node: arm", (WARN,), message="did not answer within")
+        answer(0)
+        target(252.5)
+        assert sent()[-2:] == [251.0, 252.5]
+        for x in (258.0, 261.0, 264.0, 267.0, 270.0):  # 258 sent; 261-267, 10+ mm from 251, wait; 270 is
+            target(x)  # 12 mm from 258, the last sent: ramped towards (2 mm), not refused as a jump
+        assert sent()[-4:] == [251.0, 252.5, 258.0, 260.0]
+    finally:
+        executor.shutdown()
+        adapter.destroy_node()
+        other.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_a_stream_that_moved_on_while_a_target_waited_is_ramped_towards() -> None:
+    gate = ServoGate(ServoGateConfig(max_step_m=0.0095, ramp_step_m=0.002))
+    state = XArmState(10**9, np.array([0.25, 0.0, 0.2]), np.array([1.0, 0, 0, 0]), 1, 0)
+    gate.observe(state)
+    assert gate.admit(np.array([0.251, 0.0, 0.2]), state, 10**9)[0] is not None
+    gate.catch_up(np.array([0.256, 0.0, 0.2]))  # within a step: nothing to catch up
+    assert not gate.ramping
+    gate.catch_up(np.array([0.266, 0.0, 0.2]))  # 15 mm on: ramped towards, not refused
+    sent, note = gate.admit(np.array([0.266, 0.0, 0.2]), state, 10**9)
+    np.testing.assert_allclose(sent, [0.253, 0.0, 0.2]) and "ramping in" in note
+    gate.resync()
+    gate.admit(np.array([0.251, 0.0, 0.2]), state, 10**9)
+    gate.catch_up(np.array([0.31, 0.0, 0.2]))  # beyond resync_distance_m: still refused
+    assert gate.admit(np.array([0.31, 0.0, 0.2]), state, 10**9)[0] is None

@@ -113,6 +113,7 @@ def test_two_jobs_run_at_once_and_the_longest_starts_first(tmp_path: Path) -> No
     b = BackgroundJob(_name("meet-b"), meet("b", "a"), __name__)
     background_jobs.start([a, b], width=2)
     assert a.result(timeout_s=120) and b.result(timeout_s=120)
+    background_jobs.stop([a, b])
 
     started: list[str] = []
     short = BackgroundJob(_name("short"), lambda j: started.append("short"), __name__, cost_s=5)
@@ -120,6 +121,7 @@ def test_two_jobs_run_at_once_and_the_longest_starts_first(tmp_path: Path) -> No
     for thread in background_jobs.start([short, long], width=1):
         thread.join(timeout=60)
     assert started == ["long", "short"]
+    background_jobs.stop([short, long])
     with pytest.raises(ValueError, match="cost_s must be > 0"):
         BackgroundJob(_name("free"), lambda j: None, __name__, cost_s=0)
 
