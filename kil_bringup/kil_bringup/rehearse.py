@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from kil_bringup.graph import ROBOTS, SCENE_LAYOUTS, expert_graph, rollout_graph
@@ -45,7 +46,7 @@ class Rehearsal:
     """A node on the simulator's clock that resets sim_node to a configuration and waits for the
     episode's outcome."""
 
-    def __init__(self, robot: str = "sim") -> None:
+    def __init__(self, robot: str = "sim", graph: Sequence[str] | None = None) -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -61,7 +62,8 @@ class Rehearsal:
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self.outcomes.append, latched)
         self.reset_client = self.node.create_client(ResetEpisode, "sim_node/reset")
-        self.inputs = EpisodeInputsReset(self.node)  # (with --checkpoint: keypoint_node's tracks, policy history)
+        # (with --checkpoint: keypoint_node's tracks, policy history; ``graph``: the nodes started)
+        self.inputs = EpisodeInputsReset(self.node, graph)
         self.faults = ControllerFaults(self.node, robot)
         self._request_type = ResetEpisode.Request
 
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {error}\n")
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
-    rehearsal = Rehearsal(args.robot)
+    rehearsal = Rehearsal(args.robot, [n.name for n in nodes])
     results, status = [], 0
     alive = lambda: all(p.poll() is None for p in processes)  # noqa: E731
     try:

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from kil_bringup.graph import (
     CAMERAS,
@@ -85,13 +86,22 @@ EPISODE_STATE_NODES = ("keypoint_node", "policy_node")
 
 class EpisodeInputsReset:
     """Clears the episode state of the graph's perception and policy after a simulator reset: a
-    track started in the previous scene would follow objects that have just been moved."""
+    track started in the previous scene would follow objects that have just been moved.
 
-    def __init__(self, node) -> None:
+    Args:
+        node: the caller's node (services relative to its namespace).
+        graph: the names of the nodes the caller started (None: any of ``EPISODE_STATE_NODES``
+            that is up, for a graph started elsewhere). Only those are asked: a node of that name
+            in another graph of the DDS domain, or one killed moments ago whose endpoints still
+            linger in discovery, is none of this graph's business.
+    """
+
+    def __init__(self, node, graph: Sequence[str] | None = None) -> None:
         from std_srvs.srv import Trigger
 
         self._request = Trigger.Request()
-        self.clients = {name: node.create_client(Trigger, f"{name}/reset") for name in EPISODE_STATE_NODES}
+        names = [n for n in EPISODE_STATE_NODES if graph is None or n in graph]
+        self.clients = {name: node.create_client(Trigger, f"{name}/reset") for name in names}
 
     def call(self) -> list[str]:
         """Ask every node that is up (without waiting for its answer); returns their names."""
@@ -193,7 +203,9 @@ class OutcomeListener:
     to ``episodes``; after each reset the perception and policy state is cleared
     (:class:`EpisodeInputsReset`). A node of its own, spun by :meth:`spin_once`."""
 
-    def __init__(self, namespace: str = "", episodes: int = 1, robot: str = "sim") -> None:
+    def __init__(
+        self, namespace: str = "", episodes: int = 1, robot: str = "sim", graph: Sequence[str] | None = None
+    ) -> None:
         import rclpy
         from rclpy.parameter import Parameter
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -221,7 +233,7 @@ class OutcomeListener:
         self.node.create_subscription(EpisodeOutcome, "kil/episode_outcome", self._on_outcome, latched)
         self.node.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
         self.client = self.node.create_client(ResetEpisode, "sim_node/reset")
-        self.inputs = EpisodeInputsReset(self.node)
+        self.inputs = EpisodeInputsReset(self.node, graph)
         self.faults = ControllerFaults(self.node, robot)
         self._request_type = ResetEpisode.Request
 
@@ -386,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_layout(args.spec if args.keypoints == "perception" else "", args.checkpoint)
     if problem:
         parser.exit(2, f"error: {problem}\n")
-    listener = OutcomeListener(nodes[0].namespace, args.episodes, args.robot) if args.episodes > 0 else None
+    names = [n.name for n in nodes]
+    listener = OutcomeListener(nodes[0].namespace, args.episodes, args.robot, names) if args.episodes > 0 else None
     processes = start(nodes)
     print("started: " + ", ".join(n.name for n in nodes), flush=True)
     status, started, printed = 0, time.monotonic(), 0

@@ -126,3 +126,20 @@ def test_rehearse_clears_perception_and_policy_state_after_each_reset() -> None:
     # (an episode whose nodes were not cleared never ends: episode() would return None)
     assert (first.index, first.success) == (0, True) and (third.index, third.success) == (2, False), far.events
     assert far.events.count("keypoint_node cleared") == far.events.count("policy_node cleared") == 2
+
+
+def test_only_the_nodes_of_the_graph_that_was_started_are_cleared() -> None:
+    """A graph without keypoint_node (oracle keypoints) does not ask one that is up in the same DDS
+    domain (another graph's, or one killed moments ago whose endpoints linger in discovery)."""
+    listener = OutcomeListener(episodes=1, graph=["sim_node", "policy_node", "interpolator_node"])
+    try:
+        with _far_side_spinning(refuse=set()) as far:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "policy_node cleared" not in far.events:
+                listener.spin_once(0.05)
+            assert "keypoint_node" not in listener.inputs.clients
+            assert listener.inputs.call() == ["policy_node"]
+            time.sleep(0.5)  # (time for a stray request to arrive)
+    finally:
+        listener.close()
+    assert "policy_node cleared" in far.events and "keypoint_node cleared" not in far.events, far.events

@@ -107,6 +107,7 @@ class ServoGate:
         self.config = config or ServoGateConfig()
         self.last_sent: np.ndarray | None = None
         self.ramping = False
+        self.catch_step: float | None = None  # a catch-up's step (m) instead of ramp_step_m
         self._seen: deque[tuple[int, np.ndarray]] = deque()  # (stamp ns, position) of observed states
 
     def observe(self, state: XArmState) -> None:
@@ -129,15 +130,22 @@ class ServoGate:
         """The next target must start at the measured pose again."""
         self.last_sent = None
         self.ramping = False
+        self.catch_step = None
 
-    def catch_up(self, target_m: np.ndarray) -> None:
+    def catch_up(self, target_m: np.ndarray, stream_step_m: float) -> None:
         """The stream went on while targets waited (for the controller's answers): when ``target_m``
-        is now more than a step from the last target sent (but within ``resync_distance_m``), it is
-        ramped towards like a stream starting off the arm, instead of refused as a jump."""
-        if self.last_sent is None or self.ramping:
+        is now more than a step from the last target sent, or a ramp-in is under way (and the gap is
+        within ``resync_distance_m``), the gate ramps towards it in steps of twice the stream's own
+        step ``stream_step_m`` (at least ``ramp_step_m``, at most ``max_step_m``), so that the arm
+        catches up at no more than twice the stream's speed, instead of refusing the gap as a jump."""
+        if self.last_sent is None:
             return
         gap = float(np.linalg.norm(np.asarray(target_m, np.float64) - self.last_sent))
-        self.ramping = self.config.max_step_m < gap <= self.config.resync_distance_m
+        c = self.config
+        if gap > c.resync_distance_m or (gap <= c.max_step_m and not self.ramping):
+            return
+        self.ramping = True
+        self.catch_step = min(c.max_step_m, max(c.ramp_step_m, 2.0 * float(stream_step_m)))
 
     def admit(self, target_m: np.ndarray, state: XArmState | None, now_ns: int) -> tuple[np.ndarray | None, str]:
         """The position (3,) to send for ``target_m`` now — the target, or during a ramp-in a point
@@ -198,9 +206,9 @@ class ServoGate:
 
     def _ramp(self, start: np.ndarray, target: np.ndarray, gap: float) -> tuple[np.ndarray, str]:
         """The next ramp-in point from ``start`` towards ``target`` (``gap`` apart)."""
-        step = self.config.ramp_step_m
-        if gap <= step + 1e-9:  # (a last step of exactly ramp_step_m, give or take rounding)
-            self.ramping = False  # caught up: the stream goes through as it is from now on
+        step = self.catch_step or self.config.ramp_step_m
+        if gap <= step + 1e-9:  # (a last step of exactly the step, give or take rounding)
+            self.ramping, self.catch_step = False, None  # caught up: the stream goes through as it is
             return target, ""
         return start + (target - start) * (step / gap), f"ramping in: {1000 * gap:.1f} mm behind the stream"
 

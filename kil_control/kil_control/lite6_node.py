@@ -19,9 +19,9 @@ while earlier ones are unanswered is sent only when it is within ``max_step_m`` 
 accepted target and of every unanswered one (any of them may be refused: ``ret`` -8 out of range);
 otherwise it waits for the next answer (the newest replacing an older one), and it is dropped when
 that answer is a refusal. The first target of a stream waits for its answer before the next is
-sent. A target that waited and fell more than a step behind the stream is ramped towards
-(``ramp_step_m`` per target), not refused. Requests unanswered after ``servo_answer_timeout_s`` are
-given up: the stream starts again at the arm's pose.
+sent. A target that waited and fell more than a step behind the stream is ramped towards (in
+steps of twice the stream's own, at most ``max_step_m``), not refused. Requests unanswered
+after ``servo_answer_timeout_s`` are given up: the stream starts again at the arm's pose.
 /diagnostics (1 Hz), check ``arm``: ERROR for stale robot states, a controller error code or a mode
 other than servo; WARN while waiting for states or right after a refused target (with the reason);
 values: targets sent/refused, mode, error code, state age (``kil_control.adapter_status``), and
@@ -193,6 +193,8 @@ class Lite6Node(Node):
         self._accepted_request = 0
         self._waiting: tuple[np.ndarray, np.ndarray] | None = None
         self._superseded = 0
+        self._received: np.ndarray | None = None  # the newest target received (3,), and its step from the last
+        self._stream_step = 0.0
         factory = driver_factory or (lambda node, on_state: XArmServices(node, namespace, on_state, driver_timeout))
         self.driver: XArmDriver = factory(self, self.on_xarm_state)
         self.create_subscription(PoseStamped, "kil/servo_target", self._on_target, 10)
@@ -233,7 +235,11 @@ class Lite6Node(Node):
             )
         held = self._waiting is not None  # the stream went on while a target waited
         self._superseded += held
-        self._waiting = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+        position = np.array([p.x, p.y, p.z])
+        if self._received is not None:
+            self._stream_step = float(np.linalg.norm(position - self._received))
+        self._received = position
+        self._waiting = (position, np.array([q.x, q.y, q.z, q.w]))
         self._flush(now, waited=held)
 
     def _flush(self, now: int, waited: bool) -> None:
@@ -245,9 +251,9 @@ class Lite6Node(Node):
             return
         position, quaternion = self._waiting
         gate = self.gate
-        saved = (gate.last_sent, gate.ramping)
+        saved = (gate.last_sent, gate.ramping, gate.catch_step)
         if waited:
-            gate.catch_up(position)
+            gate.catch_up(position, self._stream_step)
         sent, note = gate.admit(position, self.state, now)
         if sent is None:
             self._waiting = None
@@ -255,7 +261,7 @@ class Lite6Node(Node):
             self._warn("gate", f"servo target refused: {note}")
             return
         if self._in_flight and not self._measured_alike(sent):
-            gate.last_sent, gate.ramping = saved  # not sent: the gate's stream is where it was
+            gate.last_sent, gate.ramping, gate.catch_step = saved  # not sent: the gate's stream is where it was
             return
         self._waiting = None
         if note:

@@ -305,8 +305,11 @@ def test_lite6_node_sends_only_targets_every_possible_controller_reference_accep
         target(252.5)
         assert sent()[-2:] == [251.0, 252.5]
         for x in (258.0, 261.0, 264.0, 267.0, 270.0):  # 258 sent; 261-267, 10+ mm from 251, wait; 270 is
-            target(x)  # 12 mm from 258, the last sent: ramped towards (2 mm), not refused as a jump
-        assert sent()[-4:] == [251.0, 252.5, 258.0, 260.0]
+            target(x)  # 12 mm from 258, the last sent: ramped towards (2 x the stream's 3 mm), not refused ...
+        assert sent()[-3:] == [251.0, 252.5, 258.0]
+        answer(0)
+        answer(0)  # ... once 264 is within 9.5 mm of every possible reference (258 accepted, none in flight)
+        assert sent()[-4:] == [251.0, 252.5, 258.0, 264.0]
     finally:
         executor.shutdown()
         adapter.destroy_node()
@@ -319,12 +322,20 @@ def test_a_stream_that_moved_on_while_a_target_waited_is_ramped_towards() -> Non
     state = XArmState(10**9, np.array([0.25, 0.0, 0.2]), np.array([1.0, 0, 0, 0]), 1, 0)
     gate.observe(state)
     assert gate.admit(np.array([0.251, 0.0, 0.2]), state, 10**9)[0] is not None
-    gate.catch_up(np.array([0.256, 0.0, 0.2]))  # within a step: nothing to catch up
+    gate.catch_up(np.array([0.256, 0.0, 0.2]), 0.003)  # within a step: nothing to catch up
     assert not gate.ramping
-    gate.catch_up(np.array([0.266, 0.0, 0.2]))  # 15 mm on: ramped towards, not refused
+    gate.catch_up(np.array([0.266, 0.0, 0.2]), 0.003)  # 15 mm on: ramped towards (2 x 3 mm), not refused
     sent, note = gate.admit(np.array([0.266, 0.0, 0.2]), state, 10**9)
-    np.testing.assert_allclose(sent, [0.253, 0.0, 0.2]) and "ramping in" in note
+    np.testing.assert_allclose(sent, [0.257, 0.0, 0.2])
+    assert "ramping in" in note
+    sent, _ = gate.admit(np.array([0.269, 0.0, 0.2]), state, 10**9)  # still catching up
+    np.testing.assert_allclose(sent, [0.263, 0.0, 0.2])
+    sent, _ = gate.admit(np.array([0.268, 0.0, 0.2]), state, 10**9)  # caught up: the stream as it is
+    np.testing.assert_allclose(sent, [0.268, 0.0, 0.2])
+    assert not gate.ramping and gate.catch_step is None
+    gate.catch_up(np.array([0.29, 0.0, 0.2]), 0.02)  # a fast stream: at most max_step_m per target
+    np.testing.assert_allclose(gate.admit(np.array([0.29, 0.0, 0.2]), state, 10**9)[0], [0.2775, 0.0, 0.2])
     gate.resync()
     gate.admit(np.array([0.251, 0.0, 0.2]), state, 10**9)
-    gate.catch_up(np.array([0.31, 0.0, 0.2]))  # beyond resync_distance_m: still refused
+    gate.catch_up(np.array([0.31, 0.0, 0.2]), 0.003)  # beyond resync_distance_m: still refused
     assert gate.admit(np.array([0.31, 0.0, 0.2]), state, 10**9)[0] is None
