@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.name for n in nodes]
     listener = OutcomeListener(nodes[0].namespace, args.episodes, args.robot, names) if args.episodes > 0 else None
     processes = start(nodes)
-    print("started: " + ", ".join(n.name for n in nodes), flush=True)
+    print("started: " + ", ".join(names), flush=True)
     status, started, printed = 0, time.monotonic(), 0
     try:
         while True:

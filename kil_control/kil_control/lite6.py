@@ -132,6 +132,14 @@ class ServoGate:
         self.ramping = False
         self.catch_step = None
 
+    def snapshot(self) -> tuple:
+        """The stream's state (for :meth:`restore`: a target admitted but then not sent)."""
+        return self.last_sent, self.ramping, self.catch_step
+
+    def restore(self, snapshot: tuple) -> None:
+        """Back to a :meth:`snapshot`: as if the targets admitted since had not been."""
+        self.last_sent, self.ramping, self.catch_step = snapshot
+
     def catch_up(self, target_m: np.ndarray, stream_step_m: float) -> None:
         """The stream went on while targets waited (for the controller's answers): when ``target_m``
         is now more than a step from the last target sent, or a ramp-in is under way (and the gap is

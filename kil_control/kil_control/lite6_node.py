@@ -251,7 +251,7 @@ class Lite6Node(Node):
             return
         position, quaternion = self._waiting
         gate = self.gate
-        saved = (gate.last_sent, gate.ramping, gate.catch_step)
+        saved = gate.snapshot()
         if waited:
             gate.catch_up(position, self._stream_step)
         sent, note = gate.admit(position, self.state, now)
@@ -261,7 +261,7 @@ class Lite6Node(Node):
             self._warn("gate", f"servo target refused: {note}")
             return
         if self._in_flight and not self._measured_alike(sent):
-            gate.last_sent, gate.ramping, gate.catch_step = saved  # not sent: the gate's stream is where it was
+            gate.restore(saved)  # not sent: the gate's stream is where it was
             return
         self._waiting = None
         if note:
