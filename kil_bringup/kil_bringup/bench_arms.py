@@ -15,7 +15,11 @@ so the factor itself is met unless a tick stalls; what a higher factor costs sho
 ``control_rate_kept``, the servo targets received per simulated second over interpolator_node's
 ``rate_hz``, and ``camera_rate_kept``, the frames per simulated second over the camera's rate
 (1.0: all of them; /clock, and so every node on simulated time, moves in steps of factor x one
-tick, so above 1x the controllers see a coarser stream than in real time).
+tick, so above 1x the controllers see a coarser stream than in real time). Where a thin stream
+comes from shows in two rates taken from the nodes' own counters on /diagnostics (which, unlike
+the messages this process counts, are not lost when it falls behind):
+``physics_ticks_per_sim_s`` (sim_node's ticks: each moves /clock, so no node on simulated time
+runs more often) and ``setpoints_per_sim_s`` (interpolator_node's servo targets).
 
 UR5e command latency: the wall time from a ``/kil/servo_target`` to the next
 ``/forward_position_controller/commands``, both received by this process (so it includes one DDS
@@ -52,6 +56,10 @@ class _Listener:
         rclpy.init(args=[])
         self.node = rclpy.create_node("bench_arms")
         self.rtf: list[tuple[float, float]] = []  # (wall s, reported factor)
+        # (wall s, simulated s, count) from the nodes' own counters on /diagnostics: unlike the
+        # messages this process receives, they cannot be lost when it falls behind
+        self.ticks: list[tuple[float, float, int]] = []
+        self.setpoints: list[tuple[float, int]] = []
         self.targets: list[int] = []
         self.commands: list[int] = []
         self.frames: list[int] = []
@@ -68,11 +76,15 @@ class _Listener:
         into.append(time.monotonic_ns())
 
     def _on_diagnostics(self, msg) -> None:
+        now = time.monotonic()
         for status in msg.status:
-            if status.name.startswith("sim_node"):
-                values = {v.key: v.value for v in status.values}
-                if "real_time_factor" in values:
-                    self.rtf.append((time.monotonic(), float(values["real_time_factor"])))
+            values = {v.key: v.value for v in status.values}
+            if status.name.startswith("sim_node") and "real_time_factor" in values:
+                self.rtf.append((now, float(values["real_time_factor"])))
+                if "physics_ticks" in values:
+                    self.ticks.append((now, float(values["sim_time_s"]), int(values["physics_ticks"])))
+            elif status.name.startswith("interpolator_node") and "setpoints" in values:
+                self.setpoints.append((now, int(values["setpoints"])))
 
     def spin(self, seconds: float, alive) -> bool:
         import rclpy
@@ -101,6 +113,20 @@ def latencies_ms(targets: list[int], commands: list[int]) -> list[float]:
         if i >= 0:
             out.append((command - targets[i]) / 1e6)
     return out
+
+
+def per_simulated_second(counts: list[tuple[float, int]], ticks: list[tuple[float, float, int]], begin: float):
+    """Counter increase per simulated second over the reports after ``begin`` (wall s): counts are
+    (wall s, count) reports, ticks sim_node's (wall s, simulated s, physics ticks); the simulated
+    time of a count is that of the sim_node report nearest in wall time. None when fewer than two
+    reports fall in the window."""
+    counts = [c for c in counts if c[0] >= begin]
+    ticks = [t for t in ticks if t[0] >= begin]
+    if len(counts) < 2 or len(ticks) < 2:
+        return None
+    nearest = lambda wall: min(ticks, key=lambda t: abs(t[0] - wall))[1]  # noqa: E731
+    simulated = nearest(counts[-1][0]) - nearest(counts[0][0])
+    return (counts[-1][1] - counts[0][1]) / simulated if simulated > 0 else None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -145,6 +171,9 @@ def measure(robot: str, args: argparse.Namespace) -> dict:
         # 1.0: the control path keeps its rate in simulated time (rate_hz per simulated second)
         "control_rate_kept": targets_per_s / (rate_hz * factor) if factor else None,
         "servo_rate_hz": rate_hz,
+        # from the nodes' own counters (/diagnostics): where the stream thins, if it does
+        "physics_ticks_per_sim_s": per_simulated_second([(w, n) for w, _s, n in listener.ticks], listener.ticks, begin),
+        "setpoints_per_sim_s": per_simulated_second(listener.setpoints, listener.ticks, begin),
         "camera_frames_per_s": len(listener.frames) / args.seconds,
         "camera_rate_kept": len(listener.frames) / args.seconds / (args.camera_hz * factor)
         if factor and args.camera_hz

@@ -91,6 +91,7 @@ class InterpolatorNode(Node):
             "chunks_refused": self.refused,
             "starvations": self.starvations,
             "resyncs": self.resyncs,
+            "setpoints": self.setpoints,
             "limited_setpoints": self.limited / self.setpoints if self.setpoints else 0.0,
         }
         if self.interpolator is None:

@@ -29,6 +29,9 @@ def test_matrix_to_quat_matches_scipy_up_to_sign() -> None:
     expected = Rotation.from_matrix(mats).as_quat()
     assert np.all(quats[:, 3] >= 0)
     np.testing.assert_allclose(np.abs(np.sum(quats * expected, axis=1)), 1.0, atol=1e-12)
+    # one matrix at a time (the scalar path a control loop takes): the batch's result, bit for bit
+    one_by_one = np.stack([rot.matrix_to_quat(m) for m in mats])
+    np.testing.assert_array_equal(one_by_one, quats)
 
 
 def test_euler_matches_scipy_xyz() -> None:

@@ -59,8 +59,38 @@ class RenderedFrame:
     geom_ids: np.ndarray | None = None
 
 
+class SceneCapture:
+    """One camera's view of a model's state as MuJoCo's abstract scene (``mjvScene``): what
+    :class:`CameraRenderer` draws. Capturing copies the geoms' poses out of ``MjData`` on the CPU
+    (tens of microseconds, no GL context), so a simulation loop can capture the state of one
+    instant and have the frame drawn elsewhere (``kil_sim.camera_thread``) while physics goes on.
+
+    Args:
+        model: the MuJoCo model. camera: camera name in the model.
+    """
+
+    def __init__(self, model: mujoco.MjModel, camera: str) -> None:
+        camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if camera_id < 0:
+            raise ValueError(f"camera {camera!r} not found in the MuJoCo model")
+        self.model = model
+        self.scene = mujoco.MjvScene(model, maxgeom=2000)
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self._camera.fixedcamid = camera_id
+        self._option = mujoco.MjvOption()
+
+    def capture(self, data: mujoco.MjData) -> SceneCapture:
+        """Take the scene of ``data`` now (call ``mj_forward`` first if it changed); returns self."""
+        mujoco.mjv_updateScene(
+            self.model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self.scene
+        )
+        return self
+
+
 class CameraRenderer:
-    """Renders one named camera of a model offscreen.
+    """Renders one named camera of a model offscreen. The GL context is bound to the thread that
+    creates the renderer: draw and close it on that thread.
 
     Args:
         model: the MuJoCo model (its ``offwidth``/``offheight`` must cover the size).
@@ -69,25 +99,18 @@ class CameraRenderer:
     """
 
     def __init__(self, model: mujoco.MjModel, camera: str, width: int, height: int) -> None:
-        camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-        if camera_id < 0:
-            raise ValueError(f"camera {camera!r} not found in the MuJoCo model")
+        self._capture = SceneCapture(model, camera)
         if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
             raise ValueError(
                 f"render size {width}x{height} exceeds the model's offscreen buffer "
                 f"{model.vis.global_.offwidth}x{model.vis.global_.offheight}"
             )
-        self._model = model
+        self.model = model
         self._width, self._height = width, height
         self._gl = _gl_context(width, height)
         self._gl.make_current()
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
-        self._scene = mujoco.MjvScene(model, maxgeom=2000)
-        self._camera = mujoco.MjvCamera()
-        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        self._camera.fixedcamid = camera_id
-        self._option = mujoco.MjvOption()
         self._viewport = mujoco.MjrRect(0, 0, width, height)
         extent = model.stat.extent
         self._near = model.vis.map.znear * extent
@@ -97,25 +120,29 @@ class CameraRenderer:
 
     def render(self, data: mujoco.MjData, segmentation: bool = False) -> RenderedFrame:
         """Render the current state of ``data`` (call ``mj_forward`` first if it changed)."""
+        return self.draw(self._capture.capture(data), segmentation)
+
+    def draw(self, capture: SceneCapture, segmentation: bool = False) -> RenderedFrame:
+        """Render a captured scene of this renderer's model (the capture must not change meanwhile)."""
+        if capture.model is not self.model:
+            raise ValueError("the scene was captured from another model than this renderer draws")
+        scene = capture.scene
         self._gl.make_current()
-        mujoco.mjv_updateScene(
-            self._model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
-        )
-        mujoco.mjr_render(self._viewport, self._scene, self._context)
+        mujoco.mjr_render(self._viewport, scene, self._context)
         mujoco.mjr_readPixels(self._rgb, self._depth, self._viewport, self._context)
         # OpenGL depth buffer [0, 1] -> metric depth along the optical axis; rows bottom-up.
         depth = self._near / (1.0 - self._depth * (1.0 - self._near / self._far))
         frame = RenderedFrame(rgb=np.flipud(self._rgb).copy(), depth_m=np.flipud(depth).astype(np.float32))
         if segmentation:
-            frame.geom_ids = self._render_geom_ids()
+            frame.geom_ids = self._render_geom_ids(scene)
         return frame
 
-    def _render_geom_ids(self) -> np.ndarray:
-        flags = self._scene.flags
+    def _render_geom_ids(self, scene: mujoco.MjvScene) -> np.ndarray:
+        flags = scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True
         flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
         try:
-            mujoco.mjr_render(self._viewport, self._scene, self._context)
+            mujoco.mjr_render(self._viewport, scene, self._context)
             seg = np.empty((self._height, self._width, 3), np.uint8)
             mujoco.mjr_readPixels(seg, None, self._viewport, self._context)
         finally:
@@ -125,12 +152,12 @@ class CameraRenderer:
         seg = np.flipud(seg).astype(np.int32)
         index = seg[..., 0] + (seg[..., 1] << 8) + (seg[..., 2] << 16) - 1
         geom_ids = np.full(index.shape, -1, np.int32)
-        scene_geoms = self._scene.geoms
-        lookup = np.full(self._scene.ngeom + 1, -1, np.int32)
-        for i in range(self._scene.ngeom):
+        scene_geoms = scene.geoms
+        lookup = np.full(scene.ngeom + 1, -1, np.int32)
+        for i in range(scene.ngeom):
             if scene_geoms[i].objtype == mujoco.mjtObj.mjOBJ_GEOM:
                 lookup[i] = scene_geoms[i].objid
-        hit = (index >= 0) & (index < self._scene.ngeom)
+        hit = (index >= 0) & (index < scene.ngeom)
         geom_ids[hit] = lookup[index[hit]]
         return geom_ids
 

@@ -42,9 +42,14 @@ does not on the real arm either).
 Controller: with ``controller:=expert`` the task's scripted expert drives the arm from inside the
 node, publishing one-pose chunks on /kil/action_chunk at 10 Hz (as teleoperation does) once
 interpolator_node commands the arm.
+Camera: a frame falling due is captured at that instant (``SimWorld.capture_camera``) and drawn
+and published on a thread of its own (``kil_sim.camera_thread``) while physics goes on, as a real
+camera is a device of its own; a frame due while the last is still being drawn is skipped.
 /diagnostics (1 Hz), check ``simulation``: the episode (task, setting, index, simulated seconds,
 outcome) and the real-time factor achieved since the last report; WARN when it falls below 80 % of
-``real_time_factor`` (this machine does not keep up: lower it).
+``real_time_factor`` (this machine does not keep up: lower it). Also the simulated clock
+(``sim_time_s``) and counters: ``physics_ticks``, ``camera_frames`` (published) and
+``camera_frames_skipped``.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ from kil_interfaces.tf import StaticTransformBroadcaster, TransformBroadcaster
 from kil_sim.arm_collision import CollisionConfig, CollisionMonitor
 from kil_sim.arms import arm as arm_model
 from kil_sim.camera import CameraConfig
+from kil_sim.camera_thread import CameraJob, CameraThread
 from kil_sim.driver_interfaces import UrDriverInterface, XArmDriverInterface
 from kil_sim.expert import ScriptedExpert
 from kil_sim.oracle import oracle_keypoints
@@ -199,6 +205,10 @@ class SimNode(Node):
         self._warn = ThrottledWarning(self.get_logger(), 2.0)
         self.sim_ns = time.time_ns()  # the simulated clock starts at the wall time of start-up
         self._last_wall = time.monotonic()
+        self.physics_ticks = 0  # physics callbacks that advanced the simulated clock
+        # frames are drawn and published on a thread of their own while physics goes on
+        self.camera = CameraThread(self._publish_frame)
+        self.camera_frames_skipped = 0  # due while the last frame was still being drawn
         first = self._configuration(self.task, self.setting, self.index)
         self._refused = self._reach_problem(first)  # the configuration loaded, but no episode runs
         if self._refused:
@@ -228,6 +238,10 @@ class SimNode(Node):
             "episode_s": (sim - self._episode_start_ns) / _NS,
             "real_time_factor": achieved,
             "requested_real_time_factor": self.rtf,
+            "sim_time_s": f"{sim / _NS:.3f}",  # the simulated clock, to the millisecond
+            "physics_ticks": self.physics_ticks,
+            "camera_frames": self.camera.frames,
+            "camera_frames_skipped": self.camera_frames_skipped,
         }
         episode = f"{self.task} {self.setting} #{self.index}"
         if self._refused:
@@ -239,7 +253,8 @@ class SimNode(Node):
         return Check(OK, f"{episode}: {self._outcome or 'running'}", values)
 
     def close(self) -> None:
-        """Release the renderer (called by spin_node at shutdown)."""
+        """Stop the camera thread and release the renderers (called by spin_node at shutdown)."""
+        self.camera.close()
         self.world.close()
 
     def _load(self, episode: EpisodeConfig) -> None:
@@ -285,6 +300,7 @@ class SimNode(Node):
         step_ns = round(elapsed * self.rtf * _NS)
         if step_ns <= 0:
             return
+        self.physics_ticks += 1
         if self.arm is not None:  # the arm's joints move, the gripper body follows its TCP
             if self._refused:  # no episode on a refused configuration: the arm holds
                 self.arm.command(self.arm.joints)
@@ -361,9 +377,19 @@ class SimNode(Node):
             self.get_logger().warning(text)
 
     def _on_camera(self) -> None:
-        stamp = self.sim_ns
-        frame = self.world.render(instance_mask=self.publish_mask)
-        intrinsics = self.world.camera_intrinsics
+        """A frame falls due: capture the scene now and have the camera thread draw and publish it
+        (physics goes on meanwhile); skipped while the last frame is still being drawn."""
+        if not self.camera.idle:
+            self.camera_frames_skipped += 1
+            return
+        oracle = oracle_keypoints(self.world, self.sim_ns)  # the same instant as the picture
+        job = CameraJob(self.world, self.world.capture_camera(), self.sim_ns, self.publish_mask, oracle)
+        self.camera.submit(job)
+
+    def _publish_frame(self, frame, job: CameraJob) -> None:
+        """On the camera thread: one drawn frame's images, camera_info and oracle keypoints."""
+        stamp = job.stamp_ns
+        intrinsics = job.world.camera_intrinsics
         optical = intrinsics.frame_id
         self.color_pub.publish(conversion.numpy_to_image(frame.rgb, "rgb8", stamp, optical))
         self.depth_pub.publish(conversion.numpy_to_image(frame.depth_mm, "16UC1", stamp, optical))
@@ -371,7 +397,7 @@ class SimNode(Node):
         if frame.instance_mask is not None:
             mask = frame.instance_mask.astype(np.uint16)
             self.mask_pub.publish(conversion.numpy_to_image(mask, "16UC1", stamp, optical))
-        self.oracle_pub.publish(conversion.keypoints_to_msg(oracle_keypoints(self.world, stamp)))
+        self.oracle_pub.publish(conversion.keypoints_to_msg(job.extra))
 
     def _on_target(self, msg: PoseStamped) -> None:
         if msg.header.frame_id not in ("", self.base_frame):

@@ -16,7 +16,7 @@ from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.data import CameraIntrinsics, RobotStateData
 from kil_interfaces.rotations import quat_angle, quat_slerp, quat_to_matrix
 from kil_sim.camera import depth_to_millimetres
-from kil_sim.rendering import CameraRenderer
+from kil_sim.rendering import CameraRenderer, RenderedFrame, SceneCapture
 from kil_sim.scene import (
     ARM_LINK_BODY,
     CAMERA_NAME,
@@ -124,6 +124,7 @@ class SimWorld:
         for index, body in enumerate(self._body_ids):
             self._geom_instance[np.flatnonzero(self.model.geom_bodyid == body)] = index + 1
         self._renderer: CameraRenderer | None = None
+        self._capture: SceneCapture | None = None
         self.reset()
 
     # --- state ------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class SimWorld:
             self.data.qpos[q] = self._half_open
         self._target_position = np.array(gripper.home_position, dtype=np.float64)
         self._target_quaternion = np.array(gripper.home_quaternion, dtype=np.float64)
+        self._on_target = False  # whether the mocap setpoint has reached the target
         self.set_gripper(1.0)
         mujoco.mj_forward(self.model, self.data)
 
@@ -157,6 +159,7 @@ class SimWorld:
             raise ValueError(f"TCP target quaternion must be a unit (x, y, z, w), got {quaternion}")
         self._target_position = position
         self._target_quaternion = quaternion / norm
+        self._on_target = False
 
     def set_arm_links(self, segments: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
         """Place the arm's link capsules on ``segments`` ((start, end, radius) per link, base
@@ -177,17 +180,22 @@ class SimWorld:
         """Advance physics by ``duration_s`` (rounded to whole physics steps, at least one)."""
         dt = self.model.opt.timestep
         gripper = self.config.gripper
+        max_step, max_turn = gripper.max_linear_speed * dt, gripper.max_angular_speed * dt
         for _ in range(max(1, round(duration_s / dt))):
-            position = self.data.mocap_pos[self._mocap]
-            delta = self._target_position - position
-            distance = np.linalg.norm(delta)
-            max_step = gripper.max_linear_speed * dt
-            position += delta if distance <= max_step else delta * (max_step / distance)
-            current = _xyzw(self.data.mocap_quat[self._mocap])
-            angle = float(quat_angle(current, self._target_quaternion))
-            max_turn = gripper.max_angular_speed * dt
-            fraction = 1.0 if angle <= max_turn else max_turn / angle
-            self.data.mocap_quat[self._mocap] = _mj_quat(quat_slerp(current, self._target_quaternion, fraction))
+            if not self._on_target:  # the setpoint moves towards the target within the speed limits
+                position = self.data.mocap_pos[self._mocap]
+                delta = self._target_position - position
+                distance = np.linalg.norm(delta)
+                current = _xyzw(self.data.mocap_quat[self._mocap])
+                angle = float(quat_angle(current, self._target_quaternion))
+                if distance <= max_step and angle <= max_turn:  # there: it stays until the next target
+                    position[:] = self._target_position
+                    self.data.mocap_quat[self._mocap] = _mj_quat(self._target_quaternion)
+                    self._on_target = True
+                else:
+                    position += delta if distance <= max_step else delta * (max_step / distance)
+                    fraction = 1.0 if angle <= max_turn else max_turn / angle
+                    self.data.mocap_quat[self._mocap] = _mj_quat(quat_slerp(current, self._target_quaternion, fraction))
             mujoco.mj_step(self.model, self.data)
 
     def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -318,17 +326,35 @@ class SimWorld:
 
     def render(self, instance_mask: bool = False) -> CameraFrame:
         """Render the scene camera: colour, depth in mm and optionally per-object instance masks."""
-        camera = self.config.camera
         if self._renderer is None:
-            self._renderer = CameraRenderer(self.model, CAMERA_NAME, camera.width, camera.height)
-        frame = self._renderer.render(self.data, segmentation=instance_mask)
+            self._renderer = self.camera_renderer()
+        return self.camera_frame(self._renderer.render(self.data, segmentation=instance_mask), self.time)
+
+    def camera_renderer(self) -> CameraRenderer:
+        """A new renderer of the scene camera at the configured size, bound to the calling thread
+        (the caller closes it; :meth:`render` keeps one of its own)."""
+        camera = self.config.camera
+        return CameraRenderer(self.model, CAMERA_NAME, camera.width, camera.height)
+
+    def capture_camera(self) -> SceneCapture:
+        """The scene camera's view of the state now, to draw later with a renderer of
+        :meth:`camera_renderer` (possibly on another thread; one capture per world, reused: take
+        the next only once the last one was drawn)."""
+        if self._capture is None:
+            self._capture = SceneCapture(self.model, CAMERA_NAME)
+        return self._capture.capture(self.data)
+
+    def camera_frame(self, rendered: RenderedFrame, stamp_s: float) -> CameraFrame:
+        """A rendered frame as the camera delivers it: depth in mm within the sensor's range and
+        geom ids turned into the instance mask."""
+        camera = self.config.camera
         mask = None
-        if frame.geom_ids is not None:
-            mask = self._geom_instance[np.where(frame.geom_ids < 0, self.model.ngeom, frame.geom_ids)]
+        if rendered.geom_ids is not None:
+            mask = self._geom_instance[np.where(rendered.geom_ids < 0, self.model.ngeom, rendered.geom_ids)]
         return CameraFrame(
-            stamp_s=self.time,
-            rgb=frame.rgb,
-            depth_mm=depth_to_millimetres(frame.depth_m, camera.min_range_m, camera.max_range_m),
+            stamp_s=stamp_s,
+            rgb=rendered.rgb,
+            depth_mm=depth_to_millimetres(rendered.depth_m, camera.min_range_m, camera.max_range_m),
             instance_mask=mask,
         )
 
