@@ -88,7 +88,7 @@ class Rehearsal:
                 return None
         if not future.result().success:
             raise RefusedError(future.result().message)
-        cleared = self.faults.clear()
+        cleared = self.faults.clear(self.outcomes[-1] if self.outcomes else None)
         if cleared:
             print(f"operator: {cleared}", flush=True)
         self.inputs.call()

@@ -181,11 +181,16 @@ class ControllerFaults:
     def _on_state(self, msg) -> None:
         self.error = int(msg.err)
 
-    def clear(self) -> str | None:
-        """Clear a stop if there is one; what was done, or None. The UR5e's unlock is always asked
-        for and answers whether there was a stop (harmless without one, and unlike
+    def clear(self, last_outcome=None) -> str | None:
+        """Clear a stop if there is one; what was done, or None. ``last_outcome``: the
+        EpisodeOutcome of the episode that just ended; one that ended in a collision ("collision:")
+        stopped the controller whether or not its ``robot_states`` saying so has been taken yet (at
+        200 Hz they queue behind the outcome: a Lite6 rehearsal ran a whole episode faulted when
+        this looked at the error code alone). The UR5e's unlock is always asked for and answers
+        whether there was a stop (harmless without one, and unlike
         ``io_and_status_controller/safety_mode`` it cannot arrive after the episode's outcome)."""
-        if self.robot == "lite6" and self.error:
+        collided = last_outcome is not None and str(last_outcome.reason).startswith("collision:")
+        if self.robot == "lite6" and (self.error or collided):
             done = clear_controller_fault(self.node, self.robot)
             self.error = 0
             return done
@@ -260,7 +265,7 @@ class OutcomeListener:
             answer = self._reset.result()
             self._reset = None
             if answer.success:
-                cleared = self.faults.clear()
+                cleared = self.faults.clear(self.outcomes[-1] if self.outcomes else None)
                 if cleared:
                     print(f"operator: {cleared}", flush=True)
                 cleared = self.inputs.call()

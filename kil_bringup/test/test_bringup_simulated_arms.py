@@ -484,7 +484,14 @@ def test_a_collision_stops_the_arm_until_the_operator_clears_it(robot: str, tmp_
         stream(held + 0.002 * np.arange(1, 11))  # targets up: not followed while stopped
         spin(1.0)
         assert abs(z() - held) < 1e-6
-        done = faults.clear()
+        if robot == "lite6":
+            # The controller's report of the stop may still queue behind the outcome (robot_states
+            # at 200 Hz): a watcher that has taken none of them clears the stop on the outcome alone.
+            fresh = ControllerFaults(node, robot)
+            assert fresh.error == 0
+            done = fresh.clear(outcomes[-1])
+        else:
+            done = faults.clear(outcomes[-1])
         expected = "cleared the controller's stop: clean_error, set_mode 1, set_state 0"
         if robot == "lite6":
             assert done == expected, done

@@ -479,6 +479,8 @@ class SimNode(Node):
             return response
         self.task, self.setting, self.index = task, setting, int(request.index)
         self._refused = None
+        # a frame of the old scene being drawn is published before the answer, never after it
+        self.camera.wait_idle(5.0)
         self._load(episode)
         response.success = True
         response.message = f"{task} {setting} #{request.index}: " + ", ".join(
