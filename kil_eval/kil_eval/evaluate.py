@@ -37,6 +37,8 @@ from kil_eval.failures import FAILURE_CLASSES, FailureMonitor, keypoint_fault
 from kil_eval.intervals import clopper_pearson, wald
 from kil_eval.specs import unknown_keypoints, with_camera
 from kil_perception.pipeline import ExtractorConfig
+from kil_sim.arms import ARMS
+from kil_sim.arms import arm as arm_model
 from kil_sim.camera import CameraConfig
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.tasks import EVALUATION_SETTINGS, TASKS, evaluation_configurations
@@ -44,6 +46,8 @@ from kil_sim.tasks import EVALUATION_SETTINGS, TASKS, evaluation_configurations
 SUMMARY = "summary.json"
 EPISODES = "episodes.jsonl"
 PCK_PX = 10.0
+#: Where the scene can be laid out: as simulated, or where one of the simulated arms reaches it.
+LAYOUTS = ("simulated", *ARMS)
 
 
 @dataclass
@@ -86,6 +90,10 @@ class EvaluationConfig:
         width, height: camera image size (px); the spec's reference images must have it.
         max_duration_s: episode time limit (s). device: torch device. gif: film the first
             configuration of each setting. seed: the policy's sampling seed.
+        layout: "simulated" (the tasks where the simulator lays them out and the demonstrations
+            were recorded), or an arm ("lite6", "ur5e"): each configuration moved where that arm
+            reaches it (``ArmModel.scene_offset``), as ``sim_node robot:=...`` lays it out, so a
+            checkpoint's offline score there separates the layout from the arm's path.
     """
 
     name: str = "expert"
@@ -102,6 +110,7 @@ class EvaluationConfig:
     device: str = "cpu"
     gif: bool = False
     seed: int = 0
+    layout: str = "simulated"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,6 +125,8 @@ class EvaluationConfig:
             raise ValueError(f"keypoints must be oracle or perception, got {self.keypoints!r}")
         if self.keypoints == "perception" and not self.spec:
             raise ValueError("keypoints perception needs a spec")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.episodes < 1 or self.max_duration_s <= 0:
             raise ValueError(f"need episodes >= 1 and max_duration_s > 0, got {self.episodes}, {self.max_duration_s}")
 
@@ -320,6 +331,9 @@ class Evaluation:
             for setting in c.settings:
                 completions, errors, failures = [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
+                if c.layout != "simulated":  # laid out where the arm reaches, as sim_node does for it
+                    offset = arm_model(c.layout).scene_offset(task)
+                    configs = [episode.shifted(offset) for episode in configs]
                 bar = tqdm(
                     total=len(configs), desc=f"{c.name} {task}/{setting}", unit="ep", disable=not progress, leave=False
                 )
@@ -344,6 +358,8 @@ class Evaluation:
                     completions.append(result.completion)
                     failures.append(failure.kind)
                     lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks, failure))
+                    lines[-1]["peak_contact_n"] = round(monitor.peak_contact_n, 1)
+                    lines[-1]["peak_contact_with"] = monitor.peak_contact_with
                     # The count and the successes move together: the bar counts finished episodes.
                     bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}", refresh=False)
                     bar.update(1)
@@ -490,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
     parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="simulated",
+        help="where the scene is laid out: as simulated, or where an arm reaches it (as sim_node robot:=lite6|ur5e)",
+    )
     parser.add_argument("--out", type=Path, help="write summary.json, episodes.jsonl (and GIFs) here")
     parser.add_argument("--gif", action="store_true", help="film the first configuration of each setting (--out)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -524,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             max_duration_s=args.max_duration,
             device=args.device,
             gif=args.gif,
+            layout=args.layout,
         )
         evaluation = Evaluation(config)
         rows = evaluation.run(args.out, progress=not args.json)

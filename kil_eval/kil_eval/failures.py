@@ -121,9 +121,16 @@ class FailureMonitor:
         self.spec = spec
         self.thresholds = thresholds or FailureThresholds()
         self.history = {name: ObjectHistory() for name in spec.object_names()}
+        # The largest net contact force on the robot at a control tick (N), and what pushed: the
+        # floating gripper pushes through what stops a simulated arm's controller (50 N, C31 or a
+        # protective stop: kil_sim.arm_collision), so an offline success may be a collision there.
+        self.peak_contact_n, self.peak_contact_with = 0.0, ""
 
     def __call__(self, world: SimWorld, stamp_ns: int) -> None:
         t = self.thresholds
+        force, body = world.robot_contact_force()
+        if force > self.peak_contact_n:
+            self.peak_contact_n, self.peak_contact_with = force, body
         closed = world.gripper_command() < t.closed_below
         tcp = world.tcp_pose()[0]
         for name, h in self.history.items():

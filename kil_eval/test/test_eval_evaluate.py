@@ -77,6 +77,29 @@ def test_every_method_meets_the_same_configurations(spec, checkpoint, tmp_path: 
     assert seen["expert"] == seen["policy"] == expected
 
 
+def test_an_arms_layout_moves_every_configuration_where_that_arm_reaches_it(monkeypatch) -> None:
+    import kil_eval.evaluate as evaluate
+    from kil_sim.arms import arm
+
+    met = []
+
+    def run_episode_seen(episode, *args, **kwargs):
+        met.append(episode)
+        return run_episode(episode, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "run_episode", run_episode_seen)
+    Evaluation(_config(settings=("in_distribution",), layout="lite6", max_duration_s=0.3)).run(progress=False)
+    offset = arm("lite6").scene_offset("place_mug")
+    assert offset != (0.0, 0.0)
+    simulated = evaluation_configurations("place_mug", "in_distribution", 2)
+    assert [(e.index, e.seed) for e in met] == [(e.index, e.seed) for e in simulated]
+    for seen, laid_out in zip(met, simulated, strict=True):
+        for moved, placed in zip(seen.objects, laid_out.objects, strict=True):
+            assert moved.position == pytest.approx((placed.position[0] + offset[0], placed.position[1] + offset[1]))
+    with pytest.raises(ValueError, match="layout must be one of simulated, lite6, ur5e"):
+        _config(layout="panda")
+
+
 def test_results_episodes_and_gifs_are_written(spec, checkpoint, tmp_path: Path) -> None:
     config = _config(name="KIL-IM", checkpoint=str(checkpoint), keypoints="perception", spec=str(spec), gif=True)
     rows = Evaluation(config).run(tmp_path, progress=False)
@@ -87,6 +110,7 @@ def test_results_episodes_and_gifs_are_written(spec, checkpoint, tmp_path: Path)
     assert rows[0].keypoint_median_px < 20  # perception found the objects (random policy, objects at rest)
     lines = [json.loads(line) for line in (tmp_path / EPISODES).read_text().splitlines()]
     assert len(lines) == 4 and all(line["perceive_ms"] > 0 and line["ended"] == "time limit" for line in lines)
+    assert all(line["peak_contact_n"] >= 0 and isinstance(line["peak_contact_with"], str) for line in lines)
     assert summary["gifs"] == ["rollout_place_mug_in_distribution.gif", "rollout_place_mug_scene_variation.gif"]
     gif = Image.open(tmp_path / summary["gifs"][0])
     assert gif.n_frames >= 5 and gif.width == 160

@@ -107,6 +107,19 @@ def test_the_expert_succeeds() -> None:
     assert result.success and failure.kind == "success"
 
 
+def test_the_peak_contact_force_tells_a_gentle_grasp_from_pressing_the_mug_into_the_table() -> None:
+    # what a simulated arm's controller takes for a collision (kil_sim.arm_collision: 50 N)
+    limit = 50.0
+    monitor = FailureMonitor(TASKS["place_mug"])
+    run_episode(EPISODE, None, RolloutConfig(camera_hz=0, max_duration_s=8.0, stop_on_success=True), observer=monitor)
+    assert 0 < monitor.peak_contact_n < limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n
+    centre, _ = _mug()
+    press = Waypoints([(centre + [0, 0, 0.2], 1.0), (centre, 1.0), (centre, 1.0)])  # down onto the mug, to the table
+    monitor = FailureMonitor(TASKS["place_mug"])
+    run_episode(EPISODE, press, RolloutConfig(camera_hz=0, max_duration_s=4.0), observer=monitor)
+    assert monitor.peak_contact_n > 10 * limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n
+
+
 def test_a_loosened_grip_drops_the_mug() -> None:
     monitor = FailureMonitor(TASKS["place_mug"])
     config = RolloutConfig(camera_hz=0, max_duration_s=8.0, stop_on_success=True)
