@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kil_eval.failures import FAILURE_CLASSES, FailureMonitor, keypoint_fault
+from kil_eval.failures import ARM_CONTACT_LIMIT_N, FAILURE_CLASSES, FailureMonitor, keypoint_fault
 from kil_eval.intervals import clopper_pearson, wald
 from kil_eval.specs import unknown_keypoints, with_camera
 from kil_perception.pipeline import ExtractorConfig
@@ -55,7 +55,11 @@ class SettingResult:
     """One task and setting: counts, rate (success rate, or mean completion for two-object
     tasks), its 95 % interval, the keypoint pixel error over every perceived frame (all
     keypoints; per object, the manipulated one apart from the fixture, in ``keypoint_objects``;
-    per keypoint in ``keypoint_names``) and the episodes' failure classes (``kil_eval.failures``)."""
+    per keypoint in ``keypoint_names``), the episodes' failure classes (``kil_eval.failures``), and
+    how many episodes (``forceful_episodes``) and successes (``forceful_successes``) pressed on the
+    gripper with more than ``contact_limit_n`` at a control tick: what a simulated arm's controller
+    stops as a collision (``kil_sim.arm_collision``) and the floating gripper pushes through, so
+    ``successes - forceful_successes`` is the score an arm's collision detection would leave."""
 
     task: str
     setting: str
@@ -71,6 +75,9 @@ class SettingResult:
     keypoint_objects: dict[str, dict] = field(default_factory=dict)
     keypoint_names: dict[str, dict] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    contact_limit_n: float = ARM_CONTACT_LIMIT_N
+    forceful_episodes: int = 0
+    forceful_successes: int = 0
 
 
 @dataclass
@@ -183,9 +190,15 @@ def summarise(
     categories: list[str] | None = None,
     names: list[str] | None = None,
     failures: list[str] | None = None,
+    peak_contacts_n: list[float] | None = None,
 ) -> SettingResult:
     """A setting's row from its episodes' completions, perceived frames' pixel errors ((F, K)
-    per episode, in the layout ``categories``/``names``) and failure classes."""
+    per episode, in the layout ``categories``/``names``), failure classes and peak contact forces
+    on the gripper (N; counted against ``ARM_CONTACT_LIMIT_N``)."""
+    peaks = peak_contacts_n or []
+    if peaks and len(peaks) != len(completions):
+        raise ValueError(f"summarise: {len(peaks)} peak contact forces for {len(completions)} episodes")
+    forceful = [bool(p > ARM_CONTACT_LIMIT_N) for p in peaks] if peaks else [False] * len(completions)
     if TASKS[task].multi_instance:
         low, high = wald(completions)
         rate, interval = sum(completions) / len(completions), "wald"
@@ -211,6 +224,9 @@ def summarise(
         errors_by_object(stacked, categories, task) if categories and stacked.size else {},
         errors_by_keypoint(stacked, categories, names) if categories and names and stacked.size else {},
         {kind: n for kind, n in counted.items() if n},
+        ARM_CONTACT_LIMIT_N,
+        int(sum(forceful)),
+        int(sum(f and c >= 1.0 for f, c in zip(forceful, completions, strict=True))),
     )
 
 
@@ -329,7 +345,7 @@ class Evaluation:
         for task in c.tasks:
             self.check_inputs(task)
             for setting in c.settings:
-                completions, errors, failures = [], [], []
+                completions, errors, failures, peaks = [], [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
                 if c.layout != "simulated":  # laid out where the arm reaches, as sim_node does for it
                     offset = arm_model(c.layout).scene_offset(task)
@@ -360,6 +376,7 @@ class Evaluation:
                     lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks, failure))
                     lines[-1]["peak_contact_n"] = round(monitor.peak_contact_n, 1)
                     lines[-1]["peak_contact_with"] = monitor.peak_contact_with
+                    peaks.append(monitor.peak_contact_n)
                     # The count and the successes move together: the bar counts finished episodes.
                     bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}", refresh=False)
                     bar.update(1)
@@ -368,7 +385,7 @@ class Evaluation:
                 categories = list(getattr(self.source, "categories", []) or [])
                 names = list(getattr(self.source, "names", []) or [])
                 bar.close()
-                rows.append(summarise(task, setting, completions, errors, categories, names, failures))
+                rows.append(summarise(task, setting, completions, errors, categories, names, failures, peaks))
         if out is not None:
             self._write(out, rows, lines, time.perf_counter() - started)
         return rows
@@ -454,7 +471,12 @@ def format_table(rows: list[SettingResult]) -> str:
     for r in rows:
         interval = f"[{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}] ({r.interval})"
         keypoints = "" if r.keypoint_median_px is None else f"  keypoints: median {r.keypoint_median_px:.1f} px"
-        lines.append(f"{r.task:22s} {r.setting:16s} {100 * r.rate:5.0f}%  {interval}{keypoints}")
+        forceful = (
+            f"  {r.forceful_successes} of {r.successes} successes over an arm's {r.contact_limit_n:g} N contact limit"
+            if r.forceful_successes
+            else ""
+        )
+        lines.append(f"{r.task:22s} {r.setting:16s} {100 * r.rate:5.0f}%  {interval}{keypoints}{forceful}")
     return "\n".join(lines)
 
 

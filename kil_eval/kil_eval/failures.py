@@ -34,10 +34,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kil_interfaces.rotations import quat_to_matrix
+from kil_sim.arm_collision import CollisionConfig
 from kil_sim.tasks import LEFT_SCENE, TaskSpec
 from kil_sim.world import SimWorld
 
 SUCCESS = "success"
+#: Net contact force on the robot that a simulated arm's controller stops as a collision (N; C31 on
+#: the Lite6, a protective stop on the UR5e: ``kil_sim.arm_collision``), which the floating gripper
+#: pushes through: offline episodes are counted against it (``FailureMonitor.peak_contact_n``).
+ARM_CONTACT_LIMIT_N = CollisionConfig().force_n
 FAILURE_CLASSES = (
     SUCCESS,
     LEFT_SCENE,

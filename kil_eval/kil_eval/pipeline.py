@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -349,7 +350,7 @@ class Pipeline:
         context = multiprocessing.get_context("spawn")  # no forked torch/MuJoCo/EGL state in the workers
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = {
-                pool.submit(_method_in_process, c, method, bags, threads, logs / f"{method}.log"): method
+                pool.submit(_method_in_process, c, method, bags, threads, logs / f"{method}.log", os.getpid()): method
                 for method in c.methods
             }
             pending = set(futures)
@@ -389,11 +390,31 @@ class Pipeline:
         return self.report(results, title), checkpoints
 
 
+def exit_when_orphaned(parent: int, interval_s: float = 1.0) -> threading.Thread:
+    """Ends this process (exit status 1, a line on stderr) once its parent ``parent`` is gone: a
+    daemon thread compares ``os.getppid()`` with it every ``interval_s``. A method's worker would
+    otherwise go on training for hours after a study or demo killed with SIGTERM or SIGKILL (only
+    Ctrl-C reaches the whole process group). Returns the watching thread."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        print(f"[methods] parent process {parent} is gone: stopping this worker ({os.getpid()})", file=sys.stderr,
+              flush=True)  # fmt: skip
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-when-orphaned", daemon=True)
+    thread.start()
+    return thread
+
+
 def _method_in_process(
-    config: PipelineConfig, method: str, bags: list[Path], threads: int, log_file: Path
+    config: PipelineConfig, method: str, bags: list[Path], threads: int, log_file: Path, parent: int
 ) -> tuple[Path, Path]:
     """A worker process: one method's stages with ``threads`` torch threads, its output (Python's
-    and the libraries') to ``log_file``."""
+    and the libraries') to ``log_file``; it stops when the process ``parent`` that started it is
+    gone (:func:`exit_when_orphaned`)."""
+    exit_when_orphaned(parent)
     import torch
 
     torch.set_num_threads(threads)

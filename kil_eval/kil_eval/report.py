@@ -211,6 +211,30 @@ def failure_table(methods: list[MethodResults], task: str, settings: list[str]) 
     return lines
 
 
+def contact_table(methods: list[MethodResults], task: str, settings: list[str]) -> list[str]:
+    """Per method and setting, the episodes and successes whose contact on the gripper went over
+    an arm's collision limit (``SettingResult.forceful_*``); none when no episode did (or the
+    results predate the count)."""
+    rows = [
+        (method.name, setting, row)
+        for method in methods
+        for setting in settings
+        if (row := method.row(task, setting)) is not None and "forceful_episodes" in row
+    ]
+    if not any(row["forceful_episodes"] for _, _, row in rows):
+        return []
+    limit = f"{rows[0][2].get('contact_limit_n', 0):g} N"
+    lines = [f"| method | setting | episodes over {limit} | successes over {limit} | successes within it |",
+             "|---" * 5 + "|"]  # fmt: skip
+    for name, setting, row in rows:
+        within = row["successes"] - row["forceful_successes"]
+        lines.append(
+            f"| {name} | {SETTING_TITLES.get(setting, setting)} | {row['forceful_episodes']}/{row['episodes']} | "
+            f"{row['forceful_successes']}/{row['successes']} | {within}/{row['episodes']} |"
+        )
+    return lines
+
+
 def _median(values: list[float | None]) -> float | None:
     """The median of the values given (None: not measured), or None when there are none."""
     known = [v for v in values if v is not None]
@@ -321,6 +345,20 @@ def write_report(result_dirs: list[Path], out: Path, notes: str = "", title: str
                 "grasp.",
                 "",
                 *failures,
+                "",
+            ]
+        contact = contact_table(methods, task, settings)
+        if contact:
+            lines += [
+                f"### {task}: contact an arm's controller would have stopped",
+                "",
+                "The simulated gripper floats (a mocap body) and pushes through what would stop an arm: episodes "
+                "whose net contact force on the gripper went over the limit at a control tick, the collision "
+                "limit of the simulated Lite6 and UR5e controllers (`kil_sim.arm_collision`; C31 on a Lite6, a "
+                "protective stop on a UR5e), and the successes left within it: a prediction of the score "
+                "through an arm (`python -m kil_bringup.rehearse` measures it).",
+                "",
+                *contact,
                 "",
             ]
         keypoints = keypoint_table(methods, task, settings)

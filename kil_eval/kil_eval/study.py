@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from kil_eval.demo import full_config
@@ -41,6 +42,12 @@ def paper_sizes() -> tuple[TrainingSize, TrainingSize]:
     return kil, rgb
 
 
+def with_steps(size: TrainingSize, steps: int | None) -> TrainingSize:
+    """``size`` trained ``steps`` steps where a flag gave them (its other sizes and learning rate
+    kept), else ``size`` as it is."""
+    return size if steps is None else replace(size, steps=steps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kil_eval.study", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["place_mug"], choices=sorted(TASKS), help="simulated tasks")
@@ -55,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--demo-size", action="store_true", help="make demo's CPU sizes for every task")
     parser.add_argument("--demos", type=int, default=50, help="demonstrations per task")
     parser.add_argument("--episodes", type=int, default=10, help="configurations per setting")
-    parser.add_argument("--kil-steps", type=int, default=20_000, help="KIL training steps (--paper: 250k)")
-    parser.add_argument("--rgb-steps", type=int, default=20_000, help="RGB training steps (--paper: 250k)")
+    parser.add_argument(
+        "--kil-steps", type=int, default=None,
+        help="KIL training steps (default 20000; --paper: 250k; --demo-size: each task's, unless given)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rgb-steps", type=int, default=None,
+        help="RGB and S2 training steps (default 20000; --paper: 100k; --demo-size: the demo's, unless given)",
+    )  # fmt: skip
     parser.add_argument("--width", type=int, default=640, help="camera width (px)")
     parser.add_argument("--height", type=int, default=480, help="camera height (px)")
     parser.add_argument("--backend", default="effnet_lite0", help="feature backend (radio, dinov3, dift need weights)")
@@ -82,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    for flag, steps in (("--kil-steps", args.kil_steps), ("--rgb-steps", args.rgb_steps)):
+        if steps is not None and steps < 1:
+            parser.error(f"{flag} must be >= 1, got {steps}")
     if args.paper:
         kil, rgb = paper_sizes()
     elif args.demo_size:
@@ -90,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         args.width, args.height = demo.width, demo.height
         args.min_score, args.max_duration = demo.min_score, demo.max_duration_s
     else:
-        kil = TrainingSize(steps=args.kil_steps, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512))
+        kil = TrainingSize(
+            steps=args.kil_steps or 20_000, batch_size=128, lr=1e-4, warmup_steps=500, down_dims=(128, 256, 512)
+        )
         rgb = TrainingSize(
-            steps=args.rgb_steps,
+            steps=args.rgb_steps or 20_000,
             batch_size=64,
             lr=1e-4,
             warmup_steps=500,
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             kil, rgb = demo_task.kil, demo_task.rgb
             feature_scale = demo_task.feature_scale if args.feature_scale is None else args.feature_scale
             mask_guard = demo_task.mask_guard if args.mask_guard is None else args.mask_guard
+        kil, rgb = with_steps(kil, args.kil_steps), with_steps(rgb, args.rgb_steps)
         config = PipelineConfig(
             task=task,
             out=args.out / task,
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Study: tasks {', '.join(args.tasks)}; {args.demos} demonstrations per task, "
         f"camera {args.width}x{args.height}; "
         f"KIL steps {', '.join(f'{t}: {n}' for t, n in kil_steps.items())} (head {list(kil.down_dims)}, batch "
-        f"{kil.batch_size}), RGB {rgb.steps} steps (head "
+        f"{kil.batch_size}), RGB and S2 {rgb.steps} steps at {rgb.lr:g} (head "
         f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); every method's proprioception "
         f"with {', '.join(f'{t}: {r}' for t, r in proprio.items())} rotations; keypoints by {args.backend}"
         f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}"

@@ -15,6 +15,7 @@ from PIL import Image
 
 from kil_eval.controllers import Film, PolicyController
 from kil_eval.evaluate import EPISODES, SUMMARY, Evaluation, EvaluationConfig, InputMismatchError, main
+from kil_eval.failures import ARM_CONTACT_LIMIT_N
 from kil_eval.observations import PerceivedKeypoints
 from kil_eval.specs import make_spec, with_camera
 from kil_perception.pipeline import ExtractorConfig
@@ -111,6 +112,11 @@ def test_results_episodes_and_gifs_are_written(spec, checkpoint, tmp_path: Path)
     lines = [json.loads(line) for line in (tmp_path / EPISODES).read_text().splitlines()]
     assert len(lines) == 4 and all(line["perceive_ms"] > 0 and line["ended"] == "time limit" for line in lines)
     assert all(line["peak_contact_n"] >= 0 and isinstance(line["peak_contact_with"], str) for line in lines)
+    for row in summary["results"]:  # the setting's count is its episodes' peaks against the arm's limit
+        mine = [line for line in lines if line["setting"] == row["setting"]]
+        assert row["forceful_episodes"] == sum(line["peak_contact_n"] > ARM_CONTACT_LIMIT_N for line in mine)
+        assert row["forceful_successes"] == sum(line["peak_contact_n"] > 50 and line["success"] for line in mine)
+        assert row["contact_limit_n"] == 50.0
     assert summary["gifs"] == ["rollout_place_mug_in_distribution.gif", "rollout_place_mug_scene_variation.gif"]
     gif = Image.open(tmp_path / summary["gifs"][0])
     assert gif.n_frames >= 5 and gif.width == 160

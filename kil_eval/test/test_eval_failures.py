@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kil_eval.failures import FailureMonitor, FailureThresholds, keypoint_fault
+from kil_eval.failures import ARM_CONTACT_LIMIT_N, FailureMonitor, FailureThresholds, keypoint_fault
 from kil_interfaces.data import ActionChunkData
 from kil_sim.expert import ScriptedExpert, top_grasp
 from kil_sim.rollout import ExpertController, RolloutConfig, run_episode
@@ -108,8 +108,8 @@ def test_the_expert_succeeds() -> None:
 
 
 def test_the_peak_contact_force_tells_a_gentle_grasp_from_pressing_the_mug_into_the_table() -> None:
-    # what a simulated arm's controller takes for a collision (kil_sim.arm_collision: 50 N)
-    limit = 50.0
+    limit = ARM_CONTACT_LIMIT_N  # what a simulated arm's controller takes for a collision
+    assert limit == 50.0
     monitor = FailureMonitor(TASKS["place_mug"])
     run_episode(EPISODE, None, RolloutConfig(camera_hz=0, max_duration_s=8.0, stop_on_success=True), observer=monitor)
     assert 0 < monitor.peak_contact_n < limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n

@@ -4,8 +4,11 @@ others still finish. The successful path runs in the quick demo (``test_eval_dem
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,66 @@ def test_the_mask_guard_reaches_kil_t_only(tmp_path: Path) -> None:
         settings.pop("spec")
         built[method] = ExtractorConfig(**settings)
     assert built["KIL-T"].mask_guard and not built["KIL-IN"].mask_guard and not built["KIL-IM"].mask_guard
+
+
+#: A study whose methods' workers run "for ever" (``Pipeline.method`` replaced at import time, which a
+#: spawned worker repeats when it imports this file as its main module), each writing its pid first.
+_WORKERS_FOR_EVER = """
+import os
+import sys
+import time
+from pathlib import Path
+
+from kil_eval import pipeline
+
+
+def _for_ever(self, method, bags):
+    (self.config.out / f"{method}.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+
+
+pipeline.Pipeline.method = _for_ever
+
+if __name__ == "__main__":
+    config = pipeline.PipelineConfig(task="place_mug", out=Path(sys.argv[1]), methods=("RGB", "S2"), jobs=2)
+    pipeline.Pipeline(config)._in_processes([], 2)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaped has stopped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_workers_stop_when_the_study_is_killed(tmp_path: Path) -> None:
+    """SIGKILL (or SIGTERM) of the parent reaches only the parent; its method workers must not go on
+    training for hours (found when a killed study's two trainings kept both cores busy)."""
+    script = tmp_path / "study.py"
+    script.write_text(_WORKERS_FOR_EVER)
+    out = tmp_path / "out"
+    out.mkdir()
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    pids = []
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:
+        pids = [int(p.read_text()) for p in out.glob("*.pid") if p.read_text()]
+        time.sleep(0.2)
+    assert len(pids) == 2, parent.stderr.read().decode() if parent.poll() is not None else "workers never started"
+    assert all(_running(pid) for pid in pids)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in pids if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} kept running after their parent was killed"
+    for method in ("RGB", "S2"):
+        assert "parent process" in (out / "logs" / f"{method}.log").read_text()

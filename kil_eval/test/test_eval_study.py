@@ -117,3 +117,20 @@ def test_the_demo_runs_kil_t_on_place_shoe_and_pour_bottle_and_kil_in_elsewhere(
     assert (extraction["method"], extraction["track_init"], extraction["feature_scale"]) == ("track", "instance", 2.0)
     assert "KIL-T: keypoints by tracking" in shoe.notes and "Lucas-Kanade" in shoe.notes and "x2" in shoe.notes
     assert "KIL-IN: keypoints by instance matching" in mug.notes and "tracking" not in mug.notes
+
+
+def test_explicit_steps_override_the_demo_sizes_and_keep_their_recipe(captured, tmp_path: Path) -> None:
+    """``--demo-size --rgb-steps 12000`` trains the image baselines longer at the demo's learning
+    rate, image size and head (KIL keeps each task's steps); ``--kil-steps`` likewise."""
+    study.main(["--demo-size", "--tasks", "place_mug", "pour_bottle", "--methods", "RGB", "S2",
+                "--rgb-steps", "12000", "--device", "cpu", "--out", str(tmp_path)])  # fmt: skip
+    for config in captured:
+        demo = full_config(tmp_path, "cpu", config.task)
+        assert config.rgb == replace(demo.rgb, steps=12000) and config.kil == demo.kil
+    captured.clear()
+    study.main(["--demo-size", "--tasks", "pour_bottle", "--kil-steps", "300", "--device", "cpu",
+                "--out", str(tmp_path)])  # fmt: skip
+    demo = full_config(tmp_path, "cpu", "pour_bottle")
+    assert captured[0].kil == replace(demo.kil, steps=300) and captured[0].rgb == demo.rgb
+    with pytest.raises(SystemExit):
+        study.main(["--demo-size", "--rgb-steps", "0", "--out", str(tmp_path)])
