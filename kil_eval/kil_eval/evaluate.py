@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -59,7 +60,9 @@ class SettingResult:
     how many episodes (``forceful_episodes``) and successes (``forceful_successes``) pressed on the
     gripper with more than ``contact_limit_n`` at a control tick: what a simulated arm's controller
     stops as a collision (``kil_sim.arm_collision``) and the floating gripper pushes through, so
-    ``successes - forceful_successes`` is the score an arm's collision detection would leave."""
+    ``successes - forceful_successes`` is the score an arm's collision detection would leave;
+    ``forceful_phases`` counts what the gripper was doing when the contact first went over the
+    limit (``FailureMonitor.phase``: approach, holding, after release)."""
 
     task: str
     setting: str
@@ -78,6 +81,7 @@ class SettingResult:
     contact_limit_n: float = ARM_CONTACT_LIMIT_N
     forceful_episodes: int = 0
     forceful_successes: int = 0
+    forceful_phases: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,10 +195,12 @@ def summarise(
     names: list[str] | None = None,
     failures: list[str] | None = None,
     peak_contacts_n: list[float] | None = None,
+    contact_phases: list[str] | None = None,
 ) -> SettingResult:
     """A setting's row from its episodes' completions, perceived frames' pixel errors ((F, K)
     per episode, in the layout ``categories``/``names``), failure classes and peak contact forces
-    on the gripper (N; counted against ``ARM_CONTACT_LIMIT_N``)."""
+    on the gripper (N; counted against ``ARM_CONTACT_LIMIT_N``) with the phase each first went over
+    it in ("" where it did not)."""
     peaks = peak_contacts_n or []
     if peaks and len(peaks) != len(completions):
         raise ValueError(f"summarise: {len(peaks)} peak contact forces for {len(completions)} episodes")
@@ -227,6 +233,7 @@ def summarise(
         ARM_CONTACT_LIMIT_N,
         int(sum(forceful)),
         int(sum(f and c >= 1.0 for f, c in zip(forceful, completions, strict=True))),
+        {phase: n for phase, n in Counter(p for p in contact_phases or [] if p).items()},
     )
 
 
@@ -345,7 +352,7 @@ class Evaluation:
         for task in c.tasks:
             self.check_inputs(task)
             for setting in c.settings:
-                completions, errors, failures, peaks = [], [], [], []
+                completions, errors, failures, peaks, phases = [], [], [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
                 if c.layout != "simulated":  # laid out where the arm reaches, as sim_node does for it
                     offset = arm_model(c.layout).scene_offset(task)
@@ -376,7 +383,11 @@ class Evaluation:
                     lines.append(self._line(task, setting, episode, result, controller, episode_errors, marks, failure))
                     lines[-1]["peak_contact_n"] = round(monitor.peak_contact_n, 1)
                     lines[-1]["peak_contact_with"] = monitor.peak_contact_with
+                    over = monitor.over_limit_s
+                    lines[-1]["contact_over_limit_s"] = None if over is None else round(over, 2)
+                    lines[-1]["contact_over_limit_phase"] = monitor.over_limit_phase
                     peaks.append(monitor.peak_contact_n)
+                    phases.append(monitor.over_limit_phase)
                     # The count and the successes move together: the bar counts finished episodes.
                     bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}", refresh=False)
                     bar.update(1)
@@ -385,7 +396,7 @@ class Evaluation:
                 categories = list(getattr(self.source, "categories", []) or [])
                 names = list(getattr(self.source, "names", []) or [])
                 bar.close()
-                rows.append(summarise(task, setting, completions, errors, categories, names, failures, peaks))
+                rows.append(summarise(task, setting, completions, errors, categories, names, failures, peaks, phases))
         if out is not None:
             self._write(out, rows, lines, time.perf_counter() - started)
         return rows

@@ -130,9 +130,15 @@ class FailureMonitor:
         # floating gripper pushes through what stops a simulated arm's controller (50 N, C31 or a
         # protective stop: kil_sim.arm_collision), so an offline success may be a collision there.
         self.peak_contact_n, self.peak_contact_with = 0.0, ""
+        # When the contact first went over ARM_CONTACT_LIMIT_N (s since the first tick) and what the
+        # gripper was doing then (:meth:`phase`): where an arm would have stopped the episode.
+        self.over_limit_s: float | None = None
+        self.over_limit_phase = ""
+        self._start_ns: int | None = None
 
     def __call__(self, world: SimWorld, stamp_ns: int) -> None:
         t = self.thresholds
+        self._start_ns = stamp_ns if self._start_ns is None else self._start_ns
         force, body = world.robot_contact_force()
         if force > self.peak_contact_n:
             self.peak_contact_n, self.peak_contact_with = force, body
@@ -155,6 +161,15 @@ class FailureMonitor:
             h.tilt_deg = _tilt_deg(world, name)
             if h.tipped_ns is None and not h.lifted and h.tilt_deg > t.tipped_deg:
                 h.tipped_ns = stamp_ns
+        if self.over_limit_s is None and force > ARM_CONTACT_LIMIT_N:
+            self.over_limit_s, self.over_limit_phase = (stamp_ns - self._start_ns) / 1e9, self.phase()
+
+    def phase(self) -> str:
+        """What the gripper is doing with the manipulated objects: "approach" (none lifted yet),
+        "holding" (one lifted and still in the gripper) or "after release"."""
+        if not any(h.lifted for h in self.history.values()):
+            return "approach"
+        return "holding" if any(h.lifted and h.held_now for h in self.history.values()) else "after release"
 
     def mishap_ns(self) -> int | None:
         """When the first manipulated object was dropped, or knocked over (tipped before it was

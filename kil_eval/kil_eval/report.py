@@ -224,13 +224,14 @@ def contact_table(methods: list[MethodResults], task: str, settings: list[str]) 
     if not any(row["forceful_episodes"] for _, _, row in rows):
         return []
     limit = f"{rows[0][2].get('contact_limit_n', 0):g} N"
-    lines = [f"| method | setting | episodes over {limit} | successes over {limit} | successes within it |",
-             "|---" * 5 + "|"]  # fmt: skip
+    lines = [f"| method | setting | episodes over {limit} | first over it while | successes over {limit} | "
+             "successes within it |", "|---" * 6 + "|"]  # fmt: skip
     for name, setting, row in rows:
         within = row["successes"] - row["forceful_successes"]
+        phases = ", ".join(f"{phase} {n}" for phase, n in sorted((row.get("forceful_phases") or {}).items())) or "–"
         lines.append(
             f"| {name} | {SETTING_TITLES.get(setting, setting)} | {row['forceful_episodes']}/{row['episodes']} | "
-            f"{row['forceful_successes']}/{row['successes']} | {within}/{row['episodes']} |"
+            f"{phases} | {row['forceful_successes']}/{row['successes']} | {within}/{row['episodes']} |"
         )
     return lines
 

@@ -117,6 +117,9 @@ def test_results_episodes_and_gifs_are_written(spec, checkpoint, tmp_path: Path)
         assert row["forceful_episodes"] == sum(line["peak_contact_n"] > ARM_CONTACT_LIMIT_N for line in mine)
         assert row["forceful_successes"] == sum(line["peak_contact_n"] > 50 and line["success"] for line in mine)
         assert row["contact_limit_n"] == 50.0
+        phases = [line["contact_over_limit_phase"] for line in mine if line["contact_over_limit_phase"]]
+        assert sum(row["forceful_phases"].values()) == len(phases) == row["forceful_episodes"]
+        assert all((line["contact_over_limit_s"] is None) == (line["peak_contact_n"] <= 50) for line in mine)
     assert summary["gifs"] == ["rollout_place_mug_in_distribution.gif", "rollout_place_mug_scene_variation.gif"]
     gif = Image.open(tmp_path / summary["gifs"][0])
     assert gif.n_frames >= 5 and gif.width == 160

@@ -113,11 +113,29 @@ def test_the_peak_contact_force_tells_a_gentle_grasp_from_pressing_the_mug_into_
     monitor = FailureMonitor(TASKS["place_mug"])
     run_episode(EPISODE, None, RolloutConfig(camera_hz=0, max_duration_s=8.0, stop_on_success=True), observer=monitor)
     assert 0 < monitor.peak_contact_n < limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n
+    assert monitor.over_limit_s is None and monitor.over_limit_phase == ""
     centre, _ = _mug()
     press = Waypoints([(centre + [0, 0, 0.2], 1.0), (centre, 1.0), (centre, 1.0)])  # down onto the mug, to the table
     monitor = FailureMonitor(TASKS["place_mug"])
     run_episode(EPISODE, press, RolloutConfig(camera_hz=0, max_duration_s=4.0), observer=monitor)
     assert monitor.peak_contact_n > 10 * limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n
+    # 20 cm down at 2 cm per 0.1 s tick: on the mug after about a second, before anything was lifted
+    assert 0.3 < monitor.over_limit_s < 2.0 and monitor.over_limit_phase == "approach", monitor.over_limit_s
+
+
+def test_pressing_a_held_mug_into_the_table_is_over_the_limit_while_holding() -> None:
+    """Where an arm would have stopped: the expert's grasp and lift, then the held mug pushed 4 cm
+    down into the table (the placement of a policy that lowers too far)."""
+    grasp = _grasp_and_carry_to(np.zeros(3)).points[1][0]
+    quaternion = _grasp_and_carry_to(np.zeros(3)).quaternion
+    up, down = np.array([0, 0, 0.12]), np.array([0, 0, -0.04])
+    lower = Waypoints([(grasp + up, 1.0), (grasp, 1.0), (grasp, 0.0), (grasp, 0.0), (grasp, 0.0), (grasp + up, 0.0),
+                       (grasp + down, 0.0), (grasp + down, 0.0)], quaternion)  # fmt: skip
+    monitor = FailureMonitor(TASKS["place_mug"])
+    run_episode(EPISODE, lower, RolloutConfig(camera_hz=0, max_duration_s=6.0), observer=monitor)
+    assert monitor.history["mug"].lifted
+    assert monitor.peak_contact_n > ARM_CONTACT_LIMIT_N and monitor.over_limit_phase == "holding", (
+        monitor.peak_contact_n, monitor.over_limit_phase, monitor.over_limit_s)  # fmt: skip
 
 
 def test_a_loosened_grip_drops_the_mug() -> None:

@@ -105,8 +105,12 @@ def test_contact_over_an_arms_limit_is_counted_and_reported(tmp_path: Path) -> N
     """Each setting counts the episodes and successes whose peak contact went over the arms'
     collision limit (50 N), and the report shows the successes an arm would have left."""
     peaks = list(np.array([7.0, 123.0, 50.0, 900.0]))  # as the monitor measures them: numpy floats
-    row = summarise("place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], peak_contacts_n=peaks)
+    phases = ["", "holding", "", "approach"]
+    row = summarise(
+        "place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], peak_contacts_n=peaks, contact_phases=phases
+    )
     assert (row.contact_limit_n, row.forceful_episodes, row.forceful_successes) == (50.0, 2, 1)
+    assert row.forceful_phases == {"holding": 1, "approach": 1}
     json.dumps(asdict(row))  # summary.json takes it
     with pytest.raises(ValueError, match="2 peak contact forces for 4 episodes"):
         summarise("place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], peak_contacts_n=[7.0, 1.0])
@@ -116,7 +120,7 @@ def test_contact_over_an_arms_limit_is_counted_and_reported(tmp_path: Path) -> N
     (kil / SUMMARY).write_text(json.dumps(summary))
     text = write_report([kil], tmp_path / "report").read_text()
     assert "contact an arm's controller would have stopped" in text
-    assert "| KIL-IM | In-distribution | 2/4 | 1/3 | 2/4 |" in text
+    assert "| KIL-IM | In-distribution | 2/4 | approach 1, holding 1 | 1/3 | 2/4 |" in text
     assert "episodes over 50 N" in text
     quiet = _results(tmp_path / "quiet", "KIL-IM", {"in_distribution": (3, 4)})  # no episode over the limit
     assert "would have stopped" not in write_report([quiet], tmp_path / "report2").read_text()
