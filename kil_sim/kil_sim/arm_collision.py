@@ -113,3 +113,20 @@ class CollisionMonitor:
             if low < -self.config.table_depth_m:
                 return f"link {k}'s axis {1000 * -low:.1f} mm below the table top"
         return None
+
+
+def collision_pose(world) -> str:
+    """Where the robot was when it collided, in words: the TCP position and the gripper's
+    commanded and measured opening, then the three hardest contacts on the robot (its body, what
+    it touched, the force on it: magnitude and vertical component). For the log line a collision
+    writes, so that an operator sees which pose hit what (a finger pressing down on a rim, a link
+    in the table) without replaying the episode."""
+    position = world.tcp_pose()[0]
+    contacts = "; ".join(
+        f"{mine} on {other} {np.linalg.norm(force):.0f} N (vertical {force[2]:+.0f} N)"
+        for mine, other, force in world.robot_contacts()[:3]
+    )
+    return (
+        f"TCP at ({position[0]:.3f}, {position[1]:.3f}, {position[2]:.3f}) m, gripper commanded "
+        f"{world.gripper_command():.2f} open, measured {world.gripper_opening():.2f}; contacts: {contacts or 'none'}"
+    )

@@ -75,7 +75,7 @@ from kil_interfaces.msg import ActionChunk, EpisodeOutcome, KeypointArray, Robot
 from kil_interfaces.node_runtime import ThrottledWarning, WarnOnce, declare, qos_event_callbacks, spin_node
 from kil_interfaces.srv import ResetEpisode
 from kil_interfaces.tf import StaticTransformBroadcaster, TransformBroadcaster
-from kil_sim.arm_collision import CollisionConfig, CollisionMonitor
+from kil_sim.arm_collision import CollisionConfig, CollisionMonitor, collision_pose
 from kil_sim.arms import arm as arm_model
 from kil_sim.camera import CameraConfig
 from kil_sim.camera_thread import CameraJob, CameraThread
@@ -340,6 +340,7 @@ class SimNode(Node):
             return
         self.driver.collide(collision)
         self.collisions.disarm()  # until the arm is off what it hit
+        self.get_logger().warning(f"collision: {collision}; {collision_pose(self.world)}")
         if not self._ended:
             completion = task(self.task).success(self.world, self._success_state)
             reaction = "controller error C31" if self.robot == "lite6" else "protective stop"

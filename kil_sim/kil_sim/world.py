@@ -255,7 +255,26 @@ class SimWorld:
         arm links; world frame, vector sum: a grasp's squeeze cancels, a held object's weight does
         not), and the name of the body (or static geom, e.g. the table) pushing hardest ("" when
         nothing touches the robot)."""
-        net, hardest, push = np.zeros(3), "", 0.0
+        net, hardest, push = np.zeros(3), -1, 0.0
+        for _, other, normal, force in self._robot_contact_forces():
+            net += force
+            if normal > push:
+                hardest, push = other, normal
+        return float(np.linalg.norm(net)), self._geom_owner(hardest) if hardest >= 0 else ""
+
+    def robot_contacts(self) -> list[tuple[str, str, np.ndarray]]:
+        """Every contact on the robot now, hardest first: (the robot's body, what touches it — a
+        body, or a static geom such as the table —, the force (3,) it exerts on the robot, world
+        frame, N). Where :meth:`robot_contact_force` says how hard, this says where (a finger on
+        the mug's rim, a link on the table)."""
+        found = [(self._geom_owner(mine), self._geom_owner(other), force)
+                 for mine, other, _, force in self._robot_contact_forces()]  # fmt: skip
+        return sorted(found, key=lambda c: -float(np.linalg.norm(c[2])))
+
+    def _robot_contact_forces(self) -> list[tuple[int, int, float, np.ndarray]]:
+        """Each contact between the robot and something else: (the robot's geom, the other geom,
+        the normal force, the force (3,) on the robot in the world frame; N)."""
+        found = []
         force = np.zeros(6)
         robot, bodies = self._robot_bodies, self.model.geom_bodyid
         for i, contact in enumerate(self.data.contact[: self.data.ncon]):
@@ -264,13 +283,17 @@ class SimWorld:
                 continue  # robot-robot (excluded in the model) or robot-free
             mujoco.mj_contactForce(self.model, self.data, i, force)  # contact frame; +normal pushes geom2
             world = contact.frame.reshape(3, 3).T @ force[:3]
-            net += world if on_second else -world
-            if force[0] > push:
-                other = contact.geom1 if on_second else contact.geom2
-                body = bodies[other]
-                kind, index = (mujoco.mjtObj.mjOBJ_BODY, body) if body else (mujoco.mjtObj.mjOBJ_GEOM, other)
-                hardest, push = mujoco.mj_id2name(self.model, kind, index) or "", float(force[0])
-        return float(np.linalg.norm(net)), hardest
+            if on_second:
+                found.append((int(contact.geom2), int(contact.geom1), float(force[0]), world))
+            else:
+                found.append((int(contact.geom1), int(contact.geom2), float(force[0]), -world))
+        return found
+
+    def _geom_owner(self, geom: int) -> str:
+        """The name of the body that owns ``geom``, or the geom's own name for a static one."""
+        body = self.model.geom_bodyid[geom]
+        kind, index = (mujoco.mjtObj.mjOBJ_BODY, body) if body else (mujoco.mjtObj.mjOBJ_GEOM, geom)
+        return mujoco.mj_id2name(self.model, kind, index) or f"geom {geom}"
 
     def on_table(self, name: str) -> bool:
         """True when any geom of object ``name`` touches the table top."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kil_interfaces.rotations import quat_to_matrix
-from kil_sim.arm_collision import CollisionConfig, CollisionMonitor
+from kil_sim.arm_collision import CollisionConfig, CollisionMonitor, collision_pose
 from kil_sim.arms import lite6
 from kil_sim.rollout import RolloutConfig, run_episode
 from kil_sim.sim_node import follow_arm
@@ -96,6 +96,14 @@ def test_the_gripper_pressed_into_the_table_is_a_collision_once_it_lasts() -> No
         assert driven.collisions, "pressing the gripper into the table was not detected"
         when, what = driven.collisions[0]
         assert "of contact with table" in what and "limit 50 N" in what, what
+        # where: the gripper's fingers or palm on the table, pushed up, at the pose it was driven to
+        mine, other, force = driven.world.robot_contacts()[0]
+        assert other == "table" and force[2] > 50.0 and mine != "table", (mine, other, force)
+        pose = collision_pose(driven.world)
+        assert f"{mine} on table" in pose and "vertical +" in pose and "gripper commanded 1.00 open" in pose, pose
+        assert f"{driven.world.tcp_pose()[0][2]:.3f}) m" in pose, pose
+        net = sum(force for _, _, force in driven.world.robot_contacts())  # the parts add up to the whole
+        assert np.linalg.norm(net) == pytest.approx(driven.world.robot_contact_force()[0], rel=1e-9)
         # reported once the force had stayed above the limit for duration_s, not at its first tick
         first_above = next(t for t, force in driven.forces if force > 50.0)
         assert 0.05 - 1e-6 <= when - first_above <= 0.05 + 1.5 * TICK_S, (first_above, when)
@@ -124,6 +132,9 @@ def test_an_object_pinned_by_a_link_is_a_collision() -> None:
             if found:
                 break
         assert found is not None and "contact with mug" in found, found
+        mine, other, force = world.robot_contacts()[0]
+        assert (mine, other) == ("arm_link3", "mug"), (mine, other, force)  # the pressed link, not the gripper
+        assert force[2] > 0  # the mug pushes the link up
     finally:
         world.close()
 
