@@ -58,8 +58,8 @@ class SettingResult:
     keypoints; per object, the manipulated one apart from the fixture, in ``keypoint_objects``;
     per keypoint in ``keypoint_names``), the episodes' failure classes (``kil_eval.failures``), and
     how many episodes (``forceful_episodes``) and successes (``forceful_successes``) pressed on the
-    gripper with more than ``contact_limit_n`` at a control tick: what a simulated arm's controller
-    stops as a collision (``kil_sim.arm_collision``) and the floating gripper pushes through, so
+    gripper with more than ``contact_limit_n`` for 20 ms: what a simulated arm's controller stops as
+    a collision (``kil_sim.arm_collision``) and the floating gripper pushes through, so
     ``successes - forceful_successes`` is the score an arm's collision detection would leave;
     ``forceful_phases`` counts what the gripper was doing when the contact first went over the
     limit (``FailureMonitor.phase``: approach, holding, after release)."""
@@ -194,17 +194,16 @@ def summarise(
     categories: list[str] | None = None,
     names: list[str] | None = None,
     failures: list[str] | None = None,
-    peak_contacts_n: list[float] | None = None,
     contact_phases: list[str] | None = None,
 ) -> SettingResult:
     """A setting's row from its episodes' completions, perceived frames' pixel errors ((F, K)
-    per episode, in the layout ``categories``/``names``), failure classes and peak contact forces
-    on the gripper (N; counted against ``ARM_CONTACT_LIMIT_N``) with the phase each first went over
-    it in ("" where it did not)."""
-    peaks = peak_contacts_n or []
-    if peaks and len(peaks) != len(completions):
-        raise ValueError(f"summarise: {len(peaks)} peak contact forces for {len(completions)} episodes")
-    forceful = [bool(p > ARM_CONTACT_LIMIT_N) for p in peaks] if peaks else [False] * len(completions)
+    per episode, in the layout ``categories``/``names``), failure classes and, per episode, what
+    the gripper was doing when its contact went over an arm's collision limit ("" where it did not:
+    ``FailureMonitor.over_limit_phase``)."""
+    phases = contact_phases or []
+    if phases and len(phases) != len(completions):
+        raise ValueError(f"summarise: {len(phases)} contact phases for {len(completions)} episodes")
+    forceful = [bool(p) for p in phases] if phases else [False] * len(completions)
     if TASKS[task].multi_instance:
         low, high = wald(completions)
         rate, interval = sum(completions) / len(completions), "wald"
@@ -233,7 +232,7 @@ def summarise(
         ARM_CONTACT_LIMIT_N,
         int(sum(forceful)),
         int(sum(f and c >= 1.0 for f, c in zip(forceful, completions, strict=True))),
-        {phase: n for phase, n in Counter(p for p in contact_phases or [] if p).items()},
+        {phase: n for phase, n in Counter(p for p in phases if p).items()},
     )
 
 
@@ -352,7 +351,7 @@ class Evaluation:
         for task in c.tasks:
             self.check_inputs(task)
             for setting in c.settings:
-                completions, errors, failures, peaks, phases = [], [], [], [], []
+                completions, errors, failures, phases = [], [], [], []
                 configs = evaluation_configurations(task, setting, c.episodes)
                 if c.layout != "simulated":  # laid out where the arm reaches, as sim_node does for it
                     offset = arm_model(c.layout).scene_offset(task)
@@ -386,7 +385,6 @@ class Evaluation:
                     over = monitor.over_limit_s
                     lines[-1]["contact_over_limit_s"] = None if over is None else round(over, 2)
                     lines[-1]["contact_over_limit_phase"] = monitor.over_limit_phase
-                    peaks.append(monitor.peak_contact_n)
                     phases.append(monitor.over_limit_phase)
                     # The count and the successes move together: the bar counts finished episodes.
                     bar.set_postfix(success=f"{sum(x >= 1 for x in completions)}/{len(completions)}", refresh=False)
@@ -396,7 +394,7 @@ class Evaluation:
                 categories = list(getattr(self.source, "categories", []) or [])
                 names = list(getattr(self.source, "names", []) or [])
                 bar.close()
-                rows.append(summarise(task, setting, completions, errors, categories, names, failures, peaks, phases))
+                rows.append(summarise(task, setting, completions, errors, categories, names, failures, phases))
         if out is not None:
             self._write(out, rows, lines, time.perf_counter() - started)
         return rows

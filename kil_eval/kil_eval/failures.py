@@ -34,14 +34,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kil_interfaces.rotations import quat_to_matrix
-from kil_sim.arm_collision import CollisionConfig
+from kil_sim.arm_collision import CollisionConfig, CollisionMonitor
 from kil_sim.tasks import LEFT_SCENE, TaskSpec
 from kil_sim.world import SimWorld
 
 SUCCESS = "success"
-#: Net contact force on the robot that a simulated arm's controller stops as a collision (N; C31 on
-#: the Lite6, a protective stop on the UR5e: ``kil_sim.arm_collision``), which the floating gripper
-#: pushes through: offline episodes are counted against it (``FailureMonitor.peak_contact_n``).
+#: Net contact force on the robot that a simulated arm's controller stops as a collision when it lasts
+#: 20 ms (N; C31 on the Lite6, a protective stop on the UR5e: ``kil_sim.arm_collision``), which the
+#: floating gripper pushes through: offline episodes are watched by the same rule
+#: (``FailureMonitor.over_limit_s``).
 ARM_CONTACT_LIMIT_N = CollisionConfig().force_n
 FAILURE_CLASSES = (
     SUCCESS,
@@ -126,22 +127,23 @@ class FailureMonitor:
         self.spec = spec
         self.thresholds = thresholds or FailureThresholds()
         self.history = {name: ObjectHistory() for name in spec.object_names()}
-        # The largest net contact force on the robot at a control tick (N), and what pushed: the
-        # floating gripper pushes through what stops a simulated arm's controller (50 N, C31 or a
-        # protective stop: kil_sim.arm_collision), so an offline success may be a collision there.
+        # The floating gripper pushes through what stops a simulated arm's controller (kil_sim.
+        # arm_collision: over 50 N for 20 ms, C31 or a protective stop), so an offline success may
+        # be a collision there: the contact is watched after every physics step by the arms' own
+        # rule (a control tick, 10 Hz, misses most grasp and placement spikes). The largest net
+        # contact force on the robot (N) and what pushed; when the arms' rule first fired (s since
+        # the first tick) and what the gripper was doing then (:meth:`phase`).
         self.peak_contact_n, self.peak_contact_with = 0.0, ""
-        # When the contact first went over ARM_CONTACT_LIMIT_N (s since the first tick) and what the
-        # gripper was doing then (:meth:`phase`): where an arm would have stopped the episode.
         self.over_limit_s: float | None = None
         self.over_limit_phase = ""
-        self._start_ns: int | None = None
+        self._arm_rule = CollisionMonitor(CollisionConfig(table_depth_m=-1.0))  # no links: the force rule
+        self._start_s: float | None = None
 
     def __call__(self, world: SimWorld, stamp_ns: int) -> None:
         t = self.thresholds
-        self._start_ns = stamp_ns if self._start_ns is None else self._start_ns
-        force, body = world.robot_contact_force()
-        if force > self.peak_contact_n:
-            self.peak_contact_n, self.peak_contact_with = force, body
+        if self._start_s is None:  # the first tick: watch every physics step from now on
+            self._start_s = world.time
+            world.physics_observers.append(self._physics_step)
         closed = world.gripper_command() < t.closed_below
         tcp = world.tcp_pose()[0]
         for name, h in self.history.items():
@@ -161,8 +163,13 @@ class FailureMonitor:
             h.tilt_deg = _tilt_deg(world, name)
             if h.tipped_ns is None and not h.lifted and h.tilt_deg > t.tipped_deg:
                 h.tipped_ns = stamp_ns
-        if self.over_limit_s is None and force > ARM_CONTACT_LIMIT_N:
-            self.over_limit_s, self.over_limit_phase = (stamp_ns - self._start_ns) / 1e9, self.phase()
+
+    def _physics_step(self, world: SimWorld) -> None:
+        """After every physics step: the peak contact, and the arms' collision rule."""
+        if self._arm_rule.update(world, [], world.time) is not None and self.over_limit_s is None:
+            self.over_limit_s, self.over_limit_phase = world.time - self._start_s, self.phase()
+            self._arm_rule.disarm()
+        self.peak_contact_n, self.peak_contact_with = self._arm_rule.peak_force_n, self._arm_rule.peak_with
 
     def phase(self) -> str:
         """What the gripper is doing with the manipulated objects: "approach" (none lifted yet),

@@ -117,9 +117,23 @@ def test_the_peak_contact_force_tells_a_gentle_grasp_from_pressing_the_mug_into_
     centre, _ = _mug()
     press = Waypoints([(centre + [0, 0, 0.2], 1.0), (centre, 1.0), (centre, 1.0)])  # down onto the mug, to the table
     monitor = FailureMonitor(TASKS["place_mug"])
-    run_episode(EPISODE, press, RolloutConfig(camera_hz=0, max_duration_s=4.0), observer=monitor)
+    forces = []  # (time, net contact force) after every physics step, as an arm's controller sees them
+
+    def observe(world, stamp_ns: int) -> None:
+        if not forces:
+            world.physics_observers.append(lambda w: forces.append((w.time, w.robot_contact_force()[0])))
+            forces.append((world.time, 0.0))
+        monitor(world, stamp_ns)
+
+    run_episode(EPISODE, press, RolloutConfig(camera_hz=0, max_duration_s=4.0), observer=observe)
     assert monitor.peak_contact_n > 10 * limit and monitor.peak_contact_with == "mug", monitor.peak_contact_n
-    # 20 cm down at 2 cm per 0.1 s tick: on the mug after about a second, before anything was lifted
+    # watched after every physics step, not only at the 10 Hz control ticks
+    assert monitor.peak_contact_n == max(f for _, f in forces)
+    # the arms' rule: over the limit for 20 ms; 20 cm down at 2 cm per 0.1 s tick reaches the mug
+    # after about a second, before anything was lifted
+    above = next(t for t, f in forces if f > limit)
+    start = forces[0][0]
+    assert above + 0.02 - 1e-6 <= start + monitor.over_limit_s <= above + 0.02 + 0.01, (above, monitor.over_limit_s)
     assert 0.3 < monitor.over_limit_s < 2.0 and monitor.over_limit_phase == "approach", monitor.over_limit_s
 
 

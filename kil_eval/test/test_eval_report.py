@@ -104,16 +104,13 @@ def test_the_report_says_where_the_papers_order_is_reversed(tmp_path: Path) -> N
 def test_contact_over_an_arms_limit_is_counted_and_reported(tmp_path: Path) -> None:
     """Each setting counts the episodes and successes whose peak contact went over the arms'
     collision limit (50 N), and the report shows the successes an arm would have left."""
-    peaks = list(np.array([7.0, 123.0, 50.0, 900.0]))  # as the monitor measures them: numpy floats
-    phases = ["", "holding", "", "approach"]
-    row = summarise(
-        "place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], peak_contacts_n=peaks, contact_phases=phases
-    )
+    phases = ["", "holding", "", "approach"]  # two episodes went over the limit: one success, one failure
+    row = summarise("place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], contact_phases=phases)
     assert (row.contact_limit_n, row.forceful_episodes, row.forceful_successes) == (50.0, 2, 1)
     assert row.forceful_phases == {"holding": 1, "approach": 1}
     json.dumps(asdict(row))  # summary.json takes it
-    with pytest.raises(ValueError, match="2 peak contact forces for 4 episodes"):
-        summarise("place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], peak_contacts_n=[7.0, 1.0])
+    with pytest.raises(ValueError, match="2 contact phases for 4 episodes"):
+        summarise("place_mug", "in_distribution", [1.0, 1.0, 1.0, 0.0], [], contact_phases=["", "holding"])
     kil = _results(tmp_path / "kil", "KIL-IM", {"in_distribution": (3, 4)})
     summary = json.loads((kil / SUMMARY).read_text())
     summary["results"] = [asdict(row)]

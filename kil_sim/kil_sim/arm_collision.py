@@ -69,11 +69,11 @@ class CollisionMonitor:
         self.config = config or CollisionConfig()
         self._above_since: float | None = None
         self._armed = True
-        self.peak_force_n = 0.0
+        self.peak_force_n, self.peak_with = 0.0, ""  # the largest net contact force so far, and what pushed
 
     def reset(self) -> None:
         """A new episode: start watching afresh."""
-        self._above_since, self._armed, self.peak_force_n = None, True, 0.0
+        self._above_since, self._armed, self.peak_force_n, self.peak_with = None, True, 0.0, ""
 
     def disarm(self) -> None:
         """A collision was reported: nothing more until the contact is over."""
@@ -90,7 +90,8 @@ class CollisionMonitor:
         """
         found = self._in_table(segments)
         force, body = world.robot_contact_force() if self.config.force_n > 0 else (0.0, "")
-        self.peak_force_n = max(self.peak_force_n, force)
+        if force > self.peak_force_n:
+            self.peak_force_n, self.peak_with = force, body
         if not self._armed:
             self._armed = found is None and force <= self.config.force_n
             return None

@@ -7,6 +7,7 @@ time in s since the last reset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mujoco
@@ -109,6 +110,8 @@ class SimWorld:
             for i in range(len(arm_links))
         ]
         self._robot_bodies = np.zeros(self.model.nbody, bool)  # the gripper, its fingers, the arm's links
+        # Called after every physics step (``step``), e.g. to watch contacts as an arm's controller does.
+        self.physics_observers: list[Callable[[SimWorld], None]] = []
         self._robot_bodies[[*self._gripper_bodies, *link_bodies]] = True
         self._finger_qpos = [
             self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
@@ -177,7 +180,8 @@ class SimWorld:
         self.data.ctrl[self._actuators] = opening * self._half_open
 
     def step(self, duration_s: float) -> None:
-        """Advance physics by ``duration_s`` (rounded to whole physics steps, at least one)."""
+        """Advance physics by ``duration_s`` (rounded to whole physics steps, at least one), calling
+        each of ``physics_observers`` with the world after every step."""
         dt = self.model.opt.timestep
         gripper = self.config.gripper
         max_step, max_turn = gripper.max_linear_speed * dt, gripper.max_angular_speed * dt
@@ -197,6 +201,8 @@ class SimWorld:
                     fraction = 1.0 if angle <= max_turn else max_turn / angle
                     self.data.mocap_quat[self._mocap] = _mj_quat(quat_slerp(current, self._target_quaternion, fraction))
             mujoco.mj_step(self.model, self.data)
+            for observer in self.physics_observers:
+                observer(self)
 
     def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Measured TCP position (3,) and quaternion (4,) in the base frame."""
