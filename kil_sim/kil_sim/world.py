@@ -280,19 +280,21 @@ class SimWorld:
     def _robot_contact_forces(self) -> list[tuple[int, int, float, np.ndarray]]:
         """Each contact between the robot and something else: (the robot's geom, the other geom,
         the normal force, the force (3,) on the robot in the world frame; N)."""
-        found = []
-        force = np.zeros(6)
+        found: list[tuple[int, int, float, np.ndarray]] = []
+        if self.data.ncon == 0:
+            return found
+        contacts = self.data.contact  # arrays over this step's contacts: select the robot's at once
+        geom1, geom2 = contacts.geom1, contacts.geom2
         robot, bodies = self._robot_bodies, self.model.geom_bodyid
-        for i, contact in enumerate(self.data.contact[: self.data.ncon]):
-            on_second = robot[bodies[contact.geom2]]
-            if robot[bodies[contact.geom1]] == on_second:
-                continue  # robot-robot (excluded in the model) or robot-free
+        first, second = robot[bodies[geom1]], robot[bodies[geom2]]
+        force = np.zeros(6)
+        for i in np.flatnonzero(first != second):  # robot-robot (excluded in the model) or robot-free: skipped
             mujoco.mj_contactForce(self.model, self.data, i, force)  # contact frame; +normal pushes geom2
-            world = contact.frame.reshape(3, 3).T @ force[:3]
-            if on_second:
-                found.append((int(contact.geom2), int(contact.geom1), float(force[0]), world))
+            world = contacts.frame[i].reshape(3, 3).T @ force[:3]
+            if second[i]:
+                found.append((int(geom2[i]), int(geom1[i]), float(force[0]), world))
             else:
-                found.append((int(contact.geom1), int(contact.geom2), float(force[0]), -world))
+                found.append((int(geom1[i]), int(geom2[i]), float(force[0]), -world))
         return found
 
     def _geom_owner(self, geom: int) -> str:
