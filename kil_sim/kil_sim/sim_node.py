@@ -48,8 +48,9 @@ camera is a device of its own; a frame due while the last is still being drawn i
 /diagnostics (1 Hz), check ``simulation``: the episode (task, setting, index, simulated seconds,
 outcome) and the real-time factor achieved since the last report; WARN when it falls below 80 % of
 ``real_time_factor`` (this machine does not keep up: lower it). Also the simulated clock
-(``sim_time_s``) and counters: ``physics_ticks``, ``camera_frames`` (published) and
-``camera_frames_skipped``.
+(``sim_time_s``) and counters: ``physics_ticks``, ``camera_frames`` (published),
+``camera_frames_skipped`` and, for the floating gripper, ``contacts_over_arm_limit`` (contacts over
+the arms' collision rule, each logged with the pose: what a Lite6 or UR5e would have stopped).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class SimNode(Node):
                     "collision_force_n",
                     50.0,
                     "robot:=lite6/ur5e: net contact force on the arm and gripper that its controller takes for a "
-                    "collision (N; Lite6: error C31, UR5e: protective stop; 0: off)",
+                    "collision (N; Lite6: error C31, UR5e: protective stop; robot:=floating: logged and counted, "
+                    "nothing stops; 0: off)",
                 ),
                 duration_s=p("collision_time_s", 0.02, "robot:=lite6/ur5e: ...for at least this long (s)"),
                 table_depth_m=p(
@@ -209,6 +211,7 @@ class SimNode(Node):
         # frames are drawn and published on a thread of their own while physics goes on
         self.camera = CameraThread(self._publish_frame)
         self.camera_frames_skipped = 0  # due while the last frame was still being drawn
+        self.contacts_over_arm_limit = 0  # robot:=floating: contacts an arm's controller would have stopped
         first = self._configuration(self.task, self.setting, self.index)
         self._refused = self._reach_problem(first)  # the configuration loaded, but no episode runs
         if self._refused:
@@ -242,6 +245,7 @@ class SimNode(Node):
             "physics_ticks": self.physics_ticks,
             "camera_frames": self.camera.frames,
             "camera_frames_skipped": self.camera_frames_skipped,
+            "contacts_over_arm_limit": self.contacts_over_arm_limit,
         }
         episode = f"{self.task} {self.setting} #{self.index}"
         if self._refused:
@@ -273,7 +277,7 @@ class SimNode(Node):
                     self, self.arm, self._warn, self._set_gripper, self._on_arm_commanded, self.xarm_hw_ns
                 )
             self.driver.reset(self.arm)
-            self.collisions.reset()
+        self.collisions.reset()
         self.world.step(0.3)  # objects settle
         self.static_tf.send([self.world.camera_extrinsics], self.sim_ns)
         self._episode_start_ns = self.sim_ns
@@ -310,6 +314,8 @@ class SimNode(Node):
         self.sim_ns += step_ns
         if self.arm is not None and not self._refused:
             self._check_collision(links)
+        elif self.arm is None:
+            self._watch_contact()
         self.clock_pub.publish(Clock(clock=self._stamp()))
         if self.sim_ns >= self._next_state:
             self._next_state = max(self._next_state + self.state_ns, self.sim_ns)
@@ -328,6 +334,22 @@ class SimNode(Node):
             self._on_check()
             if self._expert is not None and not self._ended and not self._expert.done:
                 self.chunk_pub.publish(conversion.action_chunk_to_msg(self._expert.act(self.world, self.sim_ns)))
+
+    def _watch_contact(self) -> None:
+        """robot:=floating: nothing stops the gripper, but where its contact goes over the arms'
+        collision rule (``collision_force_n`` for ``collision_time_s``) an arm's controller would
+        have: logged with the pose and counted (diagnostics ``contacts_over_arm_limit``), so a
+        live run on the floating gripper tells which of its contacts a Lite6 or UR5e would stop."""
+        found = self.collisions.update(self.world, [], self.sim_ns / _NS)
+        if found is None:
+            return
+        self.collisions.disarm()  # once per contact
+        self.contacts_over_arm_limit += 1
+        at = (self.sim_ns - self._episode_start_ns) / _NS
+        self.get_logger().warning(
+            f"floating gripper {at:.2f} s into {self.task} {self.setting} #{self.index}: {found}, which an arm's "
+            f"controller would have stopped (nothing stops the floating gripper); {collision_pose(self.world)}"
+        )
 
     def _check_collision(self, links: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
         """The controller's collision detection (``kil_sim.arm_collision``) on the arm's link

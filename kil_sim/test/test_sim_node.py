@@ -193,3 +193,48 @@ def test_sim_node_reports_each_episode_outcome(tmp_path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert "episode place_mug in_distribution #0: failure after" in output
+
+
+def test_the_floating_gripper_reports_contact_an_arm_would_have_stopped(tmp_path) -> None:
+    """Nothing stops the floating gripper, but driven 2 cm into the table its contact goes over the
+    arms' collision rule: counted on /diagnostics and logged with the pose and what it touched; the
+    episode goes on."""
+    from kil_interfaces.diagnostics import OK, WARN
+    from kil_interfaces.testing import DiagnosticsListener
+
+    process = _start_sim(tmp_path, "max_episode_s:=60.0")
+    rclpy.init()
+    node = rclpy.create_node("sim_contact_test")
+    last: dict = {}
+    try:
+        node.create_subscription(RobotState, "/kil/robot_state", lambda m: last.__setitem__("state", m), 10)
+        listener = DiagnosticsListener(node)
+        spin = lambda t: _spin_until(node, lambda: False, t)  # noqa: E731
+        listener.wait(spin, "sim_node: simulation", (OK, WARN), until=lambda v: v["contacts_over_arm_limit"] == "0")
+        assert _spin_until(node, lambda: "state" in last, 30.0), "no robot state"
+        start = cv.robot_state_from_msg(last["state"])
+        target_pub = node.create_publisher(PoseStamped, "/kil/servo_target", 10)
+        msg = PoseStamped()
+        msg.header.frame_id = "link_base"
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (
+            float(start.position[0]),
+            float(start.position[1]),
+            -0.02,
+        )
+        x, y, z, w = start.quaternion.tolist()
+        msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z, msg.pose.orientation.w = x, y, z, w
+
+        def pressed(seconds: float) -> None:
+            target_pub.publish(msg)
+            _spin_until(node, lambda: False, seconds)
+
+        status = listener.wait(pressed, "sim_node: simulation", (OK, WARN),
+                               until=lambda v: int(v["contacts_over_arm_limit"]) >= 1)  # fmt: skip
+        assert "failure" not in status.message  # the episode goes on: nothing stops the floating gripper
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    line = next((x for x in output.splitlines() if "which an arm's controller would have stopped" in x), "")
+    assert "of contact with" in line and "(limit 50 N)" in line and "TCP at (" in line and "contacts: " in line, output
