@@ -143,8 +143,11 @@ def test_lost_tracks_are_found_again_by_matching_when_asked(tmp_path, redetect_e
     else:
         # Tracked frames count from the blank one (1): matching runs again on the first multiple of N from 2.
         n = next(count for count in range(2, 10) if count % redetect_every == 0) - 2
-        assert extractor.redetected == 3 and results[n].found.all() and errors[n] < 6.0, errors
-        assert all(e > 25.0 for e in errors[:n]) and results[-1].found.all() and errors[-1] < 6.0, errors
+        # Found again: near the mug's new place, not where it was (> 25 px). How near is the weights-free
+        # matcher's precision on this rendering (the base keypoint 8.6 px high on one CPU's renderer, under
+        # 6 px on another), not what this test is about.
+        assert extractor.redetected == 3 and results[n].found.all() and errors[n] < 12.0, errors
+        assert all(e > 25.0 for e in errors[:n]) and results[-1].found.all() and errors[-1] < 12.0, errors
     with pytest.raises(ValueError, match="redetect_every must be 0"):
         TrackingExtractor(extractor.initializer, LucasKanadeTracker(), -1)
 
