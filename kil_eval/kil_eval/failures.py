@@ -133,7 +133,6 @@ class FailureMonitor:
         # rule (a control tick, 10 Hz, misses most grasp and placement spikes). The largest net
         # contact force on the robot (N) and what pushed; when the arms' rule first fired (s since
         # the first tick) and what the gripper was doing then (:meth:`phase`).
-        self.peak_contact_n, self.peak_contact_with = 0.0, ""
         self.over_limit_s: float | None = None
         self.over_limit_phase = ""
         self._arm_rule = CollisionMonitor(CollisionConfig(table_depth_m=-1.0))  # no links: the force rule
@@ -165,11 +164,20 @@ class FailureMonitor:
                 h.tipped_ns = stamp_ns
 
     def _physics_step(self, world: SimWorld) -> None:
-        """After every physics step: the peak contact, and the arms' collision rule."""
+        """After every physics step: the arms' collision rule (which also keeps the peak contact)."""
         if self._arm_rule.update(world, [], world.time) is not None and self.over_limit_s is None:
             self.over_limit_s, self.over_limit_phase = world.time - self._start_s, self.phase()
             self._arm_rule.disarm()
-        self.peak_contact_n, self.peak_contact_with = self._arm_rule.peak_force_n, self._arm_rule.peak_with
+
+    @property
+    def peak_contact_n(self) -> float:
+        """The largest net contact force on the robot so far (N; after every physics step)."""
+        return self._arm_rule.peak_force_n
+
+    @property
+    def peak_contact_with(self) -> str:
+        """What pushed hardest at :attr:`peak_contact_n` ("" when nothing touched the robot)."""
+        return self._arm_rule.peak_with
 
     def phase(self) -> str:
         """What the gripper is doing with the manipulated objects: "approach" (none lifted yet),

@@ -354,10 +354,11 @@ def write_report(result_dirs: list[Path], out: Path, notes: str = "", title: str
                 f"### {task}: contact an arm's controller would have stopped",
                 "",
                 "The simulated gripper floats (a mocap body) and pushes through what would stop an arm: episodes "
-                "whose net contact force on the gripper went over the limit at a control tick, the collision "
-                "limit of the simulated Lite6 and UR5e controllers (`kil_sim.arm_collision`; C31 on a Lite6, a "
-                "protective stop on a UR5e), and the successes left within it: a prediction of the score "
-                "through an arm (`python -m kil_bringup.rehearse` measures it).",
+                "whose net contact force on the gripper stayed over the limit for 20 ms (watched after every "
+                "physics step), the collision rule of the simulated Lite6 and UR5e controllers "
+                "(`kil_sim.arm_collision`; C31 on a Lite6, a protective stop on a UR5e), and the successes left "
+                "within it: how often the policy presses that hard, not which episodes an arm would complete "
+                "(`python -m kil_bringup.rehearse` measures that).",
                 "",
                 *contact,
                 "",
