@@ -11,8 +11,8 @@ extracted (method, backend, scale: its ``keypoint_extraction``; a flag that diff
 an RGB or S2 checkpoint sees the camera directly. With ``--episodes N`` (simulator only) it waits until the policy
 publishes its first action chunk, resets the simulated episode (so that start-up time does not
 count) to configuration 0 of its setting, after each outcome to the next configuration (1, 2, ...),
-clearing keypoint_node's tracks and policy_node's observation history after each reset (their
-``~/reset``) and clearing a simulated arm's controller stop that outlived the episode (a
+clearing keypoint_node's tracks, policy_node's observation history and interpolator_node's plan
+after each reset (their ``~/reset``) and clearing a simulated arm's controller stop that outlived the episode (a
 collision) as an operator would (:class:`ControllerFaults`), prints each episode's outcome from
 ``/kil/episode_outcome`` and stops after the N-th
 (exit status 0 when every episode succeeded, 1 otherwise or when sim_node refused a configuration,
@@ -80,8 +80,10 @@ def check_layout(spec: str, checkpoint: str) -> str | None:
 
 
 #: Nodes whose state belongs to one episode, cleared (``~/reset``, std_srvs/Trigger) when the
-#: simulator starts the next: keypoint_node's tracks (KIL-T), policy_node's observation history.
-EPISODE_STATE_NODES = ("keypoint_node", "policy_node")
+#: simulator starts the next: keypoint_node's tracks (KIL-T), policy_node's observation history,
+#: interpolator_node's plan (left running, the last episode's plan drove the gripper of the arm
+#: just placed home for 0.9 s: its poses refused, its gripper commands followed).
+EPISODE_STATE_NODES = ("keypoint_node", "policy_node", "interpolator_node")
 
 
 class EpisodeInputsReset:

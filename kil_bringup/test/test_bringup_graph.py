@@ -261,7 +261,7 @@ def test_run_graph_reports_the_outcome_of_an_oracle_fed_episode(tmp_path: Path) 
     assert "started: sim_node, policy_node, interpolator_node" in done.stdout, output[-2000:]
     # Start-up does not count: the episode is reset once chunks flow, and the policy's history cleared.
     assert "episode reset and started: place_mug in_distribution #0" in done.stdout, output[-2000:]
-    assert "(state cleared: policy_node)" in done.stdout, output[-2000:]
+    assert "(state cleared: policy_node, interpolator_node)" in done.stdout, output[-2000:]
     assert "episode place_mug in_distribution #0: failure after" in done.stdout, output[-2000:]
     assert "time limit of 4 s reached" in done.stdout and done.returncode == 1
     assert "producing action chunks again" in output  # the oracle keypoints fitted the checkpoint

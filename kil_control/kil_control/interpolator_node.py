@@ -11,6 +11,15 @@ cleared controller fault), the plan is dropped and the setpoints start again fro
 pose, with a warning: an adapter that only accepts targets near the arm would otherwise refuse
 the stream for ever.
 
+``~/reset`` (std_srvs/Trigger) starts a new episode: the plan is dropped, nothing is published until
+a /kil/robot_state stamped at or after the reset arrives, and the setpoints start from that state's
+pose with the gripper at ``episode_start_gripper`` (default 1.0, open, as demonstrations start;
+negative: the state's opening); action chunks stamped before the reset are dropped. A harness that
+moves the arm between episodes (a simulated episode reset) calls it: without it the last episode's
+plan went on for ``resync_after_s`` — its poses refused by an arm far from them, but its gripper
+commands followed — and an adapter that reports the commanded opening (``ur5e_node``) would start
+the next episode with the last one's gripper, closed after a collision.
+
 /diagnostics (1 Hz, ``diagnostics_period_s``), check ``plan``: OK while a plan is executing (or
 before the first chunk); WARN while starved (the plan ran out more than ``starvation_grace_s`` ago
 and no new chunk has arrived, for less than ``stale_after_s``) or waiting for the first robot state;
@@ -27,6 +36,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
 
 from kil_control.interpolation import ChunkInterpolator, InterpolatorConfig, SafetyLimits
 from kil_interfaces import conversion
@@ -71,12 +81,22 @@ class InterpolatorNode(Node):
         self._last_setpoint = None
         self._diverged_since: int | None = None
         self.resyncs = 0
+        self.episode_start_gripper = p(
+            "episode_start_gripper",
+            1.0,
+            "~/reset: the gripper command a new episode starts with (0 closed .. 1 open; negative: the measured one)",
+        )
+        if self.episode_start_gripper > 1.0:
+            raise ValueError(f"parameter episode_start_gripper must be <= 1, got {self.episode_start_gripper}")
+        self.resets = 0
+        self._reset_ns = 0  # ~/reset: inputs stamped before it belong to the previous episode
         self.interpolator: ChunkInterpolator | None = None
         self.target_pub = self.create_publisher(PoseStamped, "kil/servo_target", 10)
         self.gripper_pub = self.create_publisher(Float32, "kil/gripper_command", 10)
         self.create_subscription(ActionChunk, "kil/action_chunk", self._on_chunk, 10)
         self.create_subscription(RobotState, "kil/robot_state", self._on_state, 10)
         self.create_timer(1.0 / rate, self._on_timer)
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self._holding = False
         self._warn_once = WarnOnce(self.get_logger())
         self._warn = ThrottledWarning(self.get_logger(), 5.0)
@@ -91,6 +111,7 @@ class InterpolatorNode(Node):
             "chunks_refused": self.refused,
             "starvations": self.starvations,
             "resyncs": self.resyncs,
+            "resets": self.resets,
             "setpoints": self.setpoints,
             "limited_setpoints": self.limited / self.setpoints if self.setpoints else 0.0,
         }
@@ -125,9 +146,17 @@ class InterpolatorNode(Node):
         except conversion.ConversionError as error:
             self._warn_once("state", f"dropped: {error}")
             return
+        if state.stamp_ns < self._reset_ns:
+            return  # measured before the last ~/reset: the arm may have been moved since
         if self.interpolator is None:
-            self.interpolator = ChunkInterpolator(self.config, state.position, state.quaternion, state.gripper)
-            self.get_logger().info(f"starting from the current TCP pose {state.position.round(3).tolist()}")
+            gripper = state.gripper
+            if self.resets and self.episode_start_gripper >= 0.0:
+                gripper = self.episode_start_gripper
+            self.interpolator = ChunkInterpolator(self.config, state.position, state.quaternion, gripper)
+            self.get_logger().info(
+                f"starting from the current TCP pose {state.position.round(3).tolist()}, gripper {gripper:.2f}"
+                + (f" (measured {state.gripper:.2f})" if gripper != state.gripper else "")
+            )
             return
         if self._last_setpoint is None:
             return
@@ -151,15 +180,30 @@ class InterpolatorNode(Node):
             f"following): restarting from its measured pose {state.position.round(3).tolist()}",
         )
 
+    def _on_reset(self, request, response):
+        """A new episode: drop the plan; start again from the first robot state stamped from now on
+        (its pose; the gripper at ``episode_start_gripper``)."""
+        self._reset_ns = self.get_clock().now().nanoseconds
+        self.interpolator = None
+        self._last_setpoint, self._diverged_since = None, None
+        self._holding = self._starved = False
+        self.resets += 1
+        response.success = True
+        response.message = "plan dropped; setpoints start again from the next /kil/robot_state"
+        return response
+
     def _on_chunk(self, msg: ActionChunk) -> None:
         if self.interpolator is None:
-            self._warn_once("early", "action chunk before the first /kil/robot_state; dropped")
+            if not self.resets:
+                self._warn_once("early", "action chunk before the first /kil/robot_state; dropped")
             return
         try:
             chunk = conversion.action_chunk_from_msg(msg, what="/kil/action_chunk")
         except conversion.ConversionError as error:
             self._warn("chunk", f"action chunk dropped: {error}")
             return
+        if chunk.stamp_ns < self._reset_ns:
+            return  # computed from observations of the previous episode
         if chunk.frame_id not in ("", self.base_frame):
             self._warn_once("frame", f"action chunk in frame {chunk.frame_id!r} dropped; expected {self.base_frame!r}")
             return

@@ -194,3 +194,81 @@ def test_interpolator_node_restarts_from_the_arm_when_it_is_moved_elsewhere(ros_
     finally:
         output = stop_process(process)
     assert "the arm is 0.200 m from the setpoints" in output and "restarting from its measured pose" in output
+
+
+@pytest.mark.parametrize(("start_gripper", "expected_gripper"), [(None, 1.0), (-1.0, 0.2)])
+def test_interpolator_node_reset_drops_the_plan_and_starts_from_the_next_state(
+    ros_node, start_gripper, expected_gripper
+) -> None:
+    """~/reset (a new episode, e.g. a simulated reset that placed the arm home): the last
+    episode's plan — here closing the gripper on the way to a goal — stops at once; nothing is
+    published until a robot state stamped after the reset arrives (states and chunks stamped
+    before it are dropped); then the setpoints start from that state's pose with the gripper open
+    (episode_start_gripper), whatever the adapter reports (ur5e_node: the last command), or with
+    the reported opening when the parameter is negative."""
+    from std_srvs.srv import Trigger
+
+    params = ["rate_hz:=100.0", "max_linear_speed:=0.05"]
+    process = _start_interpolator(params + ([f"episode_start_gripper:={start_gripper}"] if start_gripper else []))
+    targets: list[tuple[float, np.ndarray]] = []
+    grippers: list[tuple[float, float]] = []
+    ros_node.create_subscription(
+        PoseStamped, "/kil/servo_target", lambda m: targets.append((time.monotonic(), np.array(
+            [m.pose.position.x, m.pose.position.y, m.pose.position.z]))), 50,
+    )  # fmt: skip
+    ros_node.create_subscription(
+        Float32, "/kil/gripper_command", lambda m: grippers.append((time.monotonic(), m.data)), 50
+    )
+    state_pub = ros_node.create_publisher(RobotState, "/kil/robot_state", 10)
+    chunk_pub = ros_node.create_publisher(ActionChunk, "/kil/action_chunk", 10)
+    reset = ros_node.create_client(Trigger, "/interpolator_node/reset")
+    start, goal, home = np.array([0.3, 0.0, 0.2]), np.array([0.5, 0.0, 0.2]), np.array([0.25, 0.0, 0.25])
+    state = {"at": start, "gripper": 1.0, "stamp": None}
+
+    def now_ns() -> int:
+        return ros_node.get_clock().now().nanoseconds
+
+    def publish_state() -> None:
+        stamp = now_ns() if state["stamp"] is None else state["stamp"]
+        state_pub.publish(
+            cv.robot_state_to_msg(RobotStateData(stamp, "link_base", state["at"], DOWN, state["gripper"]))
+        )
+
+    def send_chunk(stamp_ns: int) -> None:
+        # 4 s to the goal, the gripper closing on the way: a plan that outlives the episode.
+        chunk = ActionChunkData(stamp_ns, "link_base", 400_000_000, np.array([
+            start + (goal - start) * (i + 1) / 10 for i in range(10)]), np.tile(DOWN, (10, 1)),
+            np.linspace(0.9, 0.0, 10))  # fmt: skip
+        chunk_pub.publish(cv.action_chunk_to_msg(chunk))
+
+    try:
+        assert _spin_until(ros_node, lambda: bool(targets), 30, publish_state), "no setpoint from interpolator_node"
+        assert reset.wait_for_service(timeout_sec=30), "interpolator_node/reset is not up"
+        send_chunk(now_ns())
+        closing = _spin_until(ros_node, lambda: bool(grippers) and grippers[-1][1] < 0.8, 30, publish_state)
+        assert closing, "the plan did not start closing the gripper"
+        before_reset_ns = now_ns()
+        future = reset.call_async(Trigger.Request())
+        assert _spin_until(ros_node, future.done, 30, publish_state), "no answer from ~/reset"
+        assert future.result().success
+        # The arm is placed home, gripper open; a state measured before the reset still arrives: it
+        # may not restart the setpoints.
+        answered = time.monotonic()
+        state.update(at=np.array([0.45, 0.0, 0.2]), gripper=0.3, stamp=before_reset_ns)
+        _spin_until(ros_node, lambda: time.monotonic() > answered + 1.5, 5, publish_state)
+        late = [t for t, _ in targets if t > answered + 0.3] + [t for t, _ in grippers if t > answered + 0.3]
+        assert not late, f"{len(late)} setpoints published after ~/reset without a new robot state"
+        state.update(at=home, gripper=0.2, stamp=None)
+        resumed_at = time.monotonic()
+        restarted = _spin_until(ros_node, lambda: bool(targets) and targets[-1][0] > resumed_at, 30, publish_state)
+        assert restarted, "no setpoint after a robot state stamped after the reset"
+        send_chunk(before_reset_ns)  # computed before the reset: dropped
+        _spin_until(ros_node, lambda: time.monotonic() > resumed_at + 1.0, 5, publish_state)
+        after = [p for t, p in targets if t > resumed_at]
+        gripper_after = [g for t, g in grippers if t > resumed_at]
+        assert np.allclose(after, home, atol=1e-9), (
+            "setpoints did not start from the new state (or followed an old chunk)"
+        )
+        assert np.allclose(gripper_after, expected_gripper), f"a new episode's gripper: {gripper_after[:5]}"
+    finally:
+        stop_process(process)
