@@ -14,7 +14,8 @@ the stream for ever.
 ``~/reset`` (std_srvs/Trigger) starts a new episode: the plan is dropped, nothing is published until
 a /kil/robot_state stamped at or after the reset arrives, and the setpoints start from that state's
 pose with the gripper at ``episode_start_gripper`` (default 1.0, open, as demonstrations start;
-negative: the state's opening); action chunks stamped before the reset are dropped. A harness that
+negative: the state's opening; an unstamped state, stamp 0, is taken as new); action chunks stamped
+before the reset are dropped. A harness that
 moves the arm between episodes (a simulated episode reset) calls it: without it the last episode's
 plan went on for ``resync_after_s`` — its poses refused by an arm far from them, but its gripper
 commands followed — and an adapter that reports the commanded opening (``ur5e_node``) would start
@@ -146,8 +147,8 @@ class InterpolatorNode(Node):
         except conversion.ConversionError as error:
             self._warn_once("state", f"dropped: {error}")
             return
-        if state.stamp_ns < self._reset_ns:
-            return  # measured before the last ~/reset: the arm may have been moved since
+        if 0 < state.stamp_ns < self._reset_ns:
+            return  # measured before the last ~/reset: the arm may have been moved since (unstamped: no telling)
         if self.interpolator is None:
             gripper = state.gripper
             if self.resets and self.episode_start_gripper >= 0.0:
