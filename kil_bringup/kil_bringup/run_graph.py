@@ -12,8 +12,8 @@ an RGB or S2 checkpoint sees the camera directly. With ``--episodes N`` (simulat
 publishes its first action chunk, resets the simulated episode (so that start-up time does not
 count) to configuration 0 of its setting, after each outcome to the next configuration (1, 2, ...),
 clearing keypoint_node's tracks, policy_node's observation history and interpolator_node's plan
-after each reset (their ``~/reset``) and clearing a simulated arm's controller stop that outlived the episode (a
-collision) as an operator would (:class:`ControllerFaults`), prints each episode's outcome from
+after each reset (their ``~/reset``) and clearing a simulated arm's controller stop that outlived
+the episode (a collision) as an operator would (:class:`ControllerFaults`), prints each episode's outcome from
 ``/kil/episode_outcome`` and stops after the N-th
 (exit status 0 when every episode succeeded, 1 otherwise or when sim_node refused a configuration,
 2 when a node failed or ``--timeout`` passed first).
@@ -87,8 +87,9 @@ EPISODE_STATE_NODES = ("keypoint_node", "policy_node", "interpolator_node")
 
 
 class EpisodeInputsReset:
-    """Clears the episode state of the graph's perception and policy after a simulator reset: a
-    track started in the previous scene would follow objects that have just been moved.
+    """Clears the episode state of the graph's perception, policy and interpolator after a simulator
+    reset: a track started in the previous scene would follow objects that have just been moved,
+    and the last episode's plan would drive the arm just placed home.
 
     Args:
         node: the caller's node (services relative to its namespace).
@@ -207,7 +208,7 @@ class ControllerFaults:
 class OutcomeListener:
     """Runs a simulated rollout's episodes: once the policy publishes its first action chunk, resets
     sim_node to configuration 0 of its setting, and after each outcome to the next (1, 2, ...), up
-    to ``episodes``; after each reset the perception and policy state is cleared
+    to ``episodes``; after each reset the perception, policy and interpolator state is cleared
     (:class:`EpisodeInputsReset`). A node of its own, spun by :meth:`spin_once`."""
 
     def __init__(

@@ -15,11 +15,11 @@ the stream for ever.
 a /kil/robot_state stamped at or after the reset arrives, and the setpoints start from that state's
 pose with the gripper at ``episode_start_gripper`` (default 1.0, open, as demonstrations start;
 negative: the state's opening; an unstamped state, stamp 0, is taken as new); action chunks stamped
-before the reset are dropped. A harness that
-moves the arm between episodes (a simulated episode reset) calls it: without it the last episode's
-plan went on for ``resync_after_s`` — its poses refused by an arm far from them, but its gripper
-commands followed — and an adapter that reports the commanded opening (``ur5e_node``) would start
-the next episode with the last one's gripper, closed after a collision.
+before the reset are dropped. A harness that moves the arm between episodes (a simulated episode
+reset) calls it: without it the last episode's plan went on for ``resync_after_s`` — its poses
+refused by an arm far from them, but its gripper commands followed — and an adapter that reports
+the commanded opening (``ur5e_node``) would start the next episode with the last one's gripper,
+closed after a collision.
 
 /diagnostics (1 Hz, ``diagnostics_period_s``), check ``plan``: OK while a plan is executing (or
 before the first chunk); WARN while starved (the plan ran out more than ``starvation_grace_s`` ago

@@ -130,9 +130,9 @@ class FailureMonitor:
         # The floating gripper pushes through what stops a simulated arm's controller (kil_sim.
         # arm_collision: over 50 N for 20 ms, C31 or a protective stop), so an offline success may
         # be a collision there: the contact is watched after every physics step by the arms' own
-        # rule (a control tick, 10 Hz, misses most grasp and placement spikes). The largest net
-        # contact force on the robot (N) and what pushed; when the arms' rule first fired (s since
-        # the first tick) and what the gripper was doing then (:meth:`phase`).
+        # rule (a control tick, 10 Hz, misses most grasp and placement spikes), which also keeps the
+        # largest net contact force (:attr:`peak_contact_n`, :attr:`peak_contact_with`). When the
+        # rule first fired (s since the first tick) and what the gripper was doing then (:meth:`phase`):
         self.over_limit_s: float | None = None
         self.over_limit_phase = ""
         self._arm_rule = CollisionMonitor(CollisionConfig(table_depth_m=-1.0))  # no links: the force rule
