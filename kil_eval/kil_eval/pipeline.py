@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import re
 import sys
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ import yaml
 from tqdm import tqdm
 
 from kil_eval.evaluate import SUMMARY, Evaluation, EvaluationConfig
+from kil_eval.orphaned import exit_when_orphaned
 from kil_eval.record_demos import record
 from kil_eval.report import write_report
 from kil_eval.specs import make_spec
@@ -124,7 +124,8 @@ class PipelineConfig:
             device: torch device. gif: film one episode per setting.
         notes: extra lines for the report (what was scaled down, and why).
         jobs: methods run at once after recording (processes; the CPU's threads divided among
-            them); 1 = one after the other in this process.
+            them); 1 = one after the other in this process. The demonstrations are recorded in
+            as many processes, at most one per CPU thread (``record_demos.record``'s ``jobs``).
     """
 
     task: str = "place_mug"
@@ -207,7 +208,8 @@ class Pipeline:
     def record(self) -> list[Path]:
         c, started = self.config, time.perf_counter()
         masks = any(METHODS[m].get("instance_source") == "masks" or m == "S2" for m in c.methods)
-        bags = record(c.task, c.demos, c.demos_dir, c.camera_hz, c.width, c.height, masks=masks)
+        jobs = max(1, min(c.jobs, len(os.sched_getaffinity(0))))  # an episode records on one core
+        bags = record(c.task, c.demos, c.demos_dir, c.camera_hz, c.width, c.height, masks=masks, jobs=jobs)
         stage(
             "record", f"{len(bags)} {c.task} demonstrations in {c.demos_dir} ({_size_mb(c.demos_dir):.0f} MB)", started
         )
@@ -250,11 +252,11 @@ class Pipeline:
         stage("extract", f"{method}: keypoints of {frames} frames from {len(bags)} bags ({settings.backend})", started)
         return frames
 
-    def train(self, method: str) -> Path:
-        """Train (or keep a finished training of) one method; returns its checkpoint."""
-        from kil_policy.train import parse_config, train
+    def training_config(self, method: str):
+        """``method``'s ``kil_policy.train`` configuration and the path of its last checkpoint."""
+        from kil_policy.train import parse_config
 
-        c, started = self.config, time.perf_counter()
+        c = self.config
         observation = IMAGE_METHODS.get(method, "keypoints")
         size = c.rgb if method in IMAGE_METHODS else c.kil
         run = c.run_dir(method)
@@ -263,8 +265,21 @@ class Pipeline:
         overrides += size.overrides(observation, shown)
         if method not in IMAGE_METHODS:
             overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
-        config = parse_config(None, overrides)
-        last = run / "checkpoint_last"
+        return parse_config(None, overrides), run / "checkpoint_last"
+
+    def trained(self, method: str) -> Path | None:
+        """``method``'s checkpoint once a training of these very settings has reached its last step
+        (in this process or a worker's), else None."""
+        config, last = self.training_config(method)
+        return last if _finished_training(last, config) else None
+
+    def train(self, method: str) -> Path:
+        """Train (or keep a finished training of) one method; returns its checkpoint."""
+        from kil_policy.train import train
+
+        started = time.perf_counter()
+        size = self.config.rgb if method in IMAGE_METHODS else self.config.kil
+        config, last = self.training_config(method)
         if _finished_training(last, config):
             stage("train", f"{method}: {last} kept ({size.steps} steps)", started)
             return last
@@ -388,24 +403,6 @@ class Pipeline:
         """Every stage; returns the report and each method's checkpoint."""
         results, checkpoints = self.methods()
         return self.report(results, title), checkpoints
-
-
-def exit_when_orphaned(parent: int, interval_s: float = 1.0) -> threading.Thread:
-    """Ends this process (exit status 1, a line on stderr) once its parent ``parent`` is gone: a
-    daemon thread compares ``os.getppid()`` with it every ``interval_s``. A method's worker would
-    otherwise go on training for hours after a study or demo killed with SIGTERM or SIGKILL (only
-    Ctrl-C reaches the whole process group). Returns the watching thread."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval_s)
-        print(f"[methods] parent process {parent} is gone: stopping this worker ({os.getpid()})", file=sys.stderr,
-              flush=True)  # fmt: skip
-        os._exit(1)
-
-    thread = threading.Thread(target=watch, name="exit-when-orphaned", daemon=True)
-    thread.start()
-    return thread
 
 
 def _method_in_process(

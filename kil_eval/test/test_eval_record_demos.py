@@ -1,10 +1,12 @@
 """record_demos: real rosbag2 episodes with the demonstration topics; Ctrl-C keeps finished
-episodes and a second run resumes."""
+episodes and a second run resumes; episodes recorded in several processes are those one process
+records."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +101,48 @@ def test_interrupt_keeps_finished_episodes_and_resumes(tmp_path: Path) -> None:
     assert [p.name for p in final] == ["episode_0000", "episode_0001", "episode_0002"]
     assert {p.name: _digest(p) for p in final if p.name in digests} == digests  # untouched
     assert not (tmp_path / ".partial").exists()
+
+
+def _contents(path: Path) -> tuple[dict, dict[str, int], bytes]:
+    """An episode's configuration metadata, message count per topic and last colour frame."""
+    import yaml
+
+    custom = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+    counts: dict[str, int] = defaultdict(int)
+    last = b""
+    with Reader(path) as reader:
+        for connection, _, raw in reader.messages():
+            counts[connection.topic] += 1
+            if connection.topic == "/camera/color/image_raw":
+                last = bytes(TYPESTORE.deserialize_cdr(raw, connection.msgtype).data)
+    keys = ("configuration", "seed", "variants", "instance_categories", "success")
+    return {k: custom[k] for k in keys}, dict(counts), last
+
+
+def test_episodes_recorded_in_processes_are_those_one_process_records(tmp_path: Path) -> None:
+    one = record("place_mouse", 3, tmp_path / "one", camera_hz=5.0, width=96, height=72, progress=False)
+    # Through the command line: the worker processes (and multiprocessing's helper) end with it.
+    command = [
+        sys.executable, "-m", "kil_eval.record_demos", "--task", "place_mouse", "--episodes", "3",
+        "--out", str(tmp_path / "two"), "--camera-hz", "5", "--width", "96", "--height", "72", "--jobs", "2",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    two = list_episodes(tmp_path / "two")
+    assert [p.name for p in two] == [p.name for p in one] == ["episode_0000", "episode_0001", "episode_0002"]
+    for a, b in zip(one, two, strict=True):
+        assert _contents(b) == _contents(a), b.name
+    assert not (tmp_path / "two" / ".partial").exists()
+    # An episode missing from the middle (a run stopped while another process went on) is recorded
+    # again from its own configuration; the others are left as they are.
+    kept = {p.name: _digest(p) for p in two if p.name != "episode_0001"}
+    shutil.rmtree(two[1])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    again = list_episodes(tmp_path / "two")
+    assert [p.name for p in again] == ["episode_0000", "episode_0001", "episode_0002"]
+    assert {p.name: _digest(p) for p in again if p.name in kept} == kept
+    assert _contents(again[1]) == _contents(one[1])
 
 
 def test_record_train_and_roll_out_a_policy_on_oracle_keypoints(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ Two backbones (``PolicyConfig.image_backbone``):
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -161,6 +162,7 @@ class FrozenTrunkEncoder(nn.Module):
         self.crop = config.image_crop
         self.trunk = build_model(pretrained=False)
         self.trunk.requires_grad_(False)
+        self._folded: tuple[tuple, nn.Module] | None = None  # see _inference_trunk
         stride = 1 if config.image_pool == "spatial_softmax" else 2
         self.stage = nn.Sequential(_Block(self.TRUNK_CHANNELS, 128, 1), _Block(128, self.WIDTH, stride))
         # channels-last: oneDNN's convolutions on these small maps run about 10 % faster per training
@@ -192,7 +194,20 @@ class FrozenTrunkEncoder(nn.Module):
         images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
         if self.channels == 2:  # S2: (mask, relative depth) -> (mask, depth, depth)
             images = torch.cat([images, images[:, 1:2]], dim=1)
-        return self.trunk((images - self.mean) / self.std)[-1]
+        return self._inference_trunk()((images - self.mean) / self.std)[-1]
+
+    def _inference_trunk(self) -> nn.Module:
+        """The trunk with its batch norms folded into its convolutions (a third less time per frame,
+        the same features to float32 rounding: ``kil_perception.batchnorm_folding``), made again
+        whenever the trunk's tensors change (a checkpoint or the ImageNet weights loaded, a move to
+        another device or dtype). ``self.trunk`` itself stays as it is: checkpoints hold its names."""
+        tensors = itertools.chain(self.trunk.parameters(), self.trunk.buffers())
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        if self._folded is None or self._folded[0] != key:
+            from kil_perception.batchnorm_folding import fold_batch_norms
+
+            self._folded = (key, fold_batch_norms(self.trunk.eval()))
+        return self._folded[1]
 
     def from_features(self, features: Tensor, proprio: Tensor) -> Tensor:
         """(N, 112, h, w) trunk features + (N, P) proprio -> (N, D + P)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from kil_policy.config import HeadConfig, PolicyConfig
 from kil_policy.data import Episode, TensorWindows
@@ -103,3 +104,24 @@ def test_pretrained_trunk_comes_from_the_package_and_travels_in_the_checkpoint(t
 def test_unknown_backbone_is_refused() -> None:
     with pytest.raises(ValueError, match="image_backbone must be resnet18 or effnet_lite0_frozen"):
         PolicyConfig(observation="rgb", image_backbone="vit")
+
+
+def test_trunk_features_follow_weights_loaded_after_the_first_call() -> None:
+    """The trunk computes with its batch norms folded (a copy made once); loading other weights
+    (a checkpoint, the ImageNet weights) must reach the features, not the stale copy."""
+    torch.manual_seed(0)
+    encoder = FrozenTrunkEncoder(_config())
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        unfolded = encoder.trunk((F.interpolate(images, size=(64, 96)) - encoder.mean) / encoder.std)[-1]
+    first = encoder.trunk_features(images)
+    torch.testing.assert_close(first, unfolded, rtol=1e-4, atol=1e-4)
+    other = FrozenTrunkEncoder(_config())
+    with torch.no_grad():
+        for module in other.trunk.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+    encoder.trunk.load_state_dict(other.trunk.state_dict())
+    again = encoder.trunk_features(images)
+    assert not torch.allclose(again, first)
+    torch.testing.assert_close(again, other.trunk_features(images))

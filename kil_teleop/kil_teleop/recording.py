@@ -110,7 +110,13 @@ class EpisodeWriter:
                 f"{self.partial_path}: an interrupted recording of this episode is there; recover it first "
                 f"(python -m kil_teleop.recover {self.path.parent})"
             )
-        self.partial_path.mkdir(parents=True)
+        for attempt in range(3):
+            try:
+                self.partial_path.mkdir(parents=True)
+                break
+            except FileNotFoundError:  # another writer removed the empty .partial/ between the two mkdirs
+                if attempt == 2:
+                    raise
         self._typestore, self._topics, self._storage, self._compress = typestore, dict(topics), storage, compress
         self.segment_ns = None if segment_s is None else round(segment_s * _NS)
         self._metadata = dict(metadata or {})
