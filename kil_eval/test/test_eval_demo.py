@@ -5,6 +5,7 @@ graph; a rerun reuses the finished stages."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kil_eval.demo import LiveEpisode, quick_config
-from kil_eval.pipeline import Pipeline
+from kil_eval.pipeline import EVALUATION_NICENESS, Pipeline
 from kil_interfaces.background_jobs import BackgroundJob
 from kil_policy.train import cpu_summary
 
@@ -49,7 +50,11 @@ def test_quick_demo_runs_every_stage_and_reuses_them() -> None:
     # The three methods ran at once (the demo's default), each with its own log.
     assert any(line.startswith("[methods] KIL-IN, RGB, S2: 3 at a time") for line in lines), done.stdout
     for method in ("KIL-IN", "RGB", "S2"):
-        assert f"[train] {method}" in (tmp_path / "logs" / f"{method}.log").read_text()
+        log = (tmp_path / "logs" / f"{method}.log").read_text()
+        assert f"[train] {method}" in log
+        # Each evaluated at a lower priority than the trainings and the live episode beside it.
+        niceness = re.search(rf"^\[methods\] {method}: evaluating at niceness (\d+)$", log, flags=re.MULTILINE)
+        assert niceness and int(niceness.group(1)) >= EVALUATION_NICENESS, log[-2000:]
     report = tmp_path / "report" / "report.md"
     assert lines[-1] == f"report: {report}"
     assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text

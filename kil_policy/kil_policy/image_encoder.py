@@ -194,11 +194,13 @@ class FrozenTrunkEncoder(nn.Module):
         images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
         if self.channels == 2:  # S2: (mask, relative depth) -> (mask, depth, depth)
             images = torch.cat([images, images[:, 1:2]], dim=1)
-        return self._inference_trunk()((images - self.mean) / self.std)[-1]
+        normalised = ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return self._inference_trunk()(normalised)[-1].contiguous()
 
     def _inference_trunk(self) -> nn.Module:
-        """The trunk with its batch norms folded into its convolutions (a third less time per frame,
-        the same features to float32 rounding: ``kil_perception.batchnorm_folding``), made again
+        """The trunk with its batch norms folded into its convolutions, channels-last (together about
+        a third less time per frame on a CPU, the same features to float32 rounding:
+        ``kil_perception.batchnorm_folding``), made again
         whenever the trunk's tensors change (a checkpoint or the ImageNet weights loaded, a move to
         another device or dtype). ``self.trunk`` itself stays as it is: checkpoints hold its names."""
         tensors = itertools.chain(self.trunk.parameters(), self.trunk.buffers())
@@ -206,7 +208,7 @@ class FrozenTrunkEncoder(nn.Module):
         if self._folded is None or self._folded[0] != key:
             from kil_perception.batchnorm_folding import fold_batch_norms
 
-            self._folded = (key, fold_batch_norms(self.trunk.eval()))
+            self._folded = (key, fold_batch_norms(self.trunk.eval()).to(memory_format=torch.channels_last))
         return self._folded[1]
 
     def from_features(self, features: Tensor, proprio: Tensor) -> Tensor:
