@@ -267,12 +267,6 @@ class Pipeline:
             overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
         return parse_config(None, overrides), run / "checkpoint_last"
 
-    def trained(self, method: str) -> Path | None:
-        """``method``'s checkpoint once a training of these very settings has reached its last step
-        (in this process or a worker's), else None."""
-        config, last = self.training_config(method)
-        return last if _finished_training(last, config) else None
-
     def train(self, method: str) -> Path:
         """Train (or keep a finished training of) one method; returns its checkpoint."""
         from kil_policy.train import train
@@ -409,10 +403,8 @@ class Pipeline:
 
 
 #: How much a worker lowers its CPU priority once its training is done. An offline evaluation steps
-#: its own simulator, so its results do not depend on how fast it runs; the other methods' trainings
-#: and the demo's live episode (a node graph on the wall clock, started beside the evaluations) do.
-#: In a demo where the live episode ran beside two evaluations at equal priority the mug was
-#: knocked over (the same checkpoint and configuration alone: success).
+#: its own simulator, so its results do not depend on how fast it runs; it yields the CPU to the
+#: other methods' trainings still running beside it, which the demo's end waits for.
 EVALUATION_NICENESS = 10
 
 

@@ -8,14 +8,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from kil_eval.demo import LiveEpisode, quick_config
-from kil_eval.pipeline import EVALUATION_NICENESS, Pipeline
+from kil_eval.pipeline import EVALUATION_NICENESS
 from kil_interfaces.background_jobs import BackgroundJob
 from kil_policy.train import cpu_summary
 
@@ -52,22 +49,13 @@ def test_quick_demo_runs_every_stage_and_reuses_them() -> None:
     for method in ("KIL-IN", "RGB", "S2"):
         log = (tmp_path / "logs" / f"{method}.log").read_text()
         assert f"[train] {method}" in log
-        # Each evaluated at a lower priority than the trainings and the live episode beside it.
+        # Each evaluated at a lower priority than the other methods' trainings beside it.
         niceness = re.search(rf"^\[methods\] {method}: evaluating at niceness (\d+)$", log, flags=re.MULTILINE)
         assert niceness and int(niceness.group(1)) >= EVALUATION_NICENESS, log[-2000:]
     report = tmp_path / "report" / "report.md"
     assert lines[-1] == f"report: {report}"
     assert "| KIL-IN |" in text and "| RGB |" in text and "| S2 |" in text
     assert "One episode of the live node graph" in text and "why episodes failed" in text
-    # The live episode starts once KIL's checkpoint is trained, beside the evaluations: the parent
-    # recognises the workers' finished trainings as those of its own settings, and no other.
-    assert "once KIL-IN's training had ended, beside the evaluations" in text
-    pipeline = Pipeline(quick_config(tmp_path, "cpu"))
-    assert pipeline.trained("KIL-IN") == tmp_path / "runs" / "KIL-IN" / "checkpoint_last"
-    assert pipeline.trained("RGB") and pipeline.trained("S2")
-    longer = quick_config(tmp_path, "cpu")
-    longer.kil = replace(longer.kil, steps=longer.kil.steps + 1)
-    assert Pipeline(longer).trained("KIL-IN") is None
     # The live graph extracts as the checkpoint was trained (KIL-IN: instance matching in the sim's masks).
     assert "method instance, in the simulator's instance masks" in text
     assert "## Wall time" in text and "3 at once in separate processes" in text
@@ -79,17 +67,3 @@ def test_quick_demo_runs_every_stage_and_reuses_them() -> None:
     for prefix in ("[spec]", "[train] KIL-IN", "[train] RGB", "[train] S2", "[evaluate] KIL-IN", "[evaluate] S2"):
         line = next(line for line in again.stdout.splitlines() if line.startswith(prefix))
         assert " kept" in line, line
-
-
-def test_live_episode_waits_for_the_training_and_can_be_cancelled(tmp_path: Path) -> None:
-    """Before KIL's checkpoint is trained the live episode only waits (no node graph started);
-    cancelled, it ends with a line that says so."""
-    config = quick_config(tmp_path, "cpu")
-    live = LiveEpisode(config, Pipeline(config), "KIL-IN", timeout_s=30, poll_s=0.05)
-    live.start()
-    time.sleep(0.5)
-    assert live.is_alive() and live.began_s is None
-    live.cancel()
-    line, status = live.result()
-    assert (line, status) == ("no live episode (stopped before it started)", -1)
-    assert not live.is_alive() and live.began_s is None

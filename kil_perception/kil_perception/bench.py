@@ -7,6 +7,9 @@
   call (each measured in a fresh process), and whether the argmax agrees.
 - matching_cuda (when CUDA is available): the same two on the GPU, with the peak GPU memory each
   call allocates (``torch.cuda.max_memory_allocated``).
+- effnet_inference: EfficientNet-Lite0's feature maps as ``EffNetLite0Backend`` computes them (batch
+  norms folded into the convolutions, channels-last on a CPU) beside the plain eval-mode model,
+  same run, at 320 x 240 and 640 x 480, with the largest difference between their outputs.
 - per_frame: latency of one 640 x 480 frame, extraction + lifting to 3-D, for each method (image
   matching, instance matching with given masks, tracking) x each backend available here.
 - paper_sized (CUDA by default; ``--paper-models`` forces it): the paper's models at their
@@ -252,6 +255,27 @@ def paper_sized(device: torch.device, repeats: int) -> dict:
     return out
 
 
+def effnet_inference(repeats: int) -> dict:
+    """EfficientNet-Lite0 (random weights: the time does not depend on them) as the backend runs it
+    beside the plain model, one image per call, per frame size."""
+    from kil_perception.backends.effnet import EffNetLite0Backend, build_model
+
+    plain = build_model(pretrained=False)
+    backend = EffNetLite0Backend(model=plain)
+    rows = {}
+    for height, width in ((240, 320), (480, 640)):
+        x = torch.rand(1, 3, height, width)
+        fast = x.contiguous(memory_format=backend.memory_format)
+        with torch.inference_mode():
+            difference = max(float((a - b).abs().max()) for a, b in zip(plain(x), backend.model(fast), strict=True))
+            rows[f"{width}x{height}"] = {
+                "plain_ms": _median_ms(lambda x=x: plain(x), repeats),
+                "backend_ms": _median_ms(lambda fast=fast: backend.model(fast), repeats),
+                "max_abs_difference": difference,
+            }
+    return rows
+
+
 def threads_under_load_frame(repeats: int) -> dict:
     """One 640 x 480 frame of image matching with effnet_lite0 (extraction + lifting) with 1 thread
     and one per core, alone and beside one busy process per core: what keypoint_node's
@@ -297,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "torch_threads": torch.get_num_threads(),
         "matching": matching(args.repeats),
+        "effnet_inference": effnet_inference(args.repeats),
         "per_frame": per_frame(args.repeats),
     }
     cuda = torch.cuda.is_available()

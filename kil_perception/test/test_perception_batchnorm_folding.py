@@ -80,3 +80,13 @@ def test_the_backend_features_are_those_of_the_unfolded_model() -> None:
     features = backend.features(image)
     backend.model = model.eval()  # the same backend computing with the unfolded model
     torch.testing.assert_close(features, backend.features(image), rtol=1e-4, atol=1e-4)
+
+
+def test_the_benchmark_times_what_the_backend_runs_beside_the_plain_model() -> None:
+    from kil_perception.bench import effnet_inference
+
+    rows = effnet_inference(repeats=1)
+    assert set(rows) == {"320x240", "640x480"}
+    for row in rows.values():
+        assert row["plain_ms"] > 0 and row["backend_ms"] > 0
+        assert row["max_abs_difference"] < 1e-3  # the same network, computed another way
