@@ -230,7 +230,7 @@ def _notes(
     )
     return "\n".join(
         [
-            "Scaled down from the paper to run on a 2-core CPU (`make demo`: 30-33 min with the three methods at "
+            "Scaled down from the paper to run on a 2-core CPU (`make demo`: 25-29 min with the three methods at "
             "once on an AVX-512 machine, set-up not included; the wall time below says this run's):",
             "",
             f"- {demos} scripted demonstrations (paper: 50 teleoperated), camera {width}x{height} at 10 Hz "
