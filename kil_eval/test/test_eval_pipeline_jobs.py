@@ -101,7 +101,7 @@ from pathlib import Path
 from kil_eval import pipeline
 
 
-def _for_ever(self, method, bags):
+def _for_ever(self, method, bags, **stages):
     (self.config.out / f"{method}.pid").write_text(str(os.getpid()))
     time.sleep(600)
 
