@@ -252,11 +252,11 @@ class Pipeline:
         stage("extract", f"{method}: keypoints of {frames} frames from {len(bags)} bags ({settings.backend})", started)
         return frames
 
-    def training_config(self, method: str):
-        """``method``'s ``kil_policy.train`` configuration and the path of its last checkpoint."""
-        from kil_policy.train import parse_config
+    def train(self, method: str) -> Path:
+        """Train (or keep a finished training of) one method; returns its checkpoint."""
+        from kil_policy.train import parse_config, train
 
-        c = self.config
+        c, started = self.config, time.perf_counter()
         observation = IMAGE_METHODS.get(method, "keypoints")
         size = c.rgb if method in IMAGE_METHODS else c.kil
         run = c.run_dir(method)
@@ -265,15 +265,8 @@ class Pipeline:
         overrides += size.overrides(observation, shown)
         if method not in IMAGE_METHODS:
             overrides += [f"keypoint_extraction.{k}={v}" for k, v in self.extraction(method).items()]
-        return parse_config(None, overrides), run / "checkpoint_last"
-
-    def train(self, method: str) -> Path:
-        """Train (or keep a finished training of) one method; returns its checkpoint."""
-        from kil_policy.train import train
-
-        started = time.perf_counter()
-        size = self.config.rgb if method in IMAGE_METHODS else self.config.kil
-        config, last = self.training_config(method)
+        config = parse_config(None, overrides)
+        last = run / "checkpoint_last"
         if _finished_training(last, config):
             stage("train", f"{method}: {last} kept ({size.steps} steps)", started)
             return last

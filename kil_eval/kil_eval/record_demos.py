@@ -87,8 +87,10 @@ def record(
     out.mkdir(parents=True, exist_ok=True)
     recovered = recover_partial_episodes(out, _typestore())  # what an interrupted run left, kept
     settings = _Recording(task, out, camera_hz, width, height, compress, masks)
-    save_extrinsics(out / "calibration.yaml", settings.scene().camera.extrinsics(settings.scene().base_frame))
-    missing = [k for k in range(episodes) if not (out / episode_name(k) / "metadata.yaml").exists()]
+    scene = settings.scene()
+    save_extrinsics(out / "calibration.yaml", scene.camera.extrinsics(scene.base_frame))
+    complete = {path.name for path in list_episodes(out)}
+    missing = [k for k in range(episodes) if episode_name(k) not in complete]
     bar = tqdm(total=episodes, initial=episodes - len(missing), desc=f"{task} demos", unit="ep", disable=not progress)
     for path, _ in recovered:
         bar.write(f"an unfinished episode of an earlier run was kept as {path} (recorded again here)")
