@@ -69,6 +69,43 @@ def test_a_wrong_point_in_the_spec_is_flagged(recorded) -> None:
     assert by_hand_mm and row.median_error_mm == pytest.approx(float(np.median(by_hand_mm)))
     assert row.median_error_mm > 20  # a point on the table beside the mug, not on it
     assert "3-D mm" in table
+    # Once moved: the same distances over the frames where the mug's true body point is more than
+    # 1 cm from where the episode started it (the expert carries the mug); the tray never moves.
+    start = truth[0].points[source]
+    moved = [e for e, t in zip(by_hand, nearest, strict=True) if np.linalg.norm(t.points[source] - start) > 0.01]
+    assert 0 < len(moved) < len(frames)
+    assert row.median_error_moved_px == pytest.approx(float(np.median(moved)))
+    assert row.moved == pytest.approx(len(moved) / len(frames))
+    (tray,) = [r for r in measure([frames], 0.0, [truth]) if r.name == "centre"]
+    assert tray.moved == 0.0 and tray.median_error_moved_px is None
+    assert "moved px" in table
+
+
+def test_a_keypoint_lost_only_once_its_object_moves_is_flagged() -> None:
+    """A keypoint right while its object rests (most frames) and far off once it is carried: the
+    all-frames median hides it, the once-moved median flags it."""
+    from kil_interfaces.data import KeypointArrayData
+    from kil_policy.extraction_quality import flags, format_table
+
+    def frame(t: int, x: float, u: float) -> KeypointArrayData:
+        return KeypointArrayData(
+            stamp_ns=t * 100_000_000, frame_id="world", method="image", backend="effnet_lite0", names=("heel",),
+            categories=("shoe",), instances=np.zeros(1, np.uint8), uv=np.array([[u, 50.0]], np.float32),
+            points=np.array([[x, 0.0, 0.0]]), scores=np.ones(1, np.float32), valid=np.ones(1, bool),
+        )  # fmt: skip
+
+    # The truth rests at x = 0 for 7 frames, then is carried 5 cm; the extraction stays put.
+    truth = [frame(t, 0.0 if t < 7 else 0.05, 100.0 if t < 7 else 140.0) for t in range(10)]
+    extracted = [frame(t, 0.0, 100.0) for t in range(10)]
+    (row,) = measure([extracted], 0.0, [truth])
+    assert row.median_error_px == 0.0 and row.median_error_moved_px == 40.0 and row.moved == pytest.approx(0.3)
+    (line,) = flags([row], image_width=320)
+    assert line.startswith("shoe[0].heel is 40 px from the ground truth in the median once it has moved"), line
+    assert "40.0 (30 %)" in format_table([row])
+    # Carried only 5 mm: not moved, nothing flagged.
+    truth = [frame(t, 0.0 if t < 7 else 0.005, 100.0 if t < 7 else 140.0) for t in range(10)]
+    (row,) = measure([extracted], 0.0, [truth])
+    assert row.moved == 0.0 and flags([row], image_width=320) == []
 
 
 def test_the_extraction_command_counts_frames_flags_and_films(recorded, capsys) -> None:
