@@ -60,7 +60,7 @@ SIM_MASK_CATEGORIES = {
 #: weights are and what runs them, which differs between machines; they are not taken.)
 EXTRACTION_SETTINGS = (
     "method", "backend", "feature_scale", "min_score", "colour", "tracker", "track_init", "redetect_every",
-    "mask_guard", "instance_threshold",
+    "mask_guard", "instance_threshold", "layout_check",
 )  # fmt: skip
 #: keypoint_node's defaults for the settings a rollout always passes.
 _EXTRACTION_DEFAULTS = {"method": "image", "backend": "effnet_lite0", "feature_scale": 1.0}
@@ -620,6 +620,7 @@ def rollout_graph(
                     "spec": spec,
                     **extraction,
                     "feature_scale": float(extraction["feature_scale"]),
+                    **({"layout_check": float(extraction["layout_check"])} if "layout_check" in extraction else {}),
                     "device": device,
                     "target_frame": prefixed(namespace, robot_cfg["base_frame"]),
                     "image_reliability": image_reliability,

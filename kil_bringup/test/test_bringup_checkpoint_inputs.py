@@ -113,6 +113,19 @@ def test_image_checkpoints_see_the_camera(tmp_path: Path) -> None:
     assert real["policy_node"].remappings["camera/depth/image_raw"] == "/camera/depth/image_raw"
 
 
+def test_a_layout_checked_checkpoint_gets_its_layout_check(tmp_path: Path) -> None:
+    """KIL-IM trained on keypoints matched with the layout check runs with it (a float parameter
+    even where the config stored an integer weight); one trained without runs without."""
+    checked = _kil_checkpoint(tmp_path / "checked", method="image", layout_check=1)
+    keypoints = _nodes(rollout_graph("sim", spec="/s.yaml", checkpoint=str(checked)))["keypoint_node"].parameters
+    assert keypoints["layout_check"] == 1.0 and isinstance(keypoints["layout_check"], float)
+    plain = _kil_checkpoint(tmp_path / "plain", method="image")
+    assert (
+        "layout_check"
+        not in _nodes(rollout_graph("sim", spec="/s.yaml", checkpoint=str(plain)))["keypoint_node"].parameters
+    )
+
+
 def test_simulator_mask_values_and_extraction_settings_match_their_sources() -> None:
     """The graph's copies (not imported, so a launch file stays light) of the simulator's mask
     values and of keypoint_node's extraction settings."""

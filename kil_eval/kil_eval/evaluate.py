@@ -535,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--feature-scale", type=float, default=1.0, help="frames resized by this before the backend (perception)"
     )
+    parser.add_argument(
+        "--layout-check",
+        type=float,
+        default=0.0,
+        help="image matching: each object's keypoints matched together, keeping their reference layout, with this "
+        "weight (0: each keypoint's own argmax, the paper's)",
+    )
     parser.add_argument("--width", type=int, default=CameraConfig.width, help="camera image width (px)")
     parser.add_argument("--height", type=int, default=CameraConfig.height, help="camera image height (px)")
     parser.add_argument(
@@ -562,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,
+            layout_check=args.layout_check,
         )
         config = EvaluationConfig(
             name=name,

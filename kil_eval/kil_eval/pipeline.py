@@ -118,6 +118,9 @@ class PipelineConfig:
             feature_scale: frames resized by this before the backend (``ExtractorConfig``);
             mask_guard: tracks started by instance matching (KIL-T) are kept on their objects'
             instance masks (``ExtractorConfig.mask_guard``; other methods are unaffected).
+            layout_check: image matching (KIL-IM) matches each object's keypoints together,
+            keeping their reference layout, with this weight (``ExtractorConfig.layout_check``;
+            0 = the paper's per-keypoint argmax; methods without image matching are unaffected).
         settings, episodes: the evaluation grid (configurations per setting).
         max_duration_s: episode time limit in evaluation (s).
         kil, rgb: training sizes (rgb: of both image baselines, RGB and S2, as in the paper).
@@ -140,6 +143,7 @@ class PipelineConfig:
     min_score: float = 0.0
     feature_scale: float = 1.0
     mask_guard: bool = False
+    layout_check: float = 0.0
     settings: tuple[str, ...] = SETTINGS
     episodes: int = 10
     max_duration_s: float = 25.0
@@ -179,6 +183,12 @@ class PipelineConfig:
 
     def results_dir(self, method: str) -> Path:
         return self.out / "results" / method
+
+
+def uses_image_matching(method: str) -> bool:
+    """A KIL method whose keypoints come from image matching (alone, or starting its tracks)."""
+    settings = ExtractorConfig(**METHODS[method]) if method not in IMAGE_METHODS else None
+    return settings is not None and not settings.uses_instances
 
 
 def task_categories(task: str) -> tuple[str, ...]:
@@ -238,7 +248,8 @@ class Pipeline:
         guard = (
             {"mask_guard": True} if c.mask_guard and ExtractorConfig(**METHODS[method]).tracks_from_instances else {}
         )
-        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | METHODS[method] | guard
+        layout = {"layout_check": c.layout_check} if c.layout_check > 0 and uses_image_matching(method) else {}
+        return common | {"min_score": c.min_score, "feature_scale": c.feature_scale} | METHODS[method] | guard | layout
 
     def extract(self, method: str, bags: list[Path]) -> int:
         """Keypoints of every bag for a KIL method (cached beside the bags); returns the frame count."""

@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="KIL-T's tracks kept on their objects' instance masks (default off; --demo-size: each task's)",
     )
+    parser.add_argument(
+        "--layout-check",
+        type=float,
+        default=0.0,
+        help="KIL-IM: each object's keypoints matched together, keeping their reference layout, with this weight "
+        "(0: each keypoint's own argmax, the paper's)",
+    )
     parser.add_argument("--max-duration", type=float, default=40.0, help="episode time limit (s)")
     parser.add_argument("--device", default="cuda", help="torch device")
     parser.add_argument(
@@ -140,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             min_score=args.min_score,
             feature_scale=feature_scale,
             mask_guard=mask_guard,
+            layout_check=args.layout_check,
             settings=tuple(args.settings),
             episodes=args.episodes,
             max_duration_s=args.max_duration,
@@ -163,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{list(rgb.down_dims)}, {rgb.image_size[1]}x{rgb.image_size[0]} frames); every method's proprioception "
         f"with {', '.join(f'{t}: {r}' for t, r in proprio.items())} rotations; keypoints by {args.backend}"
         f"{''.join(f' (frames x{s:g} for the features on {t})' for t, s in scales.items())}"
-        f"{''.join(f' (KIL-T tracks kept on the instance masks on {t})' for t in guarded)}; "
+        f"{''.join(f' (KIL-T tracks kept on the instance masks on {t})' for t in guarded)}"
+        f"{f' (KIL-IM with the layout check, weight {args.layout_check:g})' if args.layout_check > 0 else ''}; "
         f"{args.episodes} configurations per setting.\n\nReproduce: `python -m kil_eval.study "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`"
     )

@@ -205,3 +205,6 @@ def test_settings_added_later_at_their_neutral_value_keep_the_cache(recorded, mo
     track = {"spec": str(spec), "method": "track", "track_init": "instance", "instance_source": "masks"}
     assert key(bags[0], ExtractionConfig(**track, redetect_every=4)) != key(bags[0], ExtractionConfig(**track))
     assert key(bags[0], ExtractionConfig(**track, mask_guard=True)) != key(bags[0], ExtractionConfig(**track))
+    image = {"spec": str(spec)}
+    assert key(bags[0], ExtractionConfig(**image, layout_check=0.1)) != key(bags[0], ExtractionConfig(**image))
+    assert key(bags[0], ExtractionConfig(**image, layout_check=0.0)) == before  # off: earlier caches still hit

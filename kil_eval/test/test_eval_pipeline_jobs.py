@@ -90,6 +90,24 @@ def test_the_mask_guard_reaches_kil_t_only(tmp_path: Path) -> None:
     assert built["KIL-T"].mask_guard and not built["KIL-IN"].mask_guard and not built["KIL-IM"].mask_guard
 
 
+def test_the_layout_check_reaches_image_matching_only(tmp_path: Path) -> None:
+    """``layout_check`` checks image matching (KIL-IM); the instance-matched methods' settings stay
+    valid without it, and the stage's cache key (so its keypoints) differs from the unchecked run's."""
+    from kil_eval.pipeline import Pipeline
+    from kil_perception.pipeline import ExtractorConfig
+
+    pipeline = Pipeline(PipelineConfig(out=tmp_path, methods=("KIL-T", "KIL-IN", "KIL-IM"), layout_check=0.1))
+    built = {}
+    for method in ("KIL-T", "KIL-IN", "KIL-IM"):
+        settings = pipeline.extraction(method)
+        settings.pop("spec")
+        built[method] = ExtractorConfig(**settings)
+    assert built["KIL-IM"].layout_check == 0.1
+    assert built["KIL-T"].layout_check == 0.0 and built["KIL-IN"].layout_check == 0.0
+    plain = Pipeline(PipelineConfig(out=tmp_path, methods=("KIL-IM",))).extraction("KIL-IM")
+    assert "layout_check" not in plain  # (the paper's matching: the earlier runs' stored settings)
+
+
 #: A study whose methods' workers run "for ever" (``Pipeline.method`` replaced at import time, which a
 #: spawned worker repeats when it imports this file as its main module), each writing its pid first.
 _WORKERS_FOR_EVER = """

@@ -150,7 +150,8 @@ def per_frame(repeats: int) -> dict:
     """End-to-end latency of one 640 x 480 frame (extraction + lifting to 3-D), per method x backend.
 
     Instance matching uses given masks (the left and right halves); tracking is timed on frames
-    after the first (the first frame is a matching)."""
+    after the first (the first frame is a matching); ``image+layout_check``: image matching with the
+    layout check (weight 0.1), beside plain image matching for its cost."""
     from kil_interfaces.data import CameraIntrinsics
     from kil_perception.extraction import keypoints_message
     from kil_perception.instances import SimulatorMasks
@@ -169,14 +170,20 @@ def per_frame(repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         spec = _bench_spec(directory, image)
         for backend in ("effnet_lite0", "classic"):
-            for method in ("image", "instance", "track"):
-                config = ExtractorConfig(method=method, backend=backend, instance_source="masks", track_init="instance")
+            for method in ("image", "image+layout_check", "instance", "track"):
+                config = ExtractorConfig(
+                    method=method.split("+")[0],
+                    backend=backend,
+                    instance_source="masks",
+                    track_init="instance",
+                    layout_check=0.1 if "layout_check" in method else 0.0,
+                )
                 extractor = build_extractor(spec, config, masks)
                 frames = iter([image, shifted] * (repeats + 2))
                 if method == "track":
                     extractor.extract(next(frames))
 
-                def frame(extractor=extractor, frames=frames, method=method, backend=backend) -> None:
+                def frame(extractor=extractor, frames=frames, method=config.method, backend=backend) -> None:
                     found = extractor.extract(next(frames))
                     keypoints_message(spec, found, depth, intrinsics, None, 0, method, backend)
 

@@ -14,8 +14,9 @@ import torch
 from kil_interfaces.calibration import RigidTransform
 from kil_interfaces.data import CameraIntrinsics, KeypointArrayData
 from kil_perception.backends import FeatureBackend
+from kil_perception.layout_check import LayoutCheckConfig, check_layout
 from kil_perception.lifting import LiftingConfig, lift
-from kil_perception.matching import descriptors_at, match_keypoints
+from kil_perception.matching import descriptors_at, match_keypoints, result_at, similarity_maps
 from kil_perception.spec import KeypointSpec
 
 
@@ -39,14 +40,19 @@ class ImageMatcher:
     With two instances and two reference images each instance gets its reference's descriptors
     (§IV-I); with a single reference both instances would match the same spot, so that is
     refused.
+
+    Args:
+        layout: None (the paper's matching: each keypoint's own argmax) or the geometric check
+            that matches each object instance's keypoints together (``layout_check``).
     """
 
     method = "image"
 
-    def __init__(self, spec: KeypointSpec, backend: FeatureBackend) -> None:
+    def __init__(self, spec: KeypointSpec, backend: FeatureBackend, layout: LayoutCheckConfig | None = None) -> None:
         self.spec = spec
         self.backend = backend
-        queries = []
+        self.layout = layout
+        queries, references, self._groups, self._widths = [], [], [], []
         for category in spec.categories:
             if category.instances > len(category.references):
                 raise ValueError(
@@ -58,11 +64,29 @@ class ImageMatcher:
                 features = backend.features(image)
                 uv = torch.tensor(list(reference.keypoints.values()), dtype=torch.float32, device=features.device)
                 queries.append(descriptors_at(features, uv, image.shape[:2]))
+                start = sum(len(group) for group in self._groups)
+                self._groups.append(list(range(start, start + len(uv))))
+                self._widths.append(image.shape[1])
+                references.append(uv.cpu().numpy())
         self.queries = torch.cat(queries)
+        self._references = np.concatenate(references).astype(np.float64)
 
     def extract(self, image: np.ndarray) -> Extraction2D:
         features = self.backend.features(image)
-        result = match_keypoints(features, self.queries.to(features.device), image.shape[:2])
+        queries = self.queries.to(features.device)
+        if self.layout is not None:
+            maps = similarity_maps(features, queries, image.shape[:2])
+            uv, scores, found = check_layout(maps, self._references, self._widths, self._groups, self.layout)
+            result = result_at(
+                features,
+                queries,
+                image.shape[:2],
+                torch.from_numpy(uv).to(features.device),
+                torch.from_numpy(scores),
+                torch.from_numpy(found),
+            )
+        else:
+            result = match_keypoints(features, queries, image.shape[:2])
         return Extraction2D(
             result.uv.cpu().numpy(),
             result.scores.cpu().numpy(),

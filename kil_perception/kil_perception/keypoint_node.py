@@ -94,6 +94,12 @@ class KeypointNode(ManagedNode):
         p("min_score", 0.0, "matches with a lower cosine similarity are published invalid (0 = off)")
         p("colour", "rgb", "what the feature backend sees: rgb, or luminance (match by shape, not hue)")
         p("feature_scale", 1.0, "frames resized by this before the feature backend (2: twice finer features)")
+        p(
+            "layout_check",
+            0.0,
+            "image matching: each object's keypoints matched together, keeping their reference layout, with this "
+            "weight (0 = each keypoint's own argmax, the paper's)",
+        )
         p("mask_categories", "", "instance mask values to categories, e.g. '1:mug,2:tray'")
         self.target_frame = p(
             "target_frame", "link_base", "frame of the 3-D keypoints, looked up in TF ('' = camera frame)"
@@ -172,7 +178,7 @@ class KeypointNode(ManagedNode):
                 name: param(name)
                 for name in ("method", "backend", "model", "device", "instance_source", "instance_model",
                              "instance_threshold", "tracker", "tracker_repo", "track_init", "redetect_every",
-                             "mask_guard", "min_score", "colour", "feature_scale")
+                             "mask_guard", "min_score", "colour", "feature_scale", "layout_check")
             }
         )  # fmt: skip
         reliability = param("image_reliability")

@@ -155,17 +155,34 @@ def _finish(cos: Tensor, masks: Tensor | None, queries: Tensor, features: Tensor
     return MatchResult(uv.float(), torch.where(found, scores, torch.zeros_like(scores)), f @ q.T, found)
 
 
-def match_keypoints(
-    features: Tensor, queries: Tensor, size: tuple[int, int], masks: Tensor | None = None
-) -> MatchResult:
-    """Exact argmax of the upsampled cosine similarity, without materialising (C, H, W)."""
+def similarity_maps(features: Tensor, queries: Tensor, size: tuple[int, int]) -> Tensor:
+    """(K, H, W) cosine similarity of each query with the upsampled features at every pixel,
+    without materialising (C, H, W)."""
     c, h, w = features.shape
     q = F.normalize(queries.float(), dim=1)
     dots = (q @ features.float().reshape(c, h * w)).reshape(-1, h, w)
     rows, cols = _operators(size[0], h, features.device), _operators(size[1], w, features.device)
     upsampled = rows.blend @ dots @ cols.blend.T  # (K, H, W): the bilinear upsampling, as GEMMs
     norm = upsampled_norm_squared(features, size).clamp_min(_EPS).sqrt()
-    return _finish(upsampled / norm, masks, queries, features, size)
+    return upsampled / norm
+
+
+def match_keypoints(
+    features: Tensor, queries: Tensor, size: tuple[int, int], masks: Tensor | None = None
+) -> MatchResult:
+    """Exact argmax of the upsampled cosine similarity, without materialising (C, H, W)."""
+    return _finish(similarity_maps(features, queries, size), masks, queries, features, size)
+
+
+def result_at(
+    features: Tensor, queries: Tensor, size: tuple[int, int], uv: Tensor, scores: Tensor, found: Tensor
+) -> MatchResult:
+    """The :class:`MatchResult` of keypoints placed at pixels ``uv`` (K, 2) with ``scores`` (K,)
+    and ``found`` (K,) bool by another rule than the argmax (e.g. ``layout_check``)."""
+    f = _feature_at(features, uv.round(), size)
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    q = F.normalize(queries.float(), dim=1)
+    return MatchResult(uv.float(), scores.float(), f @ q.T, found.to(uv.device))
 
 
 def match_keypoints_naive(

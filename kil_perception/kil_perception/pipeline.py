@@ -11,6 +11,7 @@ from kil_perception import backends
 from kil_perception.backends.base import LuminanceBackend, ScaledBackend
 from kil_perception.extraction import ImageMatcher, ScoreGate, TrackingExtractor
 from kil_perception.instances import InstanceMatcher, InstanceSource, Sam3Instances
+from kil_perception.layout_check import LayoutCheckConfig
 from kil_perception.spec import KeypointSpec
 from kil_perception.tracking import CoTrackerOnline, LucasKanadeTracker
 
@@ -52,6 +53,9 @@ class ExtractorConfig:
         backend, keypoints are still pixels of the camera image: 2 halves the feature grid's cell
         on the image (at 320x240 effnet_lite0's 8 px cell is about 3 cm on the table), for 3-4x
         the backbone's time. 1 = off.
+    layout_check: image matching (and tracking started by it): 0 = each keypoint's own argmax (the
+        paper), w > 0 = an object's keypoints matched together, keeping their reference layout, w
+        the similarity given up per reference spread of distance from it (``layout_check``).
     """
 
     method: str = "image"
@@ -69,6 +73,7 @@ class ExtractorConfig:
     min_score: float = 0.0
     colour: str = "rgb"
     feature_scale: float = 1.0
+    layout_check: float = 0.0
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -93,6 +98,13 @@ class ExtractorConfig:
             raise ValueError(f"feature_scale must be in [0.25, 4], got {self.feature_scale}")
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be a cosine similarity in [-1, 1], got {self.min_score}")
+        if self.layout_check < 0:
+            raise ValueError(f"layout_check must be 0 (off) or a positive weight, got {self.layout_check}")
+        if self.layout_check > 0 and (self.method == "instance" or self.tracks_from_instances):
+            raise ValueError(
+                "layout_check is a check of image matching: it needs method 'image', or 'track' with track_init "
+                f"'image', got method {self.method!r}, track_init {self.track_init!r}"
+            )
 
     @property
     def tracks_from_instances(self) -> bool:
@@ -133,7 +145,8 @@ def build_extractor(
             source = Sam3Instances(config.device, config.instance_model or None)
         first = instances = InstanceMatcher(spec, backend, source, config.instance_threshold)
     else:
-        first = ImageMatcher(spec, backend)
+        layout = LayoutCheckConfig(weight=config.layout_check) if config.layout_check > 0 else None
+        first = ImageMatcher(spec, backend, layout)
     if config.min_score > 0:
         first = ScoreGate(first, config.min_score)
     if config.method != "track":

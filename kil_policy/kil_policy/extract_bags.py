@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, default=0.0, help="weaker matches are invalid (0: keep all)")
     parser.add_argument("--colour", default="rgb", choices=("rgb", "luminance"))
     parser.add_argument("--feature-scale", type=float, default=1.0, help="frames resized by this before the backend")
+    parser.add_argument(
+        "--layout-check",
+        type=float,
+        default=0.0,
+        help="image matching: match each object's keypoints together, keeping their reference layout, with "
+        "this weight (0: each keypoint's own argmax, the paper's)",
+    )
     parser.add_argument("--calibration", default="", help="extrinsics YAML (default: calibration.yaml beside a bag)")
     parser.add_argument("--mask-categories", default="", help='mask values to categories, "1:mug,2:tray"')
     parser.add_argument("--truth-topic", default="/kil/keypoints/oracle", help="ground-truth keypoints (simulation)")
@@ -119,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             min_score=args.min_score,
             colour=args.colour,
             feature_scale=args.feature_scale,
+            layout_check=args.layout_check,
             calibration=args.calibration,
             mask_categories=args.mask_categories,
         )

@@ -80,7 +80,7 @@ def colour_frame_count(bag: str | Path, topic: str) -> int:
 #: Settings added after caches were first written, with the value that changes nothing: a setting
 #: at this value is left out of the cache key, so adding it did not invalidate the caches that
 #: were extracted before it existed (add every new extraction setting here with its neutral value).
-NEUTRAL_SETTINGS: dict[str, object] = {"redetect_every": 0, "mask_guard": False}
+NEUTRAL_SETTINGS: dict[str, object] = {"redetect_every": 0, "mask_guard": False, "layout_check": 0.0}
 
 
 def cache_key(bag: Path, config: ExtractionConfig) -> str:
