@@ -178,8 +178,11 @@ def result_at(
     features: Tensor, queries: Tensor, size: tuple[int, int], uv: Tensor, scores: Tensor, found: Tensor
 ) -> MatchResult:
     """The :class:`MatchResult` of keypoints placed at pixels ``uv`` (K, 2) with ``scores`` (K,)
-    and ``found`` (K,) bool by another rule than the argmax (e.g. ``layout_check``)."""
-    f = _feature_at(features, uv.round(), size)
+    and ``found`` (K,) bool by another rule than the argmax (e.g. ``layout_check``, whose layout may
+    place a hidden keypoint outside the image: its similarities are those of the nearest border
+    pixel, its ``uv`` is kept)."""
+    inside = torch.stack([uv[:, 0].round().clamp(0, size[1] - 1), uv[:, 1].round().clamp(0, size[0] - 1)], dim=1)
+    f = _feature_at(features, inside, size)
     f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
     q = F.normalize(queries.float(), dim=1)
     return MatchResult(uv.float(), scores.float(), f @ q.T, found.to(uv.device))

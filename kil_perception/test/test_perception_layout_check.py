@@ -118,6 +118,22 @@ def test_window_max_is_max_pooling(radius: int) -> None:
     assert torch.equal(_window_max(_window_max(maps, radius), radius, rows=True), pooled)
 
 
+def test_a_keypoint_placed_outside_the_image_keeps_its_pixel_and_gets_border_similarities() -> None:
+    """A layout can place a hidden keypoint beyond the image's edge (its object half out of view):
+    the result keeps that pixel, not found, with the similarities of the nearest border pixel."""
+    from kil_perception.matching import result_at
+
+    features = torch.rand(8, 6, 8, generator=torch.Generator().manual_seed(0))
+    queries = torch.rand(3, 8, generator=torch.Generator().manual_seed(1))
+    uv = torch.tensor([[-12.0, 5.0], [10.0, 70.0], [20.0, 20.0]])
+    result = result_at(features, queries, (48, 64), uv, torch.zeros(3), torch.tensor([False, False, True]))
+    border = result_at(features, queries, (48, 64), torch.tensor([[0.0, 5.0], [10.0, 47.0], [20.0, 20.0]]),
+                       torch.zeros(3), torch.ones(3, dtype=torch.bool))  # fmt: skip
+    torch.testing.assert_close(result.similarities, border.similarities)
+    torch.testing.assert_close(result.uv, uv)
+    assert result.found.tolist() == [False, False, True]
+
+
 def test_bad_settings_are_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match="layout check weight must be >= 0"):
         LayoutCheckConfig(weight=-1.0)
