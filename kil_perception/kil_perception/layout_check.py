@@ -224,7 +224,7 @@ def check_layout(
     reference_widths: list[int],
     groups: list[list[int]],
     config: LayoutCheckConfig,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layout-checked pixels of every keypoint.
 
     Args:

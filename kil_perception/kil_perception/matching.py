@@ -141,6 +141,13 @@ def _feature_at(features: Tensor, uv: Tensor, size: tuple[int, int]) -> Tensor:
     )
 
 
+def _similarities_at(features: Tensor, queries: Tensor, uv: Tensor, size: tuple[int, int]) -> Tensor:
+    """(K, K) cosine similarity of the upsampled feature at keypoint i's integer pixel uv[i] with query j."""
+    f = _feature_at(features, uv, size)
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    return f @ F.normalize(queries.float(), dim=1).T
+
+
 def _finish(cos: Tensor, masks: Tensor | None, queries: Tensor, features: Tensor, size: tuple[int, int]) -> MatchResult:
     k = cos.shape[0]
     if masks is not None:
@@ -149,10 +156,8 @@ def _finish(cos: Tensor, masks: Tensor | None, queries: Tensor, features: Tensor
     scores, index = flat.max(dim=1)
     found = torch.isfinite(scores)
     uv = torch.stack([index % size[1], index // size[1]], dim=1)
-    f = _feature_at(features, uv, size)
-    f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
-    q = F.normalize(queries.float(), dim=1)
-    return MatchResult(uv.float(), torch.where(found, scores, torch.zeros_like(scores)), f @ q.T, found)
+    similarities = _similarities_at(features, queries, uv, size)
+    return MatchResult(uv.float(), torch.where(found, scores, torch.zeros_like(scores)), similarities, found)
 
 
 def similarity_maps(features: Tensor, queries: Tensor, size: tuple[int, int]) -> Tensor:
@@ -182,10 +187,8 @@ def result_at(
     place a hidden keypoint outside the image: its similarities are those of the nearest border
     pixel, its ``uv`` is kept)."""
     inside = torch.stack([uv[:, 0].round().clamp(0, size[1] - 1), uv[:, 1].round().clamp(0, size[0] - 1)], dim=1)
-    f = _feature_at(features, inside, size)
-    f = f / f.norm(dim=1, keepdim=True).clamp_min(_EPS)
-    q = F.normalize(queries.float(), dim=1)
-    return MatchResult(uv.float(), scores.float(), f @ q.T, found.to(uv.device))
+    similarities = _similarities_at(features, queries, inside, size)
+    return MatchResult(uv.float(), scores.float(), similarities, found.to(uv.device))
 
 
 def match_keypoints_naive(

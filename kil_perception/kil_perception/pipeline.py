@@ -100,7 +100,7 @@ class ExtractorConfig:
             raise ValueError(f"min_score must be a cosine similarity in [-1, 1], got {self.min_score}")
         if self.layout_check < 0:
             raise ValueError(f"layout_check must be 0 (off) or a positive weight, got {self.layout_check}")
-        if self.layout_check > 0 and (self.method == "instance" or self.tracks_from_instances):
+        if self.layout_check > 0 and self.uses_instances:
             raise ValueError(
                 "layout_check is a check of image matching: it needs method 'image', or 'track' with track_init "
                 f"'image', got method {self.method!r}, track_init {self.track_init!r}"
